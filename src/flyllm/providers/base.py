@@ -13,6 +13,7 @@ from flyllm.errors import ProviderError
 from flyllm.types import FinishReason, Message, Usage
 
 __all__ = [
+    "NON_SSE_LINE",
     "Completion",
     "Endpoint",
     "HttpRequest",
@@ -64,6 +65,16 @@ class SseEvent:
 
     data: str
     event: str | None = None
+
+
+NON_SSE_LINE = "\nnon-sse-line"
+"""The ``event`` of an SseEvent that carries one line which is not an SSE field at all.
+
+``flyllm.sse.SseDecoder`` reports such lines (the SSE spec ignores them) because Gemini sends
+errors after HTTP 200 as bare JSON spread over lines; stream parsers of other providers ignore
+these events. The name contains a newline, which no real ``event:`` field can, so it can never
+collide with one a server sends.
+"""
 
 
 @dataclass(slots=True, frozen=True)

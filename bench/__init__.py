@@ -1,0 +1,1 @@
+"""flyllm's benchmarks: ``python -m bench`` (or ``make bench``)."""

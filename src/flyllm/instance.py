@@ -1,0 +1,91 @@
+"""A provider instance (provider + model + key + the tasks it serves) and its live stats."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flyllm.providers.base import Endpoint, Provider
+from flyllm.types import ProviderType, Usage
+
+__all__ = ["InstanceStats", "LlmInstance"]
+
+_log = logging.getLogger("flyllm")
+
+LATENCY_SMOOTHING = 0.2
+"""Weight of the newest sample in the latency moving average."""
+
+
+@dataclass(slots=True)
+class InstanceStats:
+    """What the manager knows of an instance now: strategies read it, the manager writes it."""
+
+    last_selected: int = -1
+    in_flight: int = 0
+    requests: int = 0
+    successes: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    latency_avg: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+
+    def record_success(self, latency: float, usage: Usage) -> None:
+        """Count a successful attempt and its usage."""
+        self.requests += 1
+        self.successes += 1
+        self.consecutive_failures = 0
+        if self.successes == 1:
+            self.latency_avg = latency
+        else:
+            self.latency_avg += LATENCY_SMOOTHING * (latency - self.latency_avg)
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.total_tokens += usage.total_tokens
+        self.cached_tokens += usage.cached_tokens
+
+    def record_failure(self) -> None:
+        """Count a failed attempt."""
+        self.requests += 1
+        self.failures += 1
+        self.consecutive_failures += 1
+
+
+@dataclass(slots=True, eq=False)
+class LlmInstance:
+    """One provider + model + key, the tasks it serves, its defaults and its stats.
+
+    The key lives only inside ``endpoint`` (hidden from repr); ``name`` is what logs show.
+    """
+
+    id: int
+    name: str
+    provider_type: ProviderType
+    provider: Provider
+    endpoint: Endpoint
+    tasks: frozenset[str]
+    enabled: bool = True
+    weight: float = 1.0
+    parameters: dict[str, Any] = field(default_factory=dict)
+    provider_params: dict[str, Any] = field(default_factory=dict)
+    stats: InstanceStats = field(default_factory=InstanceStats)
+    _noted: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def model(self) -> str:
+        """The model this instance asks for."""
+        return self.endpoint.model
+
+    def serves(self, task: str | None) -> bool:
+        """Whether a request for ``task`` (None: any) may go here."""
+        return task is None or task in self.tasks
+
+    def note_once(self, notes: tuple[str, ...]) -> None:
+        """Log each parameter adjustment the provider made, once per instance."""
+        for note in notes:
+            if note not in self._noted:
+                self._noted.add(note)
+                _log.warning("instance %d (%s): %s", self.id, self.name, note)

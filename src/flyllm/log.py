@@ -1,0 +1,37 @@
+"""Logging set-up in the spirit of the original's RUST_LOG: ``FLYLLM_LOG=debug``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+__all__ = ["use_logging"]
+
+_LEVELS = {
+    "trace": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "off": logging.CRITICAL + 10,
+}
+
+
+def use_logging(default: str = "warning") -> logging.Logger:
+    """Send flyllm's log to stderr at the level named in ``FLYLLM_LOG`` (debug, info, warning,
+    error, off; ``default`` when unset). Each attempt logs at debug, failovers at warning; no
+    log line ever contains an API key. Returns the "flyllm" logger. Calling it again only
+    changes the level."""
+    name = os.environ.get("FLYLLM_LOG", default).strip().lower()
+    level = _LEVELS.get(name)
+    if level is None:
+        raise ValueError(f"FLYLLM_LOG={name!r} is not a level; use one of: {', '.join(_LEVELS)}")
+    logger = logging.getLogger("flyllm")
+    logger.setLevel(level)
+    if not any(getattr(h, "_flyllm", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler._flyllm = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    return logger

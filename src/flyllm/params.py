@@ -1,0 +1,91 @@
+"""Generation parameters: validation of the known ones and the merge of the layers.
+
+Layers merge as instance defaults < task defaults < request params; then the ``provider_params``
+of the instance's provider, in the same order, override them for that provider only. Validation
+happens when a layer is given (at add_provider / define_task for set-up, before sending for a
+request), so a bad value never reaches the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["merge_params", "validate_params"]
+
+
+def _int(name: str, value: Any, minimum: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if value != value:  # NaN
+        raise ValueError(f"{name} must be a number, got NaN")
+    return float(value)
+
+
+def _stop(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple) and all(isinstance(s, str) for s in value):
+        return list(value)
+    raise TypeError(f"stop must be a string or a list of strings, got {value!r}")
+
+
+_VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "max_tokens": lambda v: _int("max_tokens", v, 1),
+    "temperature": lambda v: _number("temperature", v),
+    "top_p": lambda v: _number("top_p", v),
+    "top_k": lambda v: _int("top_k", v, 0),
+    "stop": _stop,
+    "seed": lambda v: _int("seed", v, None),
+}
+
+
+def validate_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``params`` with the known parameters checked and normalised (``stop`` becomes a
+    list, numbers become floats). Unknown parameters pass unchanged. Raises TypeError or
+    ValueError naming the culprit; callers wrap it in the error type of their layer."""
+    if not params:
+        return {}
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping, got {type(params).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if not isinstance(key, str):
+            raise TypeError(f"parameter names must be strings, got {key!r}")
+        check = _VALIDATORS.get(key)
+        out[key] = check(value) if check is not None and value is not None else value
+    return out
+
+
+def validate_provider_params(
+    provider_params: Mapping[str, Mapping[str, Any]] | None,
+) -> dict[str, dict[str, Any]]:
+    """``provider_params`` checked: provider name -> validated parameters."""
+    if not provider_params:
+        return {}
+    if not isinstance(provider_params, Mapping):
+        raise TypeError("provider_params must map a provider name to a mapping of parameters")
+    out: dict[str, dict[str, Any]] = {}
+    for name, params in provider_params.items():
+        if not isinstance(params, Mapping):
+            raise TypeError(f"provider_params[{name!r}] must be a mapping, got {params!r}")
+        out[str(name).lower()] = validate_params(params)
+    return out
+
+
+def merge_params(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The layers merged left to right (later wins). A None value removes a parameter, so a
+    request can unset a task default."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer:
+            merged.update(layer)
+    return {k: v for k, v in merged.items() if v is not None}

@@ -1,0 +1,153 @@
+"""Streamed answers with failover before the first chunk.
+
+An error before any text reached the caller fails over like generate(); after the first chunk
+it raises (no duplicated or spliced text), carrying the partial content. Leaving the block,
+``aclose()`` or cancelling the task closes that connection at once; an abandoned stream is
+closed by the event loop when its generator is collected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+from flyllm.errors import ProviderError, StreamInterruptedError
+from flyllm.sse import SseDecoder
+from flyllm.types import ErrorKind, LlmResponse, StreamChunk
+
+if TYPE_CHECKING:
+    from flyllm.instance import LlmInstance
+    from flyllm.manager import LlmManager, _Plan
+
+__all__ = ["LlmStream"]
+
+
+class LlmStream:
+    """One streamed request: iterate it for StreamChunks (``text`` is the delta; the last chunk
+    carries ``finish_reason`` and ``usage``); ``response`` is the whole LlmResponse once the
+    stream has ended. Use ``async with`` (or ``aclose()``) to close it early."""
+
+    def __init__(self, manager: LlmManager, plan: _Plan) -> None:
+        self._manager = manager
+        self._plan = plan
+        self._gen: AsyncGenerator[StreamChunk, None] | None = None
+        self._response: LlmResponse | None = None
+
+    @property
+    def response(self) -> LlmResponse:
+        """The joined answer, usage and finish reason; available once the stream has ended."""
+        if self._response is None:
+            raise RuntimeError("the stream has not ended yet: iterate it to the end first")
+        return self._response
+
+    def __aiter__(self) -> LlmStream:
+        return self
+
+    async def __anext__(self) -> StreamChunk:
+        if self._gen is None:
+            self._gen = self._run()
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        """Close the connection now (the provider stops generating); safe to call twice."""
+        if self._gen is not None:
+            await self._gen.aclose()
+
+    async def __aenter__(self) -> LlmStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _run(self) -> AsyncGenerator[StreamChunk, None]:
+        from flyllm.manager import _AttemptLoop
+
+        manager = self._manager
+        start = time.perf_counter()
+        plan = self._plan
+        loop = _AttemptLoop(manager, plan)
+        while (instance := await loop.next_instance()) is not None:
+            parts: list[str] = []
+            try:
+                async for chunk in self._attempt(instance, plan, parts):
+                    yield chunk
+            except ProviderError as err:
+                if parts:
+                    err.partial_content = "".join(parts)
+                    raise
+                if not loop.failed(err):
+                    raise
+                continue
+            response = self._response
+            assert response is not None
+            self._response = LlmResponse(
+                content=response.content,
+                success=True,
+                provider=response.provider,
+                model=response.model,
+                instance_id=response.instance_id,
+                usage=response.usage,
+                finish_reason=response.finish_reason,
+                raw_finish_reason=response.raw_finish_reason,
+                latency=time.perf_counter() - start,
+                attempts=loop.attempts,
+            )
+            return
+        raise loop.exhausted()
+
+    async def _attempt(
+        self, instance: LlmInstance, plan: _Plan, parts: list[str]
+    ) -> AsyncGenerator[StreamChunk, None]:
+        from flyllm.manager import record_failure
+
+        manager = self._manager
+        http_request = manager._build(instance, plan, stream=True)
+        provider, ptype, model = instance.provider, instance.provider_type.value, instance.model
+        stats = instance.stats
+        stats.in_flight += 1
+        t0 = time.perf_counter()
+        try:
+            async with manager._transport.open_stream(http_request) as (head, body):
+                if head.status >= 300:
+                    raise provider.classify_error(head)
+                parser, decoder = provider.stream_parser(), SseDecoder()
+                try:
+                    async for data in body:
+                        for event in decoder.feed(data):
+                            text = parser.feed(event)
+                            if text:
+                                parts.append(text)
+                                yield StreamChunk(text, instance.id, ptype, model)
+                except ProviderError as err:
+                    if err.kind is not ErrorKind.CONNECTION:
+                        raise
+                    raise StreamInterruptedError(
+                        f"the stream broke off: {err.message}", status=head.status
+                    ) from err
+                for event in decoder.close():
+                    text = parser.feed(event)
+                    if text:
+                        parts.append(text)
+                        yield StreamChunk(text, instance.id, ptype, model)
+                completion = parser.finish()
+        except ProviderError as err:
+            record_failure(instance, err, time.perf_counter() - t0)
+            raise
+        finally:
+            stats.in_flight -= 1
+        stats.record_success(time.perf_counter() - t0, completion.usage)
+        self._response = LlmResponse(
+            content=completion.content,
+            success=True,
+            provider=ptype,
+            model=completion.model or model,
+            instance_id=instance.id,
+            usage=completion.usage,
+            finish_reason=completion.finish_reason,
+            raw_finish_reason=completion.raw_finish_reason,
+        )
+        yield StreamChunk(
+            "", instance.id, ptype, completion.model or model, completion.finish_reason,
+            completion.usage,
+        )  # fmt: skip

@@ -1,0 +1,158 @@
+"""SyncLlmManager: LlmManager for plain synchronous code.
+
+It runs its own event loop in a background thread, so it works the same in a script and inside
+an already-running loop (Jupyter), where ``asyncio.run`` would fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
+from typing import Any, TextIO, TypeVar
+
+from flyllm.manager import LlmManager
+from flyllm.strategies import Strategy
+from flyllm.streaming import LlmStream
+from flyllm.types import GenerationRequest, LlmResponse, ProviderType, StreamChunk, TaskDefinition
+from flyllm.usage import InstanceUsage
+
+__all__ = ["SyncLlmManager", "SyncStream"]
+
+T = TypeVar("T")
+
+
+class SyncLlmManager:
+    """The LlmManager API without await. Use as a context manager or call ``close()``.
+
+    Takes the same arguments as LlmManager; ``manager`` is the async manager underneath.
+    """
+
+    def __init__(
+        self, strategy: str | Strategy = "least_recently_used", max_attempts: int = 3, **kwargs: Any
+    ) -> None:
+        self.manager = LlmManager(strategy, max_attempts, **kwargs)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="flyllm-sync", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("this SyncLlmManager is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def add_provider(
+        self,
+        provider: ProviderType | str,
+        api_key: str,
+        model: str,
+        tasks: Iterable[TaskDefinition | str] = (),
+        enabled: bool = True,
+        **kwargs: Any,
+    ) -> int:
+        """See LlmManager.add_provider."""
+        return self.manager.add_provider(provider, api_key, model, tasks, enabled, **kwargs)
+
+    def define_task(self, task: TaskDefinition) -> None:
+        """See LlmManager.define_task."""
+        self.manager.define_task(task)
+
+    def enable_instance(self, instance_id: int) -> None:
+        """See LlmManager.enable_instance."""
+        self.manager.enable_instance(instance_id)
+
+    def disable_instance(self, instance_id: int) -> None:
+        """See LlmManager.disable_instance."""
+        self.manager.disable_instance(instance_id)
+
+    def remove_instance(self, instance_id: int) -> None:
+        """See LlmManager.remove_instance."""
+        self.manager.remove_instance(instance_id)
+
+    def generate(self, request: GenerationRequest) -> LlmResponse:
+        """See LlmManager.generate (raises on failure)."""
+        return self._call(self.manager.generate(request))
+
+    def generate_sequentially(self, requests: Iterable[GenerationRequest]) -> list[LlmResponse]:
+        """See LlmManager.generate_sequentially."""
+        return self._call(self.manager.generate_sequentially(list(requests)))
+
+    def batch_generate(
+        self, requests: Iterable[GenerationRequest], max_concurrency: int | None = None
+    ) -> list[LlmResponse]:
+        """See LlmManager.batch_generate."""
+        return self._call(self.manager.batch_generate(list(requests), max_concurrency))
+
+    def stream(self, request: GenerationRequest) -> SyncStream:
+        """See LlmManager.stream: a plain iterator of StreamChunks (close it, or use ``with``,
+        to stop early)."""
+        return SyncStream(self, self.manager.stream(request))
+
+    def token_usage(self) -> list[InstanceUsage]:
+        """See LlmManager.token_usage."""
+        return self.manager.token_usage()
+
+    def print_token_usage(self, file: TextIO | None = None) -> None:
+        """See LlmManager.print_token_usage."""
+        self.manager.print_token_usage(file)
+
+    @property
+    def tasks(self) -> Mapping[str, TaskDefinition]:
+        """See LlmManager.tasks."""
+        return self.manager.tasks
+
+    def close(self) -> None:
+        """Close the connections and stop the background loop. Safe to call twice."""
+        if self._closed:
+            return
+        self._call(self.manager.aclose())
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> SyncLlmManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True) and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+class SyncStream:
+    """A stream for synchronous code: iterate it for StreamChunks; ``response`` once ended."""
+
+    def __init__(self, owner: SyncLlmManager, stream: LlmStream) -> None:
+        self._owner = owner
+        self._stream = stream
+
+    @property
+    def response(self) -> LlmResponse:
+        """See LlmStream.response."""
+        return self._stream.response
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        return self
+
+    def __next__(self) -> StreamChunk:
+        try:
+            return self._owner._call(self._stream.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Close the connection now."""
+        self._owner._call(self._stream.aclose())
+
+    def __enter__(self) -> SyncStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

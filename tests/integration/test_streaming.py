@@ -1,0 +1,168 @@
+"""Streaming against the emulator: exact text, usage, failover before the first chunk, errors
+after it, and connections closed at once when the caller leaves."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from flyllm import (
+    AllAttemptsFailedError,
+    GenerationRequest,
+    InvalidRequestError,
+    LlmManager,
+    OverloadedError,
+    StreamInterruptedError,
+)
+from flyllm.emulator import Fault
+from tests.integration.conftest import EmulatorFactory
+
+PROVIDERS = ["openai", "anthropic", "google", "mistral"]
+
+
+async def _drain(manager: LlmManager, request: GenerationRequest) -> tuple[list[str], object]:
+    async with manager.stream(request) as stream:
+        texts = [chunk.text async for chunk in stream]
+    return texts, stream.response
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_stream_text_and_usage_match_the_non_streamed_answer(
+    provider: str, manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators(provider)
+    manager.add_provider(provider, "k", "model-x", base_url=emu.base_url)
+    request = GenerationRequest(prompt="tell me a story", params={"max_tokens": 25})
+    plain = await manager.generate(request)
+
+    chunks = []
+    async with manager.stream(request) as stream:
+        async for chunk in stream:
+            chunks.append(chunk)
+    final = stream.response
+
+    assert "".join(c.text for c in chunks) == plain.content == final.content
+    assert len([c for c in chunks if c.text]) > 5  # really streamed, chunk by chunk
+    last = chunks[-1]
+    assert last.finish_reason == plain.finish_reason == final.finish_reason == "length"
+    assert last.usage == plain.usage == final.usage
+    assert all(c.usage is None for c in chunks[:-1])
+    assert {(c.instance_id, c.provider, c.model) for c in chunks} == {(0, provider, "model-x")}
+    assert final.success and final.attempts == 1
+    usage = manager.token_usage()[0]
+    assert usage.requests == 2 and usage.total_tokens == 2 * plain.usage.total_tokens
+    if provider == "openai":
+        assert emu.requests[-1].json["stream_options"] == {"include_usage": True}
+    assert emu.stats()["streams_completed"] == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("fault", ["rate_limit", "server_error", "stream_error", "stream_cut"])
+async def test_errors_before_the_first_chunk_fail_over(
+    provider: str, fault: str, manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    bad, good = await emulators(provider), await emulators(provider)
+    manager.add_provider(provider, "k", "m", base_url=bad.base_url)
+    manager.add_provider(provider, "k", "m", base_url=good.base_url)
+    bad.schedule(fault, count=1)
+    texts, response = await _drain(manager, GenerationRequest(prompt="hello there"))
+    plain = await manager.generate(GenerationRequest(prompt="hello there"))
+    if fault in ("rate_limit", "server_error") or texts[0] == plain.content.split(" ")[0]:
+        # Failed before any text: the whole answer came from the second instance.
+        assert "".join(texts) == plain.content
+        assert response.instance_id == 1 and response.attempts == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_stream_cut_after_text_raises_with_the_partial_content(
+    provider: str, manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators(provider, reply_tokens=40)
+    other = await emulators(provider)
+    manager.add_provider(provider, "k", "m", base_url=emu.base_url)
+    manager.add_provider(provider, "k", "m", base_url=other.base_url)
+    emu.set_faults([Fault("stream_cut")])
+    received: list[str] = []
+    with pytest.raises(StreamInterruptedError) as caught:
+        async with manager.stream(GenerationRequest(prompt="long answer")) as stream:
+            async for chunk in stream:
+                received.append(chunk.text)
+    assert received, "the cut comes mid-way, after some text"
+    assert caught.value.partial_content == "".join(received)
+    assert caught.value.instance_id == 0
+    assert other.stats()["requests"] == 0  # no splice of another instance's text
+
+
+async def test_an_error_event_after_text_raises_the_providers_error(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators("anthropic", reply_tokens=30)
+    manager.add_provider("anthropic", "k", "m", base_url=emu.base_url)
+    emu.set_faults([Fault("stream_error")])
+    with pytest.raises(OverloadedError):
+        async with manager.stream(GenerationRequest(prompt="x")) as stream:
+            async for _ in stream:
+                pass
+
+
+async def test_all_attempts_failing_before_text(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators("openai", faults=[Fault("server_error")])
+    manager.add_provider("openai", "k", "m", base_url=emu.base_url)
+    with pytest.raises(AllAttemptsFailedError) as caught:
+        async for _ in manager.stream(GenerationRequest(prompt="x", max_attempts=2)):
+            pass
+    assert [a.kind.value for a in caught.value.attempts] == ["server", "server"]
+
+
+@pytest.mark.parametrize("how", ["leave_block", "aclose", "cancel"])
+async def test_leaving_early_closes_the_connection_at_once(
+    how: str, manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators("openai", reply_tokens=500, chunk_delay_ms=5)
+    manager.add_provider("openai", "k", "m", base_url=emu.base_url)
+
+    async def consume() -> None:
+        async with manager.stream(GenerationRequest(prompt="endless")) as stream:
+            async for _ in stream:
+                if how == "leave_block":
+                    break
+                if how == "aclose":
+                    await stream.aclose()
+                    break
+                await asyncio.sleep(10)  # cancelled from outside
+
+    if how == "cancel":
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        await consume()
+    for _ in range(100):
+        if emu.stats()["streams_cancelled"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert emu.stats()["streams_cancelled"] == 1
+    assert emu.stats()["in_flight"] == 0
+    assert manager.instances[0].stats.in_flight == 0
+    # The pool still works for the next requests.
+    response = await manager.generate(GenerationRequest(prompt="next", params={"max_tokens": 5}))
+    assert response.success
+
+
+async def test_stream_rejects_bad_input_before_sending(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators("openai")
+    manager.add_provider("openai", "k", "m", base_url=emu.base_url)
+    with pytest.raises(InvalidRequestError):
+        manager.stream(GenerationRequest())
+    stream = manager.stream(GenerationRequest(prompt="x"))
+    with pytest.raises(RuntimeError, match="not ended"):
+        _ = stream.response
+    await stream.aclose()
+    assert emu.stats()["requests"] == 0
