@@ -39,7 +39,7 @@ class RetryPolicy:
         """Seconds to wait before round ``round_number`` of retries."""
         if retry_after is not None and retry_after >= 0:
             return min(retry_after, self.max_wait)
-        backoff = min(self.base * 2 ** max(round_number - 1, 0), self.cap)
+        backoff = min(self.base * 2.0 ** max(round_number - 1, 0), self.cap)
         return backoff * (1.0 - self.jitter * self.rng.random())
 
     async def wait(self, round_number: int, retry_after: float | None) -> None:

@@ -23,6 +23,13 @@ async def _no_sleep(seconds: float) -> None:
 SLEEPS: list[float] = []
 
 
+def body(emu: Emulator) -> dict[str, Any]:
+    """The JSON body of the last request the emulator received."""
+    sent = emu.requests[-1].json
+    assert isinstance(sent, dict), sent
+    return sent
+
+
 @pytest.fixture
 async def emulators() -> AsyncIterator[EmulatorFactory]:
     """Start emulators on demand; all are stopped at the end of the test."""

@@ -21,7 +21,7 @@ from flyllm import (
     Usage,
 )
 from flyllm.emulator import generate_text
-from tests.integration.conftest import EmulatorFactory, emulator_in_thread
+from tests.integration.conftest import EmulatorFactory, body, emulator_in_thread
 
 
 async def test_batch_keeps_input_order_and_the_concurrency_bound(
@@ -69,10 +69,10 @@ async def test_conversations_and_system_prompts(
     ]
     responses = await manager.generate_sequentially([GenerationRequest(messages=conversation)] * 2)
     assert all(r.success for r in responses)
-    a = an.requests[-1].json
+    a = body(an)
     assert a["system"] == "You are terse."
     assert [m["role"] for m in a["messages"]] == ["user", "assistant", "user"]
-    g = go.requests[-1].json
+    g = body(go)
     assert [c["role"] for c in g["contents"]] == ["user", "model", "user"]
     assert g["systemInstruction"]["parts"][0]["text"] == "You are terse."
 
@@ -215,6 +215,6 @@ def test_sync_manager_inside_a_running_loop_like_jupyter() -> None:
     async def notebook_cell() -> list[str]:
         return _sync_roundtrip(emu.base_url)  # a plain call while this loop is running
 
-    with emulator_in_thread("anthropic") as emu:
+    with emulator_in_thread("openai") as emu:
         contents = asyncio.run(notebook_cell())
     assert len(contents) == 7 and all(contents)

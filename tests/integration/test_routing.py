@@ -9,7 +9,7 @@ import pytest
 
 from flyllm import GenerationRequest, LlmManager, ProviderType, TaskDefinition
 from flyllm.strategies import WeightedRandom
-from tests.integration.conftest import EmulatorFactory
+from tests.integration.conftest import EmulatorFactory, body
 
 SUMMARY = TaskDefinition("summary", {"max_tokens": 50, "temperature": 0.3})
 CODE = TaskDefinition("code", {"max_tokens": 200, "temperature": 0.1})
@@ -77,25 +77,25 @@ async def test_parameters_merge_and_arrive_translated_on_the_wire(
         for _ in range(2):  # twice each: the dropped-parameter warning is logged once
             await manager.batch_generate([request] * 4, max_concurrency=1)
 
-    o = oa.requests[-1].json
+    o = body(oa)
     assert o["max_completion_tokens"] == 30 and "max_tokens" not in o
     assert o["temperature"] == 0.3 and o["top_p"] == 0.5 and o["seed"] == 7
     assert o["stop"] == ["zzz"] and o["logprobs"] is False and "top_k" not in o
     assert o["messages"][0] == {"role": "system", "content": "be brief"}
 
-    a = an.requests[-1].json
+    a = body(an)
     assert a["max_tokens"] == 30 and a["temperature"] == 0.3 and a["top_k"] == 5
     assert a["stop_sequences"] == ["zzz"] and a["system"] == "be brief"
     assert a["metadata"] == {"user_id": "u1"} and "seed" not in a
     assert "metadata" not in o  # provider_params only for their provider
 
-    g = go.requests[-1].json
+    g = body(go)
     cfg = g["generationConfig"]
     assert cfg["maxOutputTokens"] == 30 and cfg["topK"] == 5 and cfg["seed"] == 7
     assert cfg["stopSequences"] == ["zzz"] and cfg["temperature"] == 0.3
     assert g["systemInstruction"]["parts"][0]["text"] == "be brief"
 
-    m = mi.requests[-1].json
+    m = body(mi)
     assert m["max_tokens"] == 30 and m["random_seed"] == 7 and "seed" not in m
     assert "top_k" not in m
 
@@ -119,10 +119,10 @@ async def test_anthropic_new_api_version_leaves_sampling_out(
     )
     response = await manager.generate(GenerationRequest(prompt="hi"))
     assert response.success
-    sent = an.requests[-1]
-    assert sent.headers["anthropic-version"] == "2026-10-21"
-    assert "temperature" not in sent.json and "top_p" not in sent.json
-    assert sent.json["max_tokens"] == 4096  # the documented default when no layer sets it
+    assert an.requests[-1].headers["anthropic-version"] == "2026-10-21"
+    sent = body(an)
+    assert "temperature" not in sent and "top_p" not in sent
+    assert sent["max_tokens"] == 4096  # the documented default when no layer sets it
 
 
 @pytest.mark.parametrize("strategy", ["least_recently_used", "round_robin"])

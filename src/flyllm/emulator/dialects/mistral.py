@@ -1,0 +1,311 @@
+"""Mistral chat completions (``POST /v1/chat/completions``), WIRE.md section 4.
+
+OpenAI-like on the surface, but with a strict schema (unknown fields are a 422 whose
+``message`` is an object), usage always on the finish chunk, and Kong gateway errors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flyllm.emulator.faults import Fault
+from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.wire import (
+    Answer,
+    Bucket,
+    Conversation,
+    Dialect,
+    Route,
+    StreamPlan,
+    dumps,
+    find_trigger,
+    random_hex,
+    retry_after_headers,
+)
+
+__all__ = ["MistralDialect"]
+
+ROUTE = "/v1/chat/completions"
+CONTEXT_WINDOW = 131_072
+_FIELDS = """
+    model messages temperature top_p max_tokens stream stop random_seed metadata response_format
+    tools tool_choice presence_penalty frequency_penalty min_tokens repetition_penalty top_k
+    logprobs top_logprobs prompt_logprobs top_prompt_logprobs n prediction parallel_tool_calls
+    reasoning_effort prompt_mode guardrails prompt_cache_key service_tier safe_prompt"""
+FIELDS = frozenset(_FIELDS.split())
+ROLES = ("system", "user", "assistant", "tool")
+FINISH = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop"}
+_ERRORS = {
+    "server_error": (500, "Internal server error", "internal_server_error", "1000"),
+    "stream_error": (500, "Internal server error", "internal_server_error", "1000"),
+    "overloaded": (
+        503,
+        "Service tier capacity exceeded for this model.",
+        "service_tier_capacity_exceeded",
+        "3505",
+    ),
+}
+_GATEWAY = {
+    "bad_gateway": (502, "An invalid response was received from the upstream server"),
+    "unavailable": (503, "The upstream server is currently unavailable"),
+    "quota": (429, "Monthly tokens limit exceeded"),
+}
+
+
+def error(status: int, message: Any, etype: str, code: str | None = None) -> Answer:
+    """An answer with Mistral's API error body (``message`` may be an object)."""
+    payload = {"object": "error", "message": message, "type": etype, "param": None, "code": code}
+    return Answer(status, dumps(payload))
+
+
+def gateway(status: int, message: str, **extra: str) -> Answer:
+    """An answer in the Kong gateway's shape: ``{"message": ...}``."""
+    return Answer(status, dumps({"message": message, **extra}))
+
+
+def unprocessable(details: list[dict[str, Any]]) -> Answer:
+    """422 with the validation details wrapped in the error's ``message`` object."""
+    return error(422, {"detail": details}, "invalid_request_error")
+
+
+def content_text(content: Any) -> str:
+    """The text of a message ``content`` (string, or text chunks joined with newlines)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(chunk.get("text", ""))
+            for chunk in content
+            if isinstance(chunk, dict) and chunk.get("type") == "text"
+        )
+    return ""
+
+
+def _check_fields(body: dict[str, Any]) -> Answer | None:
+    details: list[dict[str, Any]] = [
+        {
+            "type": "extra_forbidden",
+            "loc": ["body", name],
+            "msg": "Extra inputs are not permitted",
+            "input": value,
+        }
+        for name, value in body.items()
+        if name not in FIELDS
+    ]
+    details += [
+        {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": body}
+        for name in ("model", "messages")
+        if name not in body
+    ]
+    return unprocessable(details) if details else None
+
+
+class MistralDialect(Dialect):
+    """Mistral's dialect: Bearer auth, ``ratelimitbysize-*`` headers, usage on the finish chunk."""
+
+    provider = "mistral"
+    supports_refusal = False
+
+    def __init__(self, models: frozenset[str] | None) -> None:
+        super().__init__(models)
+        self._minute = Bucket(2_000_000)
+        self._month = Bucket(10_000_000_000, period_s=30 * 86_400)
+
+    def base_url(self, root: str) -> str:
+        """``http://host:port``, the SDK's ``server_url``."""
+        return root
+
+    def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
+        """Only ``POST /v1/chat/completions``."""
+        return Route(ROUTE) if method == "POST" and path == ROUTE else None
+
+    def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """The ``Authorization: Bearer`` token."""
+        auth = headers.get("Authorization", "")
+        if auth[:7].lower() != "bearer ":
+            return None
+        return auth[7:].strip() or None
+
+    def request_id(self) -> str:
+        """32 hex digits, like Mistral's completion ids."""
+        return random_hex(32)
+
+    def auth_error(self, key: str | None, rid: str) -> Answer:
+        """The gateway's 401 ``Unauthorized``, for a missing and a wrong key alike."""
+        return gateway(401, "Unauthorized", request_id=rid)
+
+    def not_found(self, method: str, path: str, rid: str) -> Answer:
+        """404 as the API's framework answers it."""
+        return Answer(404, b'{"detail":"Not Found"}')
+
+    def malformed_json(self, rid: str) -> Answer:
+        """400 for a body that is not JSON."""
+        return error(
+            400, "Invalid JSON body: the request body could not be parsed", "invalid_request_error"
+        )
+
+    def parse(
+        self, route: Route, body: dict[str, Any], headers: Mapping[str, str], rid: str
+    ) -> Conversation | Answer:
+        """Strict schema (422 on any field the API does not define), roles, limits, stop."""
+        problem = _check_fields(body)
+        if problem is not None:
+            return problem
+        model, messages = body["model"], body["messages"]
+        if not isinstance(model, str) or not isinstance(messages, list) or not messages:
+            loc = "model" if not isinstance(model, str) else "messages"
+            return unprocessable(
+                [
+                    {
+                        "type": "invalid",
+                        "loc": ["body", loc],
+                        "msg": "Invalid value",
+                        "input": body[loc],
+                    }
+                ]
+            )
+        texts: list[str] = []
+        prompt = ""
+        for i, message in enumerate(messages):
+            role = message.get("role") if isinstance(message, dict) else None
+            if role not in ROLES:
+                detail = {
+                    "type": "literal_error",
+                    "loc": ["body", "messages", i, "role"],
+                    "msg": "Input should be 'system', 'user', 'assistant' or 'tool'",
+                    "input": role,
+                }
+                return unprocessable([detail])
+            assert isinstance(message, dict)
+            text = content_text(message.get("content"))
+            texts.append(text)
+            if role == "user":
+                prompt = text
+        limit, stop = body.get("max_tokens"), body.get("stop")
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
+        ):
+            detail = {
+                "type": "int_type",
+                "loc": ["body", "max_tokens"],
+                "msg": "Input should be a valid integer",
+                "input": limit,
+            }
+            return unprocessable([detail])
+        stops = (
+            (stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str))
+        )
+        return Conversation(
+            model=model,
+            prompt=prompt or texts[-1],
+            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+            max_tokens=limit,
+            stop=stops,
+            stream=body.get("stream") is True,
+            trigger=find_trigger(texts),
+        )
+
+    def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
+        """400 ``invalid_model`` (not 404), as the real API answers."""
+        return error(400, f"Invalid model: {model}", "invalid_model", "1500")
+
+    def context_length(self, conv: Conversation, rid: str) -> Answer:
+        """400 ``Prompt contains N tokens ... too large for model``."""
+        tokens = CONTEXT_WINDOW + conv.prompt_tokens
+        message = (
+            f"Prompt contains {tokens} tokens and 0 draft tokens, too large for model with "
+            f"{CONTEXT_WINDOW} maximum context length"
+        )
+        return error(400, message, "invalid_request_message_error", "3051")
+
+    def fault_answer(self, fault: Fault, conv: Conversation, rid: str) -> Answer:
+        """Gateway bodies for 401/429/502/503, API bodies for 500 and capacity."""
+        kind = fault.kind
+        if kind == "rate_limit":
+            answer = gateway(429, "Requests rate limit exceeded")
+            answer.headers = retry_after_headers(fault.retry_after, with_ms=False)
+            answer.throttled_for = fault.retry_after or 0.0
+        elif kind == "unauthorized":
+            answer = self.auth_error("invalid", rid)
+        elif kind in _GATEWAY:
+            status, message = _GATEWAY[kind]
+            answer = gateway(status, message)
+        else:
+            status, message, etype, code = _ERRORS.get(kind, _ERRORS["server_error"])
+            answer = error(status, message, etype, code)
+        if fault.status is not None:
+            answer.status = fault.status
+        return answer
+
+    def _usage(self, conv: Conversation, reply: Reply) -> str:
+        total = conv.prompt_tokens + reply.tokens
+        return (
+            f'{{"prompt_tokens":{conv.prompt_tokens},"total_tokens":{total},'
+            f'"completion_tokens":{reply.tokens}}}'
+        )
+
+    def body(self, conv: Conversation, reply: Reply, rid: str) -> bytes:
+        """The chat completion, keys in the order the live API sends them."""
+        message = {"role": "assistant", "tool_calls": None, "content": reply.text}
+        choice = {"index": 0, "finish_reason": FINISH[reply.finish], "message": message}
+        return (
+            f'{{"id":"{rid}","created":{int(time.time())},"model":{json.dumps(conv.model)},'
+            f'"usage":{self._usage(conv, reply)},"object":"chat.completion",'
+            f'"choices":[{json.dumps(choice)}]}}'
+        ).encode()
+
+    def stream(self, conv: Conversation, reply: Reply, rid: str) -> StreamPlan:
+        """Role chunk, token chunks, finish chunk carrying ``usage``, then ``[DONE]``."""
+        pre = (
+            f'data: {{"id":"{rid}","object":"chat.completion.chunk","created":{int(time.time())},'
+            f'"model":{json.dumps(conv.model)},"choices":[{{"index":0,"delta":'
+        )
+        open_ = ',"finish_reason":null,"logprobs":null}]}\n\n'
+        head = [f'{pre}{{"role":"assistant","content":""}}{open_}'.encode()]
+        content = [
+            f'{pre}{{"content":{json.dumps(piece)}}}{open_}'.encode() for piece in reply.chunks
+        ]
+        finish = (
+            f'{pre}{{"content":""}},"finish_reason":"{FINISH[reply.finish]}","logprobs":null}}],'
+            f'"usage":{self._usage(conv, reply)}}}\n\n'
+        )
+        return StreamPlan(head, content, [finish.encode(), b"data: [DONE]\n\n"])
+
+    def stream_error(self, rid: str) -> bytes:
+        """An API error object as a data event."""
+        payload = {
+            "object": "error",
+            "message": "Internal server error",
+            "type": "internal_server_error",
+            "param": None,
+            "code": "1000",
+        }
+        return b"data: " + dumps(payload) + b"\n\n"
+
+    def headers(
+        self, rid: str, tokens: tuple[int, int], elapsed_s: float, throttled_for: float | None
+    ) -> dict[str, str]:
+        """``ratelimitbysize-*`` (tokens per minute and month) and a correlation id."""
+        cost = sum(tokens)
+        minute_left, _ = self._minute.take(cost)
+        month_left, _ = self._month.take(cost)
+        if throttled_for is not None:
+            minute_left = 0
+        return {
+            "server": "cloudflare",
+            "mistral-correlation-id": str(uuid.uuid4()),
+            "ratelimitbysize-limit": str(self._minute.limit),
+            "ratelimitbysize-remaining": str(minute_left),
+            "ratelimitbysize-reset": str(60 - int(time.time()) % 60),
+            "ratelimitbysize-query-cost": str(cost),
+            "x-ratelimitbysize-limit-minute": str(self._minute.limit),
+            "x-ratelimitbysize-remaining-minute": str(minute_left),
+            "x-ratelimitbysize-limit-month": str(self._month.limit),
+            "x-ratelimitbysize-remaining-month": str(month_left),
+            "x-kong-upstream-latency": str(round(elapsed_s * 1000)),
+            "x-kong-proxy-latency": "0",
+        }

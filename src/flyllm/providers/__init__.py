@@ -1,0 +1,89 @@
+"""The provider registry: one stateless :class:`~flyllm.providers.base.Provider` per wire format.
+
+The manager looks providers up here instead of branching on names::
+
+    kind = resolve_provider_type("Gemini")      # ProviderType.GOOGLE
+    provider = get_provider(kind)               # shared GoogleProvider
+    if requires_base_url(kind) and not base_url: ...
+
+Accepted names (any case, surrounding spaces ignored): "openai", "anthropic", "google" (alias
+"gemini"), "mistral", "openai_compatible" (alias "openai-compatible"). "openai_compatible"
+reuses the OpenAI format with ``max_tokens`` and has no default base URL, so instances of it
+must give one.
+
+How the known parameters are translated (details and notes in each module):
+
+===========  ======================  ===============  =======================  ==============
+param        openai (compatible)     anthropic        google                   mistral
+===========  ======================  ===============  =======================  ==============
+max_tokens   max_completion_tokens   max_tokens       maxOutputTokens          max_tokens
+             (max_tokens)            (4096 default)
+temperature  [0, 2]                  [0, 1] *         [0, 2]                   [0, 1.5]
+top_p        [0, 1]                  [0, 1] *         [0, 1]                   [0, 1]
+top_k        left out                >= 0 *           topK, >= 1               left out
+stop         stop, <= 4 (all)        stop_sequences   stopSequences, <= 5      stop
+seed         seed                    left out         seed                     random_seed
+===========  ======================  ===============  =======================  ==============
+
+\\* left out under anthropic-version 2026-10-21 and later.
+"""
+
+from __future__ import annotations
+
+from flyllm.errors import ConfigurationError
+from flyllm.providers.anthropic import AnthropicProvider
+from flyllm.providers.base import Provider
+from flyllm.providers.google import GoogleProvider
+from flyllm.providers.mistral import MistralProvider
+from flyllm.providers.openai import OpenAIProvider
+from flyllm.types import ProviderType
+
+__all__ = [
+    "PROVIDER_NAMES",
+    "AnthropicProvider",
+    "GoogleProvider",
+    "MistralProvider",
+    "OpenAIProvider",
+    "get_provider",
+    "requires_base_url",
+    "resolve_provider_type",
+]
+
+_PROVIDERS: dict[ProviderType, Provider] = {
+    ProviderType.OPENAI: OpenAIProvider(),
+    ProviderType.ANTHROPIC: AnthropicProvider(),
+    ProviderType.GOOGLE: GoogleProvider(),
+    ProviderType.MISTRAL: MistralProvider(),
+    ProviderType.OPENAI_COMPATIBLE: OpenAIProvider.compatible(),
+}
+
+_ALIASES = {"gemini": ProviderType.GOOGLE, "openai-compatible": ProviderType.OPENAI_COMPATIBLE}
+_NAMES: dict[str, ProviderType] = {kind.value: kind for kind in ProviderType} | _ALIASES
+
+PROVIDER_NAMES: tuple[str, ...] = tuple(_NAMES)
+"""Every name :func:`resolve_provider_type` accepts: the ProviderType values in declaration
+order, then the aliases."""
+
+_VALID = ", ".join(kind.value for kind in ProviderType) + f" (aliases: {', '.join(_ALIASES)})"
+
+
+def resolve_provider_type(value: str | ProviderType) -> ProviderType:
+    """The ProviderType for a name or alias, in any case; ConfigurationError listing the valid
+    names for anything else."""
+    if isinstance(value, ProviderType):
+        return value
+    if isinstance(value, str):
+        kind = _NAMES.get(value.strip().lower())
+        if kind is not None:
+            return kind
+    raise ConfigurationError(f"unknown provider {value!r}; valid names: {_VALID}")
+
+
+def get_provider(kind: ProviderType | str) -> Provider:
+    """The shared provider for a ProviderType (a name or alias is resolved first)."""
+    return _PROVIDERS[resolve_provider_type(kind)]
+
+
+def requires_base_url(kind: ProviderType | str) -> bool:
+    """True when instances of this provider must give a base_url (it has no default one)."""
+    return not get_provider(kind).default_base_url

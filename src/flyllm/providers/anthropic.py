@@ -1,0 +1,415 @@
+"""Anthropic Messages (``POST {base}/v1/messages``, base ``https://api.anthropic.com``).
+
+Headers: ``x-api-key``, ``anthropic-version`` (the endpoint's api_version, default
+``2023-06-01``; ``2026-10-21`` and later drop the sampling parameters), then the endpoint's own
+(``anthropic-beta``...). System messages are joined with a blank line into the top-level
+``system``; the other turns keep their order (consecutive same-role turns are allowed).
+
+Parameters (flyllm name -> wire):
+
+=============  ====================================  ==========================================
+flyllm         2023-06-01                            2026-10-21 (and later)
+=============  ====================================  ==========================================
+max_tokens     ``max_tokens`` (required: 4096 when   same
+               absent)
+temperature    ``temperature``, [0, 1]               left out (the API rejects it)
+top_p          ``top_p``, [0, 1]                     left out
+top_k          ``top_k``, >= 0                       left out
+stop           ``stop_sequences``                    ``stop_sequences``
+seed           left out (not in the API)             left out
+other          top level, unchanged                  top level, unchanged
+=============  ====================================  ==========================================
+
+Finish: end_turn/stop_sequence -> stop, max_tokens/model_context_window_exceeded -> length,
+tool_use -> tool_calls, pause_turn and others -> other, refusal -> ContentFilterError. Usage:
+prompt = input + cache_creation + cache_read (cached = the two cache counts), completion =
+output, total = their sum; in streams ``message_delta.usage`` is cumulative, so the last wins.
+
+Errors by ``error.type`` and status: 400 invalid_request_error (bad request; "prompt is too
+long" -> ContextLengthError; "credit balance is too low" -> QuotaError), 401 authentication, 402
+billing_error -> QuotaError, 403 permission, 404 not found, 413 request_too_large (bad request),
+429 rate_limit_error, 500 api_error (server), 504 timeout_error (timeout), 529 overloaded_error
+-> OverloadedError. ``retry_after``: ``retry-after-ms``, ``retry-after``, then on a 429 the
+``anthropic-ratelimit-*-reset`` RFC 3339 timestamps. An ``event: error`` in a stream raises the
+error its type names (``overloaded_error`` -> OverloadedError).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flyllm.errors import (
+    ContentFilterError,
+    ContextLengthError,
+    OverloadedError,
+    ProviderError,
+    QuotaError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from flyllm.providers._common import (
+    Clock,
+    add_extra,
+    as_str,
+    at_least,
+    clamp,
+    count,
+    dumps,
+    error_class_for_status,
+    fallback_message,
+    header_retry_after,
+    join_url,
+    left_out,
+    load_event,
+    load_object,
+    make_error,
+    malformed,
+    merge_headers,
+    parse_error_body,
+    reset_delay,
+    rfc3339_delay,
+    stop_sequences,
+)
+from flyllm.providers.base import (
+    NON_SSE_LINE,
+    Completion,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    SseEvent,
+)
+from flyllm.types import FinishReason, Message, Usage
+
+__all__ = [
+    "ANTHROPIC_BASE_URL",
+    "DEFAULT_ANTHROPIC_VERSION",
+    "DEFAULT_MAX_TOKENS",
+    "AnthropicProvider",
+    "AnthropicStream",
+]
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+"""The official SDK's default base URL; requests go to ``{base}/v1/messages``."""
+
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+"""The ``anthropic-version`` sent when the endpoint names none."""
+
+SAMPLING_REMOVED_VERSION = "2026-10-21"
+"""From this API version on, temperature, top_p and top_k are rejected (WIRE.md, late 2026)."""
+
+DEFAULT_MAX_TOKENS = 4096
+"""``max_tokens`` is required by the API; this is sent when no layer sets it."""
+
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+}
+
+_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_RATE_WINDOWS = ("requests", "tokens", "input-tokens", "output-tokens")
+_SAMPLING = frozenset({"temperature", "top_p", "top_k"})
+_RESERVED = frozenset({"model", "messages", "stream"})
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+
+def anthropic_usage(counts: Mapping[str, Any]) -> Usage:
+    """Usage from Anthropic's counters: cache creation and reads are billed input, so they
+    count in ``prompt_tokens`` and, apart, in ``cached_tokens``."""
+    cached = count(counts.get("cache_creation_input_tokens")) + count(
+        counts.get("cache_read_input_tokens")
+    )
+    prompt = count(counts.get("input_tokens")) + cached
+    completion = count(counts.get("output_tokens"))
+    return Usage(prompt, completion, prompt + completion, cached)
+
+
+class AnthropicProvider:
+    """The Anthropic Messages wire format; stateless, shared by every instance. ``clock``
+    (epoch seconds) dates ``retry-after`` HTTP-dates and the rate-limit reset timestamps."""
+
+    name = "anthropic"
+    default_base_url = ANTHROPIC_BASE_URL
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "AnthropicProvider()"
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        messages: Sequence[Message],
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/v1/messages`` for this conversation."""
+        version = endpoint.api_version or DEFAULT_ANTHROPIC_VERSION
+        system: list[str] = []
+        turns: list[dict[str, str]] = []
+        for m in messages:
+            if m.role == "system":
+                system.append(m.content)
+            else:
+                turns.append({"role": m.role, "content": m.content})
+        body: dict[str, Any] = {"model": endpoint.model, "max_tokens": DEFAULT_MAX_TOKENS}
+        if system:
+            body["system"] = "\n\n".join(system)
+        body["messages"] = turns
+        if stream:
+            body["stream"] = True
+        notes: list[str] = []
+        self._params(body, params, version, notes)
+        headers = {"content-type": "application/json", "anthropic-version": version}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        if endpoint.api_key:
+            headers["x-api-key"] = endpoint.api_key
+        if endpoint.headers:
+            merge_headers(headers, endpoint.headers)
+        url = join_url(endpoint.base_url or ANTHROPIC_BASE_URL, "/v1/messages")
+        return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
+
+    def _params(
+        self, body: dict[str, Any], params: Mapping[str, Any], version: str, notes: list[str]
+    ) -> None:
+        no_sampling = version >= SAMPLING_REMOVED_VERSION
+        extras: list[tuple[str, Any]] = []
+        for key, value in params.items():
+            if value is None:
+                continue
+            if key in _SAMPLING and no_sampling:
+                left_out(key, "anthropic", notes, f"is not accepted by anthropic API {version}")
+            elif key == "max_tokens":
+                body["max_tokens"] = at_least(key, value, 1, "anthropic", notes)
+            elif key == "temperature":
+                body["temperature"] = clamp(key, value, 0.0, 1.0, "anthropic", notes)
+            elif key == "top_p":
+                body["top_p"] = clamp(key, value, 0.0, 1.0, "anthropic", notes)
+            elif key == "top_k":
+                body["top_k"] = at_least(key, value, 0, "anthropic", notes)
+            elif key == "stop":
+                stops = stop_sequences(value, None, "anthropic", notes)
+                if stops:
+                    body["stop_sequences"] = stops
+            elif key == "seed":
+                left_out(key, "anthropic", notes)
+            elif key in _RESERVED:
+                left_out(key, "anthropic", notes, "is set by flyllm")
+            else:
+                extras.append((key, value))
+        for key, value in extras:
+            add_extra(body, key, value)
+
+    def parse(self, response: HttpResponse) -> Completion:
+        """The Completion in a 2xx answer; the classified error otherwise."""
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        rid = response.headers.get("request-id")
+        data = load_object(response, self.name, rid)
+        content = data.get("content")
+        if not isinstance(content, list):
+            if data.get("type") == "error":
+                raise self.stream_error(data.get("error"))
+            raise malformed("no content list", self.name, response, rid)
+        text = "".join(
+            b["text"]
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        )
+        usage = data.get("usage")
+        return self.conclude(
+            text,
+            as_str(data.get("stop_reason")),
+            anthropic_usage(usage if isinstance(usage, dict) else {}),
+            as_str(data.get("model")),
+            rid,
+        )
+
+    def conclude(
+        self, text: str, raw: str | None, usage: Usage, model: str | None, rid: str | None
+    ) -> Completion:
+        """The Completion for a finished answer; ContentFilterError for a refusal."""
+        if raw == "refusal":
+            raise ContentFilterError(
+                "the model refused (stop_reason refusal)" + (f": {text}" if text else ""),
+                status=200,
+                provider=self.name,
+                request_id=rid,
+                partial_content=text,
+            )
+        finish = _FINISH.get(raw, "other") if raw else "other"
+        return Completion(text, finish, raw, usage, model, rid)
+
+    def stream_parser(self) -> AnthropicStream:
+        """A parser for one streamed answer."""
+        return AnthropicStream(self)
+
+    def classify_error(self, response: HttpResponse) -> ProviderError:
+        """The typed error for a failed response (see the module doc for the table)."""
+        status, headers = response.status, response.headers
+        payload = parse_error_body(response.body)
+        message, etype, body_rid = _error_fields(payload)
+        retry_after = header_retry_after(headers, self._clock)
+        if retry_after is None and status == 429:
+            retry_after = self._reset_hint(headers)
+        return make_error(
+            _error_class(status, etype, message or ""),
+            message or fallback_message(status, response.body),
+            status=status,
+            provider=self.name,
+            headers=headers,
+            request_id=headers.get("request-id") or body_rid,
+            retry_after=retry_after,
+        )
+
+    def stream_error(self, error: Any) -> ProviderError:
+        """The typed error for an ``error`` event inside a 200 stream, by its ``error.type``."""
+        message, etype, _ = _error_fields({"error": error})
+        virtual = _TYPE_STATUS.get(etype or "", 500)
+        return make_error(
+            _error_class(virtual, etype, message or ""),
+            message or f"error event: {error!r}"[:200],
+            status=200,
+            provider=self.name,
+            headers={},
+            request_id=None,
+            retry_after=None,
+        )
+
+    def _reset_hint(self, headers: Mapping[str, str]) -> float | None:
+        windows: list[tuple[str | None, float | None]] = []
+        for window in _RATE_WINDOWS:
+            reset = headers.get(f"anthropic-ratelimit-{window}-reset")
+            if reset:
+                remaining = headers.get(f"anthropic-ratelimit-{window}-remaining")
+                windows.append((remaining, rfc3339_delay(reset, self._clock)))
+        return reset_delay(windows)
+
+
+def _error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
+    """(message, error type, request id) from ``{"type":"error","error":{...},"request_id"}``."""
+    if not isinstance(payload, dict):
+        return None, None, None
+    error = payload.get("error")
+    rid = as_str(payload.get("request_id"))
+    if isinstance(error, dict):
+        return as_str(error.get("message")), as_str(error.get("type")), rid
+    return as_str(error) or as_str(payload.get("message")), None, rid
+
+
+def _error_class(status: int, etype: str | None, message: str) -> type[ProviderError]:
+    if etype == "overloaded_error" or status == 529:
+        return OverloadedError
+    lowered = message.lower()
+    if etype == "billing_error" or "credit balance is too low" in lowered:
+        return QuotaError
+    if 400 <= status < 500 and (
+        "prompt is too long" in lowered or "exceed context limit" in lowered
+    ):
+        return ContextLengthError
+    if etype == "rate_limit_error":
+        return RateLimitError
+    return error_class_for_status(status)
+
+
+class AnthropicStream:
+    """StreamParser for Anthropic's named events.
+
+    Dispatches on the SSE event name (or ``data.type`` when absent): ``text_delta`` blocks give
+    text (thinking, signature and tool-input deltas are skipped); ``message_start`` and each
+    ``message_delta`` update the usage counters (cumulative: last value wins); ``message_stop``
+    ends the stream; ``error`` raises; ``ping`` and unknown events are ignored.
+    """
+
+    __slots__ = ("_counts", "_done", "_model", "_parts", "_provider", "_stop_reason")
+
+    def __init__(self, provider: AnthropicProvider) -> None:
+        self._provider = provider
+        self._parts: list[str] = []
+        self._counts: dict[str, Any] = {}
+        self._stop_reason: str | None = None
+        self._model: str | None = None
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once ``message_stop`` has been seen."""
+        return self._done
+
+    def feed(self, event: SseEvent) -> str:
+        """The text this event adds; raises the classified error for an ``error`` event."""
+        name = event.event
+        if name == "ping" or name == NON_SSE_LINE:
+            return ""
+        obj = load_event(event.data, "anthropic")
+        if not isinstance(obj, dict):
+            raise malformed("a stream event that is not an object", "anthropic")
+        kind = name or obj.get("type")
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                text = delta.get("text")
+                if isinstance(text, str) and text:
+                    self._parts.append(text)
+                    return text
+        elif kind == "message_start":
+            message = obj.get("message")
+            if isinstance(message, dict):
+                self._model = as_str(message.get("model"))
+                self._update_usage(message.get("usage"))
+        elif kind == "message_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self._stop_reason = delta["stop_reason"]
+            self._update_usage(obj.get("usage"))
+        elif kind == "message_stop":
+            self._done = True
+        elif kind == "error":
+            err = self._provider.stream_error(obj.get("error"))
+            err.partial_content = "".join(self._parts)
+            raise err
+        return ""
+
+    def _update_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            for key in _USAGE_KEYS:
+                value = usage.get(key)
+                if value is not None:
+                    self._counts[key] = value
+
+    def finish(self) -> Completion:
+        """The whole answer; StreamInterruptedError when ``message_stop`` never came."""
+        text = "".join(self._parts)
+        if not self._done:
+            raise StreamInterruptedError(
+                f"anthropic stream ended before message_stop ({len(text)} characters received)",
+                status=200,
+                provider="anthropic",
+                partial_content=text,
+            )
+        usage = anthropic_usage(self._counts)
+        return self._provider.conclude(text, self._stop_reason, usage, self._model, None)

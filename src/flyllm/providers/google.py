@@ -1,0 +1,533 @@
+"""Google Gemini ``generateContent`` (Generative Language API).
+
+URL: ``{base}/{api_version}/models/{model}:generateContent``, streams
+``:streamGenerateContent?alt=sse``; base ``https://generativelanguage.googleapis.com``,
+api_version ``v1`` by default (what google-genai 3.x calls), ``v1beta`` (or any other) when the
+endpoint asks. A model given as a resource path ("models/x", "tunedModels/y") is used as is.
+Auth: ``x-goog-api-key``. System messages become ``systemInstruction.parts``; the other turns
+become ``contents`` with roles user/model (consecutive same-role turns merged into one turn with
+several parts, as Gemini wants alternating turns).
+
+Parameters (flyllm name -> wire):
+
+=============  ==========================================
+flyllm         google
+=============  ==========================================
+max_tokens     ``generationConfig.maxOutputTokens``
+temperature    ``generationConfig.temperature``, [0, 2]
+top_p          ``generationConfig.topP``, [0, 1]
+top_k          ``generationConfig.topK``, >= 1
+stop           ``generationConfig.stopSequences``, first 5 kept
+seed           ``generationConfig.seed``
+other          top level, unchanged (a mapping given for ``generationConfig`` is merged)
+=============  ==========================================
+
+Answers: text is the concatenation of ``candidates[0].content.parts[].text``, skipping
+``thought: true`` parts (parts may hold only a thoughtSignature or a functionCall). Finish: STOP
+-> stop (tool_calls when a functionCall part came), MAX_TOKENS -> length; the filter reasons
+SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII, IMAGE_SAFETY, IMAGE_PROHIBITED_CONTENT
+and IMAGE_RECITATION raise ContentFilterError (with any partial text), as does a blocked prompt
+(HTTP 200, no candidates, ``promptFeedback.blockReason``); every other reason (LANGUAGE, OTHER,
+MALFORMED_FUNCTION_CALL...) -> other. Usage: prompt = promptTokenCount, completion =
+candidatesTokenCount + thoughtsTokenCount (thoughts are billed as output), total =
+totalTokenCount (or the sum), cached = cachedContentTokenCount; absent counters are 0.
+
+Errors (google.rpc.Status): 400 INVALID_ARGUMENT bad request, except an invalid key
+(``details[].reason`` API_KEY_INVALID or "API key not valid") -> AuthenticationError and "input
+token count ... exceeds the maximum" -> ContextLengthError; 400 FAILED_PRECONDITION (region or
+billing) -> PermissionDeniedError; 401 authentication; 403 permission; 404 not found; 429
+RESOURCE_EXHAUSTED -> RateLimitError, or QuotaError when a QuotaFailure violation is a per-day
+quota (it will not clear in seconds); 499 CANCELLED connection; 500 server; 503 UNAVAILABLE ->
+OverloadedError; 504 DEADLINE_EXCEEDED timeout. ``retry_after``: ``retry-after-ms``,
+``retry-after``, then the body's RetryInfo ``retryDelay`` ("34.4s").
+
+Streams end at EOF (no sentinel): ``done`` means a finishReason was seen, and ``finish`` raises
+StreamInterruptedError if none ever was. Old models repeat STOP on every chunk, so a finishReason
+is not treated as the end. ``usageMetadata`` is a cumulative snapshot (the last one wins). Errors
+after HTTP 200 come as ``{"error": ...}`` either in a ``data:`` event or as bare JSON lines; the
+decoder reports the latter as NON_SSE_LINE events and :class:`GeminiStream` reassembles them
+(brace-balancing like python-genai) and raises the classified error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flyllm.errors import (
+    AuthenticationError,
+    ContentFilterError,
+    ContextLengthError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderError,
+    QuotaError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from flyllm.providers._common import (
+    Clock,
+    add_extra,
+    as_str,
+    at_least,
+    clamp,
+    count,
+    dumps,
+    error_class_for_status,
+    fallback_message,
+    header_retry_after,
+    join_url,
+    left_out,
+    load_event,
+    load_object,
+    make_error,
+    malformed,
+    merge_headers,
+    parse_error_body,
+    proto_duration,
+    stop_sequences,
+)
+from flyllm.providers.base import (
+    NON_SSE_LINE,
+    Completion,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    SseEvent,
+)
+from flyllm.types import FinishReason, Message, Usage
+
+__all__ = ["DEFAULT_GOOGLE_VERSION", "GOOGLE_BASE_URL", "GeminiStream", "GoogleProvider"]
+
+GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
+"""The official SDK's default base URL; the API version and model path follow it."""
+
+DEFAULT_GOOGLE_VERSION = "v1"
+"""The API version used when the endpoint names none (google-genai 3.x's default)."""
+
+FILTER_REASONS = frozenset(
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION",
+    }
+)
+"""The finishReasons that mean the content was blocked: they raise ContentFilterError."""
+
+_RPC_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+_RESERVED = frozenset({"model", "contents", "stream"})
+_MAX_BARE_LINES = 10_000  # bare JSON longer than this is not an error object; stop collecting
+
+
+def parts_text(content: Any) -> tuple[str, bool]:
+    """(text of the non-thought parts, whether a functionCall part is present)."""
+    if not isinstance(content, dict):
+        return "", False
+    parts = content.get("parts")
+    if not isinstance(parts, list):
+        return "", False
+    texts: list[str] = []
+    call = False
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        text = part.get("text")
+        if isinstance(text, str) and text and not part.get("thought"):
+            texts.append(text)
+        elif "functionCall" in part:
+            call = True
+    return "".join(texts), call
+
+
+def gemini_usage(meta: Any) -> Usage:
+    """Usage from ``usageMetadata`` (counters that are zero are omitted by the API)."""
+    if not isinstance(meta, dict):
+        return Usage()
+    prompt = count(meta.get("promptTokenCount"))
+    completion = count(meta.get("candidatesTokenCount")) + count(meta.get("thoughtsTokenCount"))
+    total = count(meta.get("totalTokenCount")) or prompt + completion
+    return Usage(prompt, completion, total, count(meta.get("cachedContentTokenCount")))
+
+
+class GoogleProvider:
+    """The Gemini generateContent wire format; stateless, shared by every instance. ``clock``
+    (epoch seconds) dates the HTTP-date form of ``retry-after``."""
+
+    name = "google"
+    default_base_url = GOOGLE_BASE_URL
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "GoogleProvider()"
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        messages: Sequence[Message],
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+    ) -> HttpRequest:
+        """The POST to ``.../models/{model}:generateContent`` (or the SSE stream URL)."""
+        system: list[dict[str, str]] = []
+        contents: list[dict[str, Any]] = []
+        last_role = ""
+        for m in messages:
+            if m.role == "system":
+                system.append({"text": m.content})
+                continue
+            role = "model" if m.role == "assistant" else "user"
+            if role == last_role:
+                contents[-1]["parts"].append({"text": m.content})
+            else:
+                contents.append({"role": role, "parts": [{"text": m.content}]})
+                last_role = role
+        body: dict[str, Any] = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        notes: list[str] = []
+        self._params(body, params, notes)
+        headers = {"content-type": "application/json"}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        if endpoint.api_key:
+            headers["x-goog-api-key"] = endpoint.api_key
+        if endpoint.headers:
+            merge_headers(headers, endpoint.headers)
+        model = endpoint.model if "/" in endpoint.model else f"models/{endpoint.model}"
+        method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+        version = endpoint.api_version or DEFAULT_GOOGLE_VERSION
+        url = join_url(endpoint.base_url or GOOGLE_BASE_URL, f"/{version}/{model}{method}")
+        return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
+
+    def _params(self, body: dict[str, Any], params: Mapping[str, Any], notes: list[str]) -> None:
+        config: dict[str, Any] = {}
+        extras: list[tuple[str, Any]] = []
+        for key, value in params.items():
+            if value is None:
+                continue
+            if key == "max_tokens":
+                config["maxOutputTokens"] = at_least(key, value, 1, "google", notes)
+            elif key == "temperature":
+                config["temperature"] = clamp(key, value, 0.0, 2.0, "google", notes)
+            elif key == "top_p":
+                config["topP"] = clamp(key, value, 0.0, 1.0, "google", notes)
+            elif key == "top_k":
+                config["topK"] = at_least(key, value, 1, "google", notes)
+            elif key == "stop":
+                stops = stop_sequences(value, 5, "google", notes)
+                if stops:
+                    config["stopSequences"] = stops
+            elif key == "seed":
+                config["seed"] = value
+            elif key in _RESERVED:
+                left_out(key, "google", notes, "is set by flyllm")
+            else:
+                extras.append((key, value))
+        if config:
+            body["generationConfig"] = config
+        for key, value in extras:
+            add_extra(body, key, value)
+
+    def parse(self, response: HttpResponse) -> Completion:
+        """The Completion in a 2xx answer; the classified error otherwise."""
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        data = load_object(response, self.name, None)
+        if data.get("error") is not None:
+            raise self.stream_error(data["error"])
+        candidates = data.get("candidates")
+        if not isinstance(candidates, list) or not candidates:
+            raise self.blocked_prompt(data) or malformed("no candidates", self.name, response)
+        candidate = candidates[0]
+        if not isinstance(candidate, dict):
+            raise malformed("a candidate that is not an object", self.name, response)
+        text, call = parts_text(candidate.get("content"))
+        return self.conclude(
+            text,
+            as_str(candidate.get("finishReason")),
+            gemini_usage(data.get("usageMetadata")),
+            as_str(data.get("modelVersion")),
+            call,
+            as_str(candidate.get("finishMessage")),
+        )
+
+    def blocked_prompt(self, data: Mapping[str, Any]) -> ContentFilterError | None:
+        """The error for a blocked prompt (no candidates, ``promptFeedback.blockReason``)."""
+        feedback = data.get("promptFeedback")
+        reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
+        if not isinstance(reason, str):
+            return None
+        detail = as_str(feedback.get("blockReasonMessage")) if feedback else None
+        return ContentFilterError(
+            f"the prompt was blocked (blockReason {reason})" + (f": {detail}" if detail else ""),
+            status=200,
+            provider=self.name,
+        )
+
+    def conclude(
+        self,
+        text: str,
+        raw: str | None,
+        usage: Usage,
+        model: str | None,
+        call: bool,
+        finish_message: str | None,
+    ) -> Completion:
+        """The Completion for a finished answer; ContentFilterError for a filter reason."""
+        finish: FinishReason
+        if raw == "STOP":
+            finish = "tool_calls" if call else "stop"
+        elif raw == "MAX_TOKENS":
+            finish = "length"
+        elif raw in FILTER_REASONS:
+            detail = f": {finish_message}" if finish_message else ""
+            raise ContentFilterError(
+                f"the answer was blocked (finishReason {raw}){detail}",
+                status=200,
+                provider=self.name,
+                partial_content=text,
+            )
+        else:
+            finish = "other"
+        return Completion(text, finish, raw, usage, model, None)
+
+    def stream_parser(self) -> GeminiStream:
+        """A parser for one streamed answer."""
+        return GeminiStream(self)
+
+    def classify_error(self, response: HttpResponse) -> ProviderError:
+        """The typed error for a failed response (see the module doc for the table)."""
+        status, headers = response.status, response.headers
+        error = _error_object(parse_error_body(response.body))
+        message = as_str(error.get("message"))
+        retry_after = header_retry_after(headers, self._clock)
+        if retry_after is None:
+            retry_after = _retry_delay(error)
+        return make_error(
+            _error_class(status, error, message or ""),
+            message or fallback_message(status, response.body),
+            status=status,
+            provider=self.name,
+            headers=headers,
+            request_id=None,
+            retry_after=retry_after,
+        )
+
+    def stream_error(self, error: Any) -> ProviderError:
+        """The typed error for an ``error`` object inside a 200 answer: its kind from its
+        ``code`` (an HTTP status) or, failing that, its RPC ``status``."""
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        code = error.get("code")
+        virtual = code if type(code) is int and 400 <= code < 600 else 0
+        virtual = virtual or _RPC_STATUS.get(as_str(error.get("status")) or "", 500)
+        message = as_str(error.get("message"))
+        return make_error(
+            _error_class(virtual, error, message or ""),
+            message or f"error event: {error!r}"[:200],
+            status=200,
+            provider=self.name,
+            headers={},
+            request_id=None,
+            retry_after=_retry_delay(error),
+        )
+
+
+def _error_object(payload: Any) -> dict[str, Any]:
+    """The ``error`` object of a google.rpc.Status body (also inside a one-element list)."""
+    if isinstance(payload, list) and len(payload) == 1:
+        payload = payload[0]
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict):
+            return error
+        if isinstance(error, str):
+            return {"message": error}
+    return {}
+
+
+def _details(error: Mapping[str, Any]) -> list[dict[str, Any]]:
+    details = error.get("details")
+    if not isinstance(details, list):
+        return []
+    return [d for d in details if isinstance(d, dict)]
+
+
+def _error_class(status: int, error: Mapping[str, Any], message: str) -> type[ProviderError]:
+    lowered = message.lower()
+    details = _details(error)
+    rpc = error.get("status")
+    if status == 400 or rpc == "INVALID_ARGUMENT":
+        if "api key not valid" in lowered or any(
+            d.get("reason") == "API_KEY_INVALID" for d in details
+        ):
+            return AuthenticationError
+        if "input token count" in lowered and "exceeds the maximum" in lowered:
+            return ContextLengthError
+    if rpc == "FAILED_PRECONDITION":
+        return PermissionDeniedError
+    if status == 429 or rpc == "RESOURCE_EXHAUSTED":
+        return QuotaError if _per_day_quota(details) else RateLimitError
+    if status == 503 or rpc == "UNAVAILABLE":
+        return OverloadedError
+    return error_class_for_status(status)
+
+
+def _per_day_quota(details: list[dict[str, Any]]) -> bool:
+    """True when a QuotaFailure violation names a per-day quota (``...PerDay...``)."""
+    for detail in details:
+        violations = detail.get("violations")
+        if isinstance(violations, list):
+            for violation in violations:
+                if isinstance(violation, dict):
+                    quota = as_str(violation.get("quotaId")) or ""
+                    if "perday" in quota.lower():
+                        return True
+    return False
+
+
+def _retry_delay(error: Mapping[str, Any]) -> float | None:
+    """Seconds from a RetryInfo detail's ``retryDelay`` ("34.4s")."""
+    for detail in _details(error):
+        if "retryDelay" in detail:
+            return proto_duration(detail["retryDelay"])
+    return None
+
+
+class GeminiStream:
+    """StreamParser for Gemini's SSE chunks (each a GenerateContentResponse); see the module
+    doc for the end-of-stream rule and the bare-JSON errors."""
+
+    __slots__ = (
+        "_bare",
+        "_call",
+        "_depth",
+        "_finish",
+        "_finish_message",
+        "_model",
+        "_parts",
+        "_provider",
+        "_usage",
+    )
+
+    def __init__(self, provider: GoogleProvider) -> None:
+        self._provider = provider
+        self._parts: list[str] = []
+        self._finish: str | None = None
+        self._finish_message: str | None = None
+        self._usage = Usage()
+        self._model: str | None = None
+        self._call = False
+        self._bare: list[str] = []  # lines of a bare JSON payload being reassembled
+        self._depth = 0
+
+    @property
+    def done(self) -> bool:
+        """True once a finishReason has been seen (the stream itself ends at EOF)."""
+        return self._finish is not None
+
+    def feed(self, event: SseEvent) -> str:
+        """The text this chunk adds; raises the classified error for an error payload and
+        ContentFilterError for a blocked prompt."""
+        if event.event == NON_SSE_LINE:
+            return self._bare_line(event.data)
+        return self._chunk(load_event(event.data, "google"))
+
+    def _chunk(self, obj: Any) -> str:
+        if isinstance(obj, list):  # the non-SSE array form, should a server send it
+            return "".join([self._chunk(item) for item in obj])
+        if not isinstance(obj, dict):
+            raise malformed("a stream event that is not an object", "google")
+        if obj.get("error") is not None:
+            raise self._failed(obj["error"])
+        usage = obj.get("usageMetadata")
+        if usage:
+            self._usage = gemini_usage(usage)
+        if self._model is None:
+            self._model = as_str(obj.get("modelVersion"))
+        candidates = obj.get("candidates")
+        if not isinstance(candidates, list) or not candidates:
+            blocked = self._provider.blocked_prompt(obj)
+            if blocked is not None:
+                blocked.partial_content = "".join(self._parts)
+                raise blocked
+            return ""
+        candidate = candidates[0]
+        if not isinstance(candidate, dict):
+            return ""
+        reason = candidate.get("finishReason")
+        if isinstance(reason, str):
+            self._finish = reason
+            self._finish_message = as_str(candidate.get("finishMessage"))
+        text, call = parts_text(candidate.get("content"))
+        self._call = self._call or call
+        if text:
+            self._parts.append(text)
+        return text
+
+    def _failed(self, error: Any) -> ProviderError:
+        err = self._provider.stream_error(error)
+        err.partial_content = "".join(self._parts)
+        return err
+
+    def _bare_line(self, line: str) -> str:
+        """Collect a line of bare JSON; once its brackets balance and it parses, handle it as a
+        chunk (normally it is ``{"error": ...}``, which raises)."""
+        if not self._bare and not line.lstrip().startswith(("{", "[")):
+            return ""  # not JSON: the SSE rules say ignore it
+        self._bare.append(line)
+        self._depth += line.count("{") + line.count("[") - line.count("}") - line.count("]")
+        if self._depth > 0:
+            if len(self._bare) > _MAX_BARE_LINES:
+                self._bare, self._depth = [], 0
+            return ""
+        try:
+            obj = json.loads("\n".join(self._bare))
+        except ValueError:
+            return ""  # brackets inside strings fooled the count: wait for more lines
+        self._bare, self._depth = [], 0
+        return self._chunk(obj)
+
+    def finish(self) -> Completion:
+        """The whole answer at EOF; StreamInterruptedError when no finishReason ever came."""
+        text = "".join(self._parts)
+        if self._bare:
+            try:
+                obj = json.loads("\n".join(self._bare))
+            except ValueError:
+                obj = None
+            self._bare = []
+            if isinstance(obj, dict) and obj.get("error") is not None:
+                raise self._failed(obj["error"])
+        if self._finish is None:
+            raise StreamInterruptedError(
+                f"google stream ended without a finishReason ({len(text)} characters received)",
+                status=200,
+                provider="google",
+                partial_content=text,
+            )
+        return self._provider.conclude(
+            text, self._finish, self._usage, self._model, self._call, self._finish_message
+        )

@@ -1,0 +1,240 @@
+"""Mistral chat completions (``POST {base}/v1/chat/completions``, base ``https://api.mistral.ai``).
+
+The format is OpenAI's chat completions with a strict schema (unknown fields are a 422), so the
+shared pieces come from :mod:`flyllm.providers.openai` and only the differences live here.
+
+Parameters (flyllm name -> wire):
+
+=============  ================================================================
+flyllm         mistral
+=============  ================================================================
+max_tokens     ``max_tokens``
+temperature    ``temperature``, [0, 1.5] (the API's documented range; Mistral
+               recommends 0-0.7 and some models reject > 1 with a 422)
+top_p          ``top_p``, [0, 1]
+top_k          left out (not in the API)
+stop           ``stop``, all kept
+seed           ``random_seed``
+other          top level, unchanged (Mistral rejects unknown fields with 422)
+=============  ================================================================
+
+Streams add ``"stream": true`` only: usage always rides on the chunk with the finish_reason.
+Content may be a string or a list of chunks (reasoning models): only ``text`` chunks count.
+Finish: stop -> stop, length/model_length -> length, tool_calls -> tool_calls, others -> other;
+``error`` raises ServerError (retryable: the model failed mid-answer).
+
+Errors: bodies are ``{"object":"error","message":...,"type","code"}`` where ``message`` may be an
+object ``{"detail":[{loc,msg,...}]}`` (rendered as "body.field: msg"), or the gateway's
+``{"message": "..."}``. 400/422 bad request (``invalid_model`` -> NotFoundError; "too large for
+model"/"context length" -> ContextLengthError), 401 authentication, 403 permission, 404 not
+found, 429 rate limit (``service_tier_capacity_exceeded`` -> OverloadedError: the provider is
+out of capacity, not this key; a "monthly" limit -> QuotaError: it will not clear soon), 503
+overloaded, 504 timeout, other 5xx server. ``retry_after`` from ``retry-after-ms`` /
+``retry-after``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flyllm.errors import (
+    ContentFilterError,
+    ContextLengthError,
+    NotFoundError,
+    OverloadedError,
+    ProviderError,
+    QuotaError,
+    RateLimitError,
+    ServerError,
+)
+from flyllm.providers._common import (
+    Clock,
+    as_str,
+    bearer_headers,
+    dumps,
+    error_class_for_status,
+    fallback_message,
+    header_retry_after,
+    join_url,
+    make_error,
+    parse_error_body,
+)
+from flyllm.providers.base import Completion, Endpoint, HttpRequest, HttpResponse
+from flyllm.providers.openai import (
+    ChatCompletionsStream,
+    ChatDialect,
+    chat_messages,
+    chat_params,
+    parse_chat,
+)
+from flyllm.types import FinishReason, Message, Usage
+
+__all__ = ["MISTRAL_BASE_URL", "MistralProvider"]
+
+MISTRAL_BASE_URL = "https://api.mistral.ai"
+"""The official SDK's default server; requests go to ``{base}/v1/chat/completions``."""
+
+_DIALECT = ChatDialect("mistral", "max_tokens", 1.5, None, "random_seed")
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "model_length": "length",
+    "tool_calls": "tool_calls",
+}
+
+_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "invalid_model": 400,
+    "service_tier_capacity_exceeded": 429,
+}
+
+
+class MistralProvider:
+    """The Mistral chat-completions wire format; stateless, shared by every instance.
+    ``clock`` (epoch seconds) dates the HTTP-date form of ``retry-after``."""
+
+    name = "mistral"
+    default_base_url = MISTRAL_BASE_URL
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "MistralProvider()"
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        messages: Sequence[Message],
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/v1/chat/completions`` for this conversation."""
+        notes: list[str] = []
+        body: dict[str, Any] = {"model": endpoint.model, "messages": chat_messages(messages)}
+        if stream:
+            body["stream"] = True
+        chat_params(body, params, _DIALECT, notes)
+        url = join_url(endpoint.base_url or MISTRAL_BASE_URL, "/v1/chat/completions")
+        return HttpRequest("POST", url, bearer_headers(endpoint, stream), dumps(body), tuple(notes))
+
+    def parse(self, response: HttpResponse) -> Completion:
+        """The Completion in a 2xx answer; the classified error otherwise."""
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        return parse_chat(response, self.name, None, self._conclude, self._payload_error)
+
+    def stream_parser(self) -> ChatCompletionsStream:
+        """A parser for one streamed answer (usage arrives on the finish chunk)."""
+        return ChatCompletionsStream(self.name, self._conclude, self._payload_error)
+
+    def _conclude(
+        self,
+        text: str,
+        raw: str | None,
+        usage: Usage,
+        model: str | None,
+        request_id: str | None,
+        refusal: str,
+    ) -> Completion:
+        if refusal:  # not in Mistral's schema today; kept for parity with the shared parser
+            raise ContentFilterError(
+                f"the model refused: {refusal}",
+                status=200,
+                provider=self.name,
+                partial_content=text,
+            )
+        if raw == "error":
+            raise ServerError(
+                "the model stopped with finish_reason error",
+                status=200,
+                provider=self.name,
+                request_id=request_id,
+                partial_content=text,
+            )
+        finish = _FINISH.get(raw, "other") if raw else "other"
+        return Completion(text, finish, raw, usage, model, request_id)
+
+    def classify_error(self, response: HttpResponse) -> ProviderError:
+        """The typed error for a failed response (see the module doc for the table)."""
+        status, headers = response.status, response.headers
+        payload = parse_error_body(response.body)
+        message, etype, rid = _error_fields(payload)
+        return make_error(
+            _error_class(status, etype, message or ""),
+            message or fallback_message(status, response.body),
+            status=status,
+            provider=self.name,
+            headers=headers,
+            request_id=rid or headers.get("x-request-id"),
+            retry_after=header_retry_after(headers, self._clock),
+        )
+
+    def _payload_error(self, payload: Any) -> ProviderError:
+        """The typed error for an error object inside a 200 answer."""
+        if not isinstance(payload, dict):
+            payload = {"message": payload}
+        elif "message" not in payload and "type" not in payload and "error" in payload:
+            payload = payload["error"] if isinstance(payload["error"], dict) else payload
+        message, etype, _ = _error_fields(payload)
+        raw_status = payload.get("raw_status_code")
+        virtual = raw_status if type(raw_status) is int else _TYPE_STATUS.get(etype or "", 500)
+        return make_error(
+            _error_class(virtual, etype, message or ""),
+            message or f"error event: {payload!r}"[:200],
+            status=200,
+            provider=self.name,
+            headers={},
+            request_id=None,
+            retry_after=None,
+        )
+
+
+def _error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
+    """(readable message, type, request id) from Mistral's API, validation or gateway shapes."""
+    if not isinstance(payload, dict):
+        return None, None, None
+    message = payload.get("message")
+    if message is None and "detail" in payload:  # a bare FastAPI validation body
+        message = {"detail": payload["detail"]}
+    return _message_text(message), as_str(payload.get("type")), as_str(payload.get("request_id"))
+
+
+def _message_text(message: Any) -> str | None:
+    """``message`` as text: a string as is; ``{"detail": [...]}`` as "body.field: msg"."""
+    if isinstance(message, str):
+        return message
+    if not isinstance(message, dict):
+        return None
+    detail = message.get("detail")
+    if isinstance(detail, str):
+        return detail
+    if not isinstance(detail, list) or not detail:
+        return str(message)[:200]
+    first = detail[0]
+    if isinstance(first, dict):
+        loc = first.get("loc")
+        where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+        msg = as_str(first.get("msg")) or str(first.get("type") or "invalid")
+        text = f"{where}: {msg}" if where else msg
+    else:
+        text = str(first)
+    more = len(detail) - 1
+    return f"{text} (and {more} more)" if more else text
+
+
+def _error_class(status: int, etype: str | None, message: str) -> type[ProviderError]:
+    if etype == "invalid_model":
+        return NotFoundError
+    lowered = message.lower()
+    if 400 <= status < 500 and ("too large for model" in lowered or "context length" in lowered):
+        return ContextLengthError
+    if status == 429:
+        if etype == "service_tier_capacity_exceeded":
+            return OverloadedError
+        return QuotaError if "monthly" in lowered else RateLimitError
+    return error_class_for_status(status)

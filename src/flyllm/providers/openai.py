@@ -1,0 +1,523 @@
+"""OpenAI Chat Completions (``POST {base}/chat/completions``), also used for OpenAI-compatible
+servers (vLLM, llama.cpp, Ollama, gateways) under the name "openai_compatible".
+
+The chat-completions pieces that Mistral's near-identical format reuses live here too:
+:func:`chat_messages`, :func:`chat_params`, :func:`parse_chat`, :class:`ChatCompletionsStream`.
+
+Parameters (flyllm name -> wire):
+
+=============  =============================  ==============================================
+flyllm         openai                         openai_compatible
+=============  =============================  ==============================================
+max_tokens     ``max_completion_tokens``      ``max_tokens`` (what local servers understand)
+temperature    ``temperature``, [0, 2]        ``temperature``, [0, 2]
+top_p          ``top_p``, [0, 1]              ``top_p``, [0, 1]
+top_k          left out (not in the API)      left out
+stop           ``stop``, first 4 kept         ``stop``, all kept
+seed           ``seed``                       ``seed``
+other          top level, unchanged           top level, unchanged
+=============  =============================  ==============================================
+
+Every clamp or omission adds a note to ``HttpRequest.notes``. Streams add ``"stream": true`` and
+``"stream_options": {"include_usage": true}`` (usage then arrives in a last chunk with
+``choices: []``). An empty api_key sends no Authorization header (local servers need none).
+
+Errors: 400/413/422 bad request (``context_length_exceeded`` -> ContextLengthError), 401
+authentication, 403 permission, 404 not found, 408 timeout, 409 server (retryable), 429 rate
+limit (``insufficient_quota`` -> QuotaError), 503 (or any 5xx saying "overloaded"/"slow
+down") -> OverloadedError, 504 timeout, other 5xx server. ``retry_after``: ``retry-after-ms``,
+``retry-after``, then on a 429 the ``x-ratelimit-reset-{requests,tokens}`` Go durations. A
+refusal (``message.refusal``) or a ``content_filter`` finish raises ContentFilterError carrying
+the provider's text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flyllm.errors import (
+    ConfigurationError,
+    ContentFilterError,
+    ContextLengthError,
+    NotFoundError,
+    OverloadedError,
+    ProviderError,
+    QuotaError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from flyllm.providers._common import (
+    Clock,
+    add_extra,
+    as_str,
+    at_least,
+    bearer_headers,
+    clamp,
+    count,
+    dumps,
+    error_class_for_status,
+    fallback_message,
+    go_duration,
+    header_retry_after,
+    join_url,
+    left_out,
+    load_event,
+    load_object,
+    make_error,
+    malformed,
+    parse_error_body,
+    reset_delay,
+    stop_sequences,
+)
+from flyllm.providers.base import (
+    NON_SSE_LINE,
+    Completion,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    SseEvent,
+)
+from flyllm.types import FinishReason, Message, Usage
+
+__all__ = [
+    "OPENAI_BASE_URL",
+    "ChatCompletionsStream",
+    "ChatDialect",
+    "OpenAIProvider",
+    "chat_messages",
+    "chat_params",
+    "chat_usage",
+    "content_text",
+    "parse_chat",
+]
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+"""The official SDK's default base URL; requests go to ``{base}/chat/completions``."""
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+# The kind of an error that arrives inside a 200 stream, from its type or code, as the status
+# the same error would have had before the stream started.
+_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "insufficient_quota": 429,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "model_not_found": 404,
+    "rate_limit_exceeded": 429,
+    "requests": 429,
+    "tokens": 429,
+    "server_error": 500,
+    "overloaded": 503,
+}
+
+_RESERVED = frozenset({"model", "messages", "stream"})
+
+
+@dataclass(slots=True, frozen=True)
+class ChatDialect:
+    """How one chat-completions flavour names and bounds the known parameters."""
+
+    name: str
+    max_tokens_field: str
+    temperature_max: float
+    max_stop: int | None
+    seed_field: str
+
+
+def chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """The ``messages`` array: system prompts stay system messages, in order."""
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def chat_params(
+    body: dict[str, Any], params: Mapping[str, Any], dialect: ChatDialect, notes: list[str]
+) -> None:
+    """Write ``params`` into a chat-completions ``body``: the known ones translated and bounded,
+    the others at the top level, after (so they win; see ``add_extra``)."""
+    extras: list[tuple[str, Any]] = []
+    name = dialect.name
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key == "max_tokens":
+            body[dialect.max_tokens_field] = at_least(key, value, 1, name, notes)
+        elif key == "temperature":
+            body["temperature"] = clamp(key, value, 0.0, dialect.temperature_max, name, notes)
+        elif key == "top_p":
+            body["top_p"] = clamp(key, value, 0.0, 1.0, name, notes)
+        elif key == "top_k":
+            left_out(key, name, notes)
+        elif key == "stop":
+            stops = stop_sequences(value, dialect.max_stop, name, notes)
+            if stops:
+                body["stop"] = stops
+        elif key == "seed":
+            body[dialect.seed_field] = value
+        elif key in _RESERVED:
+            left_out(key, name, notes, "is set by flyllm")
+        else:
+            extras.append((key, value))
+    for key, value in extras:
+        add_extra(body, key, value)
+
+
+def content_text(content: Any) -> str:
+    """Message text: a string, or the ``text`` chunks of a list of content chunks (Mistral's
+    reasoning models), ignoring ``thinking`` and other chunks; '' for null."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            c["text"]
+            for c in content
+            if isinstance(c, dict) and c.get("type") == "text" and isinstance(c.get("text"), str)
+        )
+    return ""
+
+
+def chat_usage(usage: Any) -> Usage:
+    """Usage from ``prompt_tokens``/``completion_tokens``/``total_tokens`` (+ cached tokens)."""
+    if not isinstance(usage, dict):
+        return Usage()
+    prompt = count(usage.get("prompt_tokens"))
+    completion = count(usage.get("completion_tokens"))
+    total = count(usage.get("total_tokens")) or prompt + completion
+    details = usage.get("prompt_tokens_details")
+    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    return Usage(prompt, completion, total, cached)
+
+
+Conclude = Callable[[str, str | None, Usage, str | None, str | None, str], Completion]
+"""A provider's last step: (text, raw finish, usage, model, request id, refusal) -> Completion,
+raising ContentFilterError (or another ProviderError) when the finish says so."""
+
+
+def parse_chat(
+    response: HttpResponse,
+    provider: str,
+    request_id: str | None,
+    conclude: Conclude,
+    error_from: Callable[[Any], ProviderError],
+) -> Completion:
+    """A 2xx chat-completions body -> Completion (through ``conclude``)."""
+    data = load_object(response, provider, request_id)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        if data.get("error") is not None:  # some compatible servers answer 200 with an error
+            raise error_from(data["error"])
+        raise malformed("no choices", provider, response, request_id)
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise malformed("no choices[0].message", provider, response, request_id)
+    refusal = message.get("refusal")
+    return conclude(
+        content_text(message.get("content")),
+        as_str(choice.get("finish_reason")),
+        chat_usage(data.get("usage")),
+        as_str(data.get("model")),
+        request_id,
+        refusal if isinstance(refusal, str) else "",
+    )
+
+
+class ChatCompletionsStream:
+    """StreamParser for chat-completion chunks (OpenAI, compatible servers, Mistral).
+
+    Text is ``choices[0].delta.content``; usage comes from whichever chunk carries it (OpenAI: a
+    last chunk with ``choices: []``; Mistral: the finish chunk); ``data: [DONE]`` ends the
+    stream; a chunk with a top-level ``error`` raises the classified error.
+    """
+
+    __slots__ = (
+        "_conclude",
+        "_done",
+        "_error_from",
+        "_finish",
+        "_model",
+        "_name",
+        "_parts",
+        "_refusal",
+        "_usage",
+    )
+
+    def __init__(
+        self, name: str, conclude: Conclude, error_from: Callable[[Any], ProviderError]
+    ) -> None:
+        self._name = name
+        self._conclude = conclude
+        self._error_from = error_from
+        self._done = False
+        self._parts: list[str] = []
+        self._refusal: list[str] = []
+        self._finish: str | None = None
+        self._usage = Usage()
+        self._model: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once ``data: [DONE]`` has been seen."""
+        return self._done
+
+    def feed(self, event: SseEvent) -> str:
+        """The text this chunk adds; raises the classified error for an error chunk."""
+        data = event.data
+        if self._done or event.event == NON_SSE_LINE:
+            return ""
+        if data.startswith("[DONE]"):
+            self._done = True
+            return ""
+        chunk = load_event(data, self._name)
+        if not isinstance(chunk, dict):
+            raise malformed("a stream event that is not an object", self._name)
+        if chunk.get("error") is not None:
+            raise self._failed(chunk["error"])
+        if chunk.get("object") == "error":  # Mistral's error shape
+            raise self._failed(chunk)
+        usage = chunk.get("usage")
+        if usage:
+            self._usage = chat_usage(usage)
+        if self._model is None:
+            self._model = as_str(chunk.get("model"))
+        choices = chunk.get("choices")
+        if not choices or not isinstance(choices, list):
+            return ""
+        choice = choices[0]
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            return ""
+        raw = choice.get("finish_reason")
+        if isinstance(raw, str):
+            self._finish = raw
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return ""
+        refusal = delta.get("refusal")
+        if isinstance(refusal, str) and refusal:
+            self._refusal.append(refusal)
+        content = delta.get("content")
+        text = content if type(content) is str else content_text(content)
+        if text:
+            self._parts.append(text)
+        return text
+
+    def _failed(self, error: Any) -> ProviderError:
+        err = self._error_from(error)
+        err.partial_content = "".join(self._parts)
+        return err
+
+    def finish(self) -> Completion:
+        """The whole answer; StreamInterruptedError when ``[DONE]`` never came."""
+        text = "".join(self._parts)
+        if not self._done:
+            raise StreamInterruptedError(
+                f"{self._name} stream ended before data: [DONE] ({len(text)} characters received)",
+                status=200,
+                provider=self._name,
+                partial_content=text,
+            )
+        refusal = "".join(self._refusal)
+        return self._conclude(text, self._finish, self._usage, self._model, None, refusal)
+
+
+class OpenAIProvider:
+    """The OpenAI Chat Completions wire format; stateless, shared by every instance.
+
+    ``OpenAIProvider()`` is OpenAI itself; :meth:`compatible` the same format for other servers
+    (``max_tokens``, no stop limit, no default base URL). ``clock`` (epoch seconds) dates the
+    HTTP-date form of ``retry-after``; tests inject a fixed one.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "openai",
+        default_base_url: str = OPENAI_BASE_URL,
+        max_tokens_field: str = "max_completion_tokens",
+        max_stop: int | None = 4,
+        clock: Clock = time.time,
+    ) -> None:
+        self.name = name
+        self.default_base_url = default_base_url
+        self._dialect = ChatDialect(name, max_tokens_field, 2.0, max_stop, "seed")
+        self._clock = clock
+
+    @classmethod
+    def compatible(cls, *, clock: Clock = time.time) -> OpenAIProvider:
+        """The variant for OpenAI-compatible servers: name "openai_compatible", ``max_tokens``,
+        every stop sequence kept, and no default base URL (each instance must give one)."""
+        return cls(
+            name="openai_compatible",
+            default_base_url="",
+            max_tokens_field="max_tokens",
+            max_stop=None,
+            clock=clock,
+        )
+
+    @property
+    def requires_base_url(self) -> bool:
+        """True when instances must give a base_url (no default one)."""
+        return not self.default_base_url
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(name={self.name!r})"
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        messages: Sequence[Message],
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/chat/completions`` for this conversation."""
+        notes: list[str] = []
+        body: dict[str, Any] = {"model": endpoint.model, "messages": chat_messages(messages)}
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        chat_params(body, params, self._dialect, notes)
+        base_url = endpoint.base_url or self.default_base_url
+        if not base_url:
+            raise ConfigurationError(f"{self.name} instances need a base_url")
+        headers = bearer_headers(endpoint, stream)
+        url = join_url(base_url, "/chat/completions")
+        return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
+
+    def parse(self, response: HttpResponse) -> Completion:
+        """The Completion in a 2xx answer; the classified error otherwise."""
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        rid = response.headers.get("x-request-id")
+        return parse_chat(response, self.name, rid, self._conclude, self.stream_error)
+
+    def stream_parser(self) -> ChatCompletionsStream:
+        """A parser for one streamed answer."""
+        return ChatCompletionsStream(self.name, self._conclude, self.stream_error)
+
+    def _conclude(
+        self,
+        text: str,
+        raw: str | None,
+        usage: Usage,
+        model: str | None,
+        request_id: str | None,
+        refusal: str,
+    ) -> Completion:
+        if refusal:
+            raise ContentFilterError(
+                f"the model refused: {refusal}",
+                status=200,
+                provider=self.name,
+                request_id=request_id,
+                partial_content=text,
+            )
+        finish = _FINISH.get(raw, "other") if raw else "other"
+        if finish == "content_filter":
+            raise ContentFilterError(
+                "the answer was stopped by the content filter (finish_reason content_filter)",
+                status=200,
+                provider=self.name,
+                request_id=request_id,
+                partial_content=text,
+            )
+        return Completion(text, finish, raw, usage, model, request_id)
+
+    def classify_error(self, response: HttpResponse) -> ProviderError:
+        """The typed error for a failed response (see the module doc for the table)."""
+        status, headers = response.status, response.headers
+        payload = parse_error_body(response.body)
+        message, etype, code = _error_fields(payload)
+        cls = _error_class(status, etype, code, message or "")
+        retry_after = header_retry_after(headers, self._clock)
+        if retry_after is None and status == 429:
+            retry_after = _reset_hint(headers, etype)
+        return make_error(
+            cls,
+            message or fallback_message(status, response.body),
+            status=status,
+            provider=self.name,
+            headers=headers,
+            request_id=headers.get("x-request-id"),
+            retry_after=retry_after,
+        )
+
+    def stream_error(self, error: Any) -> ProviderError:
+        """The typed error for an ``error`` object that arrived inside a 200 answer: its kind
+        from its type or code (``server_error`` -> ServerError, ...)."""
+        message, etype, code = _error_fields({"error": error})
+        virtual = _TYPE_STATUS.get(code or "") or _TYPE_STATUS.get(etype or "") or 500
+        cls = _error_class(virtual, etype, code, message or "")
+        return make_error(
+            cls,
+            message or f"error event: {error!r}"[:200],
+            status=200,
+            provider=self.name,
+            headers={},
+            request_id=None,
+            retry_after=None,
+        )
+
+
+def _error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
+    """(message, type, code) from ``{"error": {...}}``, or the looser shapes compatible servers
+    use (``{"error": "text"}``, ``{"message": ...}``, ``{"detail": ...}``)."""
+    if not isinstance(payload, dict):
+        return None, None, None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        return (
+            as_str(error.get("message")),
+            as_str(error.get("type")),
+            str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None,
+        )
+    if isinstance(error, str):
+        return error, None, None
+    return as_str(payload.get("message")) or as_str(payload.get("detail")), None, None
+
+
+def _error_class(
+    status: int, etype: str | None, code: str | None, message: str
+) -> type[ProviderError]:
+    lowered = message.lower()
+    if 400 <= status < 500 and (
+        code == "context_length_exceeded" or "maximum context length" in lowered
+    ):
+        return ContextLengthError
+    if status == 429:
+        quota = "insufficient_quota" in (etype, code)
+        return QuotaError if quota else RateLimitError
+    if code in ("content_filter", "content_policy_violation"):
+        return ContentFilterError
+    if status >= 500 and ("overloaded" in lowered or "slow down" in lowered):
+        return OverloadedError
+    if code == "model_not_found":
+        return NotFoundError
+    return error_class_for_status(status)
+
+
+def _reset_hint(headers: Mapping[str, str], etype: str | None) -> float | None:
+    """Seconds until the exhausted window resets, from the Go durations in
+    ``x-ratelimit-reset-{requests,tokens}``; the error's type ("tokens"/"requests") says which
+    window when the body names it."""
+    windows: dict[str, tuple[str | None, float | None]] = {}
+    for window in ("requests", "tokens"):
+        reset = headers.get(f"x-ratelimit-reset-{window}")
+        seconds = go_duration(reset) if reset else None
+        windows[window] = (headers.get(f"x-ratelimit-remaining-{window}"), seconds)
+    if etype in windows and windows[etype][1] is not None:
+        return windows[etype][1]
+    return reset_delay(list(windows.values()))

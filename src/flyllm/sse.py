@@ -1,0 +1,128 @@
+"""An incremental server-sent-events decoder: bytes in, :class:`SseEvent` values out.
+
+Pure (no I/O) and provider-neutral; the transport feeds it whatever the socket delivers and hands
+the events to a provider's stream parser. It follows the WHATWG event-stream rules as WIRE.md
+section 5 spells them out:
+
+- lines end in LF, CRLF or CR, and a CR ending one read followed by an LF starting the next is a
+  single line end (Gemini streams use CRLF);
+- bytes are decoded incrementally, so a read may end inside a multi-byte UTF-8 character;
+- ``data:`` lines of one event are joined with ``\\n``; one space after the colon is stripped;
+- a blank line dispatches the event (only if it had ``data``); ``event:`` names are kept;
+- comment lines (``:``), ``id:`` and ``retry:`` are ignored;
+- :meth:`SseDecoder.close` flushes an event that has data but no closing blank line.
+
+One deliberate addition: a line whose field is none of ``data``/``event``/``id``/``retry`` is
+ignored by the spec, but Gemini sends errors after HTTP 200 as bare JSON spread over such lines.
+Rather than drop them, the decoder reports each one as ``SseEvent(data=<line>,
+event=NON_SSE_LINE)``. Parsers of well-behaved providers ignore these events; the Gemini parser
+reassembles them into the JSON error. ``NON_SSE_LINE`` (defined in ``providers.base`` beside
+SseEvent, re-exported here) contains a newline, which no real event name can, so it can never be
+confused with a server's ``event:`` field.
+
+Speed matters here (every streamed token passes through): lines are split with ``str`` methods
+over the buffered text, never byte by byte.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from flyllm.providers.base import NON_SSE_LINE, SseEvent
+
+__all__ = ["NON_SSE_LINE", "SseDecoder", "SseEvent"]
+
+_IGNORED_FIELDS = frozenset({"id", "retry"})
+
+
+class SseDecoder:
+    """Turns a byte stream into server-sent events, one read at a time.
+
+    ``feed`` returns the events completed by that read (often none or one); ``close`` returns
+    what the end of the stream completes. A decoder serves one stream; after ``close`` it is
+    reset and could serve another.
+    """
+
+    __slots__ = ("_data", "_decoder", "_event", "_skip_lf", "_started", "_tail")
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._tail: list[str] = []  # pieces of the current, unfinished line
+        self._skip_lf = False  # the last read ended with CR: an LF opening the next is its pair
+        self._started = False  # a byte-order mark is only stripped at the very start
+        self._data: str | None = None  # None: no data line yet in the pending event
+        self._event: str | None = None
+
+    def feed(self, data: bytes) -> list[SseEvent]:
+        """The events completed by these bytes."""
+        text = self._decoder.decode(data)
+        return self._feed_text(text) if text else []
+
+    def close(self) -> list[SseEvent]:
+        """The events the end of the stream completes: a last line without a line end and a
+        pending event with data but no closing blank line. Resets the decoder."""
+        text = self._decoder.decode(b"", final=True)
+        events = self._feed_text(text) if text else []
+        if self._tail:
+            line = "".join(self._tail)
+            self._tail = []
+            self._lines([line], events)
+        if self._data is not None:
+            events.append(SseEvent(self._data, self._event))
+        self._data = self._event = None
+        self._skip_lf = self._started = False
+        self._decoder.reset()
+        return events
+
+    def _feed_text(self, text: str) -> list[SseEvent]:
+        if self._skip_lf:
+            self._skip_lf = False
+            if text[0] == "\n":
+                text = text[1:]
+                if not text:
+                    return []
+        if not self._started:
+            self._started = True
+            if text[0] == "\ufeff":
+                text = text[1:]
+        if "\r" in text:
+            self._skip_lf = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        elif "\n" not in text:
+            self._tail.append(text)
+            return []
+        lines = text.split("\n")
+        if self._tail:
+            self._tail.append(lines[0])
+            lines[0] = "".join(self._tail)
+            self._tail = []
+        last = lines.pop()
+        if last:
+            self._tail.append(last)
+        events: list[SseEvent] = []
+        self._lines(lines, events)
+        return events
+
+    def _lines(self, lines: list[str], events: list[SseEvent]) -> None:
+        for line in lines:
+            if not line:
+                if self._data is not None:
+                    events.append(SseEvent(self._data, self._event))
+                    self._data = None
+                self._event = None
+            elif line.startswith("data:"):
+                value = line[6:] if line.startswith(" ", 5) else line[5:]
+                self._data = value if self._data is None else f"{self._data}\n{value}"
+            elif line[0] != ":":
+                self._field(line, events)
+
+    def _field(self, line: str, events: list[SseEvent]) -> None:
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value or None
+        elif name == "data":  # "data" alone, without a colon: an empty data line
+            self._data = value if self._data is None else f"{self._data}\n{value}"
+        elif name not in _IGNORED_FIELDS:
+            events.append(SseEvent(line, NON_SSE_LINE))

@@ -1,0 +1,203 @@
+"""Gemini generateContent / streamGenerateContent on the wire, under /v1 and /v1beta."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from flyllm.emulator import Emulator, generate_text
+from tests.emulator.conftest import post, sse_data
+
+KEY = "AIza-good"
+AUTH = {"x-goog-api-key": KEY}
+MODEL = "gemini-2.5-flash"
+
+
+def request(text: str = "Hello there", **extra: Any) -> dict[str, Any]:
+    return {"contents": [{"role": "user", "parts": [{"text": text}]}], **extra}
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator("gemini", api_keys={KEY}, models={MODEL}, seed=9) as instance:
+        yield instance
+
+
+def url(emu: Emulator, version: str = "v1", stream: bool = False, model: str = MODEL) -> str:
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"{emu.base_url}/{version}/models/{model}:{action}"
+
+
+def status_of(raw: bytes) -> dict[str, Any]:
+    body = json.loads(raw)
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+async def test_alias_and_base_url(emu: Emulator) -> None:
+    assert emu.provider == "google" and emu.base_url == emu.url
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta"])
+async def test_non_stream_answer_shape(
+    emu: Emulator, session: aiohttp.ClientSession, version: str
+) -> None:
+    body = request(systemInstruction={"parts": [{"text": "Be brief."}]})
+    status, response, raw = await post(session, url(emu, version), body, AUTH)
+    assert status == 200 and response.headers["Content-Type"] == "application/json; charset=UTF-8"
+    assert raw.startswith(b'{\n  "candidates": [\n')
+    data = json.loads(raw)
+    text = " ".join(generate_text("Hello there", seed=9))
+    (candidate,) = data["candidates"]
+    assert candidate == {
+        "content": {"parts": [{"text": text}], "role": "model"},
+        "finishReason": "STOP",
+        "index": 0,
+    }
+    usage = data["usageMetadata"]
+    assert usage["promptTokenCount"] == (2 + 3) + (2 + 3)
+    assert usage["candidatesTokenCount"] == len(text.split())
+    assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"]
+    assert data["modelVersion"] == MODEL and data["responseId"]
+    assert "request-id" not in response.headers and "x-request-id" not in response.headers
+    assert emu.stats()["by_route"] == {f"/{version}/models/{{model}}:generateContent": 1}
+
+
+async def test_stream_framing_is_crlf_and_ends_at_eof(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    status, response, raw = await post(session, url(emu, stream=True), request(), AUTH)
+    assert status == 200 and response.headers["Content-Type"] == "text/event-stream"
+    events = raw.split(b"\r\n\r\n")
+    assert events[-1] == b"" and all(
+        e.startswith(b"data: {") and b"\n" not in e for e in events[:-1]
+    )
+    assert b"[DONE]" not in raw
+    first = events[0].decode()
+    assert first.startswith('data: {"candidates": [{"content": {"parts": [{"text": "t')
+    assert (
+        '"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 5,'
+        '"candidatesTokenCount": 1,' in first
+    )
+    chunks = sse_data(raw, b"\r\n\r\n")
+    words = generate_text("Hello there", seed=9)
+    assert len(chunks) == len(words) + 1
+    counts = [c["usageMetadata"]["candidatesTokenCount"] for c in chunks]
+    assert counts == [*range(1, len(words) + 1), len(words)]
+    assert "".join(
+        c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks[:-1]
+    ) == " ".join(words)
+    assert chunks[-1]["candidates"][0] == {
+        "content": {"role": "model"},
+        "finishReason": "STOP",
+        "index": 0,
+    }
+    assert len({c["responseId"] for c in chunks}) == 1
+
+
+async def test_stream_without_alt_sse_is_a_json_array(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    target = f"{emu.base_url}/v1beta/models/{MODEL}:streamGenerateContent"
+    status, response, raw = await post(session, target, request(), AUTH)
+    assert status == 200 and response.content_type == "application/json"
+    chunks = json.loads(raw)
+    assert chunks[-1]["candidates"][0]["finishReason"] == "STOP" and len(chunks) > 2
+
+
+async def test_max_tokens_stop_sequences_and_snake_case(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    words = generate_text("Hello there", seed=9)
+    _, _, raw = await post(
+        session, url(emu), request(generationConfig={"maxOutputTokens": 2}), AUTH
+    )
+    data = json.loads(raw)
+    assert data["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    assert data["usageMetadata"]["candidatesTokenCount"] == 2
+    body = request(
+        system_instruction={"parts": [{"text": "one two"}]},
+        generation_config={"stop_sequences": [words[2]]},
+    )
+    _, _, raw = await post(session, url(emu), body, AUTH)
+    data = json.loads(raw)
+    assert data["candidates"][0]["finishReason"] == "STOP"
+    assert data["candidates"][0]["content"]["parts"][0]["text"] == " ".join(words[:2]) + " "
+    assert data["usageMetadata"]["candidatesTokenCount"] == 2
+    assert data["usageMetadata"]["promptTokenCount"] == 5 + 5
+
+
+async def test_auth_header_query_missing_and_wrong(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    assert (await post(session, url(emu) + f"?key={KEY}", request()))[0] == 200
+    status, _, raw = await post(session, url(emu), request())
+    assert status == 403 and status_of(raw)["status"] == "PERMISSION_DENIED"
+    status, _, raw = await post(session, url(emu), request(), {"x-goog-api-key": "bad"})
+    error = status_of(raw)
+    assert status == 400 and error["status"] == "INVALID_ARGUMENT" and error["code"] == 400
+    assert error["details"][0]["reason"] == "API_KEY_INVALID"
+    status, _, _ = await post(session, url(emu) + "?key=bad", request())
+    assert status == 400
+
+
+async def test_validation_errors(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    assistant = {"contents": [{"role": "assistant", "parts": [{"text": "hi"}]}]}
+    status, _, raw = await post(session, url(emu), assistant, AUTH)
+    assert status == 400 and status_of(raw)["message"] == "Please use a valid role: user, model."
+    status, _, raw = await post(session, url(emu), {"contents": []}, AUTH)
+    assert status == 400 and "contents is not specified" in status_of(raw)["message"]
+    status, _, raw = await post(session, url(emu), b"{oops", AUTH)
+    error = status_of(raw)
+    assert (
+        status == 400
+        and error["status"] == "INVALID_ARGUMENT"
+        and "Invalid JSON payload" in error["message"]
+    )
+
+
+async def test_unknown_model_and_method(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    status, _, raw = await post(session, url(emu, "v1beta", model="gemini-0"), request(), AUTH)
+    error = status_of(raw)
+    assert status == 404 and error["status"] == "NOT_FOUND"
+    assert error["message"].startswith("models/gemini-0 is not found for API version v1beta")
+    status, _, _ = await post(
+        session, f"{emu.base_url}/v1/models/{MODEL}:countTokens", request(), AUTH
+    )
+    assert status == 404
+    status, _, _ = await post(
+        session, f"{emu.base_url}/v2/models/{MODEL}:generateContent", request(), AUTH
+    )
+    assert status == 404
+
+
+async def test_blocked_trigger(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    status, _, raw = await post(session, url(emu), request("[[blocked]]"), AUTH)
+    data = json.loads(raw)
+    assert status == 200 and "candidates" not in data
+    assert data["promptFeedback"]["blockReason"] == "SAFETY"
+    assert "candidatesTokenCount" not in data["usageMetadata"]
+    _, _, raw = await post(session, url(emu, stream=True), request("[[blocked]]"), AUTH)
+    (chunk,) = sse_data(raw, b"\r\n\r\n")
+    assert chunk["promptFeedback"]["blockReason"] == "SAFETY"
+
+
+async def test_refusal_trigger(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    _, _, raw = await post(session, url(emu), request("[[refusal]]"), AUTH)
+    (candidate,) = json.loads(raw)["candidates"]
+    assert candidate["finishReason"] == "SAFETY" and "content" not in candidate
+    _, _, raw = await post(session, url(emu, stream=True), request("[[refusal]]"), AUTH)
+    assert sse_data(raw, b"\r\n\r\n")[-1]["candidates"][0]["finishReason"] == "SAFETY"
+
+
+async def test_context_length_trigger(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    status, _, raw = await post(session, url(emu), request("[[context_length]]"), AUTH)
+    error = status_of(raw)
+    assert status == 400 and error["status"] == "INVALID_ARGUMENT"
+    assert error["message"].endswith("exceeds the maximum number of tokens allowed (1048576).")
+    assert error["message"].startswith("The input token count (")
