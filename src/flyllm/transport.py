@@ -152,7 +152,7 @@ def _bypassed(host: str) -> bool:
     """Whether NO_PROXY exempts ``host``."""
     import urllib.request
 
-    return bool(urllib.request.proxy_bypass_environment(host))
+    return bool(urllib.request.proxy_bypass(host))
 
 
 def _with_total(base: aiohttp.ClientTimeout, total: float) -> aiohttp.ClientTimeout:

@@ -126,6 +126,22 @@ async def test_raw_stream_event_order(client: anthropic.AsyncAnthropic) -> None:
     assert delta.usage.output_tokens == REPLY_TOKENS  # cumulative, not an increment
 
 
+async def test_raw_stream_names_every_event_and_has_no_done(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    async with client.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=256, messages=MESSAGES, stream=True
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in response.iter_lines()]
+    names = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    datas = [json.loads(line.removeprefix("data: ")) for line in lines if line.startswith("data: ")]
+    assert names == [data["type"] for data in datas]  # each event: matches its data's type
+    assert "ping" in names
+    assert names[-1] == "message_stop"
+    assert not any("[DONE]" in line for line in lines)
+
+
 async def test_max_tokens_stop_reason(client: anthropic.AsyncAnthropic) -> None:
     message = await create(client, max_tokens=5)
     assert text_of(message) == expected_text(max_tokens=5)

@@ -30,6 +30,11 @@ from tests.conformance.helpers import KEY, PROMPT, REPLY_TOKENS, SYSTEM, expecte
 
 MODEL = "gemini-2.5-flash"
 
+# google-genai subclasses aiohttp.ClientSession, which aiohttp frowns upon; not ours to fix.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Inheritance class AiohttpClientSession:DeprecationWarning"
+)
+
 
 @pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:

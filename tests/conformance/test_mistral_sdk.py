@@ -124,6 +124,19 @@ async def test_stream_usage_rides_on_the_finish_chunk(client: Mistral) -> None:
     assert all(c.usage is None for c in chunks[:-1])
 
 
+async def test_raw_stream_is_data_only_and_ends_with_done(client: Mistral) -> None:
+    stream = await client.chat.stream_async(model=MODEL, messages=STREAM_MESSAGES)
+    async with stream:
+        assert stream.response.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in stream.response.aiter_lines()]
+    events = [line for line in lines if line]
+    assert all(line.startswith("data: ") for line in events)
+    assert events[-1] == "data: [DONE]"
+    finish = json.loads(events[-2].removeprefix("data: "))
+    assert finish["choices"][0]["finish_reason"] == "stop"
+    assert finish["usage"]["completion_tokens"] == REPLY_TOKENS
+
+
 async def test_max_tokens_gives_length(client: Mistral) -> None:
     response = await complete(client, max_tokens=5)
     assert reply_text(response) == expected_text(max_tokens=5)

@@ -115,6 +115,18 @@ async def test_stream_without_include_usage_has_no_usage(client: openai.AsyncOpe
     assert all(c.usage is None for c in chunks)
 
 
+async def test_raw_stream_is_data_only_and_ends_with_done(client: openai.AsyncOpenAI) -> None:
+    async with client.chat.completions.with_streaming_response.create(
+        model=MODEL, messages=MESSAGES, stream=True
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line async for line in response.iter_lines()]
+    events = [line for line in lines if line]
+    assert all(line.startswith("data: ") for line in events)  # no event: lines
+    assert events[-1] == "data: [DONE]"
+    assert events.count("data: [DONE]") == 1
+
+
 async def test_max_completion_tokens_gives_length(client: openai.AsyncOpenAI) -> None:
     completion = await client.chat.completions.create(
         model=MODEL, messages=MESSAGES, max_completion_tokens=5

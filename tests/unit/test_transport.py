@@ -45,6 +45,6 @@ async def test_a_refused_connection_is_a_connection_error() -> None:
         port = s.getsockname()[1]  # bound but not listening: connections are refused
         transport = Transport()
         request = HttpRequest("POST", f"http://127.0.0.1:{port}/v1", {}, b"{}")
-        with pytest.raises(ProviderConnectionError, match="127.0.0.1"):
+        with pytest.raises(ProviderConnectionError, match=r"127\.0\.0\.1"):
             await transport.send(request)
         await transport.aclose()

@@ -40,6 +40,9 @@ __all__ = [
 TRIGGERS = ("context_length", "blocked", "refusal")
 _ID_RNG = random.Random()
 _BASE62 = string.digits + string.ascii_letters
+# Maps every byte to a base62 character (a slight bias is irrelevant for ids); randbytes +
+# translate is several times faster than choices() on the hot path.
+_BYTE_TO_BASE62 = bytes((_BASE62 * 5).encode()[:256])
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -50,7 +53,7 @@ def dumps(obj: Any) -> bytes:
 
 def random_base62(n: int) -> str:
     """``n`` random characters of [0-9A-Za-z] (ids need not be reproducible)."""
-    return "".join(_ID_RNG.choices(_BASE62, k=n))
+    return _ID_RNG.randbytes(n).translate(_BYTE_TO_BASE62).decode("ascii")
 
 
 def random_hex(n: int) -> str:

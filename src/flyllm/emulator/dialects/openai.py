@@ -281,7 +281,7 @@ class OpenAIDialect(Dialect):
         return (
             f'{{"id":"chatcmpl-{random_base62(29)}","object":"chat.completion",'
             f'"created":{int(time.time())},"model":{json.dumps(conv.model)},'
-            f'"choices":[{json.dumps(choice, separators=(",", ":"))}],'
+            f'"choices":[{dumps(choice).decode()}],'
             f'{usage},"service_tier":"default","system_fingerprint":"{self._fingerprint}"}}'
         ).encode()
 
