@@ -251,6 +251,16 @@ async def test_context_length_is_bad_request(client: anthropic.AsyncAnthropic) -
     assert caught.value.api_message.startswith("prompt is too long")
 
 
+async def test_unknown_model_is_not_found() -> None:
+    async with (
+        Emulator(provider="anthropic", models={MODEL}) as strict,
+        anthropic.AsyncAnthropic(api_key=KEY, base_url=strict.base_url, max_retries=0) as sdk,
+    ):
+        with pytest.raises(anthropic.NotFoundError) as caught:
+            await sdk.messages.create(model="claude-0-nope", max_tokens=16, messages=MESSAGES)
+    assert caught.value.type == "not_found_error"
+
+
 # -- faults ------------------------------------------------------------------------------------
 
 STATUS_FAULTS: list[tuple[str, type[anthropic.APIStatusError], int, str]] = [

@@ -227,7 +227,7 @@ async def test_context_length_is_client_error(client: genai.client.AsyncClient) 
     assert "input token count" in caught.value.message
 
 
-async def test_unknown_model_is_not_found(emu: Emulator) -> None:
+async def test_unknown_model_is_not_found() -> None:
     async with Emulator(provider="google", models={MODEL}) as strict, gemini(strict) as aio:
         with pytest.raises(errors.ClientError) as caught:
             await aio.models.generate_content(model="gemini-0-nope", contents=PROMPT)

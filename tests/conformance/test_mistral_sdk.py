@@ -226,7 +226,7 @@ async def test_context_length_is_400(client: Mistral) -> None:
     assert "too large for model" in json.loads(caught.value.body)["message"]
 
 
-async def test_unknown_model_is_400(emu: Emulator) -> None:
+async def test_unknown_model_is_400() -> None:
     async with Emulator(provider="mistral", models={MODEL}) as strict, mistral(strict) as sdk:
         with pytest.raises(errors.SDKError) as caught:
             await sdk.chat.complete_async(model="no-such-model", messages=MESSAGES)

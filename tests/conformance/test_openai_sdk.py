@@ -218,6 +218,16 @@ async def test_unknown_field_is_bad_request(client: openai.AsyncOpenAI) -> None:
     assert "no_such_field" in caught.value.message
 
 
+async def test_unknown_model_is_not_found() -> None:
+    async with (
+        Emulator(provider="openai", models={MODEL}) as strict,
+        openai.AsyncOpenAI(api_key=KEY, base_url=strict.base_url, max_retries=0) as sdk,
+    ):
+        with pytest.raises(openai.NotFoundError) as caught:
+            await sdk.chat.completions.create(model="gpt-0-nope", messages=MESSAGES)
+    assert caught.value.code == "model_not_found"
+
+
 # -- faults ------------------------------------------------------------------------------------
 
 STATUS_FAULTS: list[tuple[str, type[openai.APIStatusError], int, str | None]] = [
