@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -201,3 +202,39 @@ async def test_context_length_trigger(emu: Emulator, session: aiohttp.ClientSess
     assert status == 400 and error["status"] == "INVALID_ARGUMENT"
     assert error["message"].endswith("exceeds the maximum number of tokens allowed (1048576).")
     assert error["message"].startswith("The input token count (")
+
+
+async def test_stream_exact_bytes(session: aiohttp.ClientSession) -> None:
+    async with Emulator("google", reply_tokens=2, seed=1) as emu:
+        _, _, raw = await post(session, url(emu, stream=True), request("Hi"), AUTH)
+    found = re.search(rb'"responseId": "([A-Za-z0-9]+)"', raw)
+    assert found is not None
+    tag, word = generate_text("Hi", seed=1, n_tokens=2)
+    tail = f'"modelVersion": "{MODEL}","responseId": "{found.group(1).decode()}"}}\r\n\r\n'
+
+    def usage(n: int) -> str:
+        return (
+            f'"usageMetadata": {{"promptTokenCount": 4,"candidatesTokenCount": {n},'
+            f'"totalTokenCount": {4 + n},'
+            '"promptTokensDetails": [{"modality": "TEXT","tokenCount": 4}]},'
+        )
+
+    def text_chunk(text: str) -> str:
+        parts = f'{{"parts": [{{"text": "{text}"}}],"role": "model"}}'
+        return f'data: {{"candidates": [{{"content": {parts},"index": 0}}],'
+
+    final = (
+        'data: {"candidates": [{"content": {"role": "model"},"finishReason": "STOP","index": 0}],'
+    )
+    expected = (
+        text_chunk(tag)
+        + usage(1)
+        + tail
+        + text_chunk(" " + word)
+        + usage(2)
+        + tail
+        + final
+        + usage(2)
+        + tail
+    )
+    assert raw.decode() == expected

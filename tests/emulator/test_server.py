@@ -13,8 +13,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from flyllm.emulator import Emulator, Fault
-from tests.emulator.conftest import PROVIDERS, post, provider_request, settle
+from flyllm.emulator import Emulator, Fault, generate_text
+from tests.emulator.conftest import (
+    PROVIDERS,
+    anthropic_events,
+    post,
+    provider_request,
+    settle,
+    sse_data,
+)
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "flyllm" / "emulator"
 
@@ -253,3 +260,64 @@ async def test_same_prompt_same_reply_across_instances(session: aiohttp.ClientSe
                 json.loads((await post(session, target, body, headers))[2])["choices"][0]["message"]
             )
     assert replies[0] == replies[1]
+
+
+def test_public_names() -> None:
+    import flyllm.emulator
+
+    assert sorted(flyllm.emulator.__all__) == ["Emulator", "FAULT_KINDS", "Fault", "generate_text"]
+    assert flyllm.emulator.Emulator is Emulator
+    with pytest.raises(AttributeError):
+        _ = flyllm.emulator.Nothing
+
+
+def _text_and_tokens(provider: str, raw: bytes) -> tuple[str, int]:
+    data = json.loads(raw)
+    if provider == "anthropic":
+        return data["content"][0]["text"], data["usage"]["output_tokens"]
+    if provider == "google":
+        return data["candidates"][0]["content"]["parts"][0]["text"], data["usageMetadata"][
+            "candidatesTokenCount"
+        ]
+    return data["choices"][0]["message"]["content"], data["usage"]["completion_tokens"]
+
+
+def _stream_text_and_tokens(provider: str, raw: bytes) -> tuple[str, int]:
+    if provider == "google":
+        chunks = sse_data(raw, b"\r\n\r\n")
+        text = "".join(
+            c["candidates"][0]["content"].get("parts", [{"text": ""}])[0]["text"] for c in chunks
+        )
+        return text, chunks[-1]["usageMetadata"]["candidatesTokenCount"]
+    if provider == "anthropic":
+        events = anthropic_events(raw)
+        text = "".join(d["delta"]["text"] for name, d in events if name == "content_block_delta")
+        return text, events[-2][1]["usage"]["output_tokens"]
+    chunks = [c for c in sse_data(raw) if c != "[DONE]"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    usage = [c["usage"] for c in chunks if c.get("usage")]
+    return text, usage[-1]["completion_tokens"] if usage else -1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_stream_and_non_stream_agree(session: aiohttp.ClientSession, provider: str) -> None:
+    async with Emulator(provider, seed=21) as emu:
+        target, headers, body = provider_request(emu, text="Tell me about rivers")
+        text, tokens = _text_and_tokens(provider, (await post(session, target, body, headers))[2])
+        assert text == " ".join(generate_text("Tell me about rivers", seed=21)) and tokens == len(
+            text.split()
+        )
+        target, headers, body = provider_request(emu, stream=True, text="Tell me about rivers")
+        if provider == "openai":
+            body["stream_options"] = {"include_usage": True}
+        assert _stream_text_and_tokens(
+            provider, (await post(session, target, body, headers))[2]
+        ) == (text, tokens)
+
+
+async def test_large_request_bodies_are_accepted(session: aiohttp.ClientSession) -> None:
+    async with Emulator("anthropic") as emu:
+        prompt = "word " * 1_000_000
+        target, headers, body = provider_request(emu, text=prompt)
+        status, _, raw = await post(session, target, body, headers)
+        assert status == 200 and json.loads(raw)["usage"]["input_tokens"] == 1_000_003

@@ -63,7 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reply-tokens", type=int, default=None, help="fixed reply length in words"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the reply text and fault draws"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the reply text and fault draws; instance i uses SEED+i",
     )
     parser.add_argument(
         "--fault",

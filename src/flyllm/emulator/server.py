@@ -72,8 +72,10 @@ class Emulator:
     Use ``async with Emulator(provider="openai") as emu:`` in tests (ephemeral port), or run
     many via ``flyllm emulate``. ``api_keys=None`` accepts any non-empty key; ``models=None``
     accepts any model name. Latencies are in milliseconds; ``reply_tokens`` fixes the reply
-    length (default: 12..40 words derived from the prompt). See the package docstring for
-    the text, token and trigger conventions.
+    length (default: 12..40 words derived from the prompt). ``seed`` drives the reply text,
+    the probabilistic faults and the jitter: give instances different seeds so that their
+    faults are not correlated. See the package docstring for the text, token and trigger
+    conventions.
     """
 
     def __init__(
@@ -220,7 +222,11 @@ class Emulator:
         }
 
     def stats(self) -> dict[str, Any]:
-        """A JSON-able snapshot of the counters."""
+        """A JSON-able snapshot of the counters.
+
+        Control-API requests are not counted, but their connections are part of
+        ``open_connections`` while they are open.
+        """
         server = self._server
         return self._stats.snapshot(len(server.connections) if server is not None else 0)
 
@@ -255,7 +261,7 @@ class Emulator:
         dialect, stats = self._dialect, self._stats
         headers, query = request.headers, request.query
         route = dialect.match(request.method, request.path, query)
-        raw = await request.read()
+        raw = await request.content.read()  # no 1 MiB cap: real APIs take much larger bodies
         body = _load_json(raw)
         key = dialect.credentials(headers, query)
         label = route.label if route is not None else "unknown"
@@ -367,8 +373,9 @@ class Emulator:
         response = web.StreamResponse(status=200, headers=headers)
         response.content_length = len(answer.body)
         self._stats.status(200)
-        await response.prepare(request)
-        await response.write(answer.body[: len(answer.body) // 2])
+        with contextlib.suppress(ConnectionResetError):
+            await response.prepare(request)
+            await response.write(answer.body[: len(answer.body) // 2])
         if request.transport is not None:
             request.transport.close()
         return response
@@ -398,8 +405,11 @@ class Emulator:
         headers["Content-Type"] = plan.content_type
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(status=200, headers=headers)
+        try:
+            await response.prepare(request)
+        except ConnectionResetError:  # the client left during the time to first chunk
+            return response
         stats.status(200)
-        await response.prepare(request)
         stats.streams_started += 1
         try:
             await self._write_events(response, events, len(plan.head) + 1)

@@ -71,7 +71,13 @@ class RecordedRequest:
 
 
 class Stats:
-    """Mutable counters; :meth:`snapshot` gives the JSON-able view tests read."""
+    """Mutable counters; :meth:`snapshot` gives the JSON-able view tests read.
+
+    ``streams_started`` counts 200 streams whose headers went out, ``streams_completed``
+    those that ended with their terminator, ``streams_cancelled`` those whose client went
+    away first. A stream cut or ended with an error event by a fault is in neither of the
+    last two (``faults_injected`` has it).
+    """
 
     __slots__ = (
         "by_key",

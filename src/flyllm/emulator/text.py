@@ -73,18 +73,23 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
+def _digest(prompt: str) -> str:
+    return hashlib.blake2b(prompt.encode("utf-8"), digest_size=16).hexdigest()
+
+
 def prompt_tag(prompt: str) -> str:
     """The first word of every reply to ``prompt``: ``t`` and 7 hex digits of its hash."""
-    return "t" + hashlib.blake2b(prompt.encode("utf-8"), digest_size=4).hexdigest()[:7]
+    return "t" + _digest(prompt)[:7]
 
 
+# Caches are keyed by the prompt's digest, never the prompt: prompts can be megabytes long.
 @lru_cache(maxsize=4096)
-def _tokens(prompt: str, seed: int, n_tokens: int | None) -> tuple[str, ...]:
-    rng = random.Random(f"{seed}\x00{prompt}")
+def _tokens(digest: str, seed: int, n_tokens: int | None) -> tuple[str, ...]:
+    rng = random.Random(f"{seed}:{digest}")
     n = rng.randint(MIN_REPLY_TOKENS, MAX_REPLY_TOKENS) if n_tokens is None else n_tokens
     if n <= 0:
         return ()
-    return (prompt_tag(prompt), *rng.choices(VOCABULARY, k=n - 1))
+    return ("t" + digest[:7], *rng.choices(VOCABULARY, k=n - 1))
 
 
 def generate_text(prompt: str, seed: int = 0, n_tokens: int | None = None) -> list[str]:
@@ -94,7 +99,7 @@ def generate_text(prompt: str, seed: int = 0, n_tokens: int | None = None) -> li
     emulator's ``reply_tokens``), otherwise it is drawn from 12..40 by the same seeded
     generator. The same arguments always give the same list.
     """
-    return list(_tokens(prompt, seed, n_tokens))
+    return list(_tokens(_digest(prompt), seed, n_tokens))
 
 
 def _earliest_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str | None]:
@@ -107,7 +112,6 @@ def _earliest_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str | None]:
     return best, found
 
 
-@lru_cache(maxsize=4096)
 def compose_reply(
     prompt: str,
     seed: int,
@@ -121,8 +125,20 @@ def compose_reply(
     The limit applies first (the model never generates past it), then the text is cut right
     before the earliest occurrence of any stop sequence, which is not returned.
     """
+    return _compose(_digest(prompt), seed, n_tokens, max_tokens, stops, refusal)
+
+
+@lru_cache(maxsize=4096)
+def _compose(
+    digest: str,
+    seed: int,
+    n_tokens: int | None,
+    max_tokens: int | None,
+    stops: tuple[str, ...],
+    refusal: bool,
+) -> Reply:
     words: tuple[str, ...] = (
-        tuple(REFUSAL_TEXT.split()) if refusal else _tokens(prompt, seed, n_tokens)
+        tuple(REFUSAL_TEXT.split()) if refusal else _tokens(digest, seed, n_tokens)
     )
     truncated = max_tokens is not None and max_tokens < len(words)
     if max_tokens is not None:

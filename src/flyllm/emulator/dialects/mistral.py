@@ -104,6 +104,28 @@ def _check_fields(body: dict[str, Any]) -> Answer | None:
     return unprocessable(details) if details else None
 
 
+def _read_messages(messages: list[Any]) -> tuple[list[str], str] | Answer:
+    """Every message's text and the last user text, or the 422 for a bad role."""
+    texts: list[str] = []
+    prompt = ""
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ROLES:
+            detail = {
+                "type": "literal_error",
+                "loc": ["body", "messages", i, "role"],
+                "msg": "Input should be 'system', 'user', 'assistant' or 'tool'",
+                "input": role,
+            }
+            return unprocessable([detail])
+        assert isinstance(message, dict)
+        text = content_text(message.get("content"))
+        texts.append(text)
+        if role == "user":
+            prompt = text
+    return texts, prompt
+
+
 class MistralDialect(Dialect):
     """Mistral's dialect: Bearer auth, ``ratelimitbysize-*`` headers, usage on the finish chunk."""
 
@@ -168,23 +190,10 @@ class MistralDialect(Dialect):
                     }
                 ]
             )
-        texts: list[str] = []
-        prompt = ""
-        for i, message in enumerate(messages):
-            role = message.get("role") if isinstance(message, dict) else None
-            if role not in ROLES:
-                detail = {
-                    "type": "literal_error",
-                    "loc": ["body", "messages", i, "role"],
-                    "msg": "Input should be 'system', 'user', 'assistant' or 'tool'",
-                    "input": role,
-                }
-                return unprocessable([detail])
-            assert isinstance(message, dict)
-            text = content_text(message.get("content"))
-            texts.append(text)
-            if role == "user":
-                prompt = text
+        read = _read_messages(messages)
+        if isinstance(read, Answer):
+            return read
+        texts, prompt = read
         limit, stop = body.get("max_tokens"), body.get("stop")
         if limit is not None and (
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 0

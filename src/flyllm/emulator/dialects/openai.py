@@ -261,28 +261,18 @@ class OpenAIDialect(Dialect):
 
     def body(self, conv: Conversation, reply: Reply, rid: str) -> bytes:
         """The ``chat.completion`` object."""
-        refused = reply.finish == "refusal"
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if refused else reply.text,
-            "refusal": reply.text if refused else None,
-            "annotations": [],
-        }
-        usage = (
-            f'"usage":{{"prompt_tokens":{conv.prompt_tokens},"completion_tokens":{reply.tokens},'
-            f'"total_tokens":{conv.prompt_tokens + reply.tokens},{_USAGE_DETAILS}}}'
-        )
-        choice = {
-            "index": 0,
-            "message": message,
-            "logprobs": None,
-            "finish_reason": FINISH[reply.finish],
-        }
+        text = json.dumps(reply.text)
+        content, refusal = ("null", text) if reply.finish == "refusal" else (text, "null")
+        total = conv.prompt_tokens + reply.tokens
         return (
             f'{{"id":"chatcmpl-{random_base62(29)}","object":"chat.completion",'
             f'"created":{int(time.time())},"model":{json.dumps(conv.model)},'
-            f'"choices":[{dumps(choice).decode()}],'
-            f'{usage},"service_tier":"default","system_fingerprint":"{self._fingerprint}"}}'
+            f'"choices":[{{"index":0,"message":{{"role":"assistant","content":{content},'
+            f'"refusal":{refusal},"annotations":[]}},"logprobs":null,'
+            f'"finish_reason":"{FINISH[reply.finish]}"}}],'
+            f'"usage":{{"prompt_tokens":{conv.prompt_tokens},"completion_tokens":{reply.tokens},'
+            f'"total_tokens":{total},{_USAGE_DETAILS}}},'
+            f'"service_tier":"default","system_fingerprint":"{self._fingerprint}"}}'
         ).encode()
 
     def stream(self, conv: Conversation, reply: Reply, rid: str) -> StreamPlan:
