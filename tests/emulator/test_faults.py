@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from flyllm.emulator import FAULT_KINDS, Emulator, Fault
+from flyllm.emulator import FAULT_KINDS, Emulator, Fault, generate_text
 from tests.emulator.conftest import PROVIDERS, post, provider_request, settle
 
 ERROR_CASES: list[tuple[str, str, int, str]] = [
@@ -215,6 +215,23 @@ async def test_stream_error(session: aiohttp.ClientSession, provider: str) -> No
         assert (await post(session, target, body, headers))[0] == 500
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("after", [0, 3])
+async def test_stream_faults_strike_after_the_given_chunks(
+    session: aiohttp.ClientSession, provider: str, after: int
+) -> None:
+    async with Emulator(provider, reply_tokens=10) as emu:
+        target, headers, body = provider_request(emu, stream=True)
+        emu.schedule(Fault("stream_error", after_chunks=after))
+        status, _, raw = await post(session, target, body, headers)
+        assert status == 200 and STREAM_ERRORS[provider] in raw
+        before_error = raw.split(STREAM_ERRORS[provider])[0].decode()
+        tokens = generate_text("Hello there", 0, 10)
+        assert (tokens[0] in before_error) == (after > 0)
+        assert (tokens[2] in before_error) == (after == 3)
+        assert tokens[3] not in before_error
+
+
 async def test_schedule_comes_before_probabilities(session: aiohttp.ClientSession) -> None:
     async with Emulator("openai", faults=[Fault("server_error")]) as emu:
         target, headers, body = provider_request(emu)
@@ -255,6 +272,9 @@ def test_fault_validation() -> None:
     with pytest.raises(ValueError):
         Fault("server_error", status=42)
     assert Fault.from_dict({"kind": "hang", "probability": 0.25}) == Fault("hang", 0.25)
+    assert Fault.from_dict({"kind": "stream_cut", "after_chunks": 0}).after_chunks == 0
+    with pytest.raises(ValueError):
+        Fault("stream_cut", after_chunks=-1)
     with pytest.raises(ValueError):
         Fault.from_dict({"kind": "hang", "colour": "red"})
 

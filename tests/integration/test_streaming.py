@@ -13,6 +13,8 @@ from flyllm import (
     InvalidRequestError,
     LlmManager,
     OverloadedError,
+    ProviderError,
+    ServerError,
     StreamInterruptedError,
 )
 from flyllm.emulator import Fault
@@ -58,14 +60,16 @@ async def test_stream_text_and_usage_match_the_non_streamed_answer(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("fault", ["rate_limit", "server_error", "overloaded"])
+@pytest.mark.parametrize(
+    "fault", ["rate_limit", "server_error", "overloaded", "stream_error", "stream_cut", "malformed"]
+)
 async def test_errors_before_the_first_chunk_fail_over(
     provider: str, fault: str, manager: LlmManager, emulators: EmulatorFactory
 ) -> None:
     bad, good = await emulators(provider), await emulators(provider)
     manager.add_provider(provider, "k", "m", base_url=bad.base_url)
     manager.add_provider(provider, "k", "m", base_url=good.base_url)
-    bad.schedule(fault, count=1)
+    bad.schedule(Fault(fault, after_chunks=0), count=1)  # stream faults strike before any text
     texts, response = await _drain(manager, GenerationRequest(prompt="hello there"))
     plain = await manager.generate(GenerationRequest(prompt="hello there"))
     # Failed before any text: the whole answer came from the second instance, once.
@@ -94,16 +98,42 @@ async def test_a_stream_cut_after_text_raises_with_the_partial_content(
     assert other.stats()["requests"] == 0  # no splice of another instance's text
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
 async def test_an_error_event_after_text_raises_the_providers_error(
-    manager: LlmManager, emulators: EmulatorFactory
+    provider: str, manager: LlmManager, emulators: EmulatorFactory
 ) -> None:
-    emu = await emulators("anthropic", reply_tokens=30)
-    manager.add_provider("anthropic", "k", "m", base_url=emu.base_url)
-    emu.set_faults([Fault("stream_error")])
-    with pytest.raises(OverloadedError):
+    emu = await emulators(provider, reply_tokens=30)
+    other = await emulators(provider)
+    manager.add_provider(provider, "k", "m", base_url=emu.base_url)
+    manager.add_provider(provider, "k", "m", base_url=other.base_url)
+    emu.set_faults([Fault("stream_error", after_chunks=3)])
+    received: list[str] = []
+    with pytest.raises(ProviderError) as caught:
         async with manager.stream(GenerationRequest(prompt="x")) as stream:
-            async for _ in stream:
-                pass
+            async for chunk in stream:
+                received.append(chunk.text)
+    expected = OverloadedError if provider == "anthropic" else ServerError
+    assert type(caught.value) is expected and caught.value.status == 200
+    assert len(received) == 3 and caught.value.partial_content == "".join(received)
+    assert other.stats()["requests"] == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_slow_first_chunk_and_per_chunk_delay(
+    provider: str, manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators(provider, latency_ms=150, chunk_delay_ms=10, reply_tokens=12)
+    manager.add_provider(provider, "k", "m", base_url=emu.base_url)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    arrivals: list[float] = []
+    async with manager.stream(GenerationRequest(prompt="slowly")) as stream:
+        async for chunk in stream:
+            if chunk.text:
+                arrivals.append(loop.time() - started)
+    assert arrivals[0] >= 0.14  # the first chunk waited for the time to first chunk
+    assert arrivals[-1] - arrivals[0] >= 0.09  # later chunks trickled in, not all at once
+    assert stream.response.usage.completion_tokens == 12
 
 
 async def test_all_attempts_failing_before_text(

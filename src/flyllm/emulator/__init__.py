@@ -45,6 +45,8 @@ overloaded", Gemini 503 UNAVAILABLE "The model is overloaded", Mistral 503 with 
 service-tier-capacity error; ``bad_gateway`` is Cloudflare's JSON for OpenAI and Google's
 HTML page for Gemini. ``stream_cut`` closes the connection mid-body (the chunked body never
 ends); ``stream_error`` ends a 200 stream with the provider's error event and no terminator.
+Both strike half-way through the text unless ``Fault(after_chunks=N)`` says after how many
+content chunks (0: before any text).
 """
 
 from __future__ import annotations

@@ -67,13 +67,15 @@ class Fault:
 
     ``retry_after`` (seconds, ``None`` for no hint) is the retry hint a ``rate_limit`` answer
     carries; ``status`` overrides the HTTP status of the error kinds (e.g. a 504
-    ``server_error``).
+    ``server_error``); ``after_chunks`` is how many content chunks a ``stream_cut`` or
+    ``stream_error`` lets through first (None: half of them; 0: before any text).
     """
 
     kind: str
     probability: float = 1.0
     retry_after: float | None = 1.0
     status: int | None = None
+    after_chunks: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -84,6 +86,8 @@ class Fault:
             raise ValueError(f"retry_after must be >= 0 seconds, got {self.retry_after}")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status code, got {self.status}")
+        if self.after_chunks is not None and self.after_chunks < 0:
+            raise ValueError(f"after_chunks must be >= 0, got {self.after_chunks}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form used by the control API."""
@@ -92,18 +96,20 @@ class Fault:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
         """Build a fault from its JSON form; unknown keys are an error."""
-        unknown = set(data) - {"kind", "probability", "retry_after", "status"}
+        unknown = set(data) - {"kind", "probability", "retry_after", "status", "after_chunks"}
         if unknown:
             raise ValueError(f"unknown fault field(s): {sorted(unknown)}")
         if "kind" not in data:
             raise ValueError("a fault needs a 'kind'")
         retry_after = data.get("retry_after", 1.0)
         status = data.get("status")
+        after = data.get("after_chunks")
         return cls(
             kind=str(data["kind"]),
             probability=float(data.get("probability", 1.0)),
             retry_after=None if retry_after is None else float(retry_after),
             status=None if status is None else int(status),
+            after_chunks=None if after is None else int(after),
         )
 
 

@@ -337,7 +337,7 @@ class Emulator:
         if kind == "reset":
             _reset_connection(request.transport)
             return web.Response()
-        return await self._succeed(request, conv, rid, started, kind)
+        return await self._succeed(request, conv, rid, started, kind, fault.after_chunks)
 
     async def _succeed(
         self,
@@ -346,6 +346,7 @@ class Emulator:
         rid: str,
         started: float,
         fault: str | None,
+        after_chunks: int | None = None,
     ) -> web.StreamResponse:
         dialect = self._dialect
         if conv.trigger == "context_length":
@@ -355,7 +356,7 @@ class Emulator:
             conv.prompt, self._seed, self._reply_tokens, conv.max_tokens, conv.stop, refusal
         )
         if conv.stream:
-            return await self._stream(request, conv, reply, rid, started, fault)
+            return await self._stream(request, conv, reply, rid, started, fault, after_chunks)
         body = dialect.body(conv, reply, rid)
         if fault == "malformed":
             body = body[: len(body) // 2]
@@ -388,11 +389,14 @@ class Emulator:
         rid: str,
         started: float,
         fault: str | None,
+        after_chunks: int | None = None,
     ) -> web.StreamResponse:
         dialect, stats = self._dialect, self._stats
         plan = dialect.stream(conv, reply, rid)
         events = [*plan.head, *plan.content, *plan.tail]
-        cut = len(plan.head) + max(1, len(plan.content) // 2) if plan.content else len(plan.head)
+        if after_chunks is None:  # by default the fault strikes half-way through the content
+            after_chunks = max(1, len(plan.content) // 2) if plan.content else 0
+        cut = len(plan.head) + min(after_chunks, len(plan.content))
         if fault == "stream_cut":
             events = events[:cut]
         elif fault == "stream_error":
