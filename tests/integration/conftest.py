@@ -50,12 +50,12 @@ async def manager() -> AsyncIterator[LlmManager]:
 
 
 @contextmanager
-def emulator_in_thread(provider: str) -> Iterator[Emulator]:
+def emulator_in_thread(provider: str, **kwargs: Any) -> Iterator[Emulator]:
     """An emulator serving from its own thread, so that the caller's loop may block."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    emu = Emulator(provider=provider)
+    emu = Emulator(provider=provider, **kwargs)
     asyncio.run_coroutine_threadsafe(emu.start(), loop).result()
     try:
         yield emu

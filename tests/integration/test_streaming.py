@@ -4,6 +4,7 @@ after it, and connections closed at once when the caller leaves."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -16,9 +17,10 @@ from flyllm import (
     ProviderError,
     ServerError,
     StreamInterruptedError,
+    SyncLlmManager,
 )
 from flyllm.emulator import Fault
-from tests.integration.conftest import EmulatorFactory, body
+from tests.integration.conftest import EmulatorFactory, body, emulator_in_thread
 
 PROVIDERS = ["openai", "anthropic", "google", "mistral"]
 
@@ -196,3 +198,21 @@ async def test_stream_rejects_bad_input_before_sending(
         _ = stream.response
     await stream.aclose()
     assert emu.stats()["requests"] == 0
+
+
+def test_sync_stream_is_a_plain_iterator() -> None:
+    with emulator_in_thread("google", chunk_delay_ms=5) as emu, SyncLlmManager() as manager:
+        manager.add_provider("google", "k", "gemini-2.5-flash", base_url=emu.base_url)
+        request = GenerationRequest(prompt="sync please", params={"max_tokens": 8})
+        with manager.stream(request) as stream:
+            texts = [chunk.text for chunk in stream]
+        assert "".join(texts) == stream.response.content
+        assert stream.response.usage.completion_tokens == 8
+        with manager.stream(GenerationRequest(prompt="long", params={"max_tokens": 200})) as early:
+            first = next(iter(early))
+        assert first.text and first.provider == "google"
+        for _ in range(100):
+            if emu.stats()["streams_cancelled"] == 1:
+                break
+            time.sleep(0.01)
+        assert emu.stats()["streams_cancelled"] == 1
