@@ -186,7 +186,13 @@ async def test_control_api(session: aiohttp.ClientSession) -> None:
         async with session.post(control + "faults", json=faults) as response:
             settings = await response.json()
         assert settings["faults"] == [
-            {"kind": "server_error", "probability": 1.0, "retry_after": 1.0, "status": None}
+            {
+                "kind": "server_error",
+                "probability": 1.0,
+                "retry_after": 1.0,
+                "status": None,
+                "after_chunks": None,
+            }
         ]
         assert (
             settings["latency_ms"] == 5
