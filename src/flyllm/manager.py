@@ -29,7 +29,7 @@ from flyllm.errors import (
 )
 from flyllm.instance import LlmInstance
 from flyllm.params import merge_params, validate_params, validate_provider_params
-from flyllm.providers import get_provider, resolve_provider_type
+from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Completion, Endpoint, HttpRequest
 from flyllm.resilience import PERMANENT_KINDS, RetryPolicy
 from flyllm.strategies import Strategy, make_strategy
@@ -140,13 +140,15 @@ class LlmManager:
         provider_params: Mapping[str, Mapping[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
         api_version: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> int:
         """Add an instance and return its id (0, 1, 2... in order of adding).
 
         ``tasks`` are TaskDefinitions (registered here) or names of tasks already defined.
         ``base_url`` follows the official SDK's convention for the provider; ``headers`` are
         sent with every request of this instance; ``api_version`` picks the provider's API
-        version (Anthropic "2023-06-01" by default, Google "v1" by default).
+        version (Anthropic "2023-06-01" by default, Google "v1" by default); ``options`` carry
+        provider-specific addressing.
         """
         ptype = resolve_provider_type(provider)
         impl = get_provider(ptype)
@@ -154,7 +156,7 @@ class LlmManager:
             raise ConfigurationError("add_provider needs a model name")
         if not isinstance(api_key, str):
             raise ConfigurationError(f"the api_key for {ptype.value} {model} must be a string")
-        if not api_key and ptype is not ProviderType.OPENAI_COMPATIBLE:
+        if not api_key and requires_key(ptype):
             raise ConfigurationError(f"the api_key for {ptype.value} {model} is empty")
         env_name = BASE_URL_ENV.get(ptype)
         url = base_url or (os.environ.get(env_name) if env_name else None) or impl.default_base_url
@@ -170,7 +172,9 @@ class LlmManager:
             pparams = _provider_params(provider_params)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
-        endpoint = Endpoint(model, api_key, url.rstrip("/"), api_version, dict(headers or {}))
+        endpoint = Endpoint(
+            model, api_key, url.rstrip("/"), api_version, dict(headers or {}), dict(options or {})
+        )
         instance = LlmInstance(
             instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
             float(weight), params, pparams,

@@ -30,7 +30,7 @@ import codecs
 
 from flyllm.providers.base import NON_SSE_LINE, SseEvent
 
-__all__ = ["NON_SSE_LINE", "SseDecoder", "SseEvent"]
+__all__ = ["NON_SSE_LINE", "NdjsonDecoder", "SseDecoder", "SseEvent", "decoder_for"]
 
 _IGNORED_FIELDS = frozenset({"id", "retry"})
 
@@ -126,3 +126,36 @@ class SseDecoder:
             self._data = value if self._data is None else f"{self._data}\n{value}"
         elif name not in _IGNORED_FIELDS:
             events.append(SseEvent(line, NON_SSE_LINE))
+
+
+class NdjsonDecoder:
+    """Newline-delimited JSON (Ollama's streams): each non-empty line is one event's data.
+    Same interface as SseDecoder, so stream parsers see the same SseEvent shape."""
+
+    __slots__ = ("_decoder", "_tail")
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._tail = ""
+
+    def feed(self, data: bytes) -> list[SseEvent]:
+        """The lines completed by these bytes."""
+        text = self._tail + self._decoder.decode(data)
+        *lines, self._tail = text.split("\n")
+        return [SseEvent(line.rstrip("\r")) for line in lines if line.strip()]
+
+    def close(self) -> list[SseEvent]:
+        """A last line without a line end; resets the decoder."""
+        last = (self._tail + self._decoder.decode(b"", final=True)).strip()
+        self._tail = ""
+        self._decoder.reset()
+        return [SseEvent(last)] if last else []
+
+
+def decoder_for(framing: str) -> SseDecoder | NdjsonDecoder:
+    """A fresh decoder for a provider's ``stream_framing``."""
+    if framing == "ndjson":
+        return NdjsonDecoder()
+    if framing == "sse":
+        return SseDecoder()
+    raise ValueError(f"unknown stream framing {framing!r}")

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 from flyllm.errors import ProviderError, StreamInterruptedError
-from flyllm.sse import SseDecoder
+from flyllm.sse import decoder_for
 from flyllm.types import ErrorKind, LlmResponse, StreamChunk
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class LlmStream:
             async with manager._transport.open_stream(http_request) as (head, body):
                 if head.status >= 300:
                     raise provider.classify_error(head)
-                parser, decoder = provider.stream_parser(), SseDecoder()
+                parser, decoder = provider.stream_parser(), decoder_for(provider.stream_framing)
                 try:
                     async for data in body:
                         for event in decoder.feed(data):

@@ -157,3 +157,16 @@ def test_long_line_in_many_small_reads() -> None:
 def test_many_events_in_one_read() -> None:
     data = b"".join(f"data: {i}\n\n".encode() for i in range(1000))
     assert [e.data for e in decode([data])] == [str(i) for i in range(1000)]
+
+
+def test_ndjson_decoder_splits_lines_across_reads() -> None:
+    from flyllm.sse import NdjsonDecoder, decoder_for
+
+    decoder = NdjsonDecoder()
+    raw = '{"a": 1}\n\n{"b": "é"}\r\n{"c": 3}'.encode()
+    events = [e for i in range(len(raw)) for e in decoder.feed(raw[i : i + 1])]
+    events += decoder.close()
+    assert [e.data for e in events] == ['{"a": 1}', '{"b": "é"}', '{"c": 3}']
+    assert isinstance(decoder_for("ndjson"), NdjsonDecoder)
+    with pytest.raises(ValueError, match="framing"):
+        decoder_for("xml")

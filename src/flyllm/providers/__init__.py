@@ -46,6 +46,7 @@ __all__ = [
     "OpenAIProvider",
     "get_provider",
     "requires_base_url",
+    "requires_key",
     "resolve_provider_type",
 ]
 
@@ -87,3 +88,8 @@ def get_provider(kind: ProviderType | str) -> Provider:
 def requires_base_url(kind: ProviderType | str) -> bool:
     """True when instances of this provider must give a base_url (it has no default one)."""
     return not get_provider(kind).default_base_url
+
+
+def requires_key(kind: ProviderType | str) -> bool:
+    """Whether instances of this provider need an API key (local servers may not)."""
+    return resolve_provider_type(kind) is not ProviderType.OPENAI_COMPATIBLE

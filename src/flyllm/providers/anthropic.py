@@ -151,6 +151,7 @@ class AnthropicProvider:
 
     name = "anthropic"
     default_base_url = ANTHROPIC_BASE_URL
+    stream_framing = "sse"
 
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock

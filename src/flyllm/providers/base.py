@@ -36,6 +36,8 @@ class Endpoint:
     base_url: str
     api_version: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Provider-specific addressing (e.g. an Azure resource and deployment)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -112,6 +114,8 @@ class Provider(Protocol):
 
     name: str
     default_base_url: str
+    stream_framing: str
+    """How its streams are framed: "sse" (server-sent events) or "ndjson" (one JSON per line)."""
 
     def build(
         self,

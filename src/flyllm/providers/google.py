@@ -175,6 +175,7 @@ class GoogleProvider:
 
     name = "google"
     default_base_url = GOOGLE_BASE_URL
+    stream_framing = "sse"
 
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock

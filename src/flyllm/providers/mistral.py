@@ -98,6 +98,7 @@ class MistralProvider:
 
     name = "mistral"
     default_base_url = MISTRAL_BASE_URL
+    stream_framing = "sse"
 
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock

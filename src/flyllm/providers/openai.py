@@ -340,6 +340,8 @@ class OpenAIProvider:
     HTTP-date form of ``retry-after``; tests inject a fixed one.
     """
 
+    stream_framing = "sse"
+
     def __init__(
         self,
         *,
