@@ -222,10 +222,10 @@ class StreamInterruptedError(ProviderError):
 class AllAttemptsFailedError(FlyLLMError):
     """Every allowed attempt failed; ``attempts`` lists each attempt's ProviderError in order."""
 
-    def __init__(self, attempts: Sequence[ProviderError]) -> None:
+    def __init__(self, attempts: Sequence[ProviderError], note: str = "") -> None:
         self.attempts = tuple(attempts)
         self.kind = self.attempts[-1].kind if self.attempts else ErrorKind.NO_INSTANCE
-        lines = [f"all {len(self.attempts)} attempt(s) failed:"]
+        lines = [f"all {len(self.attempts)} attempt(s) failed{'; ' + note if note else ''}:"]
         lines += [f"  {i}. {err}" for i, err in enumerate(self.attempts, 1)]
         super().__init__("\n".join(lines))
 

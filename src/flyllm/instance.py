@@ -6,10 +6,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from flyllm.limits import RateLimiter
 from flyllm.providers.base import Endpoint, Provider
+from flyllm.resilience import BreakerPolicy, CircuitBreaker
 from flyllm.types import ProviderType, Usage
 
-__all__ = ["InstanceStats", "LlmInstance"]
+__all__ = ["InstanceHealth", "InstanceStats", "LlmInstance"]
 
 _log = logging.getLogger("flyllm")
 
@@ -54,6 +56,24 @@ class InstanceStats:
         self.consecutive_failures += 1
 
 
+@dataclass(slots=True, frozen=True)
+class InstanceHealth:
+    """One instance's health: ``state`` is closed (healthy), cooling (rate-limited or backing
+    off), open (circuit open), half_open (one probe allowed) or disabled; ``cooldown_left`` in
+    seconds; ``reason`` the error kind behind the current state."""
+
+    id: int
+    name: str
+    provider: str
+    model: str
+    state: str
+    consecutive_failures: int
+    failures: int
+    requests: int
+    cooldown_left: float
+    reason: str
+
+
 @dataclass(slots=True, eq=False)
 class LlmInstance:
     """One provider + model + key, the tasks it serves, its defaults and its stats.
@@ -72,6 +92,10 @@ class LlmInstance:
     parameters: dict[str, Any] = field(default_factory=dict)
     provider_params: dict[str, Any] = field(default_factory=dict)
     stats: InstanceStats = field(default_factory=InstanceStats)
+    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker(BreakerPolicy()))
+    limiter: RateLimiter = field(default_factory=RateLimiter)
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
     _noted: set[str] = field(default_factory=set, repr=False)
 
     @property
@@ -82,6 +106,28 @@ class LlmInstance:
     def serves(self, task: str | None) -> bool:
         """Whether a request for ``task`` (None: any) may go here."""
         return task is None or task in self.tasks
+
+    def ready_at(self, now: float, tokens: int) -> float | None:
+        """When this instance may take a request of about ``tokens`` tokens: ``now``, a later
+        time (cooling down, circuit open, rate limit; infinity: when a running request ends),
+        or None when it never can (the request is larger than its tokens-per-minute limit)."""
+        breaker = self.breaker
+        if not breaker.available(now):
+            return max(breaker.ready_at, now) if not breaker.probing else float("inf")
+        return self.limiter.ready_at(now, tokens, self.stats.in_flight)
+
+    def health(self, now: float) -> InstanceHealth:
+        """A snapshot of this instance's state for ``instance_health()``."""
+        breaker = self.breaker
+        state: str = breaker.state if self.enabled else "disabled"
+        left = breaker.cooldown_left(now)
+        if state == "closed" and left > 0:
+            state = "cooling"
+        return InstanceHealth(
+            self.id, self.name, self.provider_type.value, self.model, state,
+            breaker.consecutive_failures, self.stats.failures, self.stats.requests, left,
+            breaker.reason if state != "closed" else "",
+        )  # fmt: skip
 
     def note_once(self, notes: tuple[str, ...]) -> None:
         """Log each parameter adjustment the provider made, once per instance."""

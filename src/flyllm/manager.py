@@ -5,38 +5,43 @@ sent) -> candidates = enabled instances serving the task -> the strategy orders 
 provider builds the HTTP request -> the transport sends it -> the provider parses the answer or
 classifies the failure -> the failure's kind decides: give up (the request itself is wrong),
 fail over to the next candidate, or, when every candidate has failed, wait and start a new
-round, within ``max_attempts``.
+round, within ``max_attempts``. Which instance each attempt takes, and when to wait, lives in
+attempts.py; circuit breakers and backoff in resilience.py; rate limits in limits.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
+from flyllm.attempts import Attempt, AttemptLoop, Plan, Tier
 from flyllm.errors import (
-    AllAttemptsFailedError,
     ConfigurationError,
     FlyLLMError,
     InvalidRequestError,
     NoInstanceAvailableError,
     ProviderError,
 )
-from flyllm.instance import LlmInstance
+from flyllm.instance import InstanceHealth, LlmInstance
+from flyllm.limits import RateLimiter, estimate_tokens
 from flyllm.params import merge_params, validate_params, validate_provider_params
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Completion, Endpoint, HttpRequest
-from flyllm.resilience import PERMANENT_KINDS, RetryPolicy
+from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
 from flyllm.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
-from flyllm.transport import Timeouts, Transport
+from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from flyllm.types import GenerationRequest, LlmResponse, Message, ProviderType, TaskDefinition
-from flyllm.usage import InstanceUsage, format_usage_table
+from flyllm.usage import InstanceUsage, format_health_table, format_usage_table
+
+if TYPE_CHECKING:
+    from flyllm.builder import LlmManagerBuilder
 
 __all__ = ["LlmManager"]
 
@@ -54,25 +59,19 @@ _ROLES = frozenset({"system", "user", "assistant"})
 DEFAULT_MAX_CONCURRENCY = 64
 
 
-@dataclass(slots=True)
-class _Plan:
-    """A request resolved and validated, ready for the attempt loop."""
-
-    messages: tuple[Message, ...]
-    task: TaskDefinition | None
-    params: dict[str, Any]
-    provider_params: dict[str, dict[str, Any]]
-    max_attempts: int
-    candidates: Sequence[LlmInstance]
-
-
 class LlmManager:
     """Routes generation requests over provider instances with failover.
 
     ``strategy`` is a name from ``flyllm.strategies.STRATEGIES`` or a Strategy object;
-    ``max_attempts`` bounds the attempts per request (overridable per request); ``timeout`` and
-    ``connect_timeout`` bound each attempt in seconds; ``max_concurrency`` is batch_generate's
-    default bound. Use ``async with LlmManager(...) as manager`` or call ``aclose()``.
+    ``max_attempts`` bounds the attempts per request and per task of its fallback chain
+    (overridable per request). Each attempt may take ``connect_timeout`` to connect and
+    ``read_timeout`` between reads (for a stream: per chunk); ``deadline`` bounds a whole
+    request across attempts and waits (None: no bound); all three are settable per instance and
+    per request too. ``retry_policy`` paces new rounds over failed instances; ``breaker`` says
+    when an instance's circuit opens. ``max_concurrency`` is batch_generate's default bound;
+    answers larger than ``max_response_bytes`` are cut off. ``clock`` (monotonic seconds) and
+    ``sleep`` are injectable so tests of waits run instantly. Use ``async with
+    LlmManager(...) as manager`` or call ``aclose()``.
     """
 
     def __init__(
@@ -80,26 +79,54 @@ class LlmManager:
         strategy: str | Strategy = "least_recently_used",
         max_attempts: int = 3,
         *,
-        timeout: float = 120.0,
         connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        deadline: float | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         retry_policy: RetryPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigurationError(
-                f"max_attempts must be a positive integer, got {max_attempts!r}"
-            )
+        _positive_int("max_attempts", max_attempts)
+        _positive_int("max_concurrency", max_concurrency)
+        for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
+                            ("deadline", deadline)):  # fmt: skip
+            _positive_number(name, value, allow_none=name == "deadline")
         self.strategy = make_strategy(strategy)
         self.max_attempts = max_attempts
         self.max_concurrency = max_concurrency
+        self.connect_timeout = float(connect_timeout)
+        self.read_timeout = float(read_timeout)
+        self.deadline = deadline
         self.retry_policy = retry_policy or RetryPolicy()
-        self._transport = Transport(Timeouts(total=timeout, connect=connect_timeout, read=timeout))
+        self.breaker_policy = breaker or BreakerPolicy()
+        self.clock = clock
+        self.sleep = sleep
+        self._transport = Transport(max_response_bytes=max_response_bytes)
         self._instances: dict[int, LlmInstance] = {}
         self._tasks: dict[str, TaskDefinition] = {}
         self._by_task: dict[str, list[LlmInstance]] = {}
         self._all: list[LlmInstance] = []
         self._next_id = 0
         self._selection_seq = 0
+        self._capacity: asyncio.Event | None = None  # set when a running request ends
+
+    @classmethod
+    def builder(cls) -> LlmManagerBuilder:
+        """A fluent builder, as in the original FlyLLM: ``LlmManager.builder().define_task(...)
+        .add_instance(...).supports(...).build()``."""
+        from flyllm.builder import LlmManagerBuilder
+
+        return LlmManagerBuilder()
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str]) -> LlmManager:
+        """A manager built from a TOML (or YAML) config file; see flyllm.config."""
+        from flyllm.config import load_config
+
+        return load_config(path)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -122,7 +149,15 @@ class LlmManager:
             provider_params = _provider_params(task.provider_params)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"task {task.name!r}: {exc}") from None
-        self._tasks[task.name] = TaskDefinition(task.name, params, provider_params)
+        fallback = task.fallback
+        if isinstance(fallback, str) or not all(isinstance(f, str) for f in fallback):
+            raise ConfigurationError(f"task {task.name!r}: fallback must be a list of task names")
+        if task.name in fallback:
+            raise ConfigurationError(f"task {task.name!r} cannot fall back to itself")
+        self._tasks[task.name] = TaskDefinition(
+            task.name, params, provider_params, fallback=tuple(fallback),
+            fallback_on_content_filter=task.fallback_on_content_filter,
+        )  # fmt: skip
         self._by_task.setdefault(task.name, [])
 
     def add_provider(
@@ -141,6 +176,11 @@ class LlmManager:
         headers: Mapping[str, str] | None = None,
         api_version: str | None = None,
         options: Mapping[str, Any] | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_concurrent: int | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> int:
         """Add an instance and return its id (0, 1, 2... in order of adding).
 
@@ -148,7 +188,9 @@ class LlmManager:
         ``base_url`` follows the official SDK's convention for the provider; ``headers`` are
         sent with every request of this instance; ``api_version`` picks the provider's API
         version (Anthropic "2023-06-01" by default, Google "v1" by default); ``options`` carry
-        provider-specific addressing.
+        provider-specific addressing. ``rpm``, ``tpm`` and ``max_concurrent`` are client-side
+        limits (requests and tokens per minute, requests at once); ``connect_timeout`` and
+        ``read_timeout`` override the manager's for this instance.
         """
         ptype = resolve_provider_type(provider)
         impl = get_provider(ptype)
@@ -170,14 +212,26 @@ class LlmManager:
         try:
             params = validate_params(parameters)
             pparams = _provider_params(provider_params)
-        except (TypeError, ValueError) as exc:
+            for limit_name, limit in (
+                ("rpm", rpm),
+                ("tpm", tpm),
+                ("max_concurrent", max_concurrent),
+            ):
+                if limit is not None:
+                    _positive_int(limit_name, limit)
+            for timeout_name, timeout in (("connect_timeout", connect_timeout),
+                                          ("read_timeout", read_timeout)):  # fmt: skip
+                _positive_number(timeout_name, timeout, allow_none=True)
+        except (TypeError, ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
         endpoint = Endpoint(
             model, api_key, url.rstrip("/"), api_version, dict(headers or {}), dict(options or {})
         )
         instance = LlmInstance(
             instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
-            float(weight), params, pparams,
+            float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),
+            limiter=RateLimiter(rpm, tpm, max_concurrent), connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         )  # fmt: skip
         self._next_id += 1
         self._instances[instance_id] = instance
@@ -298,45 +352,67 @@ class LlmManager:
             return _failed(exc, 0, time.perf_counter() - start)
         return await self._run(plan, start)
 
-    def _plan(self, request: GenerationRequest) -> _Plan:
+    def _plan(self, request: GenerationRequest) -> Plan:
         if not isinstance(request, GenerationRequest):
             raise InvalidRequestError(f"expected a GenerationRequest, got {type(request).__name__}")
         messages = _messages(request)
-        task: TaskDefinition | None = None
-        if request.task is not None:
-            task = self._tasks.get(request.task)
-            if task is None:
-                known = ", ".join(sorted(self._tasks)) or "none"
-                raise NoInstanceAvailableError(
-                    f"unknown task {request.task!r}; defined tasks: {known}"
-                )
-            candidates: Sequence[LlmInstance] = self._by_task[request.task]
-        else:
-            candidates = self._all
-        if not any(c.enabled for c in candidates):
+        tiers = self._tiers(request.task)
+        if not any(c.enabled for tier in tiers for c in tier.candidates):
             what = f"task {request.task!r}" if request.task else "requests without a task"
             raise NoInstanceAvailableError(f"no enabled instance serves {what}")
         max_attempts = self.max_attempts if request.max_attempts is None else request.max_attempts
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise InvalidRequestError(
-                f"max_attempts must be a positive integer, got {max_attempts!r}"
-            )
         try:
+            _positive_int("max_attempts", max_attempts)
+            for name in ("deadline", "connect_timeout", "read_timeout"):
+                _positive_number(name, getattr(request, name), allow_none=True)
             params = validate_params(request.params)
             provider_params = _provider_params(request.provider_params)
         except (TypeError, ValueError, ConfigurationError) as exc:
             raise InvalidRequestError(f"bad parameter: {exc}") from None
-        return _Plan(messages, task, params, provider_params, max_attempts, candidates)
+        task = tiers[0].task
+        max_tokens = params.get("max_tokens") or (
+            task.parameters.get("max_tokens") if task else None
+        )
+        tokens = estimate_tokens(sum(len(m.content) for m in messages), max_tokens)
+        deadline = self.deadline if request.deadline is None else request.deadline
+        return Plan(
+            messages, tiers, params, provider_params, max_attempts, tokens,
+            None if deadline is None else self.clock() + deadline,
+            request.connect_timeout, request.read_timeout,
+        )  # fmt: skip
 
-    async def _run(self, plan: _Plan, start: float) -> LlmResponse:
-        loop = _AttemptLoop(self, plan)
-        while (instance := await loop.next_instance()) is not None:
+    def _tiers(self, task_name: str | None) -> tuple[Tier, ...]:
+        """The request's task and its fallback chain, each with its instances."""
+        if task_name is None:
+            return (Tier(None, self._all),)
+        tiers: list[Tier] = []
+        pending = [task_name]
+        while pending:
+            name = pending.pop(0)
+            task = self._tasks.get(name)
+            if task is None:
+                known = ", ".join(sorted(self._tasks)) or "none"
+                what = "task" if name == task_name else f"fallback task of {task_name!r},"
+                raise NoInstanceAvailableError(f"unknown {what} {name!r}; defined tasks: {known}")
+            if all(t.task is not task for t in tiers):
+                tiers.append(Tier(task, self._by_task[name]))
+                pending.extend(task.fallback)
+        return tuple(tiers)
+
+    async def _run(self, plan: Plan, start: float) -> LlmResponse:
+        loop = AttemptLoop(self, plan)
+        while not isinstance(attempt := await loop.next(), FlyLLMError):
             try:
-                completion = await self._attempt(instance, plan)
+                completion, headers = await self._attempt(attempt, plan)
             except ProviderError as err:
-                if not loop.failed(err):
+                if not loop.failed(attempt, err):
                     return _failed(err, loop.attempts, time.perf_counter() - start)
                 continue
+            except BaseException:
+                loop.abandoned(attempt)
+                raise
+            loop.succeeded(attempt, completion.usage, headers)
+            instance = attempt.instance
             return LlmResponse(
                 content=completion.content,
                 success=True,
@@ -349,12 +425,12 @@ class LlmManager:
                 latency=time.perf_counter() - start,
                 attempts=loop.attempts,
             )
-        return _failed(loop.exhausted(), loop.attempts, time.perf_counter() - start)
+        return _failed(attempt, loop.attempts, time.perf_counter() - start)
 
-    def _build(self, instance: LlmInstance, plan: _Plan, *, stream: bool = False) -> HttpRequest:
-        """The instance's HTTP request for the plan, parameters merged for its provider."""
+    def _build(self, attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
+        """The attempt's HTTP request, parameters merged for its instance's provider."""
+        instance, task = attempt.instance, attempt.task
         ptype = instance.provider_type.value
-        task = plan.task
         params = merge_params(
             instance.parameters,
             task.parameters if task else None,
@@ -370,28 +446,36 @@ class LlmManager:
             instance.note_once(http_request.notes)
         return http_request
 
-    async def _attempt(self, instance: LlmInstance, plan: _Plan) -> Completion:
-        """One attempt on one instance: build, send, parse, record."""
-        http_request = self._build(instance, plan)
-        stats = instance.stats
-        stats.in_flight += 1
-        t0 = time.perf_counter()
-        try:
-            response = await self._transport.send(http_request)
-            completion = instance.provider.parse(response)
-        except ProviderError as err:
-            record_failure(instance, err, time.perf_counter() - t0)
-            raise
-        finally:
-            stats.in_flight -= 1
-        latency = time.perf_counter() - t0
-        stats.record_success(latency, completion.usage)
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug(
-                "attempt instance=%d provider=%s model=%s status=%d latency=%.3fs",
-                instance.id, instance.provider_type.value, instance.model, response.status, latency,
-            )  # fmt: skip
-        return completion
+    async def _attempt(self, attempt: Attempt, plan: Plan) -> tuple[Completion, Mapping[str, str]]:
+        """One attempt: build, send, parse (raises the classified ProviderError)."""
+        http_request = self._build(attempt, plan)
+        response = await self._transport.send(http_request, attempt.timeouts)
+        return attempt.instance.provider.parse(response), response.headers
+
+    async def _wait_for_capacity(self, timeout: float) -> None:
+        """Wait until a running request ends (or ``timeout`` seconds pass)."""
+        if self._capacity is None:
+            self._capacity = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._capacity.wait(), max(timeout, 0.0))
+
+    def _notify_capacity(self) -> None:
+        event = self._capacity
+        if event is not None:
+            self._capacity = None
+            event.set()
+
+    # -- health ------------------------------------------------------------------------------
+
+    def instance_health(self) -> list[InstanceHealth]:
+        """Each instance's state (closed, cooling, open, half_open, disabled), consecutive and
+        total failures, and cooldown left in seconds."""
+        now = self.clock()
+        return [i.health(now) for i in self._all]
+
+    def print_instance_health(self, file: TextIO | None = None) -> None:
+        """Print ``instance_health()`` as a table."""
+        print(format_health_table(self.instance_health()), file=file or sys.stdout)
 
     # -- usage and lifecycle -----------------------------------------------------------------
 
@@ -427,79 +511,6 @@ class LlmManager:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-class _AttemptLoop:
-    """The order of attempts for one request, shared by generate and stream.
-
-    Each attempt takes the strategy's first choice among the candidates not yet tried; when
-    every candidate has failed once and attempts remain, a new round starts over those that may
-    heal, after the retry policy's wait. ``failed`` says whether to go on after an error.
-    """
-
-    __slots__ = ("_manager", "_out", "_plan", "_rounds", "_tried", "attempts", "errors")
-
-    def __init__(self, manager: LlmManager, plan: _Plan) -> None:
-        self._manager = manager
-        self._plan = plan
-        self._tried: set[int] = set()
-        self._out: set[int] = set()
-        self._rounds = 0
-        self.attempts = 0
-        self.errors: list[ProviderError] = []
-
-    async def next_instance(self) -> LlmInstance | None:
-        """The instance for the next attempt, stamped as selected; None when none is left."""
-        plan = self._plan
-        if self.attempts >= plan.max_attempts:
-            return None
-        pool = [c for c in plan.candidates if c.enabled and c.id not in self._tried]
-        if not pool:
-            # Every candidate failed once: a new round over those that may heal, after a
-            # backoff (or the server's hint), instead of hammering them at once.
-            pool = [c for c in plan.candidates if c.enabled and c.id not in self._out]
-            if not pool:
-                return None
-            self._rounds += 1
-            self._tried = set(self._out)
-            hint = self.errors[-1].retry_after if self.errors else None
-            await self._manager.retry_policy.wait(self._rounds, hint)
-        manager = self._manager
-        instance = manager.strategy.order(pool)[0]
-        manager._selection_seq += 1
-        instance.stats.last_selected = manager._selection_seq
-        self._tried.add(instance.id)
-        self.attempts += 1
-        return instance
-
-    def failed(self, err: ProviderError) -> bool:
-        """Record a failed attempt; True to go on, False when the error is the request's own."""
-        self.errors.append(err)
-        if not err.retryable:
-            return False
-        if err.kind in PERMANENT_KINDS and err.instance_id is not None:
-            self._out.add(err.instance_id)
-        if self.attempts < self._plan.max_attempts:
-            _log.warning("failing over after attempt %d: %s", self.attempts, err)
-        return True
-
-    def exhausted(self) -> FlyLLMError:
-        """The error when attempts or candidates ran out."""
-        if not self.errors:
-            return NoInstanceAvailableError("no enabled instance left for this request")
-        return AllAttemptsFailedError(self.errors)
-
-
-def record_failure(instance: LlmInstance, err: ProviderError, latency: float) -> None:
-    """Stamp the error with its instance, count it, log the attempt at debug level."""
-    err.instance_id = instance.id
-    err.provider = err.provider or instance.provider_type.value
-    instance.stats.record_failure()
-    if _log.isEnabledFor(logging.DEBUG):
-        _log.debug(
-            "attempt instance=%d provider=%s model=%s status=%s kind=%s latency=%.3fs",
-            instance.id, err.provider, instance.model, err.status, err.kind.value, latency,
-        )  # fmt: skip
 
 
 def _messages(request: GenerationRequest) -> tuple[Message, ...]:
@@ -558,3 +569,15 @@ def _failed(exc: FlyLLMError, attempts: int, latency: float) -> LlmResponse:
         error_kind=kind,
         exception=exc,
     )
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _positive_number(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")

@@ -12,13 +12,13 @@ import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
-from flyllm.errors import ProviderError, StreamInterruptedError
+from flyllm.attempts import Attempt, AttemptLoop, Plan
+from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
 from flyllm.sse import decoder_for
 from flyllm.types import ErrorKind, LlmResponse, StreamChunk
 
 if TYPE_CHECKING:
-    from flyllm.instance import LlmInstance
-    from flyllm.manager import LlmManager, _Plan
+    from flyllm.manager import LlmManager
 
 __all__ = ["LlmStream"]
 
@@ -28,7 +28,7 @@ class LlmStream:
     carries ``finish_reason`` and ``usage``); ``response`` is the whole LlmResponse once the
     stream has ended. Use ``async with`` (or ``aclose()``) to close it early."""
 
-    def __init__(self, manager: LlmManager, plan: _Plan) -> None:
+    def __init__(self, manager: LlmManager, plan: Plan) -> None:
         self._manager = manager
         self._plan = plan
         self._gen: AsyncGenerator[StreamChunk, None] | None = None
@@ -61,93 +61,85 @@ class LlmStream:
         await self.aclose()
 
     async def _run(self) -> AsyncGenerator[StreamChunk, None]:
-        from flyllm.manager import _AttemptLoop
-
-        manager = self._manager
         start = time.perf_counter()
-        plan = self._plan
-        loop = _AttemptLoop(manager, plan)
-        while (instance := await loop.next_instance()) is not None:
+        loop = AttemptLoop(self._manager, self._plan)
+        while not isinstance(attempt := await loop.next(), FlyLLMError):
             parts: list[str] = []
             try:
-                async for chunk in self._attempt(instance, plan, parts):
+                async for chunk in self._attempt(attempt, loop, parts):
                     yield chunk
             except ProviderError as err:
-                if parts:
+                if parts:  # text reached the caller: no failover, no spliced answer
                     err.partial_content = "".join(parts)
+                    loop.failed(attempt, err, may_go_on=False)
                     raise
-                if not loop.failed(err):
+                if not loop.failed(attempt, err):
                     raise
                 continue
+            except BaseException:  # closed early or cancelled
+                if self._response is None:
+                    loop.abandoned(attempt)
+                raise
             response = self._response
             assert response is not None
-            self._response = LlmResponse(
-                content=response.content,
-                success=True,
-                provider=response.provider,
-                model=response.model,
-                instance_id=response.instance_id,
-                usage=response.usage,
-                finish_reason=response.finish_reason,
-                raw_finish_reason=response.raw_finish_reason,
-                latency=time.perf_counter() - start,
-                attempts=loop.attempts,
-            )
+            self._response = _with(response, time.perf_counter() - start, loop.attempts)
             return
-        raise loop.exhausted()
+        raise attempt
 
     async def _attempt(
-        self, instance: LlmInstance, plan: _Plan, parts: list[str]
+        self, attempt: Attempt, loop: AttemptLoop, parts: list[str]
     ) -> AsyncGenerator[StreamChunk, None]:
-        from flyllm.manager import record_failure
-
-        manager = self._manager
-        http_request = manager._build(instance, plan, stream=True)
+        manager, instance = self._manager, attempt.instance
+        http_request = manager._build(attempt, self._plan, stream=True)
         provider, ptype, model = instance.provider, instance.provider_type.value, instance.model
-        stats = instance.stats
-        stats.in_flight += 1
-        t0 = time.perf_counter()
-        try:
-            async with manager._transport.open_stream(http_request) as (head, body):
-                if head.status >= 300:
-                    raise provider.classify_error(head)
-                parser, decoder = provider.stream_parser(), decoder_for(provider.stream_framing)
-                try:
-                    async for data in body:
-                        for event in decoder.feed(data):
-                            text = parser.feed(event)
-                            if text:
-                                parts.append(text)
-                                yield StreamChunk(text, instance.id, ptype, model)
-                except ProviderError as err:
-                    if err.kind is not ErrorKind.CONNECTION:
-                        raise
-                    raise StreamInterruptedError(
-                        f"the stream broke off: {err.message}", status=head.status
-                    ) from err
-                for event in decoder.close():
-                    text = parser.feed(event)
-                    if text:
-                        parts.append(text)
-                        yield StreamChunk(text, instance.id, ptype, model)
-                completion = parser.finish()
-        except ProviderError as err:
-            record_failure(instance, err, time.perf_counter() - t0)
-            raise
-        finally:
-            stats.in_flight -= 1
-        stats.record_success(time.perf_counter() - t0, completion.usage)
+        async with manager._transport.open_stream(http_request, attempt.timeouts) as (head, body):
+            if head.status >= 300:
+                raise provider.classify_error(head)
+            parser, decoder = provider.stream_parser(), decoder_for(provider.stream_framing)
+            try:
+                async for data in body:
+                    for event in decoder.feed(data):
+                        text = parser.feed(event)
+                        if text:
+                            parts.append(text)
+                            yield StreamChunk(text, instance.id, ptype, model)
+            except ProviderError as err:
+                if err.kind is not ErrorKind.CONNECTION:
+                    raise
+                raise StreamInterruptedError(
+                    f"the stream broke off: {err.message}", status=head.status
+                ) from err
+            for event in decoder.close():
+                text = parser.feed(event)
+                if text:
+                    parts.append(text)
+                    yield StreamChunk(text, instance.id, ptype, model)
+            completion = parser.finish()
+            loop.succeeded(attempt, completion.usage, head.headers)
+        model = completion.model or model
         self._response = LlmResponse(
             content=completion.content,
             success=True,
             provider=ptype,
-            model=completion.model or model,
+            model=model,
             instance_id=instance.id,
             usage=completion.usage,
             finish_reason=completion.finish_reason,
             raw_finish_reason=completion.raw_finish_reason,
         )
-        yield StreamChunk(
-            "", instance.id, ptype, completion.model or model, completion.finish_reason,
-            completion.usage,
-        )  # fmt: skip
+        yield StreamChunk("", instance.id, ptype, model, completion.finish_reason, completion.usage)
+
+
+def _with(response: LlmResponse, latency: float, attempts: int) -> LlmResponse:
+    return LlmResponse(
+        content=response.content,
+        success=True,
+        provider=response.provider,
+        model=response.model,
+        instance_id=response.instance_id,
+        usage=response.usage,
+        finish_reason=response.finish_reason,
+        raw_finish_reason=response.raw_finish_reason,
+        latency=latency,
+        attempts=attempts,
+    )

@@ -19,7 +19,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from flyllm.errors import ProviderConnectionError, ProviderError, ProviderTimeoutError
+from flyllm.errors import (
+    MalformedResponseError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+)
 from flyllm.providers.base import HttpRequest, HttpResponse
 
 __all__ = ["Timeouts", "Transport"]
@@ -29,30 +34,45 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 @dataclass(slots=True, frozen=True)
 class Timeouts:
-    """Per-attempt limits in seconds: ``total`` for a whole non-streamed answer, ``connect`` to
-    open a connection, ``read`` between two reads of a stream."""
+    """One attempt's limits in seconds: ``connect`` to open a connection, ``read`` between two
+    reads (for a non-streamed answer: until it arrives; for a stream: per chunk), ``total`` for
+    the whole attempt (None: no limit; the manager sets it from the request's deadline)."""
 
-    total: float = 120.0
     connect: float = 10.0
-    read: float = 60.0
+    read: float = 120.0
+    total: float | None = None
+
+
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
 class Transport:
     """A pooled HTTP client. Create it anywhere; the session opens on first use in the running
-    event loop and closes with ``aclose()``."""
+    event loop and closes with ``aclose()``. Answers larger than ``max_response_bytes`` (a
+    streamed one in total) are cut off with a MalformedResponseError."""
 
-    def __init__(self, timeouts: Timeouts | None = None, *, connection_limit: int = 0) -> None:
-        self.timeouts = timeouts or Timeouts()
+    def __init__(
+        self,
+        *,
+        connection_limit: int = 0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.max_response_bytes = max_response_bytes
         self._limit = connection_limit
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str] = {}
         self._proxy_by_origin: dict[str, str | None] = {}
-        self._timeout = aiohttp.ClientTimeout(
-            total=self.timeouts.total, sock_connect=self.timeouts.connect
-        )
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.read
-        )
+        self._timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+
+    def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(timeouts)
+        if found is None:
+            found = aiohttp.ClientTimeout(
+                total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
+            )
+            if timeouts.total is None and len(self._timeouts) < 64:  # deadlines vary: no cache
+                self._timeouts[timeouts] = found
+        return found
 
     def _get_session(self) -> aiohttp.ClientSession:
         session = self._session
@@ -62,7 +82,6 @@ class Transport:
             self._proxy_by_origin.clear()
             session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=self._timeout,
                 skip_auto_headers=("User-Agent",),
                 headers={"User-Agent": "flyllm/0.1.0"},
             )
@@ -82,11 +101,11 @@ class Transport:
             self._proxy_by_origin[origin] = None if bypass else proxy
         return self._proxy_by_origin[origin]
 
-    async def send(self, request: HttpRequest, timeout: float | None = None) -> HttpResponse:
+    async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
         """Send ``request`` and read the whole answer. Any status comes back as a response;
-        only transport failures raise."""
+        only transport failures (and oversized answers) raise."""
         session = self._get_session()
-        client_timeout = self._timeout if timeout is None else _with_total(self._timeout, timeout)
+        client_timeout = self._client_timeout(timeouts)
         try:
             async with session.request(
                 request.method,
@@ -96,14 +115,14 @@ class Transport:
                 timeout=client_timeout,
                 proxy=self._proxy(request.url),
             ) as resp:
-                body = await resp.read()
+                body = await _read_limited(resp, self.max_response_bytes)
                 return HttpResponse(resp.status, resp.headers, body)
         except _TRANSPORT_ERRORS as exc:
-            raise _classify(exc, client_timeout.total) from exc
+            raise _classify(exc, timeouts) from exc
 
     @asynccontextmanager
     async def open_stream(
-        self, request: HttpRequest
+        self, request: HttpRequest, timeouts: Timeouts
     ) -> AsyncIterator[tuple[HttpResponse, AsyncIterator[bytes]]]:
         """Open a streamed request. Yields the response head (with the whole body when the status
         is not 2xx, since errors are plain JSON) and an iterator of raw body chunks. Leaving the
@@ -115,20 +134,21 @@ class Transport:
                 request.url,
                 data=request.body,
                 headers=request.headers,
-                timeout=self._stream_timeout,
+                timeout=self._client_timeout(timeouts),
                 proxy=self._proxy(request.url),
             )
         except _TRANSPORT_ERRORS as exc:
-            raise _classify(exc, self.timeouts.connect) from exc
+            raise _classify(exc, timeouts) from exc
         try:
             if resp.status >= 300:
-                body = await _read_or_raise(resp, self.timeouts.read)
+                try:
+                    body = await _read_limited(resp, self.max_response_bytes)
+                except _TRANSPORT_ERRORS as exc:
+                    raise _classify(exc, timeouts) from exc
                 yield HttpResponse(resp.status, resp.headers, body), _empty()
             else:
-                yield (
-                    HttpResponse(resp.status, resp.headers, b""),
-                    _chunks(resp, self.timeouts.read),
-                )
+                chunks = _chunks(resp, timeouts, self.max_response_bytes)
+                yield HttpResponse(resp.status, resp.headers, b""), chunks
         finally:
             # close() drops the connection instead of draining it: an abandoned stream must
             # not keep the provider generating (and billing) tokens.
@@ -155,37 +175,53 @@ def _bypassed(host: str) -> bool:
     return bool(urllib.request.proxy_bypass(host))
 
 
-def _with_total(base: aiohttp.ClientTimeout, total: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=total, sock_connect=base.sock_connect)
-
-
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield b""  # pragma: no cover - makes this an async generator
 
 
-async def _read_or_raise(resp: aiohttp.ClientResponse, read_timeout: float) -> bytes:
-    try:
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, or MalformedResponseError past ``limit`` bytes."""
+    length = resp.content_length
+    if length is not None and length <= limit:
         return await resp.read()
-    except _TRANSPORT_ERRORS as exc:
-        raise _classify(exc, read_timeout) from exc
+    body = bytearray()
+    async for chunk in resp.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise MalformedResponseError(
+                f"answer larger than {limit} bytes: cut off", status=resp.status
+            )
+    return bytes(body)
 
 
-async def _chunks(resp: aiohttp.ClientResponse, read_timeout: float) -> AsyncIterator[bytes]:
+async def _chunks(
+    resp: aiohttp.ClientResponse, timeouts: Timeouts, limit: int
+) -> AsyncIterator[bytes]:
+    received = 0
     try:
         async for chunk in resp.content.iter_any():
+            received += len(chunk)
+            if received > limit:
+                raise MalformedResponseError(
+                    f"stream longer than {limit} bytes: cut off", status=resp.status
+                )
             yield chunk
     except _TRANSPORT_ERRORS as exc:
-        raise _classify(exc, read_timeout) from exc
+        raise _classify(exc, timeouts) from exc
 
 
-def _classify(exc: BaseException, timeout: float | None) -> ProviderError:
+def _classify(exc: BaseException, timeouts: Timeouts) -> ProviderError:
     """aiohttp's and asyncio's failures as flyllm's two transport errors."""
     if isinstance(exc, ProviderError):
         return exc
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ProviderTimeoutError(f"could not connect within {timeouts.connect:g} s")
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        limit = f" within {timeout:g} s" if timeout else ""
-        return ProviderTimeoutError(f"no answer{limit}")
+        limits = f"read timeout {timeouts.read:g} s"
+        if timeouts.total is not None:
+            limits += f", deadline {timeouts.total:.3g} s"
+        return ProviderTimeoutError(f"no answer in time ({limits})")
     if isinstance(exc, aiohttp.ClientError | OSError):
         detail = str(exc) or type(exc).__name__
         return ProviderConnectionError(f"{type(exc).__name__}: {detail}")

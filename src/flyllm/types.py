@@ -80,12 +80,17 @@ class TaskDefinition:
     """A named kind of work (e.g. "summary") with default parameters for every request of it.
 
     ``provider_params`` maps a provider name ("anthropic", "google", ...) to options sent only to
-    instances of that provider, after the general ``parameters``.
+    instances of that provider, after the general ``parameters``. ``fallback`` names tasks to
+    use, in order, when every instance of this one has failed or is cooling down, or the prompt
+    is too long for them (a bigger-context group); content-filter refusals fall back only with
+    ``fallback_on_content_filter``.
     """
 
     name: str
     parameters: Mapping[str, Any] = field(default_factory=dict)
     provider_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    fallback: Sequence[str] = field(default=(), kw_only=True)
+    fallback_on_content_filter: bool = field(default=False, kw_only=True)
 
 
 @dataclass(slots=True, frozen=True)
@@ -94,6 +99,8 @@ class GenerationRequest:
 
     ``params`` override the task's and the instance's defaults; ``system`` is a system prompt put
     where each provider wants it; ``max_attempts`` overrides the manager's bound for this request.
+    ``deadline`` (seconds) bounds the whole request across attempts and waits;
+    ``connect_timeout`` and ``read_timeout`` override the instance's and manager's per attempt.
     """
 
     prompt: str | None = None
@@ -103,6 +110,9 @@ class GenerationRequest:
     system: str | None = field(default=None, kw_only=True)
     max_attempts: int | None = field(default=None, kw_only=True)
     provider_params: Mapping[str, Mapping[str, Any]] | None = field(default=None, kw_only=True)
+    deadline: float | None = field(default=None, kw_only=True)
+    connect_timeout: float | None = field(default=None, kw_only=True)
+    read_timeout: float | None = field(default=None, kw_only=True)
 
 
 @dataclass(slots=True, frozen=True)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-__all__ = ["InstanceUsage", "format_usage_table"]
+if TYPE_CHECKING:
+    from flyllm.instance import InstanceHealth
+
+__all__ = ["InstanceUsage", "format_health_table", "format_usage_table"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,4 +61,19 @@ def format_usage_table(rows: Iterable[InstanceUsage]) -> str:
             sum(r.total_tokens for r in rows),
         )
     )
+    return "\n".join(lines)
+
+
+def format_health_table(rows: Iterable[InstanceHealth]) -> str:
+    """The instances' health as a table: state, failures and cooldown left."""
+    rows = list(rows)
+    name_width = max([24, *(len(r.name) + 2 for r in rows)])
+    fmt = f"{{:<5}} {{:<{name_width}}} {{:<10}} {{:>12}} {{:>9}} {{:>9}} {{:>12}}  {{}}"
+    header = fmt.format("ID", "Instance", "State", "Consecutive", "Failures", "Requests",
+                        "Cooldown (s)", "Reason")  # fmt: skip
+    lines = ["--- Instance Health ---", header, "-" * len(header)]
+    for r in rows:
+        cooldown = f"{r.cooldown_left:.1f}" if r.cooldown_left else "-"
+        lines.append(fmt.format(r.id, r.name, r.state, r.consecutive_failures, r.failures,
+                                r.requests, cooldown, r.reason))  # fmt: skip
     return "\n".join(lines)

@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import pytest
 
-from flyllm import LlmManager, RetryPolicy
+from flyllm import LlmManager
 from flyllm.emulator import Emulator
 
 EmulatorFactory = Callable[..., Awaitable[Emulator]]
 
 
-async def _no_sleep(seconds: float) -> None:
-    SLEEPS.append(seconds)
+class VirtualTime:
+    """Real monotonic time plus the waits the manager asked for, which pass instantly."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return time.monotonic() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.offset += seconds
+        await asyncio.sleep(0)
 
 
 SLEEPS: list[float] = []
@@ -43,9 +56,11 @@ async def emulators() -> AsyncIterator[EmulatorFactory]:
 
 @pytest.fixture
 async def manager() -> AsyncIterator[LlmManager]:
-    """A manager whose retry waits are recorded in SLEEPS instead of slept."""
+    """A manager whose waits pass instantly (recorded in SLEEPS)."""
+    virtual = VirtualTime()
+    virtual.sleeps = SLEEPS
     SLEEPS.clear()
-    async with LlmManager(retry_policy=RetryPolicy(sleep=_no_sleep), timeout=5.0) as m:
+    async with LlmManager(clock=virtual.clock, sleep=virtual.sleep, read_timeout=5.0) as m:
         yield m
 
 

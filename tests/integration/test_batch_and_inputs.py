@@ -95,9 +95,9 @@ BAD_REQUESTS = [
     (GenerationRequest(prompt=NOT_A_STRING), InvalidRequestError, "prompt must be a string"),
     (GenerationRequest(messages=[Message(TOOL_ROLE, "x")]), InvalidRequestError, "role 'tool'"),
     (
-        GenerationRequest(prompt="x", provider_params={"cohere": {"a": 1}}),
+        GenerationRequest(prompt="x", provider_params={"nosuch": {"a": 1}}),
         InvalidRequestError,
-        "cohere",
+        "nosuch",
     ),
 ]
 
@@ -128,7 +128,7 @@ async def test_bad_input_fails_before_sending_and_names_the_culprit(
 def test_bad_setup_raises_configuration_errors() -> None:
     manager = LlmManager()
     with pytest.raises(ConfigurationError, match=r"valid.*openai.*anthropic"):
-        manager.add_provider("cohere", "k", "m")
+        manager.add_provider("nosuch", "k", "m")
     with pytest.raises(ConfigurationError, match="empty"):
         manager.add_provider("openai", "", "m")
     with pytest.raises(ConfigurationError, match="base_url"):

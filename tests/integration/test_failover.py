@@ -13,7 +13,6 @@ from flyllm import (
     ContextLengthError,
     GenerationRequest,
     LlmManager,
-    NotFoundError,
 )
 from flyllm.emulator import Fault
 from tests.integration.conftest import SLEEPS, EmulatorFactory
@@ -84,8 +83,15 @@ async def test_when_every_attempt_fails_each_real_error_is_kept(
         assert all(a.status is not None and a.message for a in attempts)
 
     responses = await manager.batch_generate([GenerationRequest(prompt="again")])
-    assert not responses[0].success and responses[0].error_kind == kind
-    assert responses[0].attempts == 3 and "instance 2" in (responses[0].error or "")
+    assert not responses[0].success
+    if kind in ("quota", "authentication"):
+        # A revoked key or an exhausted quota took those instances out of the rotation.
+        assert responses[0].error_kind == "no_instance" and responses[0].attempts == 0
+        assert "ready in 6" in (responses[0].error or "")  # the long cooldown, 600 s
+        assert {h.state for h in manager.instance_health()} == {"open"}
+    else:
+        assert responses[0].error_kind == kind
+        assert responses[0].attempts == 3 and "instance 2" in (responses[0].error or "")
 
 
 async def test_rate_limit_hint_is_honoured_before_a_new_round(
@@ -115,7 +121,7 @@ async def test_a_hang_times_out_and_fails_over(emulators: EmulatorFactory) -> No
     hung = await emulators("mistral")
     ok = await emulators("mistral")
     hung.set_faults([Fault("hang")])
-    async with LlmManager(timeout=0.3) as manager:
+    async with LlmManager(read_timeout=0.3) as manager:
         manager.add_provider("mistral", "k", "m", base_url=hung.base_url)
         manager.add_provider("mistral", "k", "m", base_url=ok.base_url)
         response = await manager.generate(GenerationRequest(prompt="x"))
@@ -164,10 +170,15 @@ async def test_unknown_model_fails_over_and_counts_against_the_instance(
         manager.add_provider(provider, "k", "typo-model", base_url=emu.base_url)
         manager.add_provider(provider, "k", "real-model", base_url=emu.base_url)
     responses = await manager.generate_sequentially([GenerationRequest(prompt="x")] * 2)
-    assert all(r.success and r.model == "real-model" for r in responses)
-    with pytest.raises(AllAttemptsFailedError) as caught:
-        await manager.generate(GenerationRequest(prompt="x", max_attempts=1))
-    assert isinstance(caught.value.attempts[0], NotFoundError)
+    assert all(r.success and r.model == "real-model" and r.attempts == 2 for r in responses)
+    health = {h.id: h for h in manager.instance_health()}
+    assert health[0].state == health[2].state == "open"
+    assert health[0].reason == "not_found" and health[0].cooldown_left > 500
+    more = await manager.batch_generate([GenerationRequest(prompt="x", max_attempts=1)] * 4)
+    assert all(r.success and r.model == "real-model" for r in more)
+    usage = manager.token_usage()
+    assert [u.requests for u in usage] == [1, 3, 1, 3]  # no more traffic to the typos
+    assert usage[0].failures == usage[2].failures == 1
 
 
 async def test_keys_never_reach_logs_or_reprs(
@@ -182,4 +193,4 @@ async def test_keys_never_reach_logs_or_reprs(
     everything = caplog.text + repr(responses) + repr(manager.instances)
     everything += "".join(str(r.exception) + repr(r.exception) for r in responses)
     assert key not in everything
-    assert "attempt instance=0" in caplog.text
+    assert "attempt 1 instance=0 provider=openai model=gpt-4o-mini status=401" in caplog.text

@@ -18,15 +18,3 @@ def test_server_hint_wins_but_is_capped() -> None:
     assert policy.delay(1, 2.5) == 2.5
     assert policy.delay(5, 0.0) == 0.0
     assert policy.delay(1, 600.0) == 30.0
-
-
-async def test_wait_uses_the_injected_sleep() -> None:
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    policy = RetryPolicy(sleep=fake_sleep)
-    await policy.wait(1, 1.5)
-    await policy.wait(1, 0.0)
-    assert slept == [1.5]

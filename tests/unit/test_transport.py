@@ -8,7 +8,7 @@ import pytest
 
 from flyllm.errors import ProviderConnectionError
 from flyllm.providers.base import HttpRequest
-from flyllm.transport import Transport
+from flyllm.transport import Timeouts, Transport
 
 
 async def test_proxies_come_from_the_environment_and_no_proxy_is_honoured(
@@ -46,5 +46,5 @@ async def test_a_refused_connection_is_a_connection_error() -> None:
         transport = Transport()
         request = HttpRequest("POST", f"http://127.0.0.1:{port}/v1", {}, b"{}")
         with pytest.raises(ProviderConnectionError, match=r"127\.0\.0\.1"):
-            await transport.send(request)
+            await transport.send(request, Timeouts())
         await transport.aclose()

@@ -1,0 +1,256 @@
+"""The attempt loop: which instance each attempt of one request goes to, and when to wait.
+
+Shared by generate() and stream(). Per attempt it takes the strategy's first choice among the
+candidates that are ready now (enabled, not tried yet for this request, circuit not open, not
+cooling down, within their rate limits), trying the request's task first and then its fallback
+tasks in order. When nothing is ready it waits, never longer than needed: until the earliest
+cooling instance is ready or a new round over instances that failed transiently may start
+(after a backoff or the server's hint), whichever comes first, and only within the request's
+deadline and the retry policy's maximum wait; otherwise it gives up at once, saying when the
+earliest instance will be ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flyllm.errors import (
+    AllAttemptsFailedError,
+    FlyLLMError,
+    NoInstanceAvailableError,
+    ProviderError,
+)
+from flyllm.instance import LlmInstance
+from flyllm.providers.headroom import spent_for
+from flyllm.resilience import PERMANENT_KINDS
+from flyllm.transport import Timeouts
+from flyllm.types import ErrorKind, Message, TaskDefinition, Usage
+
+if TYPE_CHECKING:
+    from flyllm.manager import LlmManager
+
+__all__ = ["Attempt", "AttemptLoop", "Plan", "Tier"]
+
+_log = logging.getLogger("flyllm")
+
+
+@dataclass(slots=True, frozen=True)
+class Tier:
+    """One task of the request's chain (its own task, then fallbacks) and its instances."""
+
+    task: TaskDefinition | None
+    candidates: Sequence[LlmInstance]
+
+
+@dataclass(slots=True)
+class Plan:
+    """A request resolved and validated, ready for the attempt loop."""
+
+    messages: tuple[Message, ...]
+    tiers: tuple[Tier, ...]
+    params: dict[str, Any]
+    provider_params: dict[str, dict[str, Any]]
+    max_attempts: int
+    tokens: int  # estimated, for tokens-per-minute limits
+    deadline: float | None = None  # monotonic time by which the request must be answered
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One attempt: the instance, the task it serves it for, and its rate-limit booking."""
+
+    instance: LlmInstance
+    task: TaskDefinition | None
+    level: int
+    number: int
+    timeouts: Timeouts
+    booking: list[float] | None
+    started: float
+
+
+class AttemptLoop:
+    """Hands out attempts for one request and records their outcomes on the instances."""
+
+    __slots__ = ("_m", "_out", "_plan", "_rounds", "_tried", "_used", "attempts", "errors")
+
+    def __init__(self, manager: LlmManager, plan: Plan) -> None:
+        self._m = manager
+        self._plan = plan
+        self._tried: set[int] = set()
+        self._out: set[int] = set()  # permanent failures: not again for this request
+        self._used = [0] * len(plan.tiers)  # attempts per task of the chain
+        self._rounds = 0
+        self.attempts = 0
+        self.errors: list[ProviderError] = []
+
+    async def next(self) -> Attempt | FlyLLMError:
+        """The next attempt, already booked on its instance; or the error to give up with."""
+        m, plan = self._m, self._plan
+        while True:
+            now = m.clock()
+            if plan.deadline is not None and now >= plan.deadline:
+                return self._give_up("the request's deadline passed")
+            picked, ready_at, soonest = self._choose(now)
+            if picked is not None:
+                return self._book(picked[0], picked[1], now)
+            retry_at = self._round_at(now)
+            wait_until = min(ready_at, retry_at)
+            if wait_until == float("inf") and soonest is None and retry_at == float("inf"):
+                return self._give_up("")
+            limit = now + m.retry_policy.max_wait
+            if plan.deadline is not None:
+                limit = min(limit, plan.deadline)
+            if wait_until > limit and wait_until != float("inf"):
+                return self._give_up(_ready_note(soonest, ready_at - now) if soonest else "")
+            if retry_at != float("inf") and retry_at <= ready_at:
+                self._rounds += 1
+                self._tried = set(self._out)
+            if wait_until == float("inf"):
+                await m._wait_for_capacity(limit - now)  # a running request must end first
+            elif wait_until > now:
+                await m.sleep(wait_until - now)
+
+    def _choose(
+        self, now: float
+    ) -> tuple[tuple[LlmInstance, int] | None, float, LlmInstance | None]:
+        """(instance and tier to use now, or None; earliest time an untried one is ready; it)."""
+        plan, tried, out = self._plan, self._tried, self._out
+        earliest, soonest = float("inf"), None
+        for level, tier in enumerate(plan.tiers):
+            if self._used[level] >= plan.max_attempts:
+                continue
+            ready = []
+            for c in tier.candidates:
+                if not c.enabled or c.id in tried or c.id in out:
+                    continue
+                at = c.ready_at(now, plan.tokens)
+                if at is None:
+                    continue  # can never fit its token limit
+                if at <= now:
+                    ready.append(c)
+                elif at < earliest or soonest is None:
+                    earliest, soonest = at, c
+            if ready:
+                return (self._m.strategy.order(ready)[0], level), earliest, soonest
+        return None, earliest, soonest
+
+    def _round_at(self, now: float) -> float:
+        """When a new round over the instances that failed transiently may start."""
+        plan, out = self._plan, self._out
+        for level, tier in enumerate(plan.tiers):
+            if self._used[level] >= plan.max_attempts:
+                continue
+            if any(c.enabled and c.id in self._tried and c.id not in out for c in tier.candidates):
+                hint = self.errors[-1].retry_after if self.errors else None
+                return now + self._m.retry_policy.delay(self._rounds + 1, hint)
+        return float("inf")
+
+    def _book(self, instance: LlmInstance, level: int, now: float) -> Attempt:
+        m, plan = self._m, self._plan
+        m._selection_seq += 1
+        instance.stats.last_selected = m._selection_seq
+        instance.stats.in_flight += 1
+        instance.breaker.begin()
+        booking = instance.limiter.acquire(now, plan.tokens)
+        self._tried.add(instance.id)
+        self._used[level] += 1
+        self.attempts += 1
+        total = None if plan.deadline is None else max(plan.deadline - now, 0.001)
+        timeouts = Timeouts(
+            plan.connect_timeout or instance.connect_timeout or m.connect_timeout,
+            plan.read_timeout or instance.read_timeout or m.read_timeout,
+            total,
+        )
+        task = plan.tiers[level].task
+        return Attempt(instance, task, level, self.attempts, timeouts, booking, time.perf_counter())
+
+    def succeeded(self, attempt: Attempt, usage: Usage, headers: Mapping[str, str]) -> float:
+        """Record a success on the instance; returns the attempt's latency in seconds."""
+        instance = attempt.instance
+        latency = time.perf_counter() - attempt.started
+        instance.stats.in_flight -= 1
+        instance.stats.record_success(latency, usage)
+        instance.breaker.success()
+        instance.limiter.settle(attempt.booking, usage.total_tokens)
+        wait = spent_for(headers, self._plan.tokens, time.time)
+        if wait:
+            instance.limiter.hold(self._m.clock() + wait)
+        self._m._notify_capacity()
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "attempt %d instance=%d provider=%s model=%s status=ok latency=%.3fs",
+                attempt.number, instance.id, instance.provider_type.value, instance.model,
+                latency,
+            )  # fmt: skip
+        return latency
+
+    def failed(self, attempt: Attempt, err: ProviderError, *, may_go_on: bool = True) -> bool:
+        """Record a failed attempt; True to go on, False when the error is the request's own
+        (and no fallback task can take it) or ``may_go_on`` is False (a stream that already
+        gave text)."""
+        instance = attempt.instance
+        err.instance_id = instance.id
+        err.provider = err.provider or instance.provider_type.value
+        instance.stats.in_flight -= 1
+        instance.stats.record_failure()
+        instance.breaker.failure(err.kind, self._m.clock(), err.retry_after)
+        instance.limiter.settle(attempt.booking, 0)
+        self._m._notify_capacity()
+        self.errors.append(err)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "attempt %d instance=%d provider=%s model=%s status=%s kind=%s latency=%.3fs",
+                attempt.number, instance.id, err.provider, instance.model, err.status,
+                err.kind.value, time.perf_counter() - attempt.started,
+            )  # fmt: skip
+        if not may_go_on:
+            return False
+        if not err.retryable:
+            return self._fall_back(attempt, err)
+        if err.kind in PERMANENT_KINDS:
+            self._out.add(instance.id)
+        _log.warning("failing over after attempt %d: %s", attempt.number, err)
+        return True
+
+    def abandoned(self, attempt: Attempt) -> None:
+        """The caller left during the attempt (cancelled, or a stream closed early)."""
+        instance = attempt.instance
+        instance.stats.in_flight -= 1
+        instance.breaker.cancelled()
+        self._m._notify_capacity()
+
+    def _fall_back(self, attempt: Attempt, err: ProviderError) -> bool:
+        """A request error ends the request, unless a fallback task can take it: a too-long
+        prompt always may, a content-filter refusal when the task allows it."""
+        task = attempt.task
+        allowed = err.kind is ErrorKind.CONTEXT_LENGTH or (
+            err.kind is ErrorKind.CONTENT_FILTER
+            and task is not None
+            and task.fallback_on_content_filter
+        )
+        if not allowed or attempt.level + 1 >= len(self._plan.tiers):
+            return False
+        for level in range(attempt.level + 1):
+            self._used[level] = self._plan.max_attempts  # this task cannot take it
+        fallback = self._plan.tiers[attempt.level + 1].task
+        _log.warning("falling back to task %r after: %s", fallback and fallback.name, err)
+        return True
+
+    def _give_up(self, why: str) -> FlyLLMError:
+        if self.errors:
+            return AllAttemptsFailedError(self.errors, note=why)
+        return NoInstanceAvailableError(why or "no enabled instance left for this request")
+
+
+def _ready_note(instance: LlmInstance, seconds: float) -> str:
+    return (
+        f"every candidate is cooling down or at its rate limit; the earliest, instance "
+        f"{instance.id} ({instance.name}), is ready in {seconds:.1f} s, past what this request "
+        f"may wait"
+    )
