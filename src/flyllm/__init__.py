@@ -29,7 +29,7 @@ from flyllm.errors import (
 )
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
-from flyllm.resilience import RetryPolicy
+from flyllm.resilience import BreakerPolicy, RetryPolicy
 from flyllm.strategies import Strategy
 from flyllm.sync import SyncLlmManager
 from flyllm.types import (
@@ -50,6 +50,7 @@ __all__ = [
     "AllAttemptsFailedError",
     "AuthenticationError",
     "BadRequestError",
+    "BreakerPolicy",
     "ConfigurationError",
     "ContentFilterError",
     "ContextLengthError",

@@ -107,7 +107,7 @@ class AttemptLoop:
             if plan.deadline is not None:
                 limit = min(limit, plan.deadline)
             if wait_until > limit and wait_until != float("inf"):
-                return self._give_up(_ready_note(soonest, ready_at - now) if soonest else "")
+                return self._give_up(self._earliest_note(now))
             if retry_at != float("inf") and retry_at <= ready_at:
                 self._rounds += 1
                 self._tried = set(self._out)
@@ -241,6 +241,19 @@ class AttemptLoop:
         fallback = self._plan.tiers[attempt.level + 1].task
         _log.warning("falling back to task %r after: %s", fallback and fallback.name, err)
         return True
+
+    def _earliest_note(self, now: float) -> str:
+        """Which instance is ready first, and when, for an error message."""
+        best: tuple[float, LlmInstance] | None = None
+        for tier in self._plan.tiers:
+            for c in tier.candidates:
+                if c.enabled and c.id not in self._out:
+                    at = c.ready_at(now, self._plan.tokens)
+                    if at is not None and (best is None or at < best[0]):
+                        best = (at, c)
+        if best is None or best[0] == float("inf"):
+            return "every candidate is busy or cooling down"
+        return _ready_note(best[1], best[0] - now)
 
     def _give_up(self, why: str) -> FlyLLMError:
         if self.errors:

@@ -10,11 +10,13 @@ from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from flyllm import LlmManager
 from flyllm.emulator import Emulator
 
 EmulatorFactory = Callable[..., Awaitable[Emulator]]
+ServerFactory = Callable[[Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[str]]
 
 
 class VirtualTime:
@@ -28,8 +30,9 @@ class VirtualTime:
         return time.monotonic() + self.offset
 
     async def sleep(self, seconds: float) -> None:
+        # Concurrent sleepers share one timeline: waking at T moves the clock to T once.
         self.sleeps.append(seconds)
-        self.offset += seconds
+        self.offset = max(self.offset, self.clock() + seconds - time.monotonic())
         await asyncio.sleep(0)
 
 
@@ -52,6 +55,27 @@ async def emulators() -> AsyncIterator[EmulatorFactory]:
             return await stack.enter_async_context(Emulator(provider=provider, **kwargs))
 
         yield start
+
+
+@pytest.fixture
+async def aiohttp_server_factory() -> AsyncIterator[ServerFactory]:
+    """Serve one handler for every path on loopback; yields a function returning its URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
 
 
 @pytest.fixture

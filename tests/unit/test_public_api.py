@@ -8,7 +8,8 @@ import inspect
 import flyllm
 
 EXPECTED = {
-    "AllAttemptsFailedError", "AuthenticationError", "BadRequestError", "ConfigurationError",
+    "AllAttemptsFailedError", "AuthenticationError", "BadRequestError", "BreakerPolicy",
+    "ConfigurationError",
     "ContentFilterError", "ContextLengthError", "ErrorKind", "FlyLLMError", "GenerationRequest",
     "InstanceUsage", "InvalidRequestError", "LlmManager", "LlmResponse", "MalformedResponseError",
     "Message", "NoInstanceAvailableError", "NotFoundError", "OverloadedError",

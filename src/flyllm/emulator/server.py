@@ -72,7 +72,8 @@ class Emulator:
     Use ``async with Emulator(provider="openai") as emu:`` in tests (ephemeral port), or run
     many via ``flyllm emulate``. ``api_keys=None`` accepts any non-empty key; ``models=None``
     accepts any model name. Latencies are in milliseconds; ``reply_tokens`` fixes the reply
-    length (default: 12..40 words derived from the prompt). ``seed`` drives the reply text,
+    length (default: 12..40 words derived from the prompt); ``context_window`` answers prompts
+    of more tokens with the provider's context-length error. ``seed`` drives the reply text,
     the probabilistic faults and the jitter: give instances different seeds so that their
     faults are not correlated. See the package docstring for the text, token and trigger
     conventions.
@@ -88,6 +89,7 @@ class Emulator:
         jitter_ms: float = 0.0,
         chunk_delay_ms: float = 0.0,
         reply_tokens: int | None = None,
+        context_window: int | None = None,
         seed: int = 0,
         faults: Iterable[Fault] = (),
         host: str = "127.0.0.1",
@@ -98,6 +100,7 @@ class Emulator:
         self._keys = None if api_keys is None else frozenset(api_keys)
         self._seed = seed
         self._reply_tokens = reply_tokens
+        self._context_window = context_window
         self._plan = FaultPlan(faults, seed)
         self._jitter_rng = random.Random(seed + 1)
         self._latency_s = self._jitter_s = self._chunk_delay_s = 0.0
@@ -349,7 +352,8 @@ class Emulator:
         after_chunks: int | None = None,
     ) -> web.StreamResponse:
         dialect = self._dialect
-        if conv.trigger == "context_length":
+        window = self._context_window
+        if conv.trigger == "context_length" or (window is not None and conv.prompt_tokens > window):
             return self._respond(dialect.context_length(conv, rid), rid, started)
         refusal = conv.trigger == "refusal" and dialect.supports_refusal
         reply = compose_reply(
