@@ -4,6 +4,7 @@ after it, and connections closed at once when the caller leaves."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from flyllm import (
     ServerError,
     StreamInterruptedError,
     SyncLlmManager,
+    TaskDefinition,
 )
 from flyllm.emulator import Fault
 from tests.integration.conftest import EmulatorFactory, body, emulator_in_thread
@@ -216,3 +218,43 @@ def test_sync_stream_is_a_plain_iterator() -> None:
                 break
             time.sleep(0.01)
         assert emu.stats()["streams_cancelled"] == 1
+
+
+async def test_an_abandoned_stream_is_closed_when_collected(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators("anthropic", reply_tokens=400, chunk_delay_ms=5)
+    manager.add_provider("anthropic", "k", "m", base_url=emu.base_url)
+
+    async def start_and_forget() -> None:
+        stream = manager.stream(GenerationRequest(prompt="forgotten"))
+        await stream.__anext__()  # one chunk, then the stream is dropped unclosed
+
+    await start_and_forget()
+    gc.collect()
+    for _ in range(200):
+        if emu.stats()["streams_cancelled"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert emu.stats()["streams_cancelled"] == 1
+    assert manager.instances[0].stats.in_flight == 0
+
+
+async def test_streams_follow_task_routing_and_parameters(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    oa, go = await emulators("openai"), await emulators("google")
+    task = TaskDefinition("poem", {"max_tokens": 7, "temperature": 0.5})
+    manager.add_provider("openai", "k", "gpt", [TaskDefinition("other")], base_url=oa.base_url)
+    manager.add_provider("google", "k", "gemini", [task], base_url=go.base_url)
+    for _ in range(3):
+        async with manager.stream(GenerationRequest(prompt="p", task="poem")) as stream:
+            async for _chunk in stream:
+                pass
+        assert stream.response.provider == "google"
+        assert stream.response.usage.completion_tokens == 7
+    assert oa.stats()["requests"] == 0
+    config = body(go)["generationConfig"]
+    assert config["maxOutputTokens"] == 7 and config["temperature"] == 0.5
+    assert go.requests[-1].path.endswith(":streamGenerateContent")
+    assert manager.token_usage()[1].requests == 3
