@@ -24,11 +24,12 @@ from flyllm.errors import (
     NoInstanceAvailableError,
     ProviderError,
 )
+from flyllm.events import Event, EventKind
 from flyllm.instance import LlmInstance
 from flyllm.providers.headroom import spent_for
 from flyllm.resilience import PERMANENT_KINDS
 from flyllm.transport import Timeouts
-from flyllm.types import ErrorKind, Message, TaskDefinition, Usage
+from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
 
 if TYPE_CHECKING:
     from flyllm.manager import LlmManager
@@ -55,7 +56,8 @@ class Plan:
     params: dict[str, Any]
     provider_params: dict[str, dict[str, Any]]
     max_attempts: int
-    tokens: int  # estimated, for tokens-per-minute limits
+    tokens: int  # estimated prompt + completion tokens, for tokens-per-minute limits
+    estimate: tuple[int, int]  # (prompt, completion) tokens, for the lowest_cost strategy
     deadline: float | None = None  # monotonic time by which the request must be answered
     connect_timeout: float | None = None
     read_timeout: float | None = None
@@ -63,12 +65,14 @@ class Plan:
 
 @dataclass(slots=True)
 class Attempt:
-    """One attempt: the instance, the task it serves it for, and its rate-limit booking."""
+    """One attempt: the instance, the task it serves it for, the merged parameters to send,
+    and its rate-limit booking."""
 
     instance: LlmInstance
     task: TaskDefinition | None
     level: int
     number: int
+    params: dict[str, Any]
     timeouts: Timeouts
     booking: list[float] | None
     started: float
@@ -77,11 +81,25 @@ class Attempt:
 class AttemptLoop:
     """Hands out attempts for one request and records their outcomes on the instances."""
 
-    __slots__ = ("_m", "_out", "_plan", "_rounds", "_tried", "_used", "attempts", "errors")
+    __slots__ = (
+        "_m",
+        "_out",
+        "_plan",
+        "_request_id",
+        "_rounds",
+        "_stream",
+        "_tried",
+        "_used",
+        "attempts",
+        "errors",
+    )
 
-    def __init__(self, manager: LlmManager, plan: Plan) -> None:
+    def __init__(self, manager: LlmManager, plan: Plan, *, stream: bool = False) -> None:
         self._m = manager
         self._plan = plan
+        self._stream = stream
+        manager._request_seq += 1
+        self._request_id = manager._request_seq
         self._tried: set[int] = set()
         self._out: set[int] = set()  # permanent failures: not again for this request
         self._used = [0] * len(plan.tiers)  # attempts per task of the chain
@@ -108,12 +126,16 @@ class AttemptLoop:
                 limit = min(limit, plan.deadline)
             if wait_until > limit and wait_until != float("inf"):
                 return self._give_up(self._earliest_note(now))
+            reason = "cooldown"
             if retry_at != float("inf") and retry_at <= ready_at:
                 self._rounds += 1
                 self._tried = set(self._out)
+                reason = "backoff"
             if wait_until == float("inf"):
+                self._event("wait", wait=limit - now, reason="capacity")
                 await m._wait_for_capacity(limit - now)  # a running request must end first
             elif wait_until > now:
+                self._event("wait", wait=wait_until - now, reason=reason)
                 await m.sleep(wait_until - now)
 
     def _choose(
@@ -137,7 +159,12 @@ class AttemptLoop:
                 elif at < earliest or soonest is None:
                     earliest, soonest = at, c
             if ready:
-                return (self._m.strategy.order(ready)[0], level), earliest, soonest
+                strategy = self._m.strategy
+                if self._m._strategy_uses_estimate:
+                    ordered = strategy.order(ready, plan.estimate)  # type: ignore[call-arg]
+                else:
+                    ordered = strategy.order(ready)
+                return (ordered[0], level), earliest, soonest
         return None, earliest, soonest
 
     def _round_at(self, now: float) -> float:
@@ -168,9 +195,59 @@ class AttemptLoop:
             total,
         )
         task = plan.tiers[level].task
-        return Attempt(instance, task, level, self.attempts, timeouts, booking, time.perf_counter())
+        params = m._params_for(instance, task, plan)
+        attempt = Attempt(
+            instance, task, level, self.attempts, params, timeouts, booking, time.perf_counter()
+        )
+        if m._hooks:
+            self._attempt_event("attempt_start", attempt, messages=plan.messages)
+        return attempt
 
-    def succeeded(self, attempt: Attempt, usage: Usage, headers: Mapping[str, str]) -> float:
+    def _event(self, kind: EventKind, **fields: Any) -> None:
+        m = self._m
+        if m._hooks:
+            task = self._plan.tiers[0].task
+            m._emit(
+                Event(
+                    kind,
+                    self._request_id,
+                    time.time(),
+                    task.name if task else None,
+                    self._stream,
+                    **fields,
+                )
+            )
+
+    def _attempt_event(self, kind: EventKind, attempt: Attempt, **fields: Any) -> None:
+        instance = attempt.instance
+        self._m._emit(
+            Event(
+                kind,
+                self._request_id,
+                time.time(),
+                attempt.task.name if attempt.task else None,
+                self._stream,
+                attempt.number,
+                instance.id,
+                instance.name,
+                instance.provider_type.value,
+                instance.model,
+                attempt.params,
+                **fields,
+            )
+        )
+
+    def finish(self, success: bool, error_kind: str | None, latency: float) -> None:
+        """Report the request's end to the hooks."""
+        if self._m._hooks:
+            self._event(
+                "request_end", success=success, error_kind=error_kind, latency=latency,
+                attempt=self.attempts,
+            )  # fmt: skip
+
+    def succeeded(
+        self, attempt: Attempt, usage: Usage, headers: Mapping[str, str], content: str = ""
+    ) -> float:
         """Record a success on the instance; returns the attempt's latency in seconds."""
         instance = attempt.instance
         latency = time.perf_counter() - attempt.started
@@ -178,10 +255,16 @@ class AttemptLoop:
         instance.stats.record_success(latency, usage)
         instance.breaker.success()
         instance.limiter.settle(attempt.booking, usage.total_tokens)
+        self._m._count_task(attempt.task, instance.id, usage)
         wait = spent_for(headers, self._plan.tokens, time.time)
         if wait:
             instance.limiter.hold(self._m.clock() + wait)
         self._m._notify_capacity()
+        if self._m._hooks:
+            self._attempt_event(
+                "attempt_end", attempt, success=True, status=200, latency=latency, usage=usage,
+                content=content, health=instance.breaker.state,
+            )  # fmt: skip
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "attempt %d instance=%d provider=%s model=%s status=ok latency=%.3fs",
@@ -201,8 +284,15 @@ class AttemptLoop:
         instance.stats.record_failure()
         instance.breaker.failure(err.kind, self._m.clock(), err.retry_after)
         instance.limiter.settle(attempt.booking, 0)
+        self._m._count_task(attempt.task, instance.id, None)
         self._m._notify_capacity()
         self.errors.append(err)
+        if self._m._hooks:
+            self._attempt_event(
+                "attempt_end", attempt, success=False, error_kind=err.kind.value,
+                status=err.status, latency=time.perf_counter() - attempt.started,
+                health=instance.breaker.state,
+            )  # fmt: skip
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug(
                 "attempt %d instance=%d provider=%s model=%s status=%s kind=%s latency=%.3fs",
@@ -224,6 +314,11 @@ class AttemptLoop:
         instance.stats.in_flight -= 1
         instance.breaker.cancelled()
         self._m._notify_capacity()
+        if self._m._hooks:
+            self._attempt_event(
+                "attempt_end", attempt, success=False, reason="abandoned",
+                latency=time.perf_counter() - attempt.started, health=instance.breaker.state,
+            )  # fmt: skip
 
     def _fall_back(self, attempt: Attempt, err: ProviderError) -> bool:
         """A request error ends the request, unless a fallback task can take it: a too-long
@@ -255,6 +350,12 @@ class AttemptLoop:
             return "every candidate is busy or cooling down"
         return _ready_note(best[1], best[0] - now)
 
+    def failed_response(self, err: FlyLLMError, start: float) -> LlmResponse:
+        """The request's failed LlmResponse (reported to the hooks)."""
+        latency = time.perf_counter() - start
+        self.finish(False, err.kind.value if err.kind else None, latency)
+        return failure_response(err, self.attempts, latency)
+
     def _give_up(self, why: str) -> FlyLLMError:
         if self.errors:
             return AllAttemptsFailedError(self.errors, note=why)
@@ -266,4 +367,22 @@ def _ready_note(instance: LlmInstance, seconds: float) -> str:
         f"every candidate is cooling down or at its rate limit; the earliest, instance "
         f"{instance.id} ({instance.name}), is ready in {seconds:.1f} s, past what this request "
         f"may wait"
+    )
+
+
+def failure_response(exc: FlyLLMError, attempts: int, latency: float) -> LlmResponse:
+    """The failed LlmResponse for an error: readable ``error``, ``error_kind``, the exception."""
+    kind = exc.kind.value if exc.kind is not None else None
+    instance_id = exc.instance_id if isinstance(exc, ProviderError) else None
+    provider = exc.provider if isinstance(exc, ProviderError) else None
+    return LlmResponse(
+        content=getattr(exc, "partial_content", None) or "",
+        success=False,
+        provider=provider,
+        instance_id=instance_id,
+        latency=latency,
+        attempts=attempts,
+        error=str(exc),
+        error_kind=kind,
+        exception=exc,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flyllm.limits import RateLimiter
+from flyllm.pricing import ModelPrice, lookup_price
 from flyllm.providers.base import Endpoint, Provider
 from flyllm.resilience import BreakerPolicy, CircuitBreaker
 from flyllm.types import ProviderType, Usage
@@ -96,12 +97,22 @@ class LlmInstance:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     connect_timeout: float | None = None
     read_timeout: float | None = None
+    price: ModelPrice | None = None
     _noted: set[str] = field(default_factory=set, repr=False)
+    _price_looked_up: bool = field(default=False, repr=False)
 
     @property
     def model(self) -> str:
         """The model this instance asks for."""
         return self.endpoint.model
+
+    def model_price(self) -> ModelPrice | None:
+        """The price of this instance's model: its own override, else the bundled price (looked
+        up on first use), else None (unknown)."""
+        if self.price is None and not self._price_looked_up:
+            self._price_looked_up = True
+            self.price = lookup_price(self.provider_type.value, self.model)
+        return self.price
 
     def serves(self, task: str | None) -> bool:
         """Whether a request for ``task`` (None: any) may go here."""

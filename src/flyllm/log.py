@@ -18,20 +18,29 @@ _LEVELS = {
 }
 
 
-def use_logging(default: str = "warning") -> logging.Logger:
-    """Send flyllm's log to stderr at the level named in ``FLYLLM_LOG`` (debug, info, warning,
-    error, off; ``default`` when unset). Each attempt logs at debug, failovers at warning; no
-    log line ever contains an API key. Returns the "flyllm" logger. Calling it again only
-    changes the level."""
+def use_logging(
+    default: str = "warning", log_file: str | os.PathLike[str] | None = None
+) -> logging.Logger:
+    """Send flyllm's log to stderr (or to ``log_file``, appended) at the level named in
+    ``FLYLLM_LOG`` (debug, info, warning, error, off; ``default`` when unset). Each attempt logs
+    at debug (attempt, instance, provider, model, status, latency), failovers at warning; no log
+    line ever contains an API key. Returns the "flyllm" logger. Calling it again changes the
+    level and the destination."""
     name = os.environ.get("FLYLLM_LOG", default).strip().lower()
     level = _LEVELS.get(name)
     if level is None:
         raise ValueError(f"FLYLLM_LOG={name!r} is not a level; use one of: {', '.join(_LEVELS)}")
     logger = logging.getLogger("flyllm")
     logger.setLevel(level)
-    if not any(getattr(h, "_flyllm", False) for h in logger.handlers):
+    for old in [h for h in logger.handlers if getattr(h, "_flyllm", False)]:
+        logger.removeHandler(old)
+        old.close()
+    handler: logging.Handler
+    if log_file is None:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        handler._flyllm = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    else:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler._flyllm = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
     return logger

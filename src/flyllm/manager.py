@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
-from flyllm.attempts import Attempt, AttemptLoop, Plan, Tier
+from flyllm.attempts import Attempt, AttemptLoop, Plan, Tier, failure_response
 from flyllm.errors import (
     ConfigurationError,
     FlyLLMError,
@@ -28,17 +29,36 @@ from flyllm.errors import (
     NoInstanceAvailableError,
     ProviderError,
 )
+from flyllm.events import Event, Hook
 from flyllm.instance import InstanceHealth, LlmInstance
 from flyllm.limits import RateLimiter, estimate_tokens
-from flyllm.params import merge_params, validate_params, validate_provider_params
+from flyllm.params import (
+    conversation,
+    merge_params,
+    validate_params,
+    validate_provider_params,
+)
+from flyllm.pricing import ModelPrice
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Completion, Endpoint, HttpRequest
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
 from flyllm.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
 from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
-from flyllm.types import GenerationRequest, LlmResponse, Message, ProviderType, TaskDefinition
-from flyllm.usage import InstanceUsage, format_health_table, format_usage_table
+from flyllm.types import (
+    GenerationRequest,
+    LlmResponse,
+    ProviderType,
+    TaskDefinition,
+    Usage,
+)
+from flyllm.usage import (
+    InstanceUsage,
+    format_health_table,
+    format_usage_table,
+    instance_cost,
+    usage_report,
+)
 
 if TYPE_CHECKING:
     from flyllm.builder import LlmManagerBuilder
@@ -55,7 +75,6 @@ BASE_URL_ENV = {
 }
 """Environment variables that move a provider's default base URL, as the official SDKs read
 them (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL; MISTRAL_BASE_URL is ours)."""
-_ROLES = frozenset({"system", "user", "assistant"})
 DEFAULT_MAX_CONCURRENCY = 64
 
 
@@ -70,8 +89,9 @@ class LlmManager:
     per request too. ``retry_policy`` paces new rounds over failed instances; ``breaker`` says
     when an instance's circuit opens. ``max_concurrency`` is batch_generate's default bound;
     answers larger than ``max_response_bytes`` are cut off. ``clock`` (monotonic seconds) and
-    ``sleep`` are injectable so tests of waits run instantly. Use ``async with
-    LlmManager(...) as manager`` or call ``aclose()``.
+    ``sleep`` are injectable so tests of waits run instantly. ``prices`` maps model names to
+    ModelPrice, overriding the bundled prices. Use ``async with LlmManager(...) as manager`` or
+    call ``aclose()``.
     """
 
     def __init__(
@@ -88,6 +108,7 @@ class LlmManager:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        prices: Mapping[str, ModelPrice] | None = None,
     ) -> None:
         _positive_int("max_attempts", max_attempts)
         _positive_int("max_concurrency", max_concurrency)
@@ -95,6 +116,7 @@ class LlmManager:
                             ("deadline", deadline)):  # fmt: skip
             _positive_number(name, value, allow_none=name == "deadline")
         self.strategy = make_strategy(strategy)
+        self._strategy_uses_estimate = bool(getattr(self.strategy, "uses_estimate", False))
         self.max_attempts = max_attempts
         self.max_concurrency = max_concurrency
         self.connect_timeout = float(connect_timeout)
@@ -112,6 +134,12 @@ class LlmManager:
         self._next_id = 0
         self._selection_seq = 0
         self._capacity: asyncio.Event | None = None  # set when a running request ends
+        self._hooks: list[Hook] = []
+        self._broken_hooks: set[int] = set()
+        self._request_seq = 0
+        self._prices = dict(prices or {})
+        # (task, instance id) -> [requests, failures, prompt, completion, total, cached tokens]
+        self._task_usage: dict[tuple[str | None, int], list[int]] = {}
 
     @classmethod
     def builder(cls) -> LlmManagerBuilder:
@@ -181,6 +209,7 @@ class LlmManager:
         max_concurrent: int | None = None,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
+        price: ModelPrice | None = None,
     ) -> int:
         """Add an instance and return its id (0, 1, 2... in order of adding).
 
@@ -190,7 +219,8 @@ class LlmManager:
         version (Anthropic "2023-06-01" by default, Google "v1" by default); ``options`` carry
         provider-specific addressing. ``rpm``, ``tpm`` and ``max_concurrent`` are client-side
         limits (requests and tokens per minute, requests at once); ``connect_timeout`` and
-        ``read_timeout`` override the manager's for this instance.
+        ``read_timeout`` override the manager's for this instance; ``price`` overrides the
+        bundled price of its model.
         """
         ptype = resolve_provider_type(provider)
         impl = get_provider(ptype)
@@ -231,7 +261,7 @@ class LlmManager:
             instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
             float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),
             limiter=RateLimiter(rpm, tpm, max_concurrent), connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
+            read_timeout=read_timeout, price=price or self._prices.get(model),
         )  # fmt: skip
         self._next_id += 1
         self._instances[instance_id] = instance
@@ -349,13 +379,13 @@ class LlmManager:
         try:
             plan = self._plan(request)
         except FlyLLMError as exc:
-            return _failed(exc, 0, time.perf_counter() - start)
+            return failure_response(exc, 0, time.perf_counter() - start)
         return await self._run(plan, start)
 
     def _plan(self, request: GenerationRequest) -> Plan:
         if not isinstance(request, GenerationRequest):
             raise InvalidRequestError(f"expected a GenerationRequest, got {type(request).__name__}")
-        messages = _messages(request)
+        messages = conversation(request)
         tiers = self._tiers(request.task)
         if not any(c.enabled for tier in tiers for c in tier.candidates):
             what = f"task {request.task!r}" if request.task else "requests without a task"
@@ -373,10 +403,12 @@ class LlmManager:
         max_tokens = params.get("max_tokens") or (
             task.parameters.get("max_tokens") if task else None
         )
-        tokens = estimate_tokens(sum(len(m.content) for m in messages), max_tokens)
+        chars = sum(len(m.content) for m in messages)
+        tokens = estimate_tokens(chars, max_tokens)
+        estimate = (chars // 4 + 1, tokens - chars // 4 - 1)
         deadline = self.deadline if request.deadline is None else request.deadline
         return Plan(
-            messages, tiers, params, provider_params, max_attempts, tokens,
+            messages, tiers, params, provider_params, max_attempts, tokens, estimate,
             None if deadline is None else self.clock() + deadline,
             request.connect_timeout, request.read_timeout,
         )  # fmt: skip
@@ -406,13 +438,15 @@ class LlmManager:
                 completion, headers = await self._attempt(attempt, plan)
             except ProviderError as err:
                 if not loop.failed(attempt, err):
-                    return _failed(err, loop.attempts, time.perf_counter() - start)
+                    return loop.failed_response(err, start)
                 continue
             except BaseException:
                 loop.abandoned(attempt)
                 raise
-            loop.succeeded(attempt, completion.usage, headers)
+            loop.succeeded(attempt, completion.usage, headers, completion.content)
             instance = attempt.instance
+            latency = time.perf_counter() - start
+            loop.finish(True, None, latency)
             return LlmResponse(
                 content=completion.content,
                 success=True,
@@ -422,16 +456,18 @@ class LlmManager:
                 usage=completion.usage,
                 finish_reason=completion.finish_reason,
                 raw_finish_reason=completion.raw_finish_reason,
-                latency=time.perf_counter() - start,
+                latency=latency,
                 attempts=loop.attempts,
             )
-        return _failed(attempt, loop.attempts, time.perf_counter() - start)
+        return loop.failed_response(attempt, start)
 
-    def _build(self, attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
-        """The attempt's HTTP request, parameters merged for its instance's provider."""
-        instance, task = attempt.instance, attempt.task
+    def _params_for(
+        self, instance: LlmInstance, task: TaskDefinition | None, plan: Plan
+    ) -> dict[str, Any]:
+        """The parameters for this instance: instance < task < request, then the same layers'
+        provider_params for its provider."""
         ptype = instance.provider_type.value
-        params = merge_params(
+        return merge_params(
             instance.parameters,
             task.parameters if task else None,
             plan.params,
@@ -439,8 +475,12 @@ class LlmManager:
             task.provider_params.get(ptype) if task else None,
             plan.provider_params.get(ptype),
         )
+
+    def _build(self, attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
+        """The attempt's HTTP request."""
+        instance = attempt.instance
         http_request = instance.provider.build(
-            instance.endpoint, plan.messages, params, stream=stream
+            instance.endpoint, plan.messages, attempt.params, stream=stream
         )
         if http_request.notes:
             instance.note_once(http_request.notes)
@@ -464,6 +504,42 @@ class LlmManager:
         if event is not None:
             self._capacity = None
             event.set()
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook(event)`` for every Event (attempt start and end, waits, request end)."""
+        self._hooks.append(hook)
+
+    def remove_hook(self, hook: Hook) -> None:
+        """Stop calling ``hook``."""
+        self._hooks.remove(hook)
+
+    def _count_task(
+        self, task: TaskDefinition | None, instance_id: int, usage: Usage | None
+    ) -> None:
+        """Per-task accounting for usage_report(): a failure when ``usage`` is None."""
+        key = (task.name if task else None, instance_id)
+        row = self._task_usage.get(key)
+        if row is None:
+            row = self._task_usage[key] = [0, 0, 0, 0, 0, 0]
+        row[0] += 1
+        if usage is None:
+            row[1] += 1
+        else:
+            row[2] += usage.prompt_tokens
+            row[3] += usage.completion_tokens
+            row[4] += usage.total_tokens
+            row[5] += usage.cached_tokens
+
+    def _emit(self, event: Event) -> None:
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                if id(hook) not in self._broken_hooks:  # logged once: never break a request
+                    self._broken_hooks.add(id(hook))
+                    _log.exception("hook %r raised; it keeps being called", hook)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -499,8 +575,21 @@ class LlmManager:
         ]
 
     def print_token_usage(self, file: TextIO | None = None) -> None:
-        """Print the usage table (``--- Token Usage Statistics ---``)."""
-        print(format_usage_table(self.token_usage()), file=file or sys.stdout)
+        """Print the usage table (``--- Token Usage Statistics ---``) with each instance's cost
+        (prices looked up on first use)."""
+        rows = self.token_usage()
+        costs = [instance_cost(i, r) for i, r in zip(self._all, rows, strict=True)]
+        print(format_usage_table(rows, costs), file=file or sys.stdout)
+
+    def usage_report(self) -> dict[str, Any]:
+        """Usage and cost per instance, per task and in total, as plain JSON-able data. Costs
+        are in USD; ``cost_usd`` is None where no price is known, and ``cost_complete`` says
+        whether every price was known."""
+        return usage_report(self._all, self.token_usage(), self._instances, self._task_usage)
+
+    def usage_report_json(self, indent: int | None = 2) -> str:
+        """``usage_report()`` as JSON text."""
+        return json.dumps(self.usage_report(), indent=indent)
 
     async def aclose(self) -> None:
         """Close the connection pool. The manager can be used again afterwards (it reopens)."""
@@ -513,62 +602,12 @@ class LlmManager:
         await self.aclose()
 
 
-def _messages(request: GenerationRequest) -> tuple[Message, ...]:
-    """The conversation to send: system prompt, messages, then the prompt as a user turn."""
-    out: list[Message] = []
-    if request.system is not None:
-        if not isinstance(request.system, str):
-            raise InvalidRequestError("system must be a string")
-        out.append(Message("system", request.system))
-    if request.messages is not None:
-        if isinstance(request.messages, str | bytes) or not isinstance(request.messages, Sequence):
-            raise InvalidRequestError("messages must be a sequence of Message")
-        for i, m in enumerate(request.messages):
-            if not isinstance(m, Message):
-                raise InvalidRequestError(f"messages[{i}] must be a Message, got {m!r}")
-            if m.role not in _ROLES:
-                raise InvalidRequestError(
-                    f"messages[{i}] has role {m.role!r}; valid roles: system, user, assistant"
-                )
-            if not isinstance(m.content, str):
-                raise InvalidRequestError(f"messages[{i}].content must be a string")
-            out.append(m)
-    if request.prompt is not None:
-        if not isinstance(request.prompt, str):
-            raise InvalidRequestError(
-                f"prompt must be a string, got {type(request.prompt).__name__}"
-            )
-        out.append(Message("user", request.prompt))
-    if not any(m.role != "system" for m in out):
-        if request.messages is not None and request.prompt is None:
-            raise InvalidRequestError("the conversation is empty: messages has no user turn")
-        raise InvalidRequestError("the request has neither a prompt nor messages")
-    return tuple(out)
-
-
 def _provider_params(
     provider_params: Mapping[str, Mapping[str, Any]] | None,
 ) -> dict[str, dict[str, Any]]:
     """Validated provider_params keyed by canonical provider name ("gemini" -> "google")."""
     checked = validate_provider_params(provider_params)
     return {resolve_provider_type(name).value: params for name, params in checked.items()}
-
-
-def _failed(exc: FlyLLMError, attempts: int, latency: float) -> LlmResponse:
-    kind = exc.kind.value if exc.kind is not None else None
-    instance_id = exc.instance_id if isinstance(exc, ProviderError) else None
-    provider = exc.provider if isinstance(exc, ProviderError) else None
-    return LlmResponse(
-        content=getattr(exc, "partial_content", None) or "",
-        success=False,
-        provider=provider,
-        instance_id=instance_id,
-        latency=latency,
-        attempts=attempts,
-        error=str(exc),
-        error_kind=kind,
-        exception=exc,
-    )
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -8,10 +8,15 @@ request), so a bad value never reaches the wire.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["merge_params", "validate_params"]
+from flyllm.errors import InvalidRequestError
+from flyllm.types import GenerationRequest, Message
+
+_ROLES = frozenset({"system", "user", "assistant"})
+
+__all__ = ["conversation", "merge_params", "validate_params", "validate_provider_params"]
 
 
 def _int(name: str, value: Any, minimum: int | None) -> int:
@@ -89,3 +94,36 @@ def merge_params(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
         if layer:
             merged.update(layer)
     return {k: v for k, v in merged.items() if v is not None}
+
+
+def conversation(request: GenerationRequest) -> tuple[Message, ...]:
+    """The conversation to send: system prompt, messages, then the prompt as a user turn."""
+    out: list[Message] = []
+    if request.system is not None:
+        if not isinstance(request.system, str):
+            raise InvalidRequestError("system must be a string")
+        out.append(Message("system", request.system))
+    if request.messages is not None:
+        if isinstance(request.messages, str | bytes) or not isinstance(request.messages, Sequence):
+            raise InvalidRequestError("messages must be a sequence of Message")
+        for i, m in enumerate(request.messages):
+            if not isinstance(m, Message):
+                raise InvalidRequestError(f"messages[{i}] must be a Message, got {m!r}")
+            if m.role not in _ROLES:
+                raise InvalidRequestError(
+                    f"messages[{i}] has role {m.role!r}; valid roles: system, user, assistant"
+                )
+            if not isinstance(m.content, str):
+                raise InvalidRequestError(f"messages[{i}].content must be a string")
+            out.append(m)
+    if request.prompt is not None:
+        if not isinstance(request.prompt, str):
+            raise InvalidRequestError(
+                f"prompt must be a string, got {type(request.prompt).__name__}"
+            )
+        out.append(Message("user", request.prompt))
+    if not any(m.role != "system" for m in out):
+        if request.messages is not None and request.prompt is None:
+            raise InvalidRequestError("the conversation is empty: messages has no user turn")
+        raise InvalidRequestError("the request has neither a prompt nor messages")
+    return tuple(out)

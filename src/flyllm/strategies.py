@@ -9,6 +9,10 @@ with an ``order(candidates)`` method (the ``Strategy`` protocol) can be passed t
     random               uniform shuffle
     weighted_random      shuffle where an instance leads with probability proportional to weight
     least_busy           fewest requests in flight, then least recently used
+    lowest_cost          cheapest expected price for the request, ties by least recently used
+
+A strategy that needs the request's size sets ``uses_estimate = True``; its ``order`` is then
+called as ``order(candidates, (prompt_tokens, completion_tokens))``.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from flyllm.errors import ConfigurationError
+from flyllm.pricing import ModelPrice
 
 __all__ = [
     "STRATEGIES",
     "CandidateStats",
     "LeastBusy",
     "LeastRecentlyUsed",
+    "LowestCost",
     "LowestLatency",
     "RandomChoice",
     "RoundRobin",
@@ -57,6 +63,10 @@ class Candidate(Protocol):
     def weight(self) -> float: ...
     @property
     def stats(self) -> CandidateStats: ...
+
+    def model_price(self) -> ModelPrice | None:
+        """The model's price, or None when unknown (read only by lowest_cost)."""
+        ...
 
 
 C = TypeVar("C", bound=Candidate)
@@ -149,6 +159,25 @@ class WeightedRandom:
         return sorted(candidates, key=key, reverse=True)
 
 
+class LowestCost:
+    """The cheapest expected price for the request first (its estimated prompt and completion
+    tokens at each model's price), ties by least recently used; instances of unknown price
+    come last. Prices come from flyllm.pricing, loaded on first use."""
+
+    name = "lowest_cost"
+    uses_estimate = True
+
+    def order(self, candidates: Sequence[C], estimate: tuple[int, int] = (1000, 256)) -> list[C]:
+        prompt, completion = estimate
+
+        def key(c: C) -> tuple[float, int, int]:
+            price = c.model_price()
+            cost = float("inf") if price is None else price.expected(prompt, completion)
+            return (cost, c.stats.last_selected, c.id)
+
+        return sorted(candidates, key=key)
+
+
 class LeastBusy:
     """Fewest requests in flight first, then least recently selected, then id."""
 
@@ -165,6 +194,7 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "random": RandomChoice,
     "weighted_random": WeightedRandom,
     "least_busy": LeastBusy,
+    "lowest_cost": LowestCost,
 }
 """Strategy names accepted by ``LlmManager(strategy=...)``."""
 

@@ -62,7 +62,7 @@ class LlmStream:
 
     async def _run(self) -> AsyncGenerator[StreamChunk, None]:
         start = time.perf_counter()
-        loop = AttemptLoop(self._manager, self._plan)
+        loop = AttemptLoop(self._manager, self._plan, stream=True)
         while not isinstance(attempt := await loop.next(), FlyLLMError):
             parts: list[str] = []
             try:
@@ -72,8 +72,8 @@ class LlmStream:
                 if parts:  # text reached the caller: no failover, no spliced answer
                     err.partial_content = "".join(parts)
                     loop.failed(attempt, err, may_go_on=False)
-                    raise
-                if not loop.failed(attempt, err):
+                if parts or not loop.failed(attempt, err):
+                    loop.finish(False, err.kind.value, time.perf_counter() - start)
                     raise
                 continue
             except BaseException:  # closed early or cancelled
@@ -82,8 +82,13 @@ class LlmStream:
                 raise
             response = self._response
             assert response is not None
-            self._response = _with(response, time.perf_counter() - start, loop.attempts)
+            latency = time.perf_counter() - start
+            self._response = _with(response, latency, loop.attempts)
+            loop.finish(True, None, latency)
             return
+        loop.finish(
+            False, attempt.kind.value if attempt.kind else None, time.perf_counter() - start
+        )
         raise attempt
 
     async def _attempt(
@@ -115,7 +120,7 @@ class LlmStream:
                     parts.append(text)
                     yield StreamChunk(text, instance.id, ptype, model)
             completion = parser.finish()
-            loop.succeeded(attempt, completion.usage, head.headers)
+            loop.succeeded(attempt, completion.usage, head.headers, completion.content)
         model = completion.model or model
         self._response = LlmResponse(
             content=completion.content,

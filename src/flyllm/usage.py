@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from flyllm.types import Usage
 
 if TYPE_CHECKING:
-    from flyllm.instance import InstanceHealth
+    from flyllm.instance import InstanceHealth, LlmInstance
 
-__all__ = ["InstanceUsage", "format_health_table", "format_usage_table"]
+__all__ = [
+    "InstanceUsage",
+    "format_health_table",
+    "format_usage_table",
+    "instance_cost",
+    "usage_report",
+]
 
 
 @dataclass(slots=True, frozen=True)
@@ -33,23 +42,43 @@ class InstanceUsage:
     average_latency: float = 0.0
 
 
-_COLUMNS = ("ID", "Provider", "Model", "Prompt Tokens", "Completion Tokens", "Total Tokens")
+_COLUMNS = (
+    "ID", "Provider", "Model", "Prompt Tokens", "Completion Tokens", "Total Tokens", "Cost (USD)"
+)  # fmt: skip
 
 
-def format_usage_table(rows: Iterable[InstanceUsage]) -> str:
-    """The usage table as the original FlyLLM prints it, with a total line."""
+def _money(cost: float | None) -> str:
+    return "unknown" if cost is None else f"{cost:.6f}"
+
+
+def format_usage_table(
+    rows: Iterable[InstanceUsage], costs: Sequence[float | None] | None = None
+) -> str:
+    """The usage table as the original FlyLLM prints it, with a cost column (``costs`` in USD
+    per row, None where the price is unknown) and a total line."""
     rows = list(rows)
+    costs = list(costs) if costs is not None else [None] * len(rows)
     model_width = max([30, *(len(r.model) + 2 for r in rows)])
     provider_width = max([18, *(len(r.provider) + 2 for r in rows)])
-    fmt = f"{{:<5}} {{:<{provider_width}}} {{:<{model_width}}} {{:>15}} {{:>18}} {{:>15}}"
+    fmt = f"{{:<5}} {{:<{provider_width}}} {{:<{model_width}}} {{:>15}} {{:>18}} {{:>15}} {{:>12}}"
     rule = "-" * len(fmt.format(*_COLUMNS))
     lines = ["--- Token Usage Statistics ---", fmt.format(*_COLUMNS), rule]
-    for r in rows:
+    for r, cost in zip(rows, costs, strict=True):
         lines.append(
             fmt.format(
-                r.id, r.provider, r.model, r.prompt_tokens, r.completion_tokens, r.total_tokens
+                r.id,
+                r.provider,
+                r.model,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.total_tokens,
+                _money(cost),
             )
         )
+    known = [c for c in costs if c is not None]
+    total_cost = _money(sum(known)) if known else "unknown"
+    if known and len(known) < len(costs):
+        total_cost += "+"  # some prices unknown: at least this much
     lines.append(rule)
     lines.append(
         fmt.format(
@@ -59,6 +88,7 @@ def format_usage_table(rows: Iterable[InstanceUsage]) -> str:
             sum(r.prompt_tokens for r in rows),
             sum(r.completion_tokens for r in rows),
             sum(r.total_tokens for r in rows),
+            total_cost,
         )
     )
     return "\n".join(lines)
@@ -77,3 +107,64 @@ def format_health_table(rows: Iterable[InstanceHealth]) -> str:
         lines.append(fmt.format(r.id, r.name, r.state, r.consecutive_failures, r.failures,
                                 r.requests, cooldown, r.reason))  # fmt: skip
     return "\n".join(lines)
+
+
+def _usage_of(row: InstanceUsage) -> Usage:
+    return Usage(row.prompt_tokens, row.completion_tokens, row.total_tokens, row.cached_tokens)
+
+
+def _cost(instance: LlmInstance | None, usage: Usage) -> float | None:
+    price = instance.model_price() if instance is not None else None
+    return None if price is None else price.cost(usage)
+
+
+def _empty_totals(task: str | None) -> dict[str, Any]:
+    return {
+        "task": task, "requests": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0,
+        "total_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0, "cost_complete": True,
+    }  # fmt: skip
+
+
+def _add_row(entry: dict[str, Any], row: list[int], instance: LlmInstance | None) -> None:
+    requests, failures, prompt, completion, total, cached = row
+    entry["requests"] += requests
+    entry["failures"] += failures
+    entry["prompt_tokens"] += prompt
+    entry["completion_tokens"] += completion
+    entry["total_tokens"] += total
+    entry["cached_tokens"] += cached
+    cost = _cost(instance, Usage(prompt, completion, total, cached))
+    if cost is None:
+        entry["cost_complete"] = entry["cost_complete"] and prompt + completion == 0
+    else:
+        entry["cost_usd"] += cost
+
+
+def instance_cost(instance: LlmInstance, row: InstanceUsage) -> float | None:
+    """An instance's cost in USD from its usage row (None: price unknown)."""
+    return _cost(instance, _usage_of(row))
+
+
+def usage_report(
+    instances: Sequence[LlmInstance],
+    rows: Sequence[InstanceUsage],
+    by_id: Mapping[int, LlmInstance],
+    task_usage: Mapping[tuple[str | None, int], list[int]],
+) -> dict[str, Any]:
+    """The data of LlmManager.usage_report(): per instance, per task and total."""
+    report_rows = [
+        {**dataclasses.asdict(r), "cost_usd": instance_cost(i, r)}
+        for i, r in zip(instances, rows, strict=True)
+    ]
+    by_task: dict[str | None, dict[str, Any]] = {}
+    for (task, instance_id), row in task_usage.items():
+        entry = by_task.setdefault(task, _empty_totals(task))
+        _add_row(entry, row, by_id.get(instance_id))
+    total = _empty_totals(None)
+    for entry in by_task.values():
+        for key in ("requests", "failures", "prompt_tokens", "completion_tokens",
+                    "total_tokens", "cached_tokens", "cost_usd"):  # fmt: skip
+            total[key] += entry[key]
+        total["cost_complete"] &= entry["cost_complete"]
+    del total["task"]
+    return {"instances": report_rows, "tasks": list(by_task.values()), "total": total}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import pathlib
 
 import pytest
 
@@ -22,5 +23,23 @@ def test_level_comes_from_flyllm_log(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(ValueError, match="FLYLLM_LOG='loud'"):
             use_logging()
     finally:
+        logger.setLevel(before[0])
+        logger.handlers[:] = before[1]
+
+
+def test_log_file(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
+    logger = logging.getLogger("flyllm")
+    before = (logger.level, list(logger.handlers))
+    try:
+        monkeypatch.setenv("FLYLLM_LOG", "info")
+        use_logging(log_file=tmp_path / "flyllm.log")
+        logger.info("failing over after attempt 1: example")
+        for handler in logger.handlers:
+            handler.flush()
+        assert "INFO    flyllm: failing over" in (tmp_path / "flyllm.log").read_text()
+    finally:
+        for handler in logger.handlers:
+            if handler not in before[1]:
+                handler.close()
         logger.setLevel(before[0])
         logger.handlers[:] = before[1]

@@ -8,10 +8,12 @@ import pytest
 
 from flyllm.errors import ConfigurationError
 from flyllm.instance import InstanceStats
+from flyllm.pricing import ModelPrice
 from flyllm.strategies import (
     STRATEGIES,
     LeastBusy,
     LeastRecentlyUsed,
+    LowestCost,
     LowestLatency,
     RandomChoice,
     RoundRobin,
@@ -26,6 +28,10 @@ class Cand:
     id: int
     weight: float = 1.0
     stats: InstanceStats = field(default_factory=InstanceStats)
+    price: ModelPrice | None = None
+
+    def model_price(self) -> ModelPrice | None:
+        return self.price
 
 
 def ids(cands: list[Cand]) -> list[int]:
@@ -103,3 +109,17 @@ def test_make_strategy_by_name_object_and_errors() -> None:
 
 def _usage() -> Usage:
     return Usage(1, 1, 2)
+
+
+def test_lowest_cost_prefers_the_cheapest_expected_price_then_lru() -> None:
+    cheap_in = Cand(0, price=ModelPrice(0.1, 10.0))  # cheap input, dear output
+    cheap_out = Cand(1, price=ModelPrice(5.0, 0.5))
+    unknown = Cand(2)
+    twin = Cand(3, price=ModelPrice(0.1, 10.0))
+    twin.stats.last_selected = -5
+    strategy = LowestCost()
+    long_prompt = strategy.order([cheap_in, cheap_out, unknown, twin], (100_000, 10))
+    assert ids(long_prompt) == [3, 0, 1, 2]  # ties by least recently used; unknown last
+    long_answer = strategy.order([cheap_in, cheap_out, unknown], (10, 100_000))
+    assert ids(long_answer) == [1, 0, 2]
+    assert isinstance(make_strategy("lowest_cost"), LowestCost)

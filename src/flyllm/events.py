@@ -1,0 +1,61 @@
+"""Events for hooks: each attempt's start and end, waits, and each request's end.
+
+``manager.add_hook(callback)`` calls ``callback(event)`` synchronously on the event loop for
+every event; metrics (flyllm.metrics), the request journal (flyllm.journal) and users' own
+tracing plug in here. A hook that raises is logged once and otherwise ignored: observing must
+never break a request. With no hook registered no event is even built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flyllm.types import Message, Usage
+
+__all__ = ["Event", "EventKind", "Hook"]
+
+EventKind = Literal["attempt_start", "attempt_end", "wait", "request_end"]
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """What happened. Every event has ``kind``, ``request_id`` (a per-manager counter tying a
+    request's events together), ``time`` (epoch seconds), ``task`` and ``stream``.
+
+    - attempt_start / attempt_end: ``attempt`` (1, 2, ...), the instance (``instance_id``,
+      ``instance_name``, ``provider``, ``model``) and the merged ``params`` sent; at the end
+      also ``success``, ``error_kind``, ``status``, ``latency``, ``usage``, ``content`` (the
+      answer, on success) and ``health`` (the instance's circuit state afterwards).
+    - wait: ``wait`` seconds and ``reason`` ("cooldown", "backoff" or "capacity").
+    - request_end: ``success``, ``error_kind``, ``latency`` and ``attempt`` (attempts made).
+
+    ``messages`` (the conversation) is on attempt_start. No event carries an API key.
+    """
+
+    kind: EventKind
+    request_id: int
+    time: float
+    task: str | None = None
+    stream: bool = False
+    attempt: int = 0
+    instance_id: int | None = None
+    instance_name: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    params: Mapping[str, Any] | None = None
+    messages: tuple[Message, ...] | None = None
+    success: bool | None = None
+    error_kind: str | None = None
+    status: int | None = None
+    latency: float | None = None
+    usage: Usage | None = None
+    content: str | None = None
+    health: str | None = None
+    wait: float | None = None
+    reason: str | None = None
+
+
+Hook = Callable[[Event], None]
+"""A callback receiving every Event."""
