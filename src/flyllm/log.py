@@ -32,7 +32,7 @@ def use_logging(
         raise ValueError(f"FLYLLM_LOG={name!r} is not a level; use one of: {', '.join(_LEVELS)}")
     logger = logging.getLogger("flyllm")
     logger.setLevel(level)
-    for old in [h for h in logger.handlers if getattr(h, "_flyllm", False)]:
+    for old in [h for h in logger.handlers if h.get_name() == "flyllm"]:
         logger.removeHandler(old)
         old.close()
     handler: logging.Handler
@@ -41,6 +41,6 @@ def use_logging(
     else:
         handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler._flyllm = True  # type: ignore[attr-defined]
+    handler.set_name("flyllm")
     logger.addHandler(handler)
     return logger
