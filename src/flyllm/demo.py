@@ -113,9 +113,27 @@ async def _demo(n_requests: int) -> int:
         elapsed = time.perf_counter() - started
         _print_results(requests, responses)
         ok = sum(r.success for r in responses)
-        print(f"\n{ok}/{len(responses)} succeeded in {elapsed:.2f} s\n")
+        print(f"\n{ok}/{len(responses)} succeeded in {elapsed:.2f} s")
+        await _stream_one(manager)
+        print()
         manager.print_token_usage()
+        print()
+        manager.print_instance_health()
         return 0 if ok == len(responses) else 1
+
+
+async def _stream_one(manager: LlmManager) -> None:
+    """Stream one answer chunk by chunk, as it arrives."""
+    request = GenerationRequest(
+        prompt="Write a short poem about failover.", task="creative_writing"
+    )
+    print("\nStreaming one creative_writing answer:\n  ", end="", flush=True)
+    async with manager.stream(request) as stream:
+        async for chunk in stream:
+            print(chunk.text, end="", flush=True)
+    final = stream.response
+    print(f"\n  ({final.provider}/{final.model}, {final.usage.completion_tokens} tokens, "
+          f"finish: {final.finish_reason})")  # fmt: skip
 
 
 def _print_results(requests: list[GenerationRequest], responses: list[LlmResponse]) -> None:
