@@ -1,25 +1,100 @@
-"""The ``flyllm`` command: ``flyllm demo`` and ``flyllm emulate``.
+"""The ``flyllm`` command: ask, batch, usage, config check, demo and emulate.
 
-Results go to stdout, progress and logs to stderr; exit codes: 0 success, 1 failure, 2 usage.
+Results go to stdout; progress, messages and logs to stderr. Exit codes: 0 success, 1 a request
+failed (or another run-time error), 2 a usage or configuration error, 128 + N when stopped by
+signal N (130 for Ctrl-C). The config file comes from ``--config``, else ``$FLYLLM_CONFIG``,
+else ``./flyllm.toml``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import json
+import os
 import sys
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
+from flyllm.log import use_logging
+from flyllm.manager import LlmManager
+from flyllm.types import GenerationRequest, LlmResponse
 
 __all__ = ["main"]
 
+CONFIG_ENV = "FLYLLM_CONFIG"
+DEFAULT_CONFIG = "flyllm.toml"
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+_BATCH_HELP = """\
+Answer one request per input line, in parallel, appending one result per line to the
+output as each finishes (so not in input order).
+
+input line:   {"id": ..., "prompt": "..." | "messages": [{"role": ..., "content": ...}],
+               "task": ..., "params": {...}, "system": ...}
+              (a missing id is the line number; ids are strings or integers, unique)
+output line:  {"id": ..., "success": ..., "content": ..., "error": ..., "error_kind": ...,
+               "provider": ..., "model": ..., "instance_id": ..., "usage": {...},
+               "finish_reason": ..., "latency": ..., "attempts": ...}
+
+Resume: the output is append-only and the last line of an id wins. Running the same
+command again skips the ids whose last line succeeded and asks the others again.
+Every finished result is on disk whatever stops the run (Ctrl-C, a crash, kill -9).
+Malformed input lines are reported with their line numbers and skipped (exit 1)."""
+
+
+class UsageError(Exception):
+    """A command line that cannot run as given (exit code 2)."""
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def _param(text: str) -> tuple[str, Any]:
+    """``k=v`` with v read as JSON when it is JSON (0.2, true, ["x"]), as text otherwise."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"config file (.toml, .yaml); default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}",
+    )
+
 
 def _parser() -> argparse.ArgumentParser:
-    from flyllm.emulator import cli as emulator_cli
-
     parser = argparse.ArgumentParser(
         prog="flyllm",
         description="One API over many LLM providers, load-balanced with failover.",
+        epilog="Exit codes: 0 ok, 1 a request failed, 2 usage or config error, 130 Ctrl-C.",
     )
     parser.add_argument("--version", action="version", version="flyllm 0.1.0")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_ask(commands)
+    _add_batch(commands)
+    _add_usage(commands)
+    _add_config_check(commands)
     demo = commands.add_parser(
         "demo",
         help="run the demo against the built-in emulator (no API keys needed)",
@@ -32,14 +107,331 @@ def _parser() -> argparse.ArgumentParser:
         help="serve an emulated provider API on loopback",
         description="Serve one provider's wire format on loopback for tests and benchmarks.",
     )
+    from flyllm.emulator import cli as emulator_cli
+
     emulator_cli.add_arguments(emulate)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _add_ask(commands: Any) -> None:
+    ask = commands.add_parser(
+        "ask",
+        help="send one prompt and print the answer",
+        formatter_class=_FORMATTER,
+        description="Send one prompt through the instances of the config file and print the "
+        "answer on stdout.",
+        epilog='examples:\n  flyllm ask "Summarize: ..." --task summary\n'
+        '  echo "Why is the sky blue?" | flyllm ask - --stream --param temperature=0.2\n'
+        '  flyllm ask "Hi" --json | jq .usage',
+    )
+    ask.add_argument("prompt", nargs="?", default="-", help='the prompt; "-" (default) reads stdin')
+    ask.add_argument("--task", help="the task to route by (its instances and parameters)")
+    ask.add_argument("--system", metavar="TEXT", help="a system prompt")
+    ask.add_argument(
+        "--param",
+        action="append",
+        type=_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a request parameter, e.g. max_tokens=200 (VALUE read as JSON if it is; repeatable)",
+    )
+    how = ask.add_mutually_exclusive_group()
+    how.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    how.add_argument("--json", action="store_true", help="print the whole response as JSON")
+    _add_config(ask)
+
+
+def _add_batch(commands: Any) -> None:
+    batch = commands.add_parser(
+        "batch",
+        help="answer a JSONL file of requests into a JSONL file of results (resumable)",
+        formatter_class=_FORMATTER,
+        description=_BATCH_HELP,
+        epilog="examples:\n  flyllm batch prompts.jsonl -o results.jsonl --concurrency 32\n"
+        "  flyllm usage results.jsonl",
+    )
+    batch.add_argument("input", help="the JSONL input file")
+    batch.add_argument(
+        "-o", "--output", required=True, help="the JSONL output file (appended to, for resume)"
+    )
+    batch.add_argument(
+        "--concurrency",
+        type=_positive,
+        metavar="N",
+        help="requests in flight at once (default: the config's max_concurrency, 64)",
+    )
+    batch.add_argument(
+        "--strict",
+        action="store_true",
+        help="send nothing if any input line is malformed (exit 2); default: report and skip",
+    )
+    batch.add_argument(
+        "--skip-failed",
+        action="store_true",
+        help="on resume, do not ask again the ids whose last result failed",
+    )
+    _add_config(batch)
+
+
+def _add_usage(commands: Any) -> None:
+    usage = commands.add_parser(
+        "usage",
+        help="print the token usage of a batch output file",
+        description="Sum the final result of each id in a `flyllm batch` output per provider "
+        "and model: requests, failures, prompt, completion and total tokens, and the cost at "
+        "the bundled prices (unknown where a model has none).",
+    )
+    usage.add_argument("output", help="a JSONL output file of `flyllm batch`")
+    usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _add_config_check(commands: Any) -> None:
+    config = commands.add_parser(
+        "config",
+        help="check a config file",
+        description="Config file commands.",
+    )
+    actions = config.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser(
+        "check",
+        help="validate a config file and list its instances and tasks",
+        description="Read and validate a config file (every ${VAR} must be set) and list the "
+        "instances (id, name, provider, model, tasks) and tasks it defines. Keys are never "
+        "printed. Exit code 2 and the file, key path and line of the problem when invalid.",
+    )
+    check.add_argument(
+        "file",
+        nargs="?",
+        help=f"the config file; default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}",
+    )
+    check.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def _config_path(given: str | None) -> str:
+    path = given or os.environ.get(CONFIG_ENV)
+    if path:
+        return path
+    if os.path.exists(DEFAULT_CONFIG):
+        return DEFAULT_CONFIG
+    raise UsageError(
+        f"no config file: pass --config FILE, set {CONFIG_ENV}, or create ./{DEFAULT_CONFIG} "
+        "(see examples/flyllm.toml)"
+    )
+
+
+def _load(given: str | None) -> LlmManager:
+    from flyllm.config import load_config
+
+    return load_config(_config_path(given))
+
+
+def _read_prompt(prompt: str) -> str:
+    if prompt != "-":
+        return prompt
+    if sys.stdin.isatty():
+        raise UsageError('no prompt: give it as an argument, or pipe it in with "-"')
+    return sys.stdin.read().rstrip("\n")
+
+
+async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
+    if args.task is not None and args.task not in manager.tasks:
+        known = ", ".join(manager.tasks) or "none"
+        raise UsageError(f"unknown task {args.task!r}; the config defines: {known}")
+    request = GenerationRequest(
+        prompt=args.prompt, task=args.task, params=dict(args.param) or None, system=args.system
+    )
+    async with manager:
+        if args.stream:
+            return await _ask_stream(manager, request)
+        response = (await manager.generate_sequentially([request]))[0]
+    if args.json:
+        from flyllm.batchfile import response_record
+
+        print(json.dumps(response_record(response), ensure_ascii=False))
+    elif response.success:
+        print(response.content)
+    return _outcome(response)
+
+
+def _outcome(response: LlmResponse) -> int:
+    if response.success:
+        return 0
+    print(f"flyllm: {response.error_kind}: {response.error}", file=sys.stderr)
+    return 2 if isinstance(response.exception, InvalidRequestError) else 1
+
+
+async def _ask_stream(manager: LlmManager, request: GenerationRequest) -> int:
+    out = sys.stdout
+    wrote = False
+    try:
+        async with manager.stream(request) as stream:
+            async for chunk in stream:
+                if chunk.text:
+                    out.write(chunk.text)
+                    out.flush()
+                    wrote = True
+    except FlyLLMError as exc:
+        if wrote:
+            out.write("\n")
+        kind = exc.kind.value if exc.kind else type(exc).__name__
+        print(f"flyllm: {kind}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InvalidRequestError) else 1
+    out.write("\n")
+    return 0
+
+
+def _check_batch_files(args: argparse.Namespace) -> None:
+    if not os.path.isfile(args.input):
+        raise UsageError(f"{args.input}: no such input file")
+    if os.path.exists(args.output) and os.path.samefile(args.input, args.output):
+        raise UsageError("the output file must not be the input file")
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{args.output}: no such directory {folder}")
+
+
+async def _batch(manager: LlmManager, args: argparse.Namespace) -> int:
+    from flyllm.batchrun import run_batch
+
+    async with manager:
+        report = await run_batch(
+            manager,
+            args.input,
+            args.output,
+            concurrency=args.concurrency or manager.max_concurrency,
+            err=sys.stderr,
+            strict=args.strict,
+            retry_failed=not args.skip_failed,
+        )
+    return report.exit_code
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from flyllm.batchfile import bundled_cost, format_usage_rows, summarize_usage
+
+    if not os.path.isfile(args.output):
+        raise UsageError(f"{args.output}: no such file")
+    rows, unreadable = summarize_usage(args.output)
+    if unreadable:
+        print(f"flyllm usage: {unreadable} unreadable line(s) ignored", file=sys.stderr)
+    if not args.json:
+        print(format_usage_rows(rows, cost=bundled_cost))
+        return 0
+    data = []
+    for row in rows:
+        data.append(dataclasses.asdict(row))
+        data[-1]["cost_usd"] = bundled_cost(row.provider, row.model, row.usage)
+    counts = ("requests", "failures", "prompt_tokens", "completion_tokens", "total_tokens",
+              "cached_tokens")  # fmt: skip
+    total: dict[str, Any] = {k: sum(row[k] for row in data) for k in counts}
+    costs = [row["cost_usd"] for row in data]
+    total["cost_usd"] = sum(c for c in costs if c is not None)
+    total["cost_complete"] = None not in costs
+    print(json.dumps({"rows": data, "total": total}))
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from flyllm.config import read_config
+
+    config = read_config(_config_path(args.file))
+    manager = config.build()
+    info = {
+        "file": config.path,
+        "options": {k: _plain(v) for k, v in config.options.items()},
+        "tasks": [
+            {f.name: _plain(getattr(t, f.name)) for f in dataclasses.fields(t)}
+            for t in manager.tasks.values()
+        ],
+        "instances": [
+            {
+                "id": i.id,
+                "name": i.name,
+                "provider": i.provider_type.value,
+                "model": i.model,
+                "tasks": sorted(i.tasks),
+                "enabled": i.enabled,
+                "weight": i.weight,
+                "base_url": _public_url(i.endpoint.base_url),
+            }
+            for i in manager.instances
+        ],
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(_config_text(info))
+    return 0
+
+
+def _config_text(info: dict[str, Any]) -> str:
+    lines = [f"{info['file']}: OK"]
+    options = " ".join(f"{k}={json.dumps(v)}" for k, v in info["options"].items())
+    lines.append(f"manager: {options or '(defaults)'}")
+    lines.append(f"tasks ({len(info['tasks'])}):")
+    for task in info["tasks"]:
+        extra = {k: v for k, v in task.items() if k != "name" and v}
+        lines.append(f"  {task['name']:<20} {json.dumps(extra) if extra else ''}".rstrip())
+    lines.append(f"instances ({len(info['instances'])}):")
+    for inst in info["instances"]:
+        state = "" if inst["enabled"] else "  [disabled]"
+        lines.append(
+            f"  #{inst['id']:<3} {inst['name']:<32} {inst['provider']:<18} {inst['model']:<28} "
+            f"tasks: {', '.join(inst['tasks']) or '-'}{state}"
+        )
+    return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able form of a config value (a dataclass as its shown fields)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+def _public_url(url: str) -> str:
+    """The URL without credentials, query or fragment (where a key could hide)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except (UsageError, ConfigurationError) as exc:
+        print(f"flyllm: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flyllm: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (| head): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        print(f"flyllm: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
         from flyllm.demo import run_demo
 
@@ -48,6 +440,22 @@ def main(argv: list[str] | None = None) -> int:
         from flyllm.emulator import cli as emulator_cli
 
         return emulator_cli.run(args)
+    if args.command in ("ask", "batch"):
+        try:
+            use_logging("warning" if args.command == "ask" else "error")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if args.command == "ask":
+            args.prompt = _read_prompt(args.prompt)
+        else:
+            _check_batch_files(args)
+        manager = _load(args.config)
+        run = _ask if args.command == "ask" else _batch
+        return asyncio.run(run(manager, args))
+    if args.command == "usage":
+        return _usage(args)
+    if args.command == "config":
+        return _config_check(args)
     parser.print_help(sys.stderr)
     return 2
 

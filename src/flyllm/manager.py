@@ -39,6 +39,7 @@ from flyllm.params import (
     validate_provider_params,
 )
 from flyllm.pricing import ModelPrice
+from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Completion, Endpoint, HttpRequest
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
@@ -164,14 +165,6 @@ class LlmManager:
             raise ConfigurationError(f"expected a TaskDefinition, got {task!r}")
         if not task.name or not isinstance(task.name, str):
             raise ConfigurationError("a task needs a non-empty name")
-        known = self._tasks.get(task.name)
-        if known is not None:
-            if known != task:
-                raise ConfigurationError(
-                    f"task {task.name!r} is already defined with other parameters "
-                    f"({dict(known.parameters)!r} vs {dict(task.parameters)!r})"
-                )
-            return
         try:
             params = validate_params(task.parameters)
             provider_params = _provider_params(task.provider_params)
@@ -182,10 +175,19 @@ class LlmManager:
             raise ConfigurationError(f"task {task.name!r}: fallback must be a list of task names")
         if task.name in fallback:
             raise ConfigurationError(f"task {task.name!r} cannot fall back to itself")
-        self._tasks[task.name] = TaskDefinition(
+        normalised = TaskDefinition(
             task.name, params, provider_params, fallback=tuple(fallback),
             fallback_on_content_filter=task.fallback_on_content_filter,
         )  # fmt: skip
+        known = self._tasks.get(task.name)
+        if known is not None:
+            if known != normalised:  # compared normalised: ["x"] and ("x",) are the same task
+                raise ConfigurationError(
+                    f"task {task.name!r} is already defined differently: {known!r} vs "
+                    f"{normalised!r}"
+                )
+            return
+        self._tasks[task.name] = normalised
         self._by_task.setdefault(task.name, [])
 
     def add_provider(
@@ -341,11 +343,17 @@ class LlmManager:
         return [await self._answer(r) for r in requests]
 
     async def batch_generate(
-        self, requests: Iterable[GenerationRequest], max_concurrency: int | None = None
+        self,
+        requests: Iterable[GenerationRequest],
+        max_concurrency: int | None = None,
+        *,
+        progress: bool = False,
     ) -> list[LlmResponse]:
         """Answer the requests in parallel, at most ``max_concurrency`` at once; one LlmResponse
         each, in input order. Never raises for one request's failure. Memory stays bounded by
-        the concurrency, not the batch size: workers pull the next request as they finish."""
+        the concurrency, not the batch size: workers pull the next request as they finish.
+        ``progress=True`` shows a progress bar (rate, ETA, failures) on stderr when it is a
+        terminal, and nothing otherwise."""
         batch = list(requests)
         limit = self.max_concurrency if max_concurrency is None else max_concurrency
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -353,9 +361,13 @@ class LlmManager:
         results: list[LlmResponse | None] = [None] * len(batch)
         indices = iter(range(len(batch)))
 
+        bar = Progress(len(batch), label="batch") if progress else None
+
         async def worker() -> None:
             for i in indices:
-                results[i] = await self._answer(batch[i])
+                results[i] = response = await self._answer(batch[i])
+                if bar is not None:
+                    bar.update(response.success)
 
         workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(batch)))]
         try:
@@ -365,6 +377,9 @@ class LlmManager:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             raise
+        finally:
+            if bar is not None:
+                bar.close()
         return [r for r in results if r is not None]
 
     def stream(self, request: GenerationRequest) -> LlmStream:

@@ -82,10 +82,15 @@ class SyncLlmManager:
         return self._call(self.manager.generate_sequentially(list(requests)))
 
     def batch_generate(
-        self, requests: Iterable[GenerationRequest], max_concurrency: int | None = None
+        self,
+        requests: Iterable[GenerationRequest],
+        max_concurrency: int | None = None,
+        *,
+        progress: bool = False,
     ) -> list[LlmResponse]:
         """See LlmManager.batch_generate."""
-        return self._call(self.manager.batch_generate(list(requests), max_concurrency))
+        batch = list(requests)
+        return self._call(self.manager.batch_generate(batch, max_concurrency, progress=progress))
 
     def stream(self, request: GenerationRequest) -> SyncStream:
         """See LlmManager.stream: a plain iterator of StreamChunks (close it, or use ``with``,

@@ -218,3 +218,33 @@ def test_sync_manager_inside_a_running_loop_like_jupyter() -> None:
     with emulator_in_thread("openai") as emu:
         contents = asyncio.run(notebook_cell())
     assert len(contents) == 7 and all(contents)
+
+
+async def test_batch_progress_bar_draws_only_on_a_terminal(
+    manager: LlmManager, emulators: EmulatorFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = await emulators("openai")
+    manager.add_provider("openai", "k", "m", base_url=emu.base_url)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    responses = await manager.batch_generate([GenerationRequest(prompt="x")] * 5, progress=True)
+    assert all(r.success for r in responses)
+    assert "5/5" in terminal.getvalue()
+    plain = io.StringIO()
+    monkeypatch.setattr("sys.stderr", plain)
+    await manager.batch_generate([GenerationRequest(prompt="x")] * 3, progress=True)
+    assert plain.getvalue() == ""
+
+
+def test_the_same_task_object_may_be_given_to_several_instances() -> None:
+    manager = LlmManager()
+    task = TaskDefinition("s", {"stop": "END", "temperature": 1}, fallback=["t"])
+    manager.define_task(TaskDefinition("t"))
+    manager.add_provider("openai", "k", "m", [task])
+    manager.add_provider("openai", "k", "m", [task])  # list fallback, str stop: still the same
+    assert manager.tasks["s"].fallback == ("t",)

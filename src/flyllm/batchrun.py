@@ -1,0 +1,252 @@
+"""Running ``flyllm batch``: a bounded pool of workers over a lazily read JSONL input.
+
+The input is read twice, lazily: a first pass checks every line (malformed ones are reported
+with their numbers, and with ``strict`` nothing is sent) and counts the work left; the second
+feeds ``concurrency`` workers, each of which asks the manager and appends the result to the
+output as soon as it has it. Memory holds the ids, not the results. The first Ctrl-C (or
+SIGTERM) stops taking new lines and lets the requests in flight finish and be written; a second
+one cancels them (they are asked again on the next run). File formats and resume rules are in
+:mod:`flyllm.batchfile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from flyllm.batchfile import (
+    BatchInputError,
+    BatchItem,
+    OutputState,
+    ResultWriter,
+    id_key,
+    iter_input,
+    open_output,
+    parse_line,
+    response_record,
+)
+from flyllm.manager import LlmManager
+from flyllm.progress import Progress, format_duration
+
+__all__ = ["BatchReport", "run_batch"]
+
+MAX_REPORTED = 50
+"""Malformed lines reported one by one; the rest are counted."""
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What a run did. ``exit_code``: 0 all answered, 1 a request failed or a line was skipped,
+    2 malformed input under ``strict``, 128 + signal number when interrupted."""
+
+    succeeded: int = 0
+    failed: int = 0
+    already_done: int = 0
+    malformed: int = 0
+    stopped_by: int | None = None
+    strict_refused: bool = False
+    elapsed: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit code for this outcome."""
+        if self.strict_refused:
+            return 2
+        if self.stopped_by is not None:
+            return 128 + self.stopped_by
+        return 1 if self.failed or self.malformed else 0
+
+    def summary(self, output: str) -> str:
+        """The one line printed at the end of every run."""
+        answered = self.succeeded + self.failed
+        parts = [f"{self.succeeded} succeeded", f"{self.failed} failed"]
+        if self.already_done:
+            parts.append(f"{self.already_done} already done")
+        if self.malformed:
+            parts.append(f"{self.malformed} malformed line{'s' * (self.malformed != 1)} skipped")
+        rate = answered / self.elapsed if self.elapsed > 0 else 0.0
+        text = (
+            f"flyllm batch: {', '.join(parts)}; {_duration(self.elapsed)} ({rate:.1f}/s);"
+            f" results in {output}"
+        )
+        if self.strict_refused:
+            text = f"flyllm batch: {self.malformed} malformed line(s); nothing sent (--strict)"
+        elif self.stopped_by is not None:
+            text += "; interrupted: run the same command again to resume"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else format_duration(seconds)
+
+
+@dataclass(slots=True)
+class _Scan:
+    """The first pass over the input."""
+
+    todo: int = 0
+    already_done: int = 0
+    bad_lines: set[int] = field(default_factory=set)
+    errors: list[BatchInputError] = field(default_factory=list)
+
+
+def _scan(path: str, state: OutputState, retry_failed: bool) -> _Scan:
+    scan = _Scan()
+    first_line: dict[str, int] = {}
+    for number, text in iter_input(path):
+        try:
+            item = parse_line(text, number)
+            key = id_key(item.id)
+            if key in first_line:
+                raise BatchInputError(number, f"duplicate id (first on line {first_line[key]})")
+        except BatchInputError as exc:
+            scan.bad_lines.add(number)
+            if len(scan.errors) < MAX_REPORTED:
+                scan.errors.append(exc)
+            continue
+        first_line[key] = number
+        if _is_done(key, state, retry_failed):
+            scan.already_done += 1
+        else:
+            scan.todo += 1
+    return scan
+
+
+def _is_done(key: str, state: OutputState, retry_failed: bool) -> bool:
+    return key in state.succeeded or (not retry_failed and key in state.failed)
+
+
+def _pending(path: str, scan: _Scan, state: OutputState, retry_failed: bool) -> Iterator[BatchItem]:
+    for number, text in iter_input(path):
+        if number in scan.bad_lines:
+            continue
+        try:
+            item = parse_line(text, number)
+        except BatchInputError:
+            continue  # the file changed since the first pass; it was not counted
+        if not _is_done(id_key(item.id), state, retry_failed):
+            yield item
+
+
+class _ProgressLog(logging.Handler):
+    """Log lines printed above the progress bar instead of through it."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+        self.setFormatter(logging.Formatter("flyllm: %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress.message(self.format(record))
+
+
+async def run_batch(
+    manager: LlmManager,
+    input_path: str,
+    output_path: str,
+    *,
+    concurrency: int,
+    err: TextIO,
+    strict: bool = False,
+    retry_failed: bool = True,
+    progress: bool | None = None,
+) -> BatchReport:
+    """Answer every pending line of ``input_path`` into ``output_path``; messages, the
+    progress bar (``progress`` None: when ``err`` is a terminal) and the summary go to
+    ``err``. Returns the report; never raises for one request's failure."""
+    start = time.monotonic()
+    report = BatchReport()
+    state = open_output(output_path)
+    if state.repaired:
+        err.write(f"flyllm batch: {output_path}: {state.repaired}\n")
+    if state.unreadable_lines:
+        err.write(
+            f"flyllm batch: {output_path}: {len(state.unreadable_lines)} unreadable line(s) "
+            f"ignored (first: line {state.unreadable_lines[0]})\n"
+        )
+    scan = _scan(input_path, state, retry_failed)
+    report.already_done, report.malformed = scan.already_done, len(scan.bad_lines)
+    for exc in scan.errors:
+        err.write(f"{input_path}:{exc.line}: {exc.message}\n")
+    if report.malformed > len(scan.errors):
+        err.write(f"{input_path}: ... and {report.malformed - len(scan.errors)} more\n")
+    if strict and report.malformed:
+        report.strict_refused = True
+    else:
+        items = _pending(input_path, scan, state, retry_failed)
+        with Progress(scan.todo, file=err, enabled=progress, label="batch") as bar:
+            await _work(manager, items, output_path, min(concurrency, scan.todo), bar, report)
+    report.elapsed = time.monotonic() - start
+    err.write(report.summary(output_path) + "\n")
+    err.flush()
+    return report
+
+
+async def _work(
+    manager: LlmManager,
+    items: Iterator[BatchItem],
+    output_path: str,
+    concurrency: int,
+    bar: Progress,
+    report: BatchReport,
+) -> None:
+    """Run the workers until the input is used up or a signal stops them."""
+    stop = asyncio.Event()
+    workers: list[asyncio.Task[None]] = []
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            for w in workers:
+                w.cancel()
+            return
+        report.stopped_by = signum
+        stop.set()
+        bar.message("flyllm batch: stopping: finishing the requests in flight (again to cancel)")
+
+    async def worker() -> None:
+        while not stop.is_set():
+            item = next(items, None)
+            if item is None:
+                return
+            # generate_sequentially returns a failed LlmResponse where generate would raise.
+            response = (await manager.generate_sequentially([item.request]))[0]
+            writer.write(response_record(response, item.id))
+            if response.success:
+                report.succeeded += 1
+            else:
+                report.failed += 1
+            bar.update(response.success)
+
+    logger = logging.getLogger("flyllm")
+    saved_handlers, logger.handlers = logger.handlers, [_ProgressLog(bar)]
+    loop = asyncio.get_running_loop()
+    installed = _install_signals(loop, on_signal)
+    try:
+        with ResultWriter(output_path) as writer:
+            workers.extend(asyncio.create_task(worker()) for _ in range(concurrency))
+            if workers:
+                await asyncio.wait(workers)
+            for w in workers:
+                failure = None if w.cancelled() else w.exception()
+                if failure is not None:
+                    raise failure
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        logger.handlers = saved_handlers
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, handler: Callable[[int], None]) -> list[int]:
+    """SIGINT and SIGTERM call ``handler(signum)`` where the loop supports it (not Windows)."""
+    installed: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, handler, int(sig))
+            installed.append(sig)
+    return installed
