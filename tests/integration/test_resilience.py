@@ -177,7 +177,8 @@ async def test_headroom_from_response_headers_slows_down_before_a_429(
     manager.add_provider("openai", "k", "m", base_url=url)
     await manager.generate_sequentially([GenerationRequest(prompt="x")] * 3)
     assert len(calls) == 3
-    assert SLEEPS == [pytest.approx(20.0, abs=0.5)] * 2  # waited for the reset each time
+    assert len(SLEEPS) == 2  # waited for the reset each time
+    assert all(abs(s - 20.0) < 0.5 for s in SLEEPS)
 
 
 async def test_a_hung_instance_costs_its_read_timeout_then_fails_over(
