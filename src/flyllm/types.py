@@ -38,6 +38,17 @@ class ProviderType(str, enum.Enum):
     GOOGLE = "google"
     MISTRAL = "mistral"
     OPENAI_COMPATIBLE = "openai_compatible"
+    AZURE = "azure"
+    OLLAMA = "ollama"
+    COHERE = "cohere"
+    GROQ = "groq"
+    TOGETHER = "together"
+    PERPLEXITY = "perplexity"
+    DEEPSEEK = "deepseek"
+    OPENROUTER = "openrouter"
+    FIREWORKS = "fireworks"
+    LMSTUDIO = "lmstudio"
+    VLLM = "vllm"
 
     def __str__(self) -> str:
         return self.value

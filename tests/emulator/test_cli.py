@@ -68,7 +68,16 @@ def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(parse(["--provider", "openai", "--count", "0"])) == 2
     assert "unknown fault kind" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--provider", "cohere"])
+        main(["--provider", "bedrock"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["azure", "azure-openai", "ollama", "cohere", "groq", "together", "togetherai", "perplexity",
+     "deepseek", "openrouter", "fireworks", "lmstudio", "lm-studio", "vllm"],
+)  # fmt: skip
+def test_the_new_providers_are_accepted(name: str) -> None:
+    assert parse(["--provider", name]).provider == name
 
 
 async def test_serves_count_instances_until_sigterm(session: aiohttp.ClientSession) -> None:

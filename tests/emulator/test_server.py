@@ -58,7 +58,7 @@ async def test_addresses(provider: str, suffix: str) -> None:
 
 def test_unknown_provider() -> None:
     with pytest.raises(ValueError, match="unknown provider"):
-        Emulator("cohere")
+        Emulator("bedrock")
 
 
 async def test_counters_per_route_key_model_and_status(session: aiohttp.ClientSession) -> None:

@@ -36,7 +36,9 @@ def test_public_names_have_docstrings() -> None:
 
 def test_fixed_names_and_fields() -> None:
     assert [p.value for p in flyllm.ProviderType] == [
-        "openai", "anthropic", "google", "mistral", "openai_compatible",
+        "openai", "anthropic", "google", "mistral", "openai_compatible", "azure", "ollama",
+        "cohere", "groq", "together", "perplexity", "deepseek", "openrouter", "fireworks",
+        "lmstudio", "vllm",
     ]  # fmt: skip
     fields = {f.name for f in dataclasses.fields(flyllm.LlmResponse)}
     assert {

@@ -1,4 +1,7 @@
-"""A loopback emulator of the OpenAI, Anthropic, Gemini and Mistral HTTP APIs.
+"""A loopback emulator of the OpenAI, Anthropic, Gemini and Mistral HTTP APIs, and of Azure
+OpenAI, Ollama's native API, Cohere's v2 chat and the OpenAI-compatible services (groq,
+together, perplexity, deepseek, openrouter, fireworks, lmstudio, vllm; see
+``dialects/compat.py`` and docs/WIRE-more.md).
 
 It stands in for the real providers in tests, the demo and benchmarks, so it follows
 ``WIRE.md`` byte for byte where it matters: routes, auth, validation, error bodies, SSE
@@ -30,12 +33,16 @@ Reserved triggers (anywhere in any message or system text)
     ``[[context_length]]``  the provider's context-length error: OpenAI 400
                             ``context_length_exceeded``; Anthropic 400 "prompt is too long: N
                             tokens > M maximum"; Gemini 400 INVALID_ARGUMENT "The input token
-                            count (N) exceeds ..."; Mistral 400 "... too large for model ...".
+                            count (N) exceeds ..."; Mistral 400 "... too large for model ...";
+                            Azure and the compatible services as OpenAI; Ollama 400 "the input
+                            length exceeds the context length"; Cohere 400 "too many tokens: ...".
     ``[[blocked]]``         Gemini: HTTP 200, ``promptFeedback.blockReason: SAFETY``, no
                             candidates. Other providers answer normally.
     ``[[refusal]]``         OpenAI ``message.content: null`` + ``message.refusal``; Anthropic
                             ``stop_reason: "refusal"``; Gemini ``finishReason: SAFETY`` with no
-                            content; Mistral has no refusal concept and answers normally.
+                            content; Azure HTTP 400 ``content_filter`` (its prompt filter);
+                            Mistral, Ollama, Cohere and the compatible services have no refusal
+                            on the wire and answer normally.
 
 Faults (:data:`FAULT_KINDS`) are drawn only for requests that passed auth and validation.
 Provider-specific shapes: ``quota`` is OpenAI 429 ``insufficient_quota``, Anthropic 400

@@ -55,10 +55,13 @@ def _reset_connection(transport: asyncio.Transport | None) -> None:
 
 
 def _truncate_event(event: bytes) -> bytes:
-    """The event with its JSON payload cut in half but its framing kept."""
-    sep = (
-        b"\r\n\r\n" if event.endswith(b"\r\n\r\n") else b"\n\n" if event.endswith(b"\n\n") else b""
-    )
+    """The event with its JSON payload cut in half but its framing kept (an SSE event's blank
+    line, or an NDJSON line's newline)."""
+    sep = b""
+    for ending in (b"\r\n\r\n", b"\n\n", b"\n"):
+        if event.endswith(ending):
+            sep = ending
+            break
     body = event[: len(event) - len(sep)]
     start = body.find(b"data: ")
     start = 0 if start < 0 else start + 6

@@ -7,9 +7,13 @@ The manager looks providers up here instead of branching on names::
     if requires_base_url(kind) and not base_url: ...
 
 Accepted names (any case, surrounding spaces ignored): "openai", "anthropic", "google" (alias
-"gemini"), "mistral", "openai_compatible" (alias "openai-compatible"). "openai_compatible"
-reuses the OpenAI format with ``max_tokens`` and has no default base URL, so instances of it
-must give one.
+"gemini"), "mistral", "openai_compatible" (alias "openai-compatible"), "azure" (aliases
+"azure_openai", "azure-openai"), "ollama", "cohere", and the OpenAI-compatible services of
+:mod:`flyllm.providers.presets`: "groq", "together" (alias "togetherai"), "perplexity",
+"deepseek", "openrouter", "fireworks" (alias "fireworks_ai"), "lmstudio" (aliases "lm_studio",
+"lm-studio"), "vllm". "openai_compatible" reuses the OpenAI format with ``max_tokens`` and has
+no default base URL, so instances of it must give one. Instances of "openai_compatible",
+"ollama", "lmstudio" and "vllm" may have an empty API key (local servers).
 
 How the known parameters are translated (details and notes in each module):
 
@@ -26,24 +30,48 @@ seed         seed                    left out         seed                     r
 ===========  ======================  ===============  =======================  ==============
 
 \\* left out under anthropic-version 2026-10-21 and later.
+
+===========  =====================  ==================  ====================
+param        azure                  ollama              cohere
+===========  =====================  ==================  ====================
+max_tokens   max_tokens (dated),    options.num_predict max_tokens
+             max_completion_tokens
+             (v1)
+temperature  [0, 2]                 options, [0, 2]     [0, 1]
+top_p        [0, 1]                 options, [0, 1]     p, [0.01, 0.99]
+top_k        left out               options.top_k       k, [0, 500]
+stop         stop, <= 4             options.stop        stop_sequences, <= 5
+seed         seed                   options.seed        seed
+===========  =====================  ==================  ====================
+
+The presets translate as "openai_compatible" with the differences in their table.
 """
 
 from __future__ import annotations
 
 from flyllm.errors import ConfigurationError
 from flyllm.providers.anthropic import AnthropicProvider
+from flyllm.providers.azure import AzureOpenAIProvider
 from flyllm.providers.base import Provider
+from flyllm.providers.cohere import CohereProvider
 from flyllm.providers.google import GoogleProvider
 from flyllm.providers.mistral import MistralProvider
+from flyllm.providers.ollama import OllamaProvider
 from flyllm.providers.openai import OpenAIProvider
+from flyllm.providers.presets import PRESETS, Preset
 from flyllm.types import ProviderType
 
 __all__ = [
+    "PRESETS",
     "PROVIDER_NAMES",
     "AnthropicProvider",
+    "AzureOpenAIProvider",
+    "CohereProvider",
     "GoogleProvider",
     "MistralProvider",
+    "OllamaProvider",
     "OpenAIProvider",
+    "Preset",
     "get_provider",
     "requires_base_url",
     "requires_key",
@@ -56,9 +84,26 @@ _PROVIDERS: dict[ProviderType, Provider] = {
     ProviderType.GOOGLE: GoogleProvider(),
     ProviderType.MISTRAL: MistralProvider(),
     ProviderType.OPENAI_COMPATIBLE: OpenAIProvider.compatible(),
+    ProviderType.AZURE: AzureOpenAIProvider(),
+    ProviderType.OLLAMA: OllamaProvider(),
+    ProviderType.COHERE: CohereProvider(),
 }
+_PROVIDERS.update({preset.kind: preset.provider() for preset in PRESETS})
 
-_ALIASES = {"gemini": ProviderType.GOOGLE, "openai-compatible": ProviderType.OPENAI_COMPATIBLE}
+_ALIASES = {
+    "gemini": ProviderType.GOOGLE,
+    "openai-compatible": ProviderType.OPENAI_COMPATIBLE,
+    "azure_openai": ProviderType.AZURE,
+    "azure-openai": ProviderType.AZURE,
+    "togetherai": ProviderType.TOGETHER,
+    "fireworks_ai": ProviderType.FIREWORKS,
+    "lm_studio": ProviderType.LMSTUDIO,
+    "lm-studio": ProviderType.LMSTUDIO,
+}
+_KEY_OPTIONAL = frozenset(
+    {ProviderType.OPENAI_COMPATIBLE, ProviderType.OLLAMA}
+    | {preset.kind for preset in PRESETS if not preset.key_required}
+)
 _NAMES: dict[str, ProviderType] = {kind.value: kind for kind in ProviderType} | _ALIASES
 
 PROVIDER_NAMES: tuple[str, ...] = tuple(_NAMES)
@@ -91,5 +136,6 @@ def requires_base_url(kind: ProviderType | str) -> bool:
 
 
 def requires_key(kind: ProviderType | str) -> bool:
-    """Whether instances of this provider need an API key (local servers may not)."""
-    return resolve_provider_type(kind) is not ProviderType.OPENAI_COMPATIBLE
+    """Whether instances of this provider need an API key (local servers may not:
+    openai_compatible, ollama, lmstudio, vllm)."""
+    return resolve_provider_type(kind) not in _KEY_OPTIONAL

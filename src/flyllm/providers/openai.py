@@ -2,7 +2,10 @@
 servers (vLLM, llama.cpp, Ollama, gateways) under the name "openai_compatible".
 
 The chat-completions pieces that Mistral's near-identical format reuses live here too:
-:func:`chat_messages`, :func:`chat_params`, :func:`parse_chat`, :class:`ChatCompletionsStream`.
+:func:`chat_messages`, :func:`chat_params`, :func:`parse_chat`, and (from
+:mod:`flyllm.providers.chat_stream`, re-exported) :class:`ChatCompletionsStream`. The
+OpenAI-compatible services of :mod:`flyllm.providers.presets` and Azure
+(:mod:`flyllm.providers.azure`) are this provider with other settings.
 
 Parameters (flyllm name -> wire):
 
@@ -47,7 +50,6 @@ from flyllm.errors import (
     ProviderError,
     QuotaError,
     RateLimitError,
-    StreamInterruptedError,
 )
 from flyllm.providers._common import (
     Clock,
@@ -56,7 +58,6 @@ from flyllm.providers._common import (
     at_least,
     bearer_headers,
     clamp,
-    count,
     dumps,
     error_class_for_status,
     fallback_message,
@@ -64,7 +65,6 @@ from flyllm.providers._common import (
     header_retry_after,
     join_url,
     left_out,
-    load_event,
     load_object,
     make_error,
     malformed,
@@ -73,13 +73,12 @@ from flyllm.providers._common import (
     stop_sequences,
 )
 from flyllm.providers.base import (
-    NON_SSE_LINE,
     Completion,
     Endpoint,
     HttpRequest,
     HttpResponse,
-    SseEvent,
 )
+from flyllm.providers.chat_stream import ChatCompletionsStream, Conclude, chat_usage, content_text
 from flyllm.types import FinishReason, Message, Usage
 
 __all__ = [
@@ -128,13 +127,18 @@ _RESERVED = frozenset({"model", "messages", "stream"})
 
 @dataclass(slots=True, frozen=True)
 class ChatDialect:
-    """How one chat-completions flavour names and bounds the known parameters."""
+    """How one chat-completions flavour names and bounds the known parameters.
+
+    ``seed_field`` None leaves ``seed`` out; ``top_k`` sends ``top_k`` (servers of open models
+    take it); ``stop`` False leaves ``stop`` out (servers that reject it)."""
 
     name: str
     max_tokens_field: str
     temperature_max: float
     max_stop: int | None
-    seed_field: str
+    seed_field: str | None
+    top_k: bool = False
+    stop: bool = True
 
 
 def chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
@@ -159,50 +163,28 @@ def chat_params(
         elif key == "top_p":
             body["top_p"] = clamp(key, value, 0.0, 1.0, name, notes)
         elif key == "top_k":
-            left_out(key, name, notes)
+            if dialect.top_k:
+                body["top_k"] = value
+            else:
+                left_out(key, name, notes)
         elif key == "stop":
+            if not dialect.stop:
+                left_out(key, name, notes)
+                continue
             stops = stop_sequences(value, dialect.max_stop, name, notes)
             if stops:
                 body["stop"] = stops
         elif key == "seed":
-            body[dialect.seed_field] = value
+            if dialect.seed_field is None:
+                left_out(key, name, notes)
+            else:
+                body[dialect.seed_field] = value
         elif key in _RESERVED:
             left_out(key, name, notes, "is set by flyllm")
         else:
             extras.append((key, value))
     for key, value in extras:
         add_extra(body, key, value)
-
-
-def content_text(content: Any) -> str:
-    """Message text: a string, or the ``text`` chunks of a list of content chunks (Mistral's
-    reasoning models), ignoring ``thinking`` and other chunks; '' for null."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            c["text"]
-            for c in content
-            if isinstance(c, dict) and c.get("type") == "text" and isinstance(c.get("text"), str)
-        )
-    return ""
-
-
-def chat_usage(usage: Any) -> Usage:
-    """Usage from ``prompt_tokens``/``completion_tokens``/``total_tokens`` (+ cached tokens)."""
-    if not isinstance(usage, dict):
-        return Usage()
-    prompt = count(usage.get("prompt_tokens"))
-    completion = count(usage.get("completion_tokens"))
-    total = count(usage.get("total_tokens")) or prompt + completion
-    details = usage.get("prompt_tokens_details")
-    cached = count(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return Usage(prompt, completion, total, cached)
-
-
-Conclude = Callable[[str, str | None, Usage, str | None, str | None, str], Completion]
-"""A provider's last step: (text, raw finish, usage, model, request id, refusal) -> Completion,
-raising ContentFilterError (or another ProviderError) when the finish says so."""
 
 
 def parse_chat(
@@ -234,113 +216,21 @@ def parse_chat(
     )
 
 
-class ChatCompletionsStream:
-    """StreamParser for chat-completion chunks (OpenAI, compatible servers, Mistral).
-
-    Text is ``choices[0].delta.content``; usage comes from whichever chunk carries it (OpenAI: a
-    last chunk with ``choices: []``; Mistral: the finish chunk); ``data: [DONE]`` ends the
-    stream; a chunk with a top-level ``error`` raises the classified error.
-    """
-
-    __slots__ = (
-        "_conclude",
-        "_done",
-        "_error_from",
-        "_finish",
-        "_model",
-        "_name",
-        "_parts",
-        "_refusal",
-        "_usage",
-    )
-
-    def __init__(
-        self, name: str, conclude: Conclude, error_from: Callable[[Any], ProviderError]
-    ) -> None:
-        self._name = name
-        self._conclude = conclude
-        self._error_from = error_from
-        self._done = False
-        self._parts: list[str] = []
-        self._refusal: list[str] = []
-        self._finish: str | None = None
-        self._usage = Usage()
-        self._model: str | None = None
-
-    @property
-    def done(self) -> bool:
-        """True once ``data: [DONE]`` has been seen."""
-        return self._done
-
-    def feed(self, event: SseEvent) -> str:
-        """The text this chunk adds; raises the classified error for an error chunk."""
-        data = event.data
-        if self._done or event.event == NON_SSE_LINE:
-            return ""
-        if data.startswith("[DONE]"):
-            self._done = True
-            return ""
-        chunk = load_event(data, self._name)
-        if not isinstance(chunk, dict):
-            raise malformed("a stream event that is not an object", self._name)
-        if chunk.get("error") is not None:
-            raise self._failed(chunk["error"])
-        if chunk.get("object") == "error":  # Mistral's error shape
-            raise self._failed(chunk)
-        usage = chunk.get("usage")
-        if usage:
-            self._usage = chat_usage(usage)
-        if self._model is None:
-            self._model = as_str(chunk.get("model"))
-        choices = chunk.get("choices")
-        if not choices or not isinstance(choices, list):
-            return ""
-        choice = choices[0]
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-            return ""
-        raw = choice.get("finish_reason")
-        if isinstance(raw, str):
-            self._finish = raw
-        delta = choice.get("delta")
-        if not isinstance(delta, dict):
-            return ""
-        refusal = delta.get("refusal")
-        if isinstance(refusal, str) and refusal:
-            self._refusal.append(refusal)
-        content = delta.get("content")
-        text = content if type(content) is str else content_text(content)
-        if text:
-            self._parts.append(text)
-        return text
-
-    def _failed(self, error: Any) -> ProviderError:
-        err = self._error_from(error)
-        err.partial_content = "".join(self._parts)
-        return err
-
-    def finish(self) -> Completion:
-        """The whole answer; StreamInterruptedError when ``[DONE]`` never came."""
-        text = "".join(self._parts)
-        if not self._done:
-            raise StreamInterruptedError(
-                f"{self._name} stream ended before data: [DONE] ({len(text)} characters received)",
-                status=200,
-                provider=self._name,
-                partial_content=text,
-            )
-        refusal = "".join(self._refusal)
-        return self._conclude(text, self._finish, self._usage, self._model, None, refusal)
-
-
 class OpenAIProvider:
     """The OpenAI Chat Completions wire format; stateless, shared by every instance.
 
     ``OpenAIProvider()`` is OpenAI itself; :meth:`compatible` the same format for other servers
-    (``max_tokens``, no stop limit, no default base URL). ``clock`` (epoch seconds) dates the
-    HTTP-date form of ``retry-after``; tests inject a fixed one.
+    (``max_tokens``, no stop limit, no default base URL); the services in
+    :mod:`flyllm.providers.presets` are instances built from a table. The keywords say how a
+    service differs: which field carries max_tokens, how many stop sequences it takes, whether it
+    takes ``top_k``, ``seed`` and ``stop``, whether streams must ask for usage with
+    ``stream_options`` (``stream_usage``) and whether they end with ``data: [DONE]``
+    (``require_done``). ``clock`` (epoch seconds) dates the HTTP-date form of ``retry-after``;
+    tests inject a fixed one.
     """
 
     stream_framing = "sse"
+    request_id_header = "x-request-id"
 
     def __init__(
         self,
@@ -349,11 +239,19 @@ class OpenAIProvider:
         default_base_url: str = OPENAI_BASE_URL,
         max_tokens_field: str = "max_completion_tokens",
         max_stop: int | None = 4,
+        top_k: bool = False,
+        seed: bool = True,
+        stop: bool = True,
+        stream_usage: bool = True,
+        require_done: bool = True,
         clock: Clock = time.time,
     ) -> None:
         self.name = name
         self.default_base_url = default_base_url
-        self._dialect = ChatDialect(name, max_tokens_field, 2.0, max_stop, "seed")
+        seed_field = "seed" if seed else None
+        self._dialect = ChatDialect(name, max_tokens_field, 2.0, max_stop, seed_field, top_k, stop)
+        self._stream_usage = stream_usage
+        self._require_done = require_done
         self._clock = clock
 
     @classmethod
@@ -386,11 +284,7 @@ class OpenAIProvider:
     ) -> HttpRequest:
         """The POST to ``{base_url}/chat/completions`` for this conversation."""
         notes: list[str] = []
-        body: dict[str, Any] = {"model": endpoint.model, "messages": chat_messages(messages)}
-        if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        chat_params(body, params, self._dialect, notes)
+        body = self.chat_body(endpoint.model, messages, params, stream, notes)
         base_url = endpoint.base_url or self.default_base_url
         if not base_url:
             raise ConfigurationError(f"{self.name} instances need a base_url")
@@ -398,16 +292,40 @@ class OpenAIProvider:
         url = join_url(base_url, "/chat/completions")
         return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
 
+    def chat_body(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        params: Mapping[str, Any],
+        stream: bool,
+        notes: list[str],
+        *,
+        dialect: ChatDialect | None = None,
+        stream_usage: bool | None = None,
+    ) -> dict[str, Any]:
+        """The JSON body: model, messages, the stream flags, then the translated parameters
+        (``dialect`` and ``stream_usage`` override the provider's own, for variants such as
+        Azure's API versions)."""
+        body: dict[str, Any] = {"model": model, "messages": chat_messages(messages)}
+        if stream:
+            body["stream"] = True
+            if self._stream_usage if stream_usage is None else stream_usage:
+                body["stream_options"] = {"include_usage": True}
+        chat_params(body, params, dialect or self._dialect, notes)
+        return body
+
     def parse(self, response: HttpResponse) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
         if not 200 <= response.status < 300:
             raise self.classify_error(response)
-        rid = response.headers.get("x-request-id")
+        rid = response.headers.get(self.request_id_header)
         return parse_chat(response, self.name, rid, self._conclude, self.stream_error)
 
     def stream_parser(self) -> ChatCompletionsStream:
         """A parser for one streamed answer."""
-        return ChatCompletionsStream(self.name, self._conclude, self.stream_error)
+        return ChatCompletionsStream(
+            self.name, self._conclude, self.stream_error, require_done=self._require_done
+        )
 
     def _conclude(
         self,
@@ -452,7 +370,7 @@ class OpenAIProvider:
             status=status,
             provider=self.name,
             headers=headers,
-            request_id=headers.get("x-request-id"),
+            request_id=headers.get(self.request_id_header),
             retry_after=retry_after,
         )
 
@@ -460,7 +378,12 @@ class OpenAIProvider:
         """The typed error for an ``error`` object that arrived inside a 200 answer: its kind
         from its type or code (``server_error`` -> ServerError, ...)."""
         message, etype, code = _error_fields({"error": error})
-        virtual = _TYPE_STATUS.get(code or "") or _TYPE_STATUS.get(etype or "") or 500
+        virtual = (
+            _TYPE_STATUS.get(code or "")
+            or _TYPE_STATUS.get(etype or "")
+            or _numeric_status(code)
+            or 500
+        )
         cls = _error_class(virtual, etype, code, message or "")
         return make_error(
             cls,
@@ -491,18 +414,30 @@ def _error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
     return as_str(payload.get("message")) or as_str(payload.get("detail")), None, None
 
 
+def _numeric_status(code: str | None) -> int | None:
+    """An HTTP status carried as the error's code (OpenRouter's ``"code": 502``, Azure's
+    ``"code": "429"``), else None."""
+    if code is not None and code.isdigit() and 400 <= int(code) < 600:
+        return int(code)
+    return None
+
+
 def _error_class(
     status: int, etype: str | None, code: str | None, message: str
 ) -> type[ProviderError]:
     lowered = message.lower()
     if 400 <= status < 500 and (
-        code == "context_length_exceeded" or "maximum context length" in lowered
+        code == "context_length_exceeded"
+        or "maximum context length" in lowered
+        or "context length exceeded" in lowered
     ):
         return ContextLengthError
     if status == 429:
         quota = "insufficient_quota" in (etype, code)
         return QuotaError if quota else RateLimitError
-    if code in ("content_filter", "content_policy_violation"):
+    if code in ("content_filter", "content_policy_violation") or (
+        status == 403 and "flagged" in lowered  # OpenRouter's moderation
+    ):
         return ContentFilterError
     if status >= 500 and ("overloaded" in lowered or "slow down" in lowered):
         return OverloadedError

@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from flyllm.emulator.dialects.anthropic import AnthropicDialect
+from flyllm.emulator.dialects.azure import AzureDialect
+from flyllm.emulator.dialects.cohere import CohereDialect
+from flyllm.emulator.dialects.compat import FLAVOURS, CompatDialect
 from flyllm.emulator.dialects.google import GoogleDialect
 from flyllm.emulator.dialects.mistral import MistralDialect
+from flyllm.emulator.dialects.ollama import OllamaDialect
 from flyllm.emulator.dialects.openai import OpenAIDialect
 from flyllm.emulator.wire import Dialect
 
 __all__ = ["ALIASES", "PROVIDERS", "canonical_provider", "make_dialect"]
 
-_DIALECTS: dict[str, type[Dialect]] = {
+_DIALECTS: dict[str, Callable[[frozenset[str] | None], Dialect]] = {
     "openai": OpenAIDialect,
     "anthropic": AnthropicDialect,
     "google": GoogleDialect,
     "mistral": MistralDialect,
+    "azure": AzureDialect,
+    "ollama": OllamaDialect,
+    "cohere": CohereDialect,
+    **{name: partial(CompatDialect, flavour=flavour) for name, flavour in FLAVOURS.items()},
 }
 #: The canonical provider names.
 PROVIDERS: tuple[str, ...] = tuple(_DIALECTS)
 #: Other accepted spellings.
-ALIASES: dict[str, str] = {"gemini": "google"}
+ALIASES: dict[str, str] = {
+    "gemini": "google",
+    "azure_openai": "azure",
+    "azure-openai": "azure",
+    "togetherai": "together",
+    "fireworks_ai": "fireworks",
+    "lm_studio": "lmstudio",
+    "lm-studio": "lmstudio",
+}
 
 
 def canonical_provider(name: str) -> str:

@@ -1,0 +1,225 @@
+"""OpenAI-compatible services (Groq, Together, Perplexity, DeepSeek, OpenRouter, Fireworks,
+LM Studio, vLLM), docs/WIRE-more.md section 4: OpenAI's format with each service's own path,
+stream-usage placement, ``[DONE]`` habit, key rules and quota answer, from a table.
+
+The table is the emulator's own reading of the services' documentation; it does not import
+the client's presets, so a mistake in one shows up as a failing test instead of hiding.
+Validation is looser than OpenAI's (these servers ignore fields they do not know) except for
+the fields a service documents as rejected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flyllm.emulator.dialects.openai import ROLES, OpenAIDialect, content_text, error, invalid
+from flyllm.emulator.faults import Fault
+from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.wire import (
+    Answer,
+    Conversation,
+    Route,
+    StreamPlan,
+    dumps,
+    find_trigger,
+    random_base62,
+    random_hex,
+)
+
+__all__ = ["FLAVOURS", "CompatDialect", "Flavour"]
+
+FINISH = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop"}
+USAGE_MODES = ("stream_options", "x_groq", "finish_chunk", "every_chunk", "final_chunk")
+
+
+@dataclass(frozen=True, slots=True)
+class Flavour:
+    """One service: ``prefix`` is the path before ``/chat/completions``; ``usage`` where a
+    stream carries usage (one of :data:`USAGE_MODES`); ``done`` whether it ends with
+    ``data: [DONE]``; ``key_optional`` whether requests without a key are served; ``max_stop``
+    the stop-sequence limit; ``rejected`` fields answered with a 400; ``quota_status`` the
+    status of a spent balance."""
+
+    name: str
+    prefix: str
+    usage: str
+    done: bool = True
+    key_optional: bool = False
+    max_stop: int | None = None
+    rejected: frozenset[str] = frozenset()
+    quota_status: int = 429
+
+
+FLAVOURS: dict[str, Flavour] = {
+    f.name: f
+    for f in (
+        Flavour(
+            "groq",
+            "/openai/v1",
+            "x_groq",
+            max_stop=4,
+            rejected=frozenset({"logprobs", "logit_bias", "top_logprobs"}),
+        ),
+        Flavour("together", "/v1", "finish_chunk"),
+        Flavour("perplexity", "", "every_chunk", done=False),
+        Flavour("deepseek", "", "stream_options", max_stop=16, quota_status=402),
+        Flavour("openrouter", "/api/v1", "final_chunk", quota_status=402),
+        Flavour("fireworks", "/inference/v1", "finish_chunk"),
+        Flavour("lmstudio", "/v1", "stream_options", key_optional=True),
+        Flavour("vllm", "/v1", "stream_options", key_optional=True),
+    )
+}
+
+
+class CompatDialect(OpenAIDialect):
+    """An OpenAI-compatible service's dialect, described by a :class:`Flavour`."""
+
+    provider = "openai_compatible"
+    supports_refusal = False
+
+    def __init__(self, models: frozenset[str] | None, flavour: Flavour) -> None:
+        super().__init__(models)
+        self.flavour = flavour
+        self._route = flavour.prefix + "/chat/completions"
+
+    def base_url(self, root: str) -> str:
+        """The root plus the service's prefix (``/openai/v1`` for Groq...)."""
+        return root + self.flavour.prefix
+
+    def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
+        """Only ``POST {prefix}/chat/completions``."""
+        return Route(self._route) if method == "POST" and path == self._route else None
+
+    def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """The Bearer token; '' without one for local servers that need none."""
+        key = super().credentials(headers, query)
+        if key is None and self.flavour.key_optional and "Authorization" not in headers:
+            return ""
+        return key
+
+    def parse(
+        self, route: Route, body: dict[str, Any], headers: Mapping[str, str], rid: str
+    ) -> Conversation | Answer:
+        """Model, messages, limits and stop; unknown fields pass, rejected ones do not."""
+        for name in sorted(self.flavour.rejected & set(body)):
+            return invalid(f"'{name}' is not supported by {self.flavour.name}", name)
+        model, messages = body.get("model"), body.get("messages")
+        if not isinstance(model, str) or not model:
+            return invalid("you must provide a model parameter", "model")
+        if not isinstance(messages, list) or not messages:
+            return invalid("'messages' must be a non-empty array", "messages")
+        texts: list[str] = []
+        prompt = ""
+        for i, message in enumerate(messages):
+            role = message.get("role") if isinstance(message, dict) else None
+            if role not in ROLES:
+                return invalid(f"invalid role {role!r}", f"messages[{i}].role")
+            assert isinstance(message, dict)
+            texts.append(content_text(message.get("content")))
+            prompt = texts[-1] if role == "user" else prompt
+        limit = _limit(body)
+        stop = _stops(body.get("stop"), self.flavour.max_stop)
+        if isinstance(limit, Answer):
+            return limit
+        if isinstance(stop, Answer):
+            return stop
+        options = body.get("stream_options")
+        return Conversation(
+            model=model,
+            prompt=prompt or texts[-1],
+            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+            max_tokens=limit,
+            stop=stop,
+            stream=body.get("stream") is True,
+            include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+            trigger=find_trigger(texts),
+        )
+
+    def fault_answer(self, fault: Fault, conv: Conversation, rid: str) -> Answer:
+        """OpenAI's answers, except a spent balance where the service answers 402."""
+        if fault.kind == "quota" and self.flavour.quota_status == 402:
+            answer = error(402, "Insufficient Balance", "insufficient_balance", None, "402")
+            if fault.status is not None:
+                answer.status = fault.status
+            return answer
+        return super().fault_answer(fault, conv, rid)
+
+    def stream(self, conv: Conversation, reply: Reply, rid: str) -> StreamPlan:
+        """Role chunk, one chunk per token, the finish chunk, usage where the service puts
+        it, and ``[DONE]`` when the service sends one."""
+        mode, start = self.flavour.usage, _Chunks(conv)
+        head = [start.event({"role": "assistant", "content": ""})]
+        content: list[bytes] = []
+        for i, piece in enumerate(reply.chunks):
+            extra: dict[str, Any] = {}
+            if mode == "every_chunk":
+                extra["usage"] = start.usage(i + 1)
+            elif mode == "finish_chunk":
+                extra["usage"] = None
+            content.append(start.event({"content": piece}, None, extra))
+        final: dict[str, Any] = {}
+        if mode in ("finish_chunk", "every_chunk"):
+            final["usage"] = start.usage(reply.tokens)
+        elif mode == "x_groq":
+            final["x_groq"] = {"id": "req_" + random_hex(26), "usage": start.usage(reply.tokens)}
+        tail = [start.event({}, FINISH[reply.finish], final)]
+        if mode == "final_chunk" or (mode == "stream_options" and conv.include_usage):
+            tail.append(start.raw({"choices": [], "usage": start.usage(reply.tokens)}))
+        if self.flavour.done:
+            tail.append(b"data: [DONE]\n\n")
+        return StreamPlan(head, content, tail)
+
+
+class _Chunks:
+    """Builds one stream's chunks (same id, created and model on every one)."""
+
+    def __init__(self, conv: Conversation) -> None:
+        self._conv = conv
+        self._base = {
+            "id": "chatcmpl-" + random_base62(29),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": conv.model,
+        }
+
+    def usage(self, completion: int) -> dict[str, int]:
+        prompt = self._conv.prompt_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def raw(self, fields: dict[str, Any]) -> bytes:
+        return b"data: " + dumps({**self._base, **fields}) + b"\n\n"
+
+    def event(
+        self, delta: dict[str, Any], finish: str | None = None, extra: dict[str, Any] | None = None
+    ) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self.raw({"choices": [choice], **(extra or {})})
+
+
+def _limit(body: dict[str, Any]) -> int | Answer | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return invalid(f"'{name}' must be a positive integer", name)
+        return value
+    return None
+
+
+def _stops(stop: Any, limit: int | None) -> tuple[str, ...] | Answer:
+    if stop is None:
+        return ()
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+        return invalid("'stop' must be a string or an array of strings", "stop")
+    if limit is not None and len(stops) > limit:
+        return invalid(f"'stop' accepts at most {limit} sequences, got {len(stops)}", "stop")
+    return tuple(stops)

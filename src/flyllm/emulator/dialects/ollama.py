@@ -1,0 +1,224 @@
+"""Ollama's native chat API (``POST /api/chat``), docs/WIRE-more.md section 2.
+
+Newline-delimited JSON streams (``application/x-ndjson``), streaming by default when the body
+has no ``stream`` field, sampling parameters inside ``options``, errors as
+``{"error": "text"}``. No key is needed; with ``api_keys`` set the emulator wants a Bearer
+token, as ollama.com or an authenticating proxy would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from flyllm.emulator.faults import Fault
+from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.wire import (
+    Answer,
+    Conversation,
+    Dialect,
+    Route,
+    StreamPlan,
+    dumps,
+    find_trigger,
+    random_hex,
+    retry_after_headers,
+)
+
+__all__ = ["OllamaDialect"]
+
+ROUTE = "/api/chat"
+CONTEXT_WINDOW = 4096
+ROLES = ("system", "user", "assistant", "tool")
+DONE_REASON = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop"}
+NDJSON = "application/x-ndjson"
+STREAM_ERROR = "an error was encountered while running the model: unexpected EOF"
+BUSY = "server busy, please try again.  maximum pending requests exceeded"
+_FAULTS = {
+    "server_error": (500, "llama runner process has terminated: exit status 2"),
+    "stream_error": (500, "llama runner process has terminated: exit status 2"),
+    "bad_gateway": (502, "an error was encountered while running the model: unexpected EOF"),
+    "unavailable": (503, BUSY),
+    "overloaded": (503, BUSY),
+    "unauthorized": (401, "unauthorized"),
+    "quota": (429, "you've reached your session usage limit, please wait or upgrade to continue"),
+}
+# Nanosecond timings are not meaningful here; plausible fixed values keep bodies realistic.
+_LOAD_NS, _PER_TOKEN_NS = 18_375_208, 24_000_000
+
+
+def error(status: int, message: str) -> Answer:
+    """An answer with Ollama's error body ``{"error": "..."}``."""
+    return Answer(status, dumps({"error": message}))
+
+
+def _created_at() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _read_messages(messages: Any) -> tuple[list[str], str] | Answer:
+    """Every message's text and the last user text, or the 400 Ollama gives."""
+    if not isinstance(messages, list):
+        return error(400, "json: cannot unmarshal string into Go struct field ChatRequest.messages")
+    texts: list[str] = []
+    prompt = ""
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
+            return error(400, "json: cannot unmarshal object into Go struct field Message.content")
+        if message.get("role") not in ROLES:
+            return error(400, f"invalid role: {message.get('role')!r}")
+        text = message.get("content") or ""
+        texts.append(text)
+        if message["role"] == "user":
+            prompt = text
+    return texts, prompt
+
+
+def _read_options(options: Any) -> tuple[int | None, tuple[str, ...]] | Answer:
+    """(num_predict when positive, stop sequences) from ``options``, or a 400."""
+    if options is None:
+        return None, ()
+    if not isinstance(options, dict):
+        return error(400, "json: cannot unmarshal string into Go struct field .options")
+    limit = options.get("num_predict")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+        return error(400, "invalid option provided: num_predict must be an integer")
+    stop = options.get("stop", [])
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        return error(400, "invalid option provided: stop must be a list of strings")
+    return (limit if limit is not None and limit > 0 else None), tuple(stop)
+
+
+class OllamaDialect(Dialect):
+    """Ollama's dialect: keyless by default, NDJSON streams, counts on the final object."""
+
+    provider = "ollama"
+    supports_refusal = False
+
+    def base_url(self, root: str) -> str:
+        """``http://host:port``, what ``ollama.AsyncClient(host=...)`` takes."""
+        return root
+
+    def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
+        """Only ``POST /api/chat``."""
+        return Route(ROUTE, sse=False) if method == "POST" and path == ROUTE else None
+
+    def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """The Bearer token, or '' without one (a local server needs no key)."""
+        auth = headers.get("Authorization", "")
+        return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+
+    def request_id(self) -> str:
+        """Ollama has no request ids; one for the emulator's own log."""
+        return random_hex(16)
+
+    def auth_error(self, key: str | None, rid: str) -> Answer:
+        """401 ``unauthorized``, as ollama.com answers."""
+        return error(401, "unauthorized")
+
+    def not_found(self, method: str, path: str, rid: str) -> Answer:
+        """Go's plain-text 404."""
+        return Answer(404, b"404 page not found", "text/plain")
+
+    def malformed_json(self, rid: str) -> Answer:
+        """400 with the JSON decoder's message."""
+        return error(400, "invalid character 'x' looking for beginning of value")
+
+    def parse(
+        self, route: Route, body: dict[str, Any], headers: Mapping[str, str], rid: str
+    ) -> Conversation | Answer:
+        """Model, messages and options as the server decodes them; ``stream`` defaults to
+        true. Unknown fields are ignored (Go's decoder does)."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return error(400, "model is required")
+        read = _read_messages(body.get("messages", []))
+        if isinstance(read, Answer):
+            return read
+        texts, prompt = read
+        options = _read_options(body.get("options"))
+        if isinstance(options, Answer):
+            return options
+        limit, stop = options
+        stream = body.get("stream", True)
+        if not isinstance(stream, bool):
+            return error(400, "json: cannot unmarshal string into Go struct field .stream")
+        return Conversation(
+            model=model,
+            prompt=prompt or (texts[-1] if texts else ""),
+            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+            max_tokens=limit,
+            stop=stop,
+            stream=stream,
+            trigger=find_trigger(texts),
+            sse=False,
+        )
+
+    def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
+        """404 ``model 'x' not found``."""
+        return error(404, f"model '{model}' not found")
+
+    def context_length(self, conv: Conversation, rid: str) -> Answer:
+        """400 ``the input length exceeds the context length`` (a local server truncates
+        instead unless told not to; this is what it says when it cannot)."""
+        return error(400, "the input length exceeds the context length")
+
+    def fault_answer(self, fault: Fault, conv: Conversation, rid: str) -> Answer:
+        """``{"error": ...}`` with the status and wording of each failure."""
+        if fault.kind == "rate_limit":
+            answer = error(429, "too many requests, please retry later")
+            answer.headers = retry_after_headers(fault.retry_after, with_ms=False)
+            answer.throttled_for = fault.retry_after or 0.0
+        else:
+            status, message = _FAULTS.get(fault.kind, _FAULTS["server_error"])
+            answer = error(status, message)
+        if fault.status is not None:
+            answer.status = fault.status
+        return answer
+
+    def _final(self, conv: Conversation, reply: Reply, content: str) -> dict[str, Any]:
+        return {
+            "model": conv.model,
+            "created_at": _created_at(),
+            "message": {"role": "assistant", "content": content},
+            "done_reason": DONE_REASON[reply.finish],
+            "done": True,
+            "total_duration": _LOAD_NS + _PER_TOKEN_NS * (reply.tokens + 1),
+            "load_duration": _LOAD_NS,
+            "prompt_eval_count": conv.prompt_tokens,
+            "prompt_eval_duration": _PER_TOKEN_NS,
+            "eval_count": reply.tokens,
+            "eval_duration": _PER_TOKEN_NS * reply.tokens,
+        }
+
+    def body(self, conv: Conversation, reply: Reply, rid: str) -> bytes:
+        """The whole answer in one object, counts included."""
+        return dumps(self._final(conv, reply, reply.text))
+
+    def stream(self, conv: Conversation, reply: Reply, rid: str) -> StreamPlan:
+        """One line per token, then the ``done: true`` line with the counts."""
+        model = json.dumps(conv.model)
+        content = [
+            (
+                f'{{"model":{model},"created_at":"{_created_at()}","message":{{"role":'
+                f'"assistant","content":{json.dumps(piece)}}},"done":false}}\n'
+            ).encode()
+            for piece in reply.chunks
+        ]
+        final = dumps(self._final(conv, reply, "")) + b"\n"
+        return StreamPlan([], content, [final], NDJSON)
+
+    def stream_error(self, rid: str) -> bytes:
+        """An ``{"error": ...}`` line, which the SDK raises as ``ResponseError``."""
+        return dumps({"error": STREAM_ERROR}) + b"\n"
+
+    def headers(
+        self, rid: str, tokens: tuple[int, int], elapsed_s: float, throttled_for: float | None
+    ) -> dict[str, str]:
+        """Ollama sends no request-id or rate-limit headers."""
+        del rid, tokens, elapsed_s, throttled_for
+        return {}

@@ -1,0 +1,172 @@
+"""Azure OpenAI chat completions: OpenAI's wire format behind Azure's URLs and ``api-key`` header.
+
+Two surfaces, picked per instance (docs/WIRE-more.md section 1):
+
+- **deployments** (the default): ``POST {endpoint}/openai/deployments/{deployment}/chat/
+  completions?api-version={version}``; ``version`` is the instance's ``api_version``, default
+  ``2024-10-21`` (the latest GA data-plane version); ``deployment`` is ``options["deployment"]``,
+  else the instance's model (as the AzureOpenAI SDK does with ``model``).
+- **v1**: ``POST {endpoint}/openai/v1/chat/completions``, the model (deployment name) in the
+  body and no dated version; chosen with ``api_version="v1"`` (or ``"preview"``, which adds
+  ``?api-version=preview``), or by a base_url that ends in ``/openai/v1``.
+
+``{endpoint}`` is ``https://{resource}.openai.azure.com`` with ``options["resource"]``, or the
+instance's base_url, which wins (a custom domain, an APIM gateway, the emulator). A base_url
+that already names ``/openai/deployments/{name}`` is used as is. Auth is ``api-key: KEY``.
+
+Parameters as OpenAI's, except ``max_tokens``: dated versions take ``max_tokens`` (2024-10-21,
+the GA spec, has no ``max_completion_tokens``), v1 takes ``max_completion_tokens`` (reasoning
+models reject ``max_tokens``). ``stop`` keeps the first 4. Streams ask for usage with
+``stream_options`` on v1 and on dated versions from 2024-09-01 (older ones reject it).
+
+Answers and errors are OpenAI's: streams may start with a chunk that has ``choices: []``,
+``prompt_filter_results`` and an empty model (skipped); a ``content_filter`` error (HTTP 400,
+``innererror.code: ResponsibleAIPolicyViolation``) or finish raises ContentFilterError; 404
+``DeploymentNotFound`` -> NotFoundError; 429 -> RateLimitError with ``retry-after-ms`` /
+``retry-after``, or the "retry after N seconds" of the message. Request ids: ``apim-request-id``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from flyllm.errors import ConfigurationError, ProviderError
+from flyllm.providers._common import Clock, dumps, merge_headers
+from flyllm.providers.base import Endpoint, HttpRequest, HttpResponse
+from flyllm.providers.openai import ChatDialect, OpenAIProvider
+from flyllm.types import Message
+
+__all__ = [
+    "AZURE_BASE_URL",
+    "DEFAULT_AZURE_API_VERSION",
+    "AzureOpenAIProvider",
+    "AzureTarget",
+    "azure_target",
+]
+
+AZURE_BASE_URL = "https://{resource}.openai.azure.com"
+"""The endpoint template; ``{resource}`` comes from ``options["resource"]``."""
+
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
+"""The api-version of the deployments surface when the instance names none (latest GA)."""
+
+V1_VERSIONS = frozenset({"v1", "preview"})
+"""``api_version`` values that select the v1 surface."""
+
+STREAM_USAGE_SINCE = "2024-09-01"
+"""The first dated api-version that takes ``stream_options`` (2024-09-01-preview)."""
+
+OPTION_KEYS = frozenset({"resource", "deployment"})
+_RESOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+_RETRY_TEXT = re.compile(r"retry after (\d+(?:\.\d+)?) (?:second|sec)", re.IGNORECASE)
+
+
+@dataclass(slots=True, frozen=True)
+class AzureTarget:
+    """Where one instance's requests go: the URL, whether it is the v1 surface, and whether
+    streams may ask for usage."""
+
+    url: str
+    v1: bool
+    stream_usage: bool
+
+
+def azure_target(endpoint: Endpoint) -> AzureTarget:
+    """The URL and surface for an instance (see the module doc); ConfigurationError when
+    neither a resource nor a base_url says where the deployment lives."""
+    unknown = set(endpoint.options) - OPTION_KEYS
+    if unknown:
+        raise ConfigurationError(
+            f"unknown azure option(s) {sorted(unknown)}; valid: deployment, resource"
+        )
+    base = (endpoint.base_url or AZURE_BASE_URL).rstrip("/")
+    if "{resource}" in base:
+        resource = endpoint.options.get("resource")
+        if not isinstance(resource, str) or not _RESOURCE.fullmatch(resource):
+            raise ConfigurationError(
+                "azure instances need options={'resource': '<resource name>'} "
+                "or a base_url such as https://<resource>.openai.azure.com"
+            )
+        base = base.replace("{resource}", resource)
+    version = endpoint.api_version or DEFAULT_AZURE_API_VERSION
+    path = urlsplit(base).path
+    preview = "?api-version=preview" if version == "preview" else ""
+    if path.endswith("/openai/v1"):
+        return AzureTarget(f"{base}/chat/completions{preview}", True, True)
+    if version in V1_VERSIONS:
+        root = base.removesuffix("/openai")
+        return AzureTarget(f"{root}/openai/v1/chat/completions{preview}", True, True)
+    query = f"?api-version={quote(version, safe='')}"
+    usage = version >= STREAM_USAGE_SINCE
+    if "/openai/deployments/" in path:
+        return AzureTarget(f"{base}/chat/completions{query}", False, usage)
+    deployment = endpoint.options.get("deployment", endpoint.model)
+    if not isinstance(deployment, str) or not deployment:
+        raise ConfigurationError("azure option 'deployment' must be a non-empty string")
+    root = base.removesuffix("/openai")
+    name = quote(deployment, safe="")
+    return AzureTarget(f"{root}/openai/deployments/{name}/chat/completions{query}", False, usage)
+
+
+class AzureOpenAIProvider(OpenAIProvider):
+    """Azure OpenAI: the OpenAI format with Azure's addressing, auth and api-versions;
+    stateless, shared by every instance."""
+
+    request_id_header = "apim-request-id"
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        super().__init__(
+            name="azure",
+            default_base_url=AZURE_BASE_URL,
+            max_tokens_field="max_tokens",
+            max_stop=4,
+            clock=clock,
+        )
+        self._v1_dialect = ChatDialect("azure", "max_completion_tokens", 2.0, 4, "seed")
+
+    def __repr__(self) -> str:
+        return "AzureOpenAIProvider()"
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        messages: Sequence[Message],
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+    ) -> HttpRequest:
+        """The POST to the deployment's (or the v1 surface's) chat completions URL."""
+        target = azure_target(endpoint)
+        notes: list[str] = []
+        body = self.chat_body(
+            endpoint.model,
+            messages,
+            params,
+            stream,
+            notes,
+            dialect=self._v1_dialect if target.v1 else None,
+            stream_usage=target.stream_usage,
+        )
+        headers = {"content-type": "application/json"}
+        if stream:
+            headers["accept"] = "text/event-stream"
+        if endpoint.api_key:
+            headers["api-key"] = endpoint.api_key
+        if endpoint.headers:
+            merge_headers(headers, endpoint.headers)
+        return HttpRequest("POST", target.url, headers, dumps(body), tuple(notes))
+
+    def classify_error(self, response: HttpResponse) -> ProviderError:
+        """OpenAI's classification, plus Azure's retry hint in the text of a 429 ("Please
+        retry after 2 seconds") when no header carries one."""
+        err = super().classify_error(response)
+        if err.retry_after is None and response.status == 429:
+            match = _RETRY_TEXT.search(err.message)
+            if match:
+                err.retry_after = float(match.group(1))
+        return err

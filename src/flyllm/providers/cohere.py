@@ -1,0 +1,314 @@
+"""Cohere chat v2 (``POST {base}/v2/chat``, base ``https://api.cohere.com``).
+
+Auth: ``Authorization: Bearer``. Messages keep their roles (system, user, assistant) and text
+content. Streams are SSE with named events (``event: content-delta`` + ``data: {"type":
+"content-delta", ...}``) and end with ``message-end`` (no ``[DONE]``).
+
+Parameters (flyllm name -> wire):
+
+=============  ======================================================================
+flyllm         cohere
+=============  ======================================================================
+max_tokens     ``max_tokens``
+temperature    ``temperature``, [0, 1] (the API's errors name this range)
+top_p          ``p``, [0.01, 0.99]
+top_k          ``k``, [0, 500]
+stop           ``stop_sequences``, first 5 kept
+seed           ``seed``
+other          top level, unchanged (``safety_mode``, ``frequency_penalty``...)
+=============  ======================================================================
+
+Answers: text is the concatenation of ``message.content[]`` blocks with ``type: "text"``
+(``thinking`` blocks skipped). Finish: COMPLETE and STOP_SEQUENCE -> stop, MAX_TOKENS ->
+length, TOOL_CALL -> tool_calls, ERROR -> ServerError (retryable: the generation failed),
+TIMEOUT -> ProviderTimeoutError, others -> other. Usage: ``usage.billed_units`` (what is billed)
+when present, else ``usage.tokens`` (which also counts the prompt template); cached =
+``usage.cached_tokens``.
+
+Errors are ``{"id": ..., "message": "..."}``: 400 bad request ("too many tokens" ->
+ContextLengthError), 401 and 498 authentication, 402 quota, 403 permission, 404 not found,
+422 bad request, 429 rate limit (QuotaError when a trial key's monthly limit is spent), 499
+connection, 500 server, 503 overloaded, 504 timeout. ``retry_after`` from ``retry-after-ms`` /
+``retry-after``. In a stream, ``message-end`` with ``finish_reason: "ERROR"`` raises a
+ServerError carrying ``delta.error``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flyllm.errors import (
+    AuthenticationError,
+    ContextLengthError,
+    ProviderError,
+    ProviderTimeoutError,
+    QuotaError,
+    ServerError,
+    StreamInterruptedError,
+)
+from flyllm.providers._common import (
+    Clock,
+    add_extra,
+    as_str,
+    at_least,
+    bearer_headers,
+    clamp,
+    count,
+    dumps,
+    error_class_for_status,
+    fallback_message,
+    header_retry_after,
+    join_url,
+    left_out,
+    load_event,
+    load_object,
+    make_error,
+    malformed,
+    parse_error_body,
+    stop_sequences,
+)
+from flyllm.providers.base import (
+    NON_SSE_LINE,
+    Completion,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    SseEvent,
+)
+from flyllm.types import FinishReason, Message, Usage
+
+__all__ = ["COHERE_BASE_URL", "CohereProvider", "CohereStream"]
+
+COHERE_BASE_URL = "https://api.cohere.com"
+"""The official SDK's default base URL; requests go to ``{base}/v2/chat``."""
+
+_FINISH: dict[str, FinishReason] = {
+    "COMPLETE": "stop",
+    "STOP_SEQUENCE": "stop",
+    "MAX_TOKENS": "length",
+    "TOOL_CALL": "tool_calls",
+}
+_RESERVED = frozenset({"model", "messages", "stream"})
+
+
+def cohere_usage(usage: Any) -> Usage:
+    """Usage from ``billed_units`` (else ``tokens``), with ``cached_tokens``."""
+    if not isinstance(usage, dict):
+        return Usage()
+    counts = usage.get("billed_units")
+    if not isinstance(counts, dict) or not counts:
+        counts = usage.get("tokens")
+    if not isinstance(counts, dict):
+        counts = {}
+    prompt = count(counts.get("input_tokens"))
+    completion = count(counts.get("output_tokens"))
+    return Usage(prompt, completion, prompt + completion, count(usage.get("cached_tokens")))
+
+
+def text_blocks(content: Any) -> str:
+    """The text of a content list (its ``text`` blocks) or of a plain string."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        block["text"]
+        for block in content
+        if isinstance(block, dict)
+        and block.get("type") == "text"
+        and isinstance(block.get("text"), str)
+    )
+
+
+class CohereProvider:
+    """The Cohere chat v2 wire format; stateless, shared by every instance. ``clock`` (epoch
+    seconds) dates the HTTP-date form of ``retry-after``."""
+
+    name = "cohere"
+    default_base_url = COHERE_BASE_URL
+    stream_framing = "sse"
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "CohereProvider()"
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        messages: Sequence[Message],
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/v2/chat`` for this conversation."""
+        notes: list[str] = []
+        body: dict[str, Any] = {
+            "model": endpoint.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": stream,
+        }
+        for key, value in _translate(body, params, notes):
+            add_extra(body, key, value)
+        url = join_url(endpoint.base_url or COHERE_BASE_URL, "/v2/chat")
+        return HttpRequest("POST", url, bearer_headers(endpoint, stream), dumps(body), tuple(notes))
+
+    def parse(self, response: HttpResponse) -> Completion:
+        """The Completion in a 2xx answer; the classified error otherwise."""
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        data = load_object(response, self.name, None)
+        message = data.get("message")
+        if not isinstance(message, dict):
+            raise malformed("no message", self.name, response)
+        rid = as_str(data.get("id"))
+        finish = as_str(data.get("finish_reason"))
+        text = text_blocks(message.get("content"))
+        return self.conclude(text, finish, cohere_usage(data.get("usage")), rid, None)
+
+    def conclude(
+        self, text: str, raw: str | None, usage: Usage, rid: str | None, error: str | None
+    ) -> Completion:
+        """The Completion for a finished answer; ServerError for ``ERROR`` and
+        ProviderTimeoutError for ``TIMEOUT`` (the generation failed, another try may not)."""
+        if raw in ("ERROR", "TIMEOUT"):
+            cls: type[ProviderError] = ServerError if raw == "ERROR" else ProviderTimeoutError
+            raise cls(
+                f"the generation ended with finish_reason {raw}" + (f": {error}" if error else ""),
+                status=200,
+                provider=self.name,
+                request_id=rid,
+                partial_content=text,
+            )
+        finish = _FINISH.get(raw, "other") if raw else "other"
+        return Completion(text, finish, raw, usage, None, rid)
+
+    def stream_parser(self) -> CohereStream:
+        """A parser for one streamed answer."""
+        return CohereStream(self)
+
+    def classify_error(self, response: HttpResponse) -> ProviderError:
+        """The typed error for a failed response (see the module doc for the table)."""
+        status, headers = response.status, response.headers
+        payload = parse_error_body(response.body)
+        message = as_str(payload.get("message")) if isinstance(payload, dict) else None
+        rid = as_str(payload.get("id")) if isinstance(payload, dict) else None
+        return make_error(
+            _error_class(status, message or ""),
+            message or fallback_message(status, response.body),
+            status=status,
+            provider=self.name,
+            headers=headers,
+            request_id=rid,
+            retry_after=header_retry_after(headers, self._clock),
+        )
+
+
+def _translate(
+    body: dict[str, Any], params: Mapping[str, Any], notes: list[str]
+) -> list[tuple[str, Any]]:
+    """Write the known parameters into ``body``; return the others for the top level."""
+    extras: list[tuple[str, Any]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key == "max_tokens":
+            body["max_tokens"] = at_least(key, value, 1, "cohere", notes)
+        elif key == "temperature":
+            body["temperature"] = clamp(key, value, 0.0, 1.0, "cohere", notes)
+        elif key == "top_p":
+            body["p"] = clamp(key, value, 0.01, 0.99, "cohere", notes)
+        elif key == "top_k":
+            body["k"] = int(clamp(key, value, 0, 500, "cohere", notes))
+        elif key == "stop":
+            stops = stop_sequences(value, 5, "cohere", notes)
+            if stops:
+                body["stop_sequences"] = stops
+        elif key == "seed":
+            body["seed"] = value
+        elif key in _RESERVED:
+            left_out(key, "cohere", notes, "is set by flyllm")
+        else:
+            extras.append((key, value))
+    return extras
+
+
+def _error_class(status: int, message: str) -> type[ProviderError]:
+    lowered = message.lower()
+    if 400 <= status < 500 and lowered.startswith("too many tokens"):
+        return ContextLengthError
+    if status == 498:
+        return AuthenticationError
+    if status == 429 and ("/ month" in lowered or "per month" in lowered):
+        return QuotaError
+    return error_class_for_status(status)
+
+
+class CohereStream:
+    """StreamParser for Cohere's v2 chat events.
+
+    Dispatches on the event name (or ``data.type``): ``content-delta`` gives
+    ``delta.message.content.text`` (thinking deltas are skipped); ``message-start`` carries the
+    id; ``message-end`` carries ``finish_reason`` and ``usage`` and ends the stream (an
+    ``ERROR`` finish raises with ``delta.error``); other events (content-start, content-end,
+    tool and citation events, debug) add nothing.
+    """
+
+    __slots__ = ("_done", "_error", "_finish", "_id", "_parts", "_provider", "_usage")
+
+    def __init__(self, provider: CohereProvider) -> None:
+        self._provider = provider
+        self._parts: list[str] = []
+        self._id: str | None = None
+        self._finish: str | None = None
+        self._error: str | None = None
+        self._usage = Usage()
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once ``message-end`` has been seen."""
+        return self._done
+
+    def feed(self, event: SseEvent) -> str:
+        """The text this event adds; raises for a failed generation."""
+        if self._done or event.event == NON_SSE_LINE or event.data.startswith("[DONE]"):
+            return ""
+        obj = load_event(event.data, "cohere")
+        if not isinstance(obj, dict):
+            raise malformed("a stream event that is not an object", "cohere")
+        kind = event.event or obj.get("type")
+        delta = obj.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
+        if kind == "content-delta":
+            message = delta.get("message")
+            content = message.get("content") if isinstance(message, dict) else None
+            text = content.get("text") if isinstance(content, dict) else None
+            if isinstance(text, str) and text:
+                self._parts.append(text)
+                return text
+        elif kind == "message-start":
+            self._id = as_str(obj.get("id"))
+        elif kind == "message-end":
+            self._done = True
+            self._finish = as_str(delta.get("finish_reason"))
+            self._error = as_str(delta.get("error"))
+            self._usage = cohere_usage(delta.get("usage"))
+            if self._finish in ("ERROR", "TIMEOUT"):
+                self.finish()  # raises, carrying the partial text
+        return ""
+
+    def finish(self) -> Completion:
+        """The whole answer; StreamInterruptedError when ``message-end`` never came."""
+        text = "".join(self._parts)
+        if not self._done:
+            raise StreamInterruptedError(
+                f"cohere stream ended before message-end ({len(text)} characters received)",
+                status=200,
+                provider="cohere",
+                partial_content=text,
+            )
+        return self._provider.conclude(text, self._finish, self._usage, self._id, self._error)

@@ -1,0 +1,298 @@
+"""Ollama's own chat API (``POST {base}/api/chat``, base ``http://localhost:11434``).
+
+Not the OpenAI-compatible ``/v1`` surface Ollama also serves (use ``openai_compatible`` for
+that): the native API reports token counts on every answer, streams newline-delimited JSON
+(``stream_framing = "ndjson"``) and takes the sampling parameters inside ``options``.
+
+The body always says ``"stream": true|false``: Ollama streams when the field is absent. The
+API key is optional (a local server needs none); with one, it goes as ``Authorization: Bearer``
+(ollama.com and authenticating proxies).
+
+Parameters (flyllm name -> wire):
+
+=============  ==================================================================
+flyllm         ollama
+=============  ==================================================================
+max_tokens     ``options.num_predict``
+temperature    ``options.temperature``, [0, 2]
+top_p          ``options.top_p``, [0, 1]
+top_k          ``options.top_k``
+stop           ``options.stop``, all kept
+seed           ``options.seed``
+other          top level, unchanged (``keep_alive``, ``format``, ``think``...); a mapping
+               given as ``options`` is merged into ours (``{"options": {"num_ctx": 8192}}``)
+=============  ==================================================================
+
+Answers: text is ``message.content`` (``message.thinking`` is not part of it); finish from
+``done_reason``: stop -> stop, length -> length, others (load, unload...) -> other; usage:
+prompt = ``prompt_eval_count``, completion = ``eval_count`` (0 when absent: Ollama leaves
+``prompt_eval_count`` out when the whole prompt came from its cache). Streams: one JSON object
+per line, ``message.content`` is the increment, the line with ``done: true`` carries
+``done_reason`` and the counts and ends the stream.
+
+Errors are ``{"error": "text"}``: 400 bad request, 401/403 authentication/permission (hosted or
+proxied servers), 404 not found ("model 'x' not found"), 429 rate limit (QuotaError when the
+text speaks of a usage limit), 500 server, 502 server, 503 overloaded ("server busy ... maximum
+pending requests exceeded"); a text about the context length -> ContextLengthError whatever the
+status. A ``{"error": ...}`` line inside a 200 stream raises the same way (as a server error
+unless its text says otherwise). ``retry_after`` from ``retry-after-ms`` / ``retry-after``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flyllm.errors import (
+    ContextLengthError,
+    OverloadedError,
+    ProviderError,
+    QuotaError,
+    StreamInterruptedError,
+)
+from flyllm.providers._common import (
+    Clock,
+    add_extra,
+    as_str,
+    at_least,
+    clamp,
+    count,
+    dumps,
+    error_class_for_status,
+    fallback_message,
+    header_retry_after,
+    join_url,
+    left_out,
+    load_event,
+    load_object,
+    make_error,
+    malformed,
+    merge_headers,
+    parse_error_body,
+    stop_sequences,
+)
+from flyllm.providers.base import (
+    NON_SSE_LINE,
+    Completion,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    SseEvent,
+)
+from flyllm.types import FinishReason, Message, Usage
+
+__all__ = ["OLLAMA_BASE_URL", "OllamaProvider", "OllamaStream"]
+
+OLLAMA_BASE_URL = "http://localhost:11434"
+"""Where a local Ollama listens by default; requests go to ``{base}/api/chat``."""
+
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+_RESERVED = frozenset({"model", "messages", "stream"})
+_CONTEXT_WORDS = ("context length", "context window", "exceeds the maximum context")
+_OPTIONS = {"top_k": "top_k", "seed": "seed"}
+
+
+def ollama_usage(data: Mapping[str, Any]) -> Usage:
+    """Usage from ``prompt_eval_count`` and ``eval_count``."""
+    prompt = count(data.get("prompt_eval_count"))
+    completion = count(data.get("eval_count"))
+    return Usage(prompt, completion, prompt + completion)
+
+
+class OllamaProvider:
+    """Ollama's native chat wire format; stateless, shared by every instance. ``clock`` (epoch
+    seconds) dates the HTTP-date form of ``retry-after``."""
+
+    name = "ollama"
+    default_base_url = OLLAMA_BASE_URL
+    stream_framing = "ndjson"
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return "OllamaProvider()"
+
+    def build(
+        self,
+        endpoint: Endpoint,
+        messages: Sequence[Message],
+        params: Mapping[str, Any],
+        *,
+        stream: bool = False,
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/api/chat`` for this conversation."""
+        notes: list[str] = []
+        body: dict[str, Any] = {
+            "model": endpoint.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": stream,
+        }
+        options, extras = _translate(params, notes)
+        if options:
+            body["options"] = options
+        for key, value in extras:
+            add_extra(body, key, value)
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if endpoint.api_key:
+            headers["authorization"] = f"Bearer {endpoint.api_key}"
+        if endpoint.headers:
+            merge_headers(headers, endpoint.headers)
+        url = join_url(endpoint.base_url or OLLAMA_BASE_URL, "/api/chat")
+        return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
+
+    def parse(self, response: HttpResponse) -> Completion:
+        """The Completion in a 2xx answer; the classified error otherwise."""
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        data = load_object(response, self.name, None)
+        if data.get("error") is not None:
+            raise self.stream_error(data["error"])
+        message = data.get("message")
+        if not isinstance(message, dict):
+            raise malformed("no message", self.name, response)
+        content = message.get("content")
+        text = content if isinstance(content, str) else ""
+        return self.conclude(text, data)
+
+    def conclude(self, text: str, final: Mapping[str, Any]) -> Completion:
+        """The Completion from the text and the final object (``done_reason``, counts)."""
+        raw = as_str(final.get("done_reason"))
+        finish = _FINISH.get(raw, "other") if raw else "other"
+        return Completion(text, finish, raw, ollama_usage(final), as_str(final.get("model")))
+
+    def stream_parser(self) -> OllamaStream:
+        """A parser for one streamed (NDJSON) answer."""
+        return OllamaStream(self)
+
+    def classify_error(self, response: HttpResponse) -> ProviderError:
+        """The typed error for a failed response (see the module doc for the table)."""
+        status, headers = response.status, response.headers
+        message = _error_text(parse_error_body(response.body))
+        return make_error(
+            _error_class(status, message or ""),
+            message or fallback_message(status, response.body),
+            status=status,
+            provider=self.name,
+            headers=headers,
+            request_id=None,
+            retry_after=header_retry_after(headers, self._clock),
+        )
+
+    def stream_error(self, error: Any) -> ProviderError:
+        """The typed error for an ``{"error": ...}`` object inside a 200 answer."""
+        message = error if isinstance(error, str) else _error_text({"error": error})
+        return make_error(
+            _error_class(500, message or ""),
+            message or f"error line: {error!r}"[:200],
+            status=200,
+            provider=self.name,
+            headers={},
+            request_id=None,
+            retry_after=None,
+        )
+
+
+def _translate(
+    params: Mapping[str, Any], notes: list[str]
+) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The known parameters as Ollama ``options``, and the others for the top level."""
+    options: dict[str, Any] = {}
+    extras: list[tuple[str, Any]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key == "max_tokens":
+            options["num_predict"] = at_least(key, value, 1, "ollama", notes)
+        elif key == "temperature":
+            options["temperature"] = clamp(key, value, 0.0, 2.0, "ollama", notes)
+        elif key == "top_p":
+            options["top_p"] = clamp(key, value, 0.0, 1.0, "ollama", notes)
+        elif key in _OPTIONS:
+            options[_OPTIONS[key]] = value
+        elif key == "stop":
+            stops = stop_sequences(value, None, "ollama", notes)
+            if stops:
+                options["stop"] = stops
+        elif key in _RESERVED:
+            left_out(key, "ollama", notes, "is set by flyllm")
+        else:
+            extras.append((key, value))
+    return options, extras
+
+
+def _error_text(payload: Any) -> str | None:
+    """The text of ``{"error": "..."}`` (or of a nested ``{"error": {"message": ...}}``)."""
+    if not isinstance(payload, dict):
+        return None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        return as_str(error.get("message"))
+    return as_str(error) or as_str(payload.get("message"))
+
+
+def _error_class(status: int, message: str) -> type[ProviderError]:
+    lowered = message.lower()
+    if any(words in lowered for words in _CONTEXT_WORDS):
+        return ContextLengthError
+    if status == 429 and "usage limit" in lowered:
+        return QuotaError
+    if status >= 500 and ("server busy" in lowered or "overloaded" in lowered):
+        return OverloadedError
+    return error_class_for_status(status)
+
+
+class OllamaStream:
+    """StreamParser for Ollama's NDJSON lines (each arrives as one SseEvent's ``data``).
+
+    ``message.content`` of each line is the increment; the ``done: true`` line ends the stream
+    with ``done_reason`` and the counts; an ``{"error": ...}`` line raises; lines after the
+    end are ignored.
+    """
+
+    __slots__ = ("_done", "_final", "_parts", "_provider")
+
+    def __init__(self, provider: OllamaProvider) -> None:
+        self._provider = provider
+        self._parts: list[str] = []
+        self._final: dict[str, Any] = {}
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once the ``done: true`` line has been seen."""
+        return self._done
+
+    def feed(self, event: SseEvent) -> str:
+        """The text this line adds; raises the classified error for an error line."""
+        if self._done or event.event == NON_SSE_LINE:
+            return ""
+        line = load_event(event.data, "ollama")
+        if not isinstance(line, dict):
+            raise malformed("a stream line that is not an object", "ollama")
+        if line.get("error") is not None:
+            err = self._provider.stream_error(line["error"])
+            err.partial_content = "".join(self._parts)
+            raise err
+        message = line.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        text = content if isinstance(content, str) else ""
+        if text:
+            self._parts.append(text)
+        if line.get("done") is True:
+            self._done = True
+            self._final = line
+        return text
+
+    def finish(self) -> Completion:
+        """The whole answer; StreamInterruptedError when the ``done: true`` line never came."""
+        text = "".join(self._parts)
+        if not self._done:
+            raise StreamInterruptedError(
+                f"ollama stream ended before its done line ({len(text)} characters received)",
+                status=200,
+                provider="ollama",
+                partial_content=text,
+            )
+        return self._provider.conclude(text, self._final)
