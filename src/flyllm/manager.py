@@ -49,6 +49,7 @@ from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from flyllm.types import (
     GenerationRequest,
     LlmResponse,
+    Message,
     ProviderType,
     TaskDefinition,
     Usage,
@@ -73,9 +74,12 @@ BASE_URL_ENV = {
     ProviderType.ANTHROPIC: "ANTHROPIC_BASE_URL",
     ProviderType.GOOGLE: "GOOGLE_GEMINI_BASE_URL",
     ProviderType.MISTRAL: "MISTRAL_BASE_URL",
+    ProviderType.AZURE: "AZURE_OPENAI_ENDPOINT",
+    ProviderType.COHERE: "CO_API_URL",
+    ProviderType.OLLAMA: "OLLAMA_HOST",
 }
 """Environment variables that move a provider's default base URL, as the official SDKs read
-them (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GOOGLE_GEMINI_BASE_URL; MISTRAL_BASE_URL is ours)."""
+them (MISTRAL_BASE_URL is ours; OLLAMA_HOST may be a bare host or host:port)."""
 DEFAULT_MAX_CONCURRENCY = 64
 
 
@@ -232,8 +236,7 @@ class LlmManager:
             raise ConfigurationError(f"the api_key for {ptype.value} {model} must be a string")
         if not api_key and requires_key(ptype):
             raise ConfigurationError(f"the api_key for {ptype.value} {model} is empty")
-        env_name = BASE_URL_ENV.get(ptype)
-        url = base_url or (os.environ.get(env_name) if env_name else None) or impl.default_base_url
+        url = base_url or _env_base_url(ptype) or impl.default_base_url
         if not url:
             raise ConfigurationError(f"{ptype.value} instances need a base_url")
         if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
@@ -259,6 +262,10 @@ class LlmManager:
         endpoint = Endpoint(
             model, api_key, url.rstrip("/"), api_version, dict(headers or {}), dict(options or {})
         )
+        try:  # a dry build catches addressing mistakes (an Azure resource missing...) now
+            impl.build(endpoint, (Message("user", "ping"),), {})
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"instance {label!r}: {exc}") from None
         instance = LlmInstance(
             instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
             float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),
@@ -455,6 +462,9 @@ class LlmManager:
                 if not loop.failed(attempt, err):
                     return loop.failed_response(err, start)
                 continue
+            except FlyLLMError as err:  # e.g. a provider refusing to build this request
+                loop.abandoned(attempt)
+                return loop.failed_response(err, start)
             except BaseException:
                 loop.abandoned(attempt)
                 raise
@@ -635,3 +645,19 @@ def _positive_number(name: str, value: Any, *, allow_none: bool = False) -> None
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def _env_base_url(ptype: ProviderType) -> str | None:
+    """The base URL the provider's SDK environment variable gives, if set."""
+    name = BASE_URL_ENV.get(ptype)
+    value = os.environ.get(name, "").strip() if name else ""
+    if not value:
+        return None
+    if ptype is ProviderType.OLLAMA:  # OLLAMA_HOST: "host", "host:port" or a URL
+        if "://" not in value:
+            value = "http://" + value
+        scheme, _, rest = value.partition("://")
+        host = rest.split("/", 1)[0]
+        if ":" not in host.rsplit("]", 1)[-1]:
+            value = f"{scheme}://{host}:11434" + rest[len(host) :]
+    return value

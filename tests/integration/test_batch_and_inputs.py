@@ -248,3 +248,26 @@ def test_the_same_task_object_may_be_given_to_several_instances() -> None:
     manager.add_provider("openai", "k", "m", [task])
     manager.add_provider("openai", "k", "m", [task])  # list fallback, str stop: still the same
     assert manager.tasks["s"].fallback == ("t",)
+
+
+def test_addressing_mistakes_fail_at_setup_and_env_base_urls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    manager = LlmManager()
+    with pytest.raises(ConfigurationError, match="instance 'azure/gpt-4o#0'"):
+        manager.add_provider("azure", "k", "gpt-4o")  # no resource, no base_url
+    monkeypatch.setenv("OLLAMA_HOST", "10.1.2.3")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://contoso.openai.azure.com")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    ids = [
+        manager.add_provider("ollama", "", "llama3.2"),
+        manager.add_provider("azure", "k", "gpt-4o"),
+        manager.add_provider("openai", "k", "gpt-4o-mini"),
+    ]
+    by_id = {instance.id: instance for instance in manager.instances}
+    urls = [by_id[i].endpoint.base_url for i in ids]
+    assert urls == [
+        "http://10.1.2.3:11434",
+        "https://contoso.openai.azure.com",
+        "http://127.0.0.1:9/v1",
+    ]
