@@ -28,6 +28,7 @@ from flyllm.events import Event, EventKind
 from flyllm.instance import LlmInstance
 from flyllm.providers.headroom import spent_for
 from flyllm.resilience import PERMANENT_KINDS
+from flyllm.state import Booking
 from flyllm.transport import Timeouts
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
 
@@ -74,7 +75,7 @@ class Attempt:
     number: int
     params: dict[str, Any]
     timeouts: Timeouts
-    booking: list[float] | None
+    booking: Booking
     started: float
 
 
@@ -114,9 +115,13 @@ class AttemptLoop:
             now = m.clock()
             if plan.deadline is not None and now >= plan.deadline:
                 return self._give_up("the request's deadline passed")
-            picked, ready_at, soonest = self._choose(now)
-            if picked is not None:
-                return self._book(picked[0], picked[1], now)
+            ready, levels, ready_at, soonest = self._choose(now)
+            if ready:
+                index, wait = await m._store.acquire(ready, plan.tokens)
+                if index is not None:
+                    return self._book(ready[index], levels[index], m.clock())
+                ready_at = min(ready_at, now + wait)  # other processes hold them
+                soonest = soonest or ready[0]
             retry_at = self._round_at(now)
             wait_until = min(ready_at, retry_at)
             if wait_until == float("inf") and soonest is None and retry_at == float("inf"):
@@ -138,12 +143,15 @@ class AttemptLoop:
                 self._event("wait", wait=wait_until - now, reason=reason)
                 await m.sleep(wait_until - now)
 
-    def _choose(
-        self, now: float
-    ) -> tuple[tuple[LlmInstance, int] | None, float, LlmInstance | None]:
-        """(instance and tier to use now, or None; earliest time an untried one is ready; it)."""
+    def _choose(self, now: float) -> tuple[list[LlmInstance], list[int], float, LlmInstance | None]:
+        """(the instances ready now in preference order: by tier, then by the strategy; their
+        tiers; the earliest time an untried one is ready; that one). A local store takes the
+        first; a shared one the first that other processes have not filled meanwhile."""
         plan, tried, out = self._plan, self._tried, self._out
         earliest, soonest = float("inf"), None
+        chosen: list[LlmInstance] = []
+        levels: list[int] = []
+        shared = self._m._store.shared
         for level, tier in enumerate(plan.tiers):
             if self._used[level] >= plan.max_attempts:
                 continue
@@ -164,8 +172,11 @@ class AttemptLoop:
                     ordered = strategy.order(ready, plan.estimate)  # type: ignore[call-arg]
                 else:
                     ordered = strategy.order(ready)
-                return (ordered[0], level), earliest, soonest
-        return None, earliest, soonest
+                chosen += ordered
+                levels += [level] * len(ordered)
+                if not shared:
+                    break  # the first tier with a ready instance decides
+        return chosen, levels, earliest, soonest
 
     def _round_at(self, now: float) -> float:
         """When a new round over the instances that failed transiently may start."""
@@ -181,10 +192,7 @@ class AttemptLoop:
     def _book(self, instance: LlmInstance, level: int, now: float) -> Attempt:
         m, plan = self._m, self._plan
         m._selection_seq += 1
-        instance.stats.last_selected = m._selection_seq
-        instance.stats.in_flight += 1
-        instance.breaker.begin()
-        booking = instance.limiter.acquire(now, plan.tokens)
+        booking = m._store.begin(instance, now, plan.tokens, m._selection_seq)
         self._tried.add(instance.id)
         self._used[level] += 1
         self.attempts += 1
@@ -251,14 +259,10 @@ class AttemptLoop:
         """Record a success on the instance; returns the attempt's latency in seconds."""
         instance = attempt.instance
         latency = time.perf_counter() - attempt.started
-        instance.stats.in_flight -= 1
-        instance.stats.record_success(latency, usage)
-        instance.breaker.success()
-        instance.limiter.settle(attempt.booking, usage.total_tokens)
-        self._m._count_task(attempt.task, instance.id, usage)
         wait = spent_for(headers, self._plan.tokens, time.time)
-        if wait:
-            instance.limiter.hold(self._m.clock() + wait)
+        hold_until = self._m.clock() + wait if wait else None
+        self._m._store.succeeded(attempt.booking, latency, usage, hold_until)
+        self._m._count_task(attempt.task, instance.id, usage)
         self._m._notify_capacity()
         if self._m._hooks:
             self._attempt_event(
@@ -280,10 +284,7 @@ class AttemptLoop:
         instance = attempt.instance
         err.instance_id = instance.id
         err.provider = err.provider or instance.provider_type.value
-        instance.stats.in_flight -= 1
-        instance.stats.record_failure()
-        instance.breaker.failure(err.kind, self._m.clock(), err.retry_after)
-        instance.limiter.settle(attempt.booking, 0)
+        self._m._store.failed(attempt.booking, err.kind, err.retry_after)
         self._m._count_task(attempt.task, instance.id, None)
         self._m._notify_capacity()
         self.errors.append(err)
@@ -311,8 +312,7 @@ class AttemptLoop:
     def abandoned(self, attempt: Attempt) -> None:
         """The caller left during the attempt (cancelled, or a stream closed early)."""
         instance = attempt.instance
-        instance.stats.in_flight -= 1
-        instance.breaker.cancelled()
+        self._m._store.abandoned(attempt.booking)
         self._m._notify_capacity()
         if self._m._hooks:
             self._attempt_event(

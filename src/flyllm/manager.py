@@ -43,9 +43,10 @@ from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Completion, Endpoint, HttpRequest
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
+from flyllm.state import MemoryStore, StateStore
 from flyllm.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
-from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
+from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Timeouts, Transport
 from flyllm.types import (
     GenerationRequest,
     LlmResponse,
@@ -64,6 +65,7 @@ from flyllm.usage import (
 
 if TYPE_CHECKING:
     from flyllm.builder import LlmManagerBuilder
+    from flyllm.discovery import ModelInfo
 
 __all__ = ["LlmManager"]
 
@@ -95,8 +97,9 @@ class LlmManager:
     when an instance's circuit opens. ``max_concurrency`` is batch_generate's default bound;
     answers larger than ``max_response_bytes`` are cut off. ``clock`` (monotonic seconds) and
     ``sleep`` are injectable so tests of waits run instantly. ``prices`` maps model names to
-    ModelPrice, overriding the bundled prices. Use ``async with LlmManager(...) as manager`` or
-    call ``aclose()``.
+    ModelPrice, overriding the bundled prices. ``state`` shares instance stats between
+    processes: a ``redis://`` URL or a StateStore (default: in this process only). Use
+    ``async with LlmManager(...) as manager`` or call ``aclose()``.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class LlmManager:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         prices: Mapping[str, ModelPrice] | None = None,
+        state: str | StateStore | None = None,
     ) -> None:
         _positive_int("max_attempts", max_attempts)
         _positive_int("max_concurrency", max_concurrency)
@@ -132,6 +136,7 @@ class LlmManager:
         self.clock = clock
         self.sleep = sleep
         self._transport = Transport(max_response_bytes=max_response_bytes)
+        self._store: StateStore = _make_store(state, clock)
         self._instances: dict[int, LlmInstance] = {}
         self._tasks: dict[str, TaskDefinition] = {}
         self._by_task: dict[str, list[LlmInstance]] = {}
@@ -530,6 +535,28 @@ class LlmManager:
             self._capacity = None
             event.set()
 
+    # -- discovery ---------------------------------------------------------------------------
+
+    async def list_models(
+        self,
+        provider: ProviderType | str,
+        api_key: str,
+        base_url: str | None = None,
+        *,
+        api_version: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[ModelInfo]:
+        """The models a provider offers to this key (its models endpoint, every page), through
+        this manager's connection pool. Raises the classified ProviderError on failure."""
+        from flyllm.discovery import list_models
+
+        return await list_models(
+            self._transport, provider, api_key, base_url, api_version=api_version,
+            options=options, headers=headers, timeouts=Timeouts(self.connect_timeout,
+            self.read_timeout),
+        )  # fmt: skip
+
     # -- hooks -------------------------------------------------------------------------------
 
     def add_hook(self, hook: Hook) -> None:
@@ -617,7 +644,9 @@ class LlmManager:
         return json.dumps(self.usage_report(), indent=indent)
 
     async def aclose(self) -> None:
-        """Close the connection pool. The manager can be used again afterwards (it reopens)."""
+        """Close the connection pool (and flush a shared state store). The manager can be used
+        again afterwards (it reopens)."""
+        await self._store.aclose()
         await self._transport.aclose()
 
     async def __aenter__(self) -> LlmManager:
@@ -661,3 +690,18 @@ def _env_base_url(ptype: ProviderType) -> str | None:
         if ":" not in host.rsplit("]", 1)[-1]:
             value = f"{scheme}://{host}:11434" + rest[len(host) :]
     return value
+
+
+def _make_store(state: str | StateStore | None, clock: Callable[[], float]) -> StateStore:
+    """The state store for ``LlmManager(state=...)``."""
+    if state is None or state == "memory":
+        return MemoryStore(clock)
+    if isinstance(state, str):
+        if state.startswith(("redis://", "rediss://", "unix://")):
+            from flyllm.redis_state import RedisStore
+
+            return RedisStore(state, clock=clock)
+        raise ConfigurationError(
+            f'unknown state store {state!r}: use "memory", a redis:// URL or a StateStore'
+        )
+    return state

@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from flyllm.manager import LlmManager
 from flyllm.strategies import Strategy
 from flyllm.streaming import LlmStream
 from flyllm.types import GenerationRequest, LlmResponse, ProviderType, StreamChunk, TaskDefinition
 from flyllm.usage import InstanceUsage
+
+if TYPE_CHECKING:
+    from flyllm.discovery import ModelInfo
 
 __all__ = ["SyncLlmManager", "SyncStream"]
 
@@ -96,6 +99,12 @@ class SyncLlmManager:
         """See LlmManager.stream: a plain iterator of StreamChunks (close it, or use ``with``,
         to stop early)."""
         return SyncStream(self, self.manager.stream(request))
+
+    def list_models(
+        self, provider: ProviderType | str, api_key: str, base_url: str | None = None, **kwargs: Any
+    ) -> list[ModelInfo]:
+        """See LlmManager.list_models."""
+        return self._call(self.manager.list_models(provider, api_key, base_url, **kwargs))
 
     def token_usage(self) -> list[InstanceUsage]:
         """See LlmManager.token_usage."""
