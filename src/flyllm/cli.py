@@ -21,7 +21,7 @@ from typing import Any
 from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
-from flyllm.types import GenerationRequest, LlmResponse
+from flyllm.types import GenerationRequest, LlmResponse, Usage
 
 __all__ = ["main"]
 
@@ -181,7 +181,13 @@ def _add_usage(commands: Any) -> None:
         "and model: requests, failures, prompt, completion and total tokens, and the cost at "
         "the bundled prices (unknown where a model has none).",
     )
-    usage.add_argument("output", help="a JSONL output file of `flyllm batch`")
+    usage.add_argument("output", nargs="?", help="a JSONL output file of `flyllm batch`")
+    usage.add_argument(
+        "--state",
+        metavar="URL",
+        help="read the usage totals of a shared state store (redis://...) instead",
+    )
+    usage.add_argument("--namespace", default="flyllm", help="the store's namespace (flyllm)")
     usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -312,6 +318,10 @@ async def _batch(manager: LlmManager, args: argparse.Namespace) -> int:
 def _usage(args: argparse.Namespace) -> int:
     from flyllm.batchfile import bundled_cost, format_usage_rows, summarize_usage
 
+    if args.state:
+        return _usage_from_state(args)
+    if args.output is None:
+        raise UsageError("give a batch output file, or --state URL")
     if not os.path.isfile(args.output):
         raise UsageError(f"{args.output}: no such file")
     rows, unreadable = summarize_usage(args.output)
@@ -331,6 +341,35 @@ def _usage(args: argparse.Namespace) -> int:
     total["cost_usd"] = sum(c for c in costs if c is not None)
     total["cost_complete"] = None not in costs
     print(json.dumps({"rows": data, "total": total}))
+    return 0
+
+
+def _usage_from_state(args: argparse.Namespace) -> int:
+    """The usage totals a shared state store kept, across processes and restarts."""
+    from flyllm.pricing import lookup_price
+    from flyllm.redis_state import RedisStore
+    from flyllm.usage import InstanceUsage, format_usage_table
+
+    async def read() -> list[dict[str, Any]]:
+        store = RedisStore(args.state, namespace=args.namespace)
+        try:
+            return await store.all_totals()
+        finally:
+            await store.aclose()
+
+    rows = asyncio.run(read())
+    for row in rows:
+        price = lookup_price(row["provider"], row["model"])
+        usage = Usage(row["prompt_tokens"], row["completion_tokens"], row["total_tokens"],
+                      row["cached_tokens"])  # fmt: skip
+        row["cost_usd"] = price.cost(usage) if price is not None else None
+    if args.json:
+        print(json.dumps({"rows": rows}))
+        return 0
+    fields = ("name", "provider", "model", "prompt_tokens", "completion_tokens",
+              "total_tokens", "requests", "failures", "cached_tokens")  # fmt: skip
+    table = [InstanceUsage(id=i, **{f: r[f] for f in fields}) for i, r in enumerate(rows)]
+    print(format_usage_table(table, [r["cost_usd"] for r in rows]))
     return 0
 
 

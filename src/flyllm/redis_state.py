@@ -201,7 +201,8 @@ class RedisStore:
         self._retry_after = retry_after
         self._down_until = 0.0
         self._warned = False
-        self._pending: collections.deque[tuple[list[str], list[Any]]] = collections.deque(
+        # Records waiting to be written: (keys, script args), or (keys, labels) for a label.
+        self._pending: collections.deque[tuple[list[str], Any]] = collections.deque(
             maxlen=max_pending
         )
         self._flushing: asyncio.Task[None] | None = None
@@ -278,6 +279,23 @@ class RedisStore:
             out[instance.id] = {n: int(v or 0) for n, v in zip(names, values, strict=True)}
         return out
 
+    async def all_totals(self) -> list[dict[str, Any]]:
+        """Every instance this namespace has seen, from any process: its labels (name, provider,
+        model, base URL) and usage totals."""
+        await self.flush()
+        rows = []
+        async for key in self._client.scan_iter(match=f"{self.namespace}:i:*", count=500):
+            data = await self._client.hgetall(key)
+            rows.append({
+                "name": data.get("name", key), "provider": data.get("provider", "?"),
+                "model": data.get("model", "?"), "base_url": data.get("base_url", ""),
+                "requests": int(data.get("req", 0)), "failures": int(data.get("fail", 0)),
+                "prompt_tokens": int(data.get("pt", 0)),
+                "completion_tokens": int(data.get("ct", 0)),
+                "total_tokens": int(data.get("tt", 0)), "cached_tokens": int(data.get("cached", 0)),
+            })  # fmt: skip
+        return sorted(rows, key=lambda r: (r["provider"], r["model"], r["name"]))
+
     async def flush(self) -> None:
         """Write every queued record now."""
         while self._pending:
@@ -302,6 +320,9 @@ class RedisStore:
             ns = self.namespace
             keys = [f"{ns}:i:{sk}", f"{ns}:f:{sk}", f"{ns}:w:{sk}"]
             self._keys[id(instance)] = keys
+            labels = {"name": instance.name, "provider": instance.provider_type.value,
+                      "model": endpoint.model, "base_url": endpoint.base_url}  # fmt: skip
+            self._pending.append((keys, labels))  # so any process can list it (never the key)
         return keys
 
     def _mirror(self, ordered: Sequence[LlmInstance], snapshot: list[Any], now: float) -> None:
@@ -337,7 +358,10 @@ class RedisStore:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for keys, args in batch:
-                    await self._record_script(keys=keys, args=args, client=pipe)
+                    if isinstance(args, dict):
+                        pipe.hset(keys[0], mapping=args)
+                    else:
+                        await self._record_script(keys=keys, args=args, client=pipe)
                 await pipe.execute()
         except self._errors as exc:
             self._pending.extendleft(reversed(batch))  # kept for when Redis is back

@@ -23,10 +23,10 @@ ENV = {
 }
 
 
-def test_readme_examples_run(tmp_path: pathlib.Path) -> None:
+def test_readme_examples_run(tmp_path: pathlib.Path, redis_url: str) -> None:
     assert len(BLOCKS) >= 2
     shutil.copytree(README.parent / "examples", tmp_path / "examples")  # paths the blocks use
-    env = dict(os.environ, METRICS_PORT="0")
+    env = dict(os.environ, METRICS_PORT="0", REDIS_URL=redis_url)
     with ExitStack() as stack:
         for provider, (key_var, url_var) in ENV.items():
             emu = stack.enter_context(emulator_in_thread(provider))

@@ -238,3 +238,25 @@ async def test_unknown_state_and_missing_instance_errors() -> None:
     manager = LlmManager(state="memory")
     with pytest.raises(NoInstanceAvailableError):
         await manager.generate(GenerationRequest(prompt="x"))
+
+
+async def test_cli_usage_reads_the_shared_totals(
+    redis_url: str, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators("openai")
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    async with LlmManager(state=RedisStore(redis_url, namespace=namespace)) as manager:
+        manager.add_provider("openai", "sk-cli-secret-1", "gpt-4o-mini", base_url=emu.base_url)
+        responses = await manager.batch_generate([GenerationRequest(prompt="x")] * 3)
+    served = sum(r.usage.total_tokens for r in responses)
+    cmd = [sys.executable, "-m", "flyllm.cli", "usage", "--state", redis_url,
+           "--namespace", namespace]  # fmt: skip
+    table = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE)
+    out = (await table.communicate())[0].decode()
+    assert table.returncode == 0 and "gpt-4o-mini" in out and str(served) in out
+    as_json = await asyncio.create_subprocess_exec(*cmd, "--json", stdout=subprocess.PIPE)
+    rows = json.loads((await as_json.communicate())[0])["rows"]
+    assert [(r["model"], r["total_tokens"], r["requests"]) for r in rows] == [
+        ("gpt-4o-mini", served, 3)
+    ]
+    assert rows[0]["cost_usd"] > 0 and "sk-cli-secret-1" not in out + json.dumps(rows)
