@@ -1,4 +1,4 @@
-"""The ``flyllm`` command: ask, batch, usage, config check, demo and emulate.
+"""The ``flyllm`` command: ask, batch, usage, config check, models, demo and emulate.
 
 Results go to stdout; progress, messages and logs to stderr. Exit codes: 0 success, 1 a request
 failed (or another run-time error), 2 a usage or configuration error, 128 + N when stopped by
@@ -18,10 +18,11 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+from flyllm.discovery import ModelInfo
 from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
-from flyllm.types import GenerationRequest, LlmResponse, Usage
+from flyllm.types import GenerationRequest, LlmResponse, ProviderType, Usage
 
 __all__ = ["main"]
 
@@ -45,6 +46,16 @@ Resume: the output is append-only and the last line of an id wins. Running the s
 command again skips the ids whose last line succeeded and asks the others again.
 Every finished result is on disk whatever stops the run (Ctrl-C, a crash, kill -9).
 Malformed input lines are reported with their line numbers and skipped (exit 1)."""
+
+
+_KEY_ENV: dict[ProviderType, tuple[str, ...]] = {
+    ProviderType.GOOGLE: ("GOOGLE_API_KEY", "GEMINI_API_KEY"),  # google-genai's precedence
+    ProviderType.AZURE: ("AZURE_OPENAI_API_KEY",),
+    ProviderType.COHERE: ("CO_API_KEY", "COHERE_API_KEY"),
+    ProviderType.PERPLEXITY: ("PERPLEXITY_API_KEY", "PPLX_API_KEY"),
+}
+"""Where ``flyllm models`` finds a key the command line does not give: the variables the
+official SDKs read; any other provider reads ``<NAME>_API_KEY`` (OPENAI_API_KEY...)."""
 
 
 class UsageError(Exception):
@@ -95,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_batch(commands)
     _add_usage(commands)
     _add_config_check(commands)
+    _add_models(commands)
     demo = commands.add_parser(
         "demo",
         help="run the demo against the built-in emulator (no API keys needed)",
@@ -211,6 +223,31 @@ def _add_config_check(commands: Any) -> None:
         help=f"the config file; default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG}",
     )
     check.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _add_models(commands: Any) -> None:
+    models = commands.add_parser(
+        "models",
+        help="list the models a provider offers to a key",
+        formatter_class=_FORMATTER,
+        description="Ask a provider's models endpoint which models it offers to a key and\n"
+        "print one id (the name to use as model=) per line. Gemini, Cohere, Mistral and\n"
+        "Azure list only the models that can chat; Azure lists the resource's models,\n"
+        "not its deployments. The key is never printed.",
+        epilog="examples:\n  flyllm models openai\n  flyllm models gemini --json | jq '.[].id'\n"
+        "  flyllm models azure --base-url https://my-resource.openai.azure.com\n"
+        "  flyllm models ollama --base-url http://localhost:11434",
+    )
+    models.add_argument("provider", help="a provider name or alias (openai, anthropic, gemini...)")
+    models.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the key; default: the provider's usual variable (OPENAI_API_KEY, "
+        "ANTHROPIC_API_KEY, GOOGLE_API_KEY or GEMINI_API_KEY, CO_API_KEY, ...)",
+    )
+    models.add_argument("--base-url", metavar="URL", help="the provider's base URL, as in configs")
+    models.add_argument("--api-version", metavar="V", help="the API version (Gemini, Azure...)")
+    models.add_argument("--json", action="store_true", help="print a JSON array of model records")
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -373,6 +410,41 @@ def _usage_from_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from flyllm.providers import requires_key, resolve_provider_type
+
+    ptype = resolve_provider_type(args.provider)
+    names = _KEY_ENV.get(ptype, (f"{ptype.value.upper()}_API_KEY",))
+    key = args.api_key
+    if key is None:
+        key = next((os.environ[n] for n in names if os.environ.get(n)), "")
+    if not key and requires_key(ptype):
+        raise UsageError(
+            f"no API key for {ptype.value}: pass --api-key or set {' or '.join(names)}"
+        )
+
+    async def fetch() -> list[ModelInfo]:
+        async with LlmManager() as manager:
+            return await manager.list_models(
+                ptype, key, args.base_url, api_version=args.api_version
+            )
+
+    try:
+        models = asyncio.run(fetch())
+    except ConfigurationError:
+        raise
+    except FlyLLMError as exc:
+        kind = exc.kind.value if exc.kind else type(exc).__name__
+        print(f"flyllm models: {kind}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([model.to_dict() for model in models], indent=2))
+    else:
+        for model in models:
+            print(model.id)
+    return 0
+
+
 def _config_check(args: argparse.Namespace) -> int:
     from flyllm.config import read_config
 
@@ -495,6 +567,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _usage(args)
     if args.command == "config":
         return _config_check(args)
+    if args.command == "models":
+        return _models(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -17,12 +17,12 @@ ollama                        ``GET {base}/api/tags``                        one
 cohere                        ``GET {base}/v1/models?endpoint=chat``         ``page_token``
 ============================  =============================================  =================
 
-Only models that can chat are kept where the provider says which can: Gemini models whose
-``supportedGenerationMethods`` include ``generateContent`` (ids without the ``models/``
-prefix), Cohere models whose ``endpoints`` include ``chat``, Mistral models whose
-``capabilities.completion_chat`` is false are left out, Azure models whose
-``capabilities.chat_completion`` is false too. The others (OpenAI, the compatible services,
-Ollama) list everything, embedding models included: their lists do not say.
+Where a provider says which models can chat, only those are kept: Gemini's with
+``generateContent`` among their ``supportedGenerationMethods`` (ids without the ``models/``
+prefix), Cohere's with ``chat`` among their ``endpoints``, Mistral's and Azure's unless their
+``capabilities.completion_chat`` (Mistral) or ``capabilities.chat_completion`` (Azure) is
+false. The others (OpenAI, the compatible services, Ollama) list everything, embedding models
+included: their lists do not say.
 
 Azure lists the models a resource can use, not its deployments: ``model=`` on Azure is a
 deployment name, often but not always the model's. Deployments can only be listed through the
@@ -84,6 +84,10 @@ class ModelInfo:
     context_window: int | None = None
     max_output_tokens: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised fields as a JSON-able dict (``raw`` left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "raw"}
 
 
 Page = tuple[list[ModelInfo], str | None]
@@ -169,7 +173,7 @@ def _load(response: HttpResponse, provider: str) -> Any:
         data = None
     if not isinstance(data, dict | list):
         raise MalformedResponseError(
-            f"{provider} sent a model list that is not JSON: {excerpt(response.body)}",
+            f"{provider} sent a model list that is not a JSON object: {excerpt(response.body)}",
             status=response.status,
             provider=provider,
         )

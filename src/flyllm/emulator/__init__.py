@@ -13,7 +13,9 @@ implementation: nothing here imports the client side of flyllm.
 
 From the shell: ``flyllm emulate --provider openai --port 8001 [--count 4]`` (or
 ``python -m flyllm.emulator``); other processes drive it through the control API under
-``/_emulator/`` (see :mod:`flyllm.emulator.control`).
+``/_emulator/`` (see :mod:`flyllm.emulator.control`). Each dialect also serves its provider's
+models endpoint (``GET /v1/models``, ``/api/tags``...; :mod:`flyllm.emulator.catalog` and
+docs/WIRE-models.md section 8).
 
 Text and tokens
     A token is a whitespace-separated word. A reply is ``generate_text(prompt, seed,

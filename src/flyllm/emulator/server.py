@@ -2,8 +2,9 @@
 
 Request flow: route -> count and record -> auth -> required headers -> JSON -> provider
 validation -> known model -> fault draw -> added latency -> answer (error, fault, trigger,
-or the deterministic reply). The low-level ``aiohttp.web.Server`` is used on purpose (no
-router, no middlewares): the emulator must never be what limits a benchmark.
+or the deterministic reply). A models-endpoint GET goes route -> auth -> headers -> the page
+of models -> fault draw -> latency -> answer. The low-level ``aiohttp.web.Server`` is used on
+purpose (no router, no middlewares): the emulator must never be what limits a benchmark.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ __all__ = ["Emulator"]
 
 REQUEST_LOG_SIZE = 1000
 SHUTDOWN_GRACE_S = 0.5
+_LISTING = Conversation(model="models", prompt="", prompt_tokens=0)
+"""What a fault answer on the models endpoint is about (rate-limit wording names a model)."""
 
 
 def _load_json(raw: bytes) -> dict[str, Any] | None:
@@ -280,11 +283,20 @@ class Emulator:
         fault = None
         if isinstance(outcome, Conversation):
             stats.model(outcome.model)
+        listed = (
+            isinstance(outcome, Answer)
+            and outcome.status == 200
+            and route is not None
+            and route.listing
+        )
+        if isinstance(outcome, Conversation) or listed:
             fault = self._plan.draw()
             if fault is not None:
                 stats.fault(fault.kind)
         await self._pause()
         if isinstance(outcome, Answer):
+            if fault is not None:
+                return await self._inject_listing(request, fault, outcome, rid, started)
             return self._respond(outcome, rid, started)
         if fault is None:
             return await self._succeed(request, outcome, rid, started, None)
@@ -306,6 +318,8 @@ class Emulator:
         problem = dialect.check_headers(request.headers, rid)
         if problem is not None:
             return problem
+        if route.listing:
+            return dialect.list_models(route, request.query, rid)
         if body is None:
             return dialect.malformed_json(rid)
         conv = dialect.parse(route, body, request.headers, rid)
@@ -344,6 +358,26 @@ class Emulator:
             _reset_connection(request.transport)
             return web.Response()
         return await self._succeed(request, conv, rid, started, kind, fault.after_chunks)
+
+    async def _inject_listing(
+        self, request: web.BaseRequest, fault: Fault, answer: Answer, rid: str, started: float
+    ) -> web.StreamResponse:
+        """A fault on a models-endpoint answer: the error kinds (and ``stream_error``) as the
+        provider's error answer, ``malformed`` as the first half of the body, ``stream_cut``
+        as half the body and a closed connection, ``hang`` and ``reset`` as for chat."""
+        kind = fault.kind
+        if kind in ERROR_KINDS or kind == "stream_error":
+            return self._respond(self._dialect.fault_answer(fault, _LISTING, rid), rid, started)
+        if kind == "hang":
+            await self._closing.wait()
+            kind = "reset"
+        if kind == "reset":
+            _reset_connection(request.transport)
+            return web.Response()
+        if kind == "malformed":
+            cut = Answer(200, answer.body[: len(answer.body) // 2], answer.content_type)
+            return self._respond(cut, rid, started)
+        return await self._cut_body(request, answer, rid, started)
 
     async def _succeed(
         self,

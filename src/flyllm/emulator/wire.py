@@ -139,13 +139,14 @@ class Bucket:
 
 @dataclass(slots=True)
 class Route:
-    """Which provider endpoint a request path names."""
+    """Which provider endpoint a request path names (``listing``: its models endpoint)."""
 
     label: str
     model: str | None = None
     stream: bool = False
     sse: bool = True
     version: str = ""
+    listing: bool = False
 
 
 @dataclass(slots=True)
@@ -235,6 +236,11 @@ class Dialect(ABC):
         self, route: Route, body: dict[str, Any], headers: Mapping[str, str], rid: str
     ) -> Conversation | Answer:
         """Validate the body as the provider does; a :class:`Conversation` when it is valid."""
+
+    @abstractmethod
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """The models endpoint's answer (``route.listing``): one page of the listed models, or
+        the provider's 400 for a bad paging parameter. Auth and headers are checked before."""
 
     @abstractmethod
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:

@@ -1,4 +1,5 @@
-"""Anthropic Messages (``POST /v1/messages``), WIRE.md section 2 and its late-2026 changes."""
+"""Anthropic Messages (``POST /v1/messages``), WIRE.md section 2 and its late-2026 changes, and
+the models list (``GET /v1/models``, docs/WIRE-models.md section 3)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from flyllm.emulator.catalog import CatalogModel, catalog, page_size
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
@@ -26,6 +28,8 @@ from flyllm.emulator.wire import (
 __all__ = ["VERSIONS", "AnthropicDialect"]
 
 ROUTE = "/v1/messages"
+MODELS_ROUTE = "/v1/models"
+LINES = ("opus", "sonnet", "haiku")
 V2023 = "2023-06-01"
 V2026 = "2026-10-21"
 VERSIONS = (V2023, V2026)
@@ -113,6 +117,24 @@ def _check_blocks(index: int, role: str, content: Any, rid: str) -> Answer | Non
     return None
 
 
+def _model_info(model: CatalogModel) -> dict[str, Any]:
+    """One ``ModelInfo`` as the API lists it (capabilities left out: the SDK types them as
+    optional, and flyllm does not read them)."""
+    line = next((name for name in LINES if name in model.id), None)
+    return {
+        "type": "model",
+        "id": model.id,
+        "display_name": model.display_name,
+        "created_at": rfc3339(model.created),
+        "lifecycle": "active",
+        "deprecated_at": None,
+        "retires_at": None,
+        "line": line,
+        "max_input_tokens": model.context_window,
+        "max_tokens": model.max_output,
+    }
+
+
 class AnthropicDialect(Dialect):
     """Anthropic's dialect: x-api-key or Bearer, two API versions, named SSE events."""
 
@@ -130,8 +152,37 @@ class AnthropicDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """Only ``POST /v1/messages``."""
+        """``POST /v1/messages`` and ``GET /v1/models``."""
+        if method == "GET" and path == MODELS_ROUTE:
+            return Route(MODELS_ROUTE, listing=True)
         return Route(ROUTE) if method == "POST" and path == ROUTE else None
+
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """A page of ``ModelInfo`` objects, most recent first: ``limit`` (1..1000, default 20;
+        the emulator serves at most 2), ``after_id`` or ``before_id`` cursors; ``has_more``,
+        ``first_id`` and ``last_id`` say where the page sits."""
+        models = catalog("anthropic", self.models)
+        ids = [m.id for m in models]
+        size = page_size(query.get("limit"), 20, 1000)
+        if size is None:
+            return invalid("limit: Input should be an integer between 1 and 1000", rid)
+        for cursor in ("after_id", "before_id"):
+            if cursor in query and query[cursor] not in ids:
+                return invalid(f"{cursor}: unknown model id {json.dumps(query[cursor])}", rid)
+        if "before_id" in query:
+            end = ids.index(query["before_id"])
+            start = max(0, end - size)
+            chunk, more = models[start:end], start > 0
+        else:
+            start = ids.index(query["after_id"]) + 1 if "after_id" in query else 0
+            chunk, more = models[start : start + size], start + size < len(models)
+        body = {
+            "data": [_model_info(m) for m in chunk],
+            "has_more": more,
+            "first_id": chunk[0].id if chunk else None,
+            "last_id": chunk[-1].id if chunk else None,
+        }
+        return Answer(200, dumps(body))
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """``x-api-key`` when present (it wins), else the ``Authorization: Bearer`` token."""

@@ -5,7 +5,9 @@ OpenAI's bodies behind Azure's URLs: ``POST /openai/deployments/{deployment}/cha
 (or a Bearer token); Azure's error bodies (``{"error": {"code", "message"}}``); prompt and
 completion filter results on every answer; a stream that opens with a ``choices: []`` chunk
 carrying ``prompt_filter_results``. The ``[[refusal]]`` trigger is answered as Azure's prompt
-filter does: HTTP 400 ``content_filter`` with ``innererror``.
+filter does: HTTP 400 ``content_filter`` with ``innererror``. Models lists (docs/WIRE-models.md
+section 5): ``GET /openai/models?api-version=...`` (Azure's ModelList: capabilities, lifecycle,
+``created_at``) and ``GET /openai/v1/models`` (OpenAI's list); there is no deployments list.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from flyllm.emulator.catalog import CatalogModel, catalog
 from flyllm.emulator.dialects.openai import KNOWN_FIELDS, OpenAIDialect
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
@@ -25,6 +28,8 @@ __all__ = ["AzureDialect"]
 
 _DEPLOYMENT = re.compile(r"/openai/deployments/([^/]+)/chat/completions")
 V1_ROUTE = "/openai/v1/chat/completions"
+MODELS_ROUTE = "/openai/models"
+V1_MODELS_ROUTE = "/openai/v1/models"
 _DATED = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 V1_VERSIONS = frozenset({"v1", "preview", "latest"})
 STREAM_OPTIONS_SINCE = "2024-09-01"
@@ -66,6 +71,22 @@ def azure_error(http_status: int, code: str, message: str, **extra: Any) -> Answ
     return Answer(http_status, dumps({"error": {"code": code, "message": message, **extra}}))
 
 
+def _azure_model(model: CatalogModel) -> dict[str, Any]:
+    """One entry of Azure's dated ModelList (a base model, inference available)."""
+    return {
+        "status": "succeeded",
+        "capabilities": {
+            "fine_tune": False, "inference": True, "completion": False,
+            "chat_completion": model.chat, "embeddings": not model.chat,
+        },
+        "lifecycle_status": "generally-available",
+        "deprecation": {"inference": model.created + 2 * 365 * 86_400},
+        "id": model.id,
+        "created_at": model.created,
+        "object": "model",
+    }  # fmt: skip
+
+
 class AzureDialect(OpenAIDialect):
     """Azure OpenAI's dialect: two URL surfaces, api-versions, api-key, content filters."""
 
@@ -76,7 +97,12 @@ class AzureDialect(OpenAIDialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """A deployment's chat completions (with ``api-version``) or the v1 surface."""
+        """A deployment's chat completions (with ``api-version``) or the v1 surface; the
+        models lists ``GET /openai/models`` (with ``api-version``) and ``/openai/v1/models``."""
+        if method == "GET" and path == V1_MODELS_ROUTE:
+            return Route("v1 models", version=query.get("api-version", "v1"), listing=True)
+        if method == "GET" and path == MODELS_ROUTE and "api-version" in query:
+            return Route("models", version=query["api-version"], listing=True)
         if method != "POST":
             return None
         if path == V1_ROUTE:
@@ -127,6 +153,18 @@ class AzureDialect(OpenAIDialect):
             body = {**body, "model": route.model or ""}
         plain = {k: v for k, v in body.items() if k in KNOWN_FIELDS}
         return super().parse(route, plain, headers, rid)
+
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """Every model the resource can use, at once: Azure's ModelList on the dated surface,
+        OpenAI's list on v1. Never the deployments."""
+        version = route.version
+        dated = route.label == "models"
+        if (dated and not _DATED.fullmatch(version)) or (not dated and version not in V1_VERSIONS):
+            return azure_error(400, "BadRequest", "API version not supported")
+        models = catalog("azure", self.models)
+        if dated:
+            return Answer(200, dumps({"data": [_azure_model(m) for m in models], "object": "list"}))
+        return super().list_models(route, query, rid)
 
     @staticmethod
     def _unrecognized(name: str) -> Answer:

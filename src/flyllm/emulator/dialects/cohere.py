@@ -2,7 +2,9 @@
 
 Bearer auth, a strict schema (unknown fields are a 400), ``message.content[]`` text blocks,
 usage in ``billed_units`` and ``tokens`` (the latter also counts the prompt template), named SSE
-events from ``message-start`` to ``message-end``, errors as ``{"id", "message"}``.
+events from ``message-start`` to ``message-end``, errors as ``{"id", "message"}``. The models
+list is ``GET /v1/models`` with ``page_size``/``page_token`` paging and an ``endpoint`` filter
+(docs/WIRE-models.md section 7).
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from flyllm.emulator.catalog import (
+    CatalogModel,
+    catalog,
+    page_size,
+    page_token,
+    read_page_token,
+)
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
@@ -27,6 +36,8 @@ from flyllm.emulator.wire import (
 __all__ = ["CohereDialect"]
 
 ROUTE = "/v2/chat"
+MODELS_ROUTE = "/v1/models"
+ENDPOINTS = ("chat", "embed", "classify", "summarize", "rerank", "rate", "generate")
 CONTEXT_WINDOW = 256_000
 TEMPLATE_TOKENS = 66
 """Tokens the chat template adds to the prompt: counted in ``usage.tokens``, not billed."""
@@ -100,6 +111,26 @@ def _check_params(body: dict[str, Any]) -> str | None:
     return None
 
 
+def _endpoints(model: CatalogModel) -> list[str]:
+    if model.chat:
+        return ["chat", "generate", "summarize"]
+    return ["rerank"] if model.id.startswith("rerank") else ["embed", "classify"]
+
+
+def _model(model: CatalogModel) -> dict[str, Any]:
+    """One model as ``GET /v1/models`` lists it."""
+    return {
+        "name": model.id,
+        "endpoints": _endpoints(model),
+        "finetuned": False,
+        "context_length": model.context_window,
+        "tokenizer_url": f"https://storage.googleapis.com/cohere-public/tokenizers/{model.id}.json",
+        "default_endpoints": [],
+        "features": ["tools", "strict_tools", "json_mode", "json_schema"] if model.chat else [],
+        "is_deprecated": False,
+    }
+
+
 class CohereDialect(Dialect):
     """Cohere's v2 chat dialect: strict schema, billed and raw token counts, named events."""
 
@@ -111,8 +142,36 @@ class CohereDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """Only ``POST /v2/chat``."""
+        """``POST /v2/chat`` and ``GET /v1/models``."""
+        if method == "GET" and path == MODELS_ROUTE:
+            return Route(MODELS_ROUTE, listing=True)
         return Route(ROUTE) if method == "POST" and path == ROUTE else None
+
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """``{"models": [...], "next_page_token"}``: ``endpoint`` keeps the models of one
+        endpoint, ``page_size`` 1..1000 (default 20; the emulator serves at most 2),
+        ``page_token`` from the previous page; no token on the last page."""
+        endpoint = query.get("endpoint")
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            return invalid(f"endpoint must be one of {', '.join(ENDPOINTS)}", rid)
+        models = [
+            m
+            for m in catalog("cohere", self.models)
+            if endpoint is None or endpoint in _endpoints(m)
+        ]
+        size = page_size(query.get("page_size"), 20, 1000)
+        if size is None:
+            return invalid("page_size must be between 1 and 1000", rid)
+        start = 0
+        if query.get("page_token"):
+            found = read_page_token(query["page_token"], models)
+            if found is None:
+                return invalid("invalid page_token", rid)
+            start = found
+        body: dict[str, Any] = {"models": [_model(m) for m in models[start : start + size]]}
+        if start + size < len(models):
+            body["next_page_token"] = page_token(start + size)
+        return Answer(200, dumps(body))
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The ``Authorization: Bearer`` token."""

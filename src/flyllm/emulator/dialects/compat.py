@@ -5,16 +5,18 @@ stream-usage placement, ``[DONE]`` habit, key rules and quota answer, from a tab
 The table is the emulator's own reading of the services' documentation; it does not import
 the client's presets, so a mistake in one shows up as a failing test instead of hiding.
 Validation is looser than OpenAI's (these servers ignore fields they do not know) except for
-the fields a service documents as rejected.
+the fields a service documents as rejected. ``GET {prefix}/models`` lists models in OpenAI's
+shape plus each service's own fields (a bare array for Together; docs/WIRE-models.md section 1).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flyllm.emulator.catalog import CatalogModel, catalog
 from flyllm.emulator.dialects.openai import ROLES, OpenAIDialect, content_text, error, invalid
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
@@ -90,8 +92,19 @@ class CompatDialect(OpenAIDialect):
         return root + self.flavour.prefix
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """Only ``POST {prefix}/chat/completions``."""
+        """``POST {prefix}/chat/completions`` and ``GET {prefix}/models``."""
+        if method == "GET" and path == self.flavour.prefix + "/models":
+            return Route(path, listing=True)
         return Route(self._route) if method == "POST" and path == self._route else None
+
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """Every model at once, in the service's shape."""
+        name = self.flavour.name
+        shape = _SHAPES.get(name, _openai_shape)
+        entries = [shape(m, name) for m in catalog(name, self.models)]
+        if name == "together":  # Together's GET /models answers a bare JSON array
+            return Answer(200, dumps(entries))
+        return Answer(200, dumps({"object": "list", "data": entries}))
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The Bearer token; '' without one for local servers that need none."""
@@ -171,6 +184,62 @@ class CompatDialect(OpenAIDialect):
         if self.flavour.done:
             tail.append(b"data: [DONE]\n\n")
         return StreamPlan(head, content, tail)
+
+
+def _openai_shape(model: CatalogModel, service: str) -> dict[str, Any]:
+    """OpenAI's model object; the owner is the organisation in the id, else the service."""
+    owner = model.id.split("/")[0] if "/" in model.id else service
+    return {"id": model.id, "object": "model", "created": model.created, "owned_by": owner}
+
+
+def _groq(model: CatalogModel, service: str) -> dict[str, Any]:
+    return {
+        **_openai_shape(model, service), "active": True, "context_window": model.context_window,
+        "public_apps": None, "max_completion_tokens": model.max_output,
+    }  # fmt: skip
+
+
+def _together(model: CatalogModel, service: str) -> dict[str, Any]:
+    return {
+        **_openai_shape(model, service), "type": "chat" if model.chat else "embedding",
+        "display_name": model.display_name, "organization": model.id.split("/")[0],
+        "context_length": model.context_window,
+    }  # fmt: skip
+
+
+def _openrouter(model: CatalogModel, service: str) -> dict[str, Any]:
+    limits = {"context_length": model.context_window, "max_completion_tokens": model.max_output}
+    return {
+        "id": model.id, "canonical_slug": model.id, "name": model.display_name,
+        "created": model.created, "description": f"Emulated {model.display_name}.",
+        "context_length": model.context_window,
+        "architecture": {"modality": "text->text", "input_modalities": ["text"],
+                         "output_modalities": ["text"], "tokenizer": "Other"},
+        "pricing": {"prompt": "0.00000015", "completion": "0.0000006"},
+        "top_provider": {**limits, "is_moderated": False},
+        "per_request_limits": None,
+    }  # fmt: skip
+
+
+def _deepseek(model: CatalogModel, service: str) -> dict[str, Any]:
+    return {"id": model.id, "object": "model", "owned_by": "deepseek"}
+
+
+def _vllm(model: CatalogModel, service: str) -> dict[str, Any]:
+    return {
+        **_openai_shape(model, service), "owned_by": "vllm", "root": model.id, "parent": None,
+        "max_model_len": model.context_window,
+    }  # fmt: skip
+
+
+_SHAPES: dict[str, Callable[[CatalogModel, str], dict[str, Any]]] = {
+    "groq": _groq,
+    "together": _together,
+    "openrouter": _openrouter,
+    "deepseek": _deepseek,
+    "vllm": _vllm,
+}
+"""Services whose model objects differ from OpenAI's (the others use :func:`_openai_shape`)."""
 
 
 class _Chunks:

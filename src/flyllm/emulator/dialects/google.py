@@ -2,6 +2,8 @@
 
 WIRE.md section 3. Non-streaming and error bodies are pretty-printed like Google's servers;
 SSE chunks use Google's ``": "``/``,"`` spacing and CRLF event separators and end at EOF.
+The models list is ``GET /{v1,v1beta}/models`` with ``pageSize``/``pageToken`` paging
+(docs/WIRE-models.md section 4).
 """
 
 from __future__ import annotations
@@ -11,6 +13,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from flyllm.emulator.catalog import (
+    CatalogModel,
+    catalog,
+    page_size,
+    page_token,
+    read_page_token,
+)
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
@@ -28,6 +37,8 @@ __all__ = ["GoogleDialect", "retry_delay"]
 JSON_TYPE = "application/json; charset=UTF-8"
 CONTEXT_WINDOW = 1_048_576
 METHODS = ("generateContent", "streamGenerateContent")
+VERSIONS = ("v1", "v1beta")
+CHAT_METHODS = ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
 FINISH = {"end": "STOP", "stop_sequence": "STOP", "length": "MAX_TOKENS", "refusal": "SAFETY"}
 _SSE = json.JSONEncoder(separators=(",", ": "), ensure_ascii=False).encode
 _PRETTY = json.JSONEncoder(indent=2, ensure_ascii=False).encode
@@ -136,6 +147,24 @@ def _quota_details(model: str, quota_id: str, retry_after: float | None) -> list
     return details
 
 
+def _model(model: CatalogModel) -> dict[str, Any]:
+    """One ``Model`` resource as ``models.list`` returns it."""
+    entry: dict[str, Any] = {
+        "name": f"models/{model.id}",
+        "version": "001",
+        "displayName": model.display_name,
+        "description": f"Emulated {model.display_name}.",
+        "inputTokenLimit": model.context_window,
+        "outputTokenLimit": model.max_output,
+    }
+    if not model.chat:
+        entry["supportedGenerationMethods"] = ["embedContent"]
+        return entry
+    entry["supportedGenerationMethods"] = CHAT_METHODS
+    entry.update(temperature=1, topP=0.95, topK=64, maxTemperature=2, thinking=True)
+    return entry
+
+
 class GoogleDialect(Dialect):
     """Gemini's dialect: ``x-goog-api-key`` or ``?key=``, google.rpc.Status errors, CRLF SSE."""
 
@@ -147,11 +176,14 @@ class GoogleDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """``POST /{v1,v1beta}/models/{model}:{generateContent,streamGenerateContent}``."""
+        """``POST /{v1,v1beta}/models/{model}:{generateContent,streamGenerateContent}`` and
+        ``GET /{v1,v1beta}/models``."""
+        if method == "GET" and path in ("/v1/models", "/v1beta/models"):
+            return Route(path, listing=True, version=path[1:].partition("/")[0])
         if method != "POST":
             return None
         version, sep, rest = path[1:].partition("/models/")
-        if not sep or version not in ("v1", "v1beta"):
+        if not sep or version not in VERSIONS:
             return None
         model, colon, action = rest.rpartition(":")
         if not colon or not model or "/" in model or action not in METHODS:
@@ -251,6 +283,24 @@ class GoogleDialect(Dialect):
             trigger=find_trigger(texts),
             sse=route.sse,
         )
+
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """``{"models": [Model...], "nextPageToken"}``, pretty-printed; ``pageSize`` defaults
+        to 50 (the emulator serves at most 2), ``nextPageToken`` only while more remain."""
+        models = catalog("google", self.models)
+        size = page_size(query.get("pageSize"), 50, 1 << 31)
+        if size is None:
+            return invalid(f"Invalid value at 'page_size' (TYPE_INT32), \"{query['pageSize']}\"")
+        start = 0
+        if query.get("pageToken"):
+            found = read_page_token(query["pageToken"], models)
+            if found is None:
+                return invalid("Invalid page token.")
+            start = found
+        body: dict[str, Any] = {"models": [_model(m) for m in models[start : start + size]]}
+        if start + size < len(models):
+            body["nextPageToken"] = page_token(start + size)
+        return Answer(200, _PRETTY(body).encode(), JSON_TYPE)
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
         """404 ``NOT_FOUND`` naming the model and API version."""

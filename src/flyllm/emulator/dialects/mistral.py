@@ -1,7 +1,8 @@
 """Mistral chat completions (``POST /v1/chat/completions``), WIRE.md section 4.
 
 OpenAI-like on the surface, but with a strict schema (unknown fields are a 422 whose
-``message`` is an object), usage always on the finish chunk, and Kong gateway errors.
+``message`` is an object), usage always on the finish chunk, and Kong gateway errors. The
+models list (``GET /v1/models``) is one page of model cards (docs/WIRE-models.md section 2).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from flyllm.emulator.catalog import CatalogModel, catalog
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
@@ -30,6 +32,7 @@ from flyllm.emulator.wire import (
 __all__ = ["MistralDialect"]
 
 ROUTE = "/v1/chat/completions"
+MODELS_ROUTE = "/v1/models"
 CONTEXT_WINDOW = 131_072
 _FIELDS = """
     model messages temperature top_p max_tokens stream stop random_seed metadata response_format
@@ -126,6 +129,29 @@ def _read_messages(messages: list[Any]) -> tuple[list[str], str] | Answer:
     return texts, prompt
 
 
+def _card(model: CatalogModel, now: int) -> dict[str, Any]:
+    """One base model card (``BaseModelCard`` in the SDK)."""
+    chat = model.chat
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": now,
+        "owned_by": "mistralai",
+        "capabilities": {
+            "completion_chat": chat, "function_calling": chat, "completion_fim": False,
+            "fine_tuning": False, "vision": False, "classification": False,
+        },
+        "name": model.display_name,
+        "description": f"Emulated {model.display_name}.",
+        "max_context_length": model.context_window,
+        "aliases": [],
+        "deprecation": None,
+        "deprecation_replacement_model": None,
+        "default_model_temperature": 0.3 if chat else None,
+        "type": "base",
+    }  # fmt: skip
+
+
 class MistralDialect(Dialect):
     """Mistral's dialect: Bearer auth, ``ratelimitbysize-*`` headers, usage on the finish chunk."""
 
@@ -142,8 +168,17 @@ class MistralDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """Only ``POST /v1/chat/completions``."""
+        """``POST /v1/chat/completions`` and ``GET /v1/models``."""
+        if method == "GET" and path == MODELS_ROUTE:
+            return Route(MODELS_ROUTE, listing=True)
         return Route(ROUTE) if method == "POST" and path == ROUTE else None
+
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """``{"object": "list", "data": [card...]}``, every model at once; ``created`` is the
+        time of the request on every card, as the live API sends it."""
+        now = int(time.time())
+        cards = [_card(m, now) for m in catalog("mistral", self.models)]
+        return Answer(200, dumps({"object": "list", "data": cards}))
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The ``Authorization: Bearer`` token."""

@@ -3,16 +3,19 @@
 Newline-delimited JSON streams (``application/x-ndjson``), streaming by default when the body
 has no ``stream`` field, sampling parameters inside ``options``, errors as
 ``{"error": "text"}``. No key is needed; with ``api_keys`` set the emulator wants a Bearer
-token, as ollama.com or an authenticating proxy would.
+token, as ollama.com or an authenticating proxy would. ``GET /api/tags`` lists the local
+models (docs/WIRE-models.md section 6).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from flyllm.emulator.catalog import CatalogModel, catalog
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
@@ -30,6 +33,7 @@ from flyllm.emulator.wire import (
 __all__ = ["OllamaDialect"]
 
 ROUTE = "/api/chat"
+TAGS_ROUTE = "/api/tags"
 CONTEXT_WINDOW = 4096
 ROLES = ("system", "user", "assistant", "tool")
 DONE_REASON = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop"}
@@ -93,6 +97,28 @@ def _read_options(options: Any) -> tuple[int | None, tuple[str, ...]] | Answer:
     return (limit if limit is not None and limit > 0 else None), tuple(stop)
 
 
+def _tag(model: CatalogModel) -> dict[str, Any]:
+    """One local model as ``/api/tags`` lists it (``display_name`` holds its family)."""
+    family = model.display_name if model.display_name != model.id else model.id.split(":")[0]
+    digest = hashlib.sha256(model.id.encode()).hexdigest()
+    modified = datetime.fromtimestamp(model.created, timezone.utc)
+    return {
+        "name": model.id,
+        "model": model.id,
+        "modified_at": modified.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
+        "size": 2_019_393_189 + int(digest[:6], 16),
+        "digest": digest,
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": family,
+            "families": [family],
+            "parameter_size": "3.2B" if model.chat else "137M",
+            "quantization_level": "Q4_K_M" if model.chat else "F16",
+        },
+    }
+
+
 class OllamaDialect(Dialect):
     """Ollama's dialect: keyless by default, NDJSON streams, counts on the final object."""
 
@@ -104,8 +130,14 @@ class OllamaDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """Only ``POST /api/chat``."""
+        """``POST /api/chat`` and ``GET /api/tags``."""
+        if method == "GET" and path == TAGS_ROUTE:
+            return Route(TAGS_ROUTE, sse=False, listing=True)
         return Route(ROUTE, sse=False) if method == "POST" and path == ROUTE else None
+
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """``{"models": [{"name", "model", "modified_at", "size", "digest", "details"}]}``."""
+        return Answer(200, dumps({"models": [_tag(m) for m in catalog("ollama", self.models)]}))
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The Bearer token, or '' without one (a local server needs no key)."""

@@ -1,4 +1,5 @@
-"""OpenAI Chat Completions (``POST /v1/chat/completions``), WIRE.md section 1."""
+"""OpenAI Chat Completions (``POST /v1/chat/completions``), WIRE.md section 1, and the models
+list (``GET /v1/models``, docs/WIRE-models.md section 1)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from flyllm.emulator.catalog import catalog
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
@@ -27,6 +29,7 @@ from flyllm.emulator.wire import (
 __all__ = ["OpenAIDialect"]
 
 ROUTE = "/v1/chat/completions"
+MODELS_ROUTE = "/v1/models"
 CONTEXT_WINDOW = 128_000
 _KNOWN_FIELDS = """
     audio frequency_penalty function_call functions logit_bias logprobs max_completion_tokens
@@ -115,8 +118,19 @@ class OpenAIDialect(Dialect):
         return root + "/v1"
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """Only ``POST /v1/chat/completions``."""
+        """``POST /v1/chat/completions`` and ``GET /v1/models``."""
+        if method == "GET" and path == MODELS_ROUTE:
+            return Route(MODELS_ROUTE, listing=True)
         return Route(ROUTE) if method == "POST" and path == ROUTE else None
+
+    def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
+        """``{"object": "list", "data": [{"id", "object", "created", "owned_by"}]}``, every
+        model at once (the API does not paginate)."""
+        data = [
+            {"id": m.id, "object": "model", "created": m.created, "owned_by": "system"}
+            for m in catalog("openai", self.models)
+        ]
+        return Answer(200, dumps({"object": "list", "data": data}))
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The ``Authorization: Bearer`` token."""
