@@ -1,0 +1,145 @@
+"""A smoke run of the benchmark, so that it cannot rot: ``python -m bench --quick`` with the
+bare loop and flyllm (LiteLLM runs only in the full run: it is not a test dependency).
+
+It checks the output's shape (every scenario reported, the figures present and positive, the
+targets judged) and never speed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.scenarios import QUICK, SCENARIOS
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTENDERS = ("bare", "flyllm")
+Results = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, str]:
+    """The JSON results and the printed tables of one quick run."""
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--skip-emulator"]
+    command += ["--contenders", ",".join(CONTENDERS), "--out", str(out)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=50)
+    assert run.returncode == 0, run.stderr[-4000:]
+    results: Results = json.loads(out.read_text())
+    return results, run.stdout
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def figures_of(results: Results) -> list[Results]:
+    """Every child's figures, wherever they sit in the results."""
+    found: list[Results] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "blocked_hosts" in node:
+                found.append(node)
+            for value in node.values():
+                walk(value)
+
+    walk(results["scenarios"])
+    return found
+
+
+def test_every_scenario_ran_without_errors(smoke: tuple[Results, str]) -> None:
+    results, stdout = smoke
+    assert results["mode"] == "quick"
+    assert list(results["scenarios"]) == list(SCENARIOS)
+    children = figures_of(results)
+    assert len(children) >= 15
+    for figures in children:
+        assert "error" not in figures
+        assert figures["blocked_hosts"] == []
+    for number in range(1, 8):
+        assert f"\n{number}. " in "\n" + stdout
+
+
+def test_startup(smoke: tuple[Results, str]) -> None:
+    startup = smoke[0]["scenarios"]["startup"]
+    for module in ("aiohttp", "httpx", "flyllm"):
+        assert positive(startup["modules"][module]["import_ms"])
+        assert positive(startup["modules"][module]["rss_mb"])
+    assert positive(startup["ratios"]["flyllm/aiohttp"])
+
+
+@pytest.mark.parametrize("scenario", ["throughput", "mixed"])
+def test_requests(smoke: tuple[Results, str], scenario: str) -> None:
+    by_concurrency = smoke[0]["scenarios"][scenario]
+    assert list(by_concurrency) == [f"c{c}" for c in QUICK.concurrencies]
+    for by in by_concurrency.values():
+        assert set(by) == {*CONTENDERS, "ratios"}
+        for name in CONTENDERS:
+            f = by[name]
+            assert f["requests"] == f["successes"] == QUICK.requests
+            assert f["attempts"] == QUICK.requests
+            for key in ("rps", "cpu_ms_per_request", "p50_ms", "p99_ms", "peak_rss_mb"):
+                assert positive(f[key]), (name, key, f[key])
+            assert f["p99_ms"] >= f["p50_ms"]
+        assert positive(by["ratios"]["flyllm/bare"])
+
+
+def test_streaming(smoke: tuple[Results, str]) -> None:
+    streaming = smoke[0]["scenarios"]["streaming"]
+    for name in CONTENDERS:
+        f = streaming[name]
+        assert f["successes"] == f["streams"] == QUICK.streams
+        assert f["chunks_per_stream"] == QUICK.reply_tokens
+        for key in ("cpu_us_per_chunk", "ttfc_p50_ms", "ttfc_p99_ms"):
+            assert positive(f[key]), (name, key)
+    for key in ("cpu_per_chunk", "ttfc_p50", "ttfc_p99"):
+        assert positive(streaming["ratios"][key]["flyllm/bare"])
+
+
+def test_faults(smoke: tuple[Results, str]) -> None:
+    faults = smoke[0]["scenarios"]["faults"]
+    bare, flyllm = faults["bare"], faults["flyllm"]
+    assert bare["failures"] > 0  # the faults were injected; the bare loop does not retry
+    assert bare["attempts"] == QUICK.fault_requests
+    assert 0 < flyllm["success_rate"] <= 1
+    assert flyllm["attempts_per_success"] >= 1
+    assert positive(flyllm["cpu_ms_per_success"])
+    assert positive(faults["ratios"]["cpu_per_success"]["flyllm/bare"])
+
+
+def test_selection(smoke: tuple[Results, str]) -> None:
+    selection = smoke[0]["scenarios"]["selection"]
+    assert "least_recently_used" in selection
+    for f in selection.values():
+        sizes = [str(n) for n in QUICK.selection_sizes]
+        assert set(f["selection_ns"]) == {"fixed", "spread", "untasked"}
+        for by_size in f["selection_ns"].values():
+            assert all(positive(by_size[n]) for n in sizes)
+            assert positive(by_size["growth"])
+        assert all(positive(f["e2e_cpu_ms_per_request"][n]) for n in sizes)
+
+
+def test_memory(smoke: tuple[Results, str]) -> None:
+    memory = smoke[0]["scenarios"]["memory"]
+    for name in CONTENDERS:
+        f = memory[name]
+        assert f["requests"] == f["successes"] == QUICK.memory_requests
+        assert f["rss_peak_mb"] >= f["rss_before_mb"] > 0
+        assert f["samples"] > 0
+
+
+def test_targets_are_judged(smoke: tuple[Results, str]) -> None:
+    results, stdout = smoke
+    targets = {t["name"]: t for t in results["targets"]}
+    assert len(targets) == 5
+    litellm = [t for name, t in targets.items() if "LiteLLM" in name]
+    assert len(litellm) == 2 and all(t["met"] is None for t in litellm)
+    measured = [t for name, t in targets.items() if "LiteLLM" not in name]
+    assert all(isinstance(t["met"], bool) and positive(t["value"]) for t in measured)
+    assert "Targets" in stdout
