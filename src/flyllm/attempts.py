@@ -117,7 +117,10 @@ class AttemptLoop:
                 return self._give_up("the request's deadline passed")
             ready, levels, ready_at, soonest = self._choose(now)
             if ready:
-                index, wait = await m._store.acquire(ready, plan.tokens)
+                store = m._store
+                if not store.shared:  # local readiness was just checked: no await needed
+                    return self._book(ready[0], levels[0], now)
+                index, wait = await store.acquire(ready, plan.tokens)
                 if index is not None:
                     return self._book(ready[index], levels[index], m.clock())
                 ready_at = min(ready_at, now + wait)  # other processes hold them
@@ -196,12 +199,14 @@ class AttemptLoop:
         self._tried.add(instance.id)
         self._used[level] += 1
         self.attempts += 1
-        total = None if plan.deadline is None else max(plan.deadline - now, 0.001)
-        timeouts = Timeouts(
-            plan.connect_timeout or instance.connect_timeout or m.connect_timeout,
-            plan.read_timeout or instance.read_timeout or m.read_timeout,
-            total,
-        )
+        if plan.deadline is None and plan.connect_timeout is None and plan.read_timeout is None:
+            timeouts = instance.default_timeouts
+        else:
+            timeouts = Timeouts(
+                plan.connect_timeout or instance.connect_timeout or m.connect_timeout,
+                plan.read_timeout or instance.read_timeout or m.read_timeout,
+                None if plan.deadline is None else max(plan.deadline - now, 0.001),
+            )
         task = plan.tiers[level].task
         params = m._params_for(instance, task, plan)
         attempt = Attempt(

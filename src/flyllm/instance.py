@@ -10,6 +10,7 @@ from flyllm.limits import RateLimiter
 from flyllm.pricing import ModelPrice, lookup_price
 from flyllm.providers.base import Endpoint, Provider
 from flyllm.resilience import BreakerPolicy, CircuitBreaker
+from flyllm.transport import Timeouts
 from flyllm.types import ProviderType, Usage
 
 __all__ = ["InstanceHealth", "InstanceStats", "LlmInstance"]
@@ -98,6 +99,10 @@ class LlmInstance:
     connect_timeout: float | None = None
     read_timeout: float | None = None
     price: ModelPrice | None = None
+    default_timeouts: Timeouts = field(default_factory=Timeouts)
+    """The attempt limits when a request sets none of its own (manager's, then instance's)."""
+    param_cache: dict[str | None, dict[str, Any]] = field(default_factory=dict, repr=False)
+    """Merged parameters per task, for requests that bring no parameters of their own."""
     _noted: set[str] = field(default_factory=set, repr=False)
     _price_looked_up: bool = field(default=False, repr=False)
 
@@ -123,9 +128,12 @@ class LlmInstance:
         time (cooling down, circuit open, rate limit; infinity: when a running request ends),
         or None when it never can (the request is larger than its tokens-per-minute limit)."""
         breaker = self.breaker
+        limiter = self.limiter
+        if breaker.state == "closed" and breaker.ready_at <= now and not limiter.limited:
+            return now  # the common case, kept cheap: healthy and no client-side limits
         if not breaker.available(now):
             return max(breaker.ready_at, now) if not breaker.probing else float("inf")
-        return self.limiter.ready_at(now, tokens, self.stats.in_flight)
+        return limiter.ready_at(now, tokens, self.stats.in_flight)
 
     def health(self, now: float) -> InstanceHealth:
         """A snapshot of this instance's state for ``instance_health()``."""

@@ -59,7 +59,15 @@ class RateLimiter:
     ``tokens`` tokens may be sent (``now`` when it may go at once); ``acquire`` books it and
     ``settle`` corrects the booking with the real usage."""
 
-    __slots__ = ("_blocked_until", "_requests", "_tokens", "max_concurrent", "rpm", "tpm")
+    __slots__ = (
+        "_blocked_until",
+        "_requests",
+        "_tokens",
+        "limited",
+        "max_concurrent",
+        "rpm",
+        "tpm",
+    )
 
     def __init__(
         self, rpm: int | None = None, tpm: int | None = None, max_concurrent: int | None = None
@@ -67,6 +75,8 @@ class RateLimiter:
         self.rpm = rpm
         self.tpm = tpm
         self.max_concurrent = max_concurrent
+        self.limited = bool(rpm or tpm or max_concurrent)
+        """Whether any limit (configured, or learned from headers) may hold a request."""
         self._requests = _Window()
         self._tokens = _Window()
         self._blocked_until = 0.0  # from the provider's own headers
@@ -104,3 +114,4 @@ class RateLimiter:
     def hold(self, until: float) -> None:
         """The provider's headers say its window is spent: send nothing before ``until``."""
         self._blocked_until = max(self._blocked_until, until)
+        self.limited = True

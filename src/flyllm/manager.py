@@ -144,6 +144,7 @@ class LlmManager:
         self._next_id = 0
         self._selection_seq = 0
         self._capacity: asyncio.Event | None = None  # set when a running request ends
+        self._tier_cache: dict[str | None, tuple[Tier, ...]] = {}
         self._hooks: list[Hook] = []
         self._broken_hooks: set[int] = set()
         self._request_seq = 0
@@ -197,6 +198,7 @@ class LlmManager:
                 )
             return
         self._tasks[task.name] = normalised
+        self._tier_cache.clear()
         self._by_task.setdefault(task.name, [])
 
     def add_provider(
@@ -276,7 +278,10 @@ class LlmManager:
             float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),
             limiter=RateLimiter(rpm, tpm, max_concurrent), connect_timeout=connect_timeout,
             read_timeout=read_timeout, price=price or self._prices.get(model),
+            default_timeouts=Timeouts(connect_timeout or self.connect_timeout,
+                                      read_timeout or self.read_timeout),
         )  # fmt: skip
+        self._tier_cache.clear()
         self._next_id += 1
         self._instances[instance_id] = instance
         self._all.append(instance)
@@ -319,6 +324,7 @@ class LlmManager:
         instance = self._instances.pop(instance_id, None)
         if instance is None:
             raise ConfigurationError(f"no instance with id {instance_id}")
+        self._tier_cache.clear()
         instance.enabled = False
         self._all = [i for i in self._all if i is not instance]
         for task_name in instance.tasks:
@@ -419,11 +425,17 @@ class LlmManager:
             raise NoInstanceAvailableError(f"no enabled instance serves {what}")
         max_attempts = self.max_attempts if request.max_attempts is None else request.max_attempts
         try:
-            _positive_int("max_attempts", max_attempts)
-            for name in ("deadline", "connect_timeout", "read_timeout"):
-                _positive_number(name, getattr(request, name), allow_none=True)
+            if max_attempts is not self.max_attempts:
+                _positive_int("max_attempts", max_attempts)
+            if not (request.deadline is request.connect_timeout is request.read_timeout is None):
+                for name in ("deadline", "connect_timeout", "read_timeout"):
+                    value = getattr(request, name)
+                    if value is not None:
+                        _positive_number(name, value)
             params = validate_params(request.params)
-            provider_params = _provider_params(request.provider_params)
+            provider_params = (
+                _provider_params(request.provider_params) if request.provider_params else {}
+            )
         except (TypeError, ValueError, ConfigurationError) as exc:
             raise InvalidRequestError(f"bad parameter: {exc}") from None
         task = tiers[0].task
@@ -441,7 +453,14 @@ class LlmManager:
         )  # fmt: skip
 
     def _tiers(self, task_name: str | None) -> tuple[Tier, ...]:
-        """The request's task and its fallback chain, each with its instances."""
+        """The request's task and its fallback chain, each with its instances (cached until the
+        tasks or instances change)."""
+        cached = self._tier_cache.get(task_name)
+        if cached is None:
+            cached = self._tier_cache[task_name] = self._resolve_tiers(task_name)
+        return cached
+
+    def _resolve_tiers(self, task_name: str | None) -> tuple[Tier, ...]:
         if task_name is None:
             return (Tier(None, self._all),)
         tiers: list[Tier] = []
@@ -495,9 +514,15 @@ class LlmManager:
         self, instance: LlmInstance, task: TaskDefinition | None, plan: Plan
     ) -> dict[str, Any]:
         """The parameters for this instance: instance < task < request, then the same layers'
-        provider_params for its provider."""
+        provider_params for its provider. Cached per task when the request brings none (the
+        providers only read them)."""
         ptype = instance.provider_type.value
-        return merge_params(
+        cacheable = not plan.params and not plan.provider_params
+        if cacheable:
+            cached = instance.param_cache.get(task.name if task else None)
+            if cached is not None:
+                return cached
+        merged = merge_params(
             instance.parameters,
             task.parameters if task else None,
             plan.params,
@@ -505,6 +530,9 @@ class LlmManager:
             task.provider_params.get(ptype) if task else None,
             plan.provider_params.get(ptype),
         )
+        if cacheable:
+            instance.param_cache[task.name if task else None] = merged
+        return merged
 
     def _build(self, attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
         """The attempt's HTTP request."""

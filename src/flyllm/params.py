@@ -98,6 +98,9 @@ def merge_params(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def conversation(request: GenerationRequest) -> tuple[Message, ...]:
     """The conversation to send: system prompt, messages, then the prompt as a user turn."""
+    prompt = request.prompt
+    if request.messages is None and request.system is None and type(prompt) is str:
+        return (Message("user", prompt),)  # the common case, checked cheaply
     out: list[Message] = []
     if request.system is not None:
         if not isinstance(request.system, str):

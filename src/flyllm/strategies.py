@@ -126,7 +126,9 @@ class RoundRobin:
 
 
 class RandomChoice:
-    """A uniform shuffle; pass ``rng`` for reproducible runs."""
+    """A uniformly random first choice (the others follow in their given order: the manager
+    asks again, without the failed one, before a failover); pass ``rng`` for reproducible
+    runs."""
 
     name = "random"
 
@@ -135,7 +137,9 @@ class RandomChoice:
 
     def order(self, candidates: Sequence[C]) -> list[C]:
         ordered = list(candidates)
-        self._rng.shuffle(ordered)
+        if len(ordered) > 1:
+            i = int(self._rng.random() * len(ordered))
+            ordered[0], ordered[i] = ordered[i], ordered[0]
         return ordered
 
 
