@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench clean redis-server
+.PHONY: demo test bench chaos clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: $(STAMP) redis-server
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench
+
+chaos: $(STAMP)
+	FLYLLM_CHAOS_SCALE=10 $(BIN)/python -m pytest tests/chaos -s -q -p no:cacheprovider -o timeout=600
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
