@@ -27,6 +27,7 @@ class InstanceStats:
 
     last_selected: int = -1
     in_flight: int = 0
+    remote_in_flight: int = 0  # other processes' requests in flight (a shared state store)
     requests: int = 0
     successes: int = 0
     failures: int = 0

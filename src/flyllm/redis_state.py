@@ -237,6 +237,9 @@ class RedisStore:
         self._came_back()
         picked, earliest, slot_second = int(reply[0]), float(reply[1]), int(reply[2])
         self._mirror(ordered, reply[3:], now)
+        if picked >= 0:  # the snapshot counted the booking just made: it is ours, not remote
+            stats = ordered[picked].stats
+            stats.remote_in_flight = max(0, stats.remote_in_flight - 1)
         if picked < 0:
             return None, earliest if earliest > 0 else 0.05
         self._just_booked = (args[2], slot_second)
@@ -326,11 +329,12 @@ class RedisStore:
         return keys
 
     def _mirror(self, ordered: Sequence[LlmInstance], snapshot: list[Any], now: float) -> None:
-        """Show the local strategy what every process did: last selection, latency and cooldowns.
-        (In-flight counts stay local: the script enforces the shared concurrency limits.)"""
+        """Show the local strategy what every process did: requests in flight elsewhere, last
+        selection, latency and cooldowns. (This process's own in-flight count stays its own.)"""
         for i, instance in enumerate(ordered):
-            _in_flight, selected, latency, wait = snapshot[4 * i : 4 * i + 4]
+            in_flight, selected, latency, wait = snapshot[4 * i : 4 * i + 4]
             stats = instance.stats
+            stats.remote_in_flight = max(0, int(in_flight) - stats.in_flight)
             stats.last_selected = max(stats.last_selected, int(selected))
             if latency:
                 stats.latency_avg = float(latency)

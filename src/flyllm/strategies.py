@@ -47,6 +47,8 @@ class CandidateStats(Protocol):
     @property
     def in_flight(self) -> int: ...
     @property
+    def remote_in_flight(self) -> int: ...
+    @property
     def successes(self) -> int: ...
     @property
     def failures(self) -> int: ...
@@ -183,12 +185,17 @@ class LowestCost:
 
 
 class LeastBusy:
-    """Fewest requests in flight first, then least recently selected, then id."""
+    """Fewest requests in flight first (in every process, with a shared state store), then
+    least recently selected, then id."""
 
     name = "least_busy"
 
     def order(self, candidates: Sequence[C]) -> list[C]:
-        return sorted(candidates, key=lambda c: (c.stats.in_flight, c.stats.last_selected, c.id))
+        def key(c: C) -> tuple[int, int, int]:
+            s = c.stats
+            return (s.in_flight + s.remote_in_flight, s.last_selected, c.id)
+
+        return sorted(candidates, key=key)
 
 
 STRATEGIES: dict[str, Callable[[], Strategy]] = {

@@ -260,3 +260,27 @@ async def test_cli_usage_reads_the_shared_totals(
         ("gpt-4o-mini", served, 3)
     ]
     assert rows[0]["cost_usd"] > 0 and "sk-cli-secret-1" not in out + json.dumps(rows)
+
+
+async def test_least_busy_sees_other_processes_requests_in_flight(
+    redis_url: str, emulators: EmulatorFactory
+) -> None:
+    busy, idle = await emulators("openai", latency_ms=400), await emulators("openai")
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    other = LlmManager(state=RedisStore(redis_url, namespace=namespace))
+    other.add_provider("openai", "k", "m", base_url=busy.base_url)
+    mine = LlmManager("least_busy", state=RedisStore(redis_url, namespace=namespace))
+    mine.add_provider("openai", "k", "m", base_url=busy.base_url)
+    mine.add_provider("openai", "k", "m", base_url=idle.base_url)
+    elsewhere = asyncio.ensure_future(
+        other.batch_generate([GenerationRequest(prompt=f"slow {i}") for i in range(4)])
+    )
+    await asyncio.sleep(0.1)  # four requests in flight on the busy instance, in the other manager
+    await mine.generate(GenerationRequest(prompt="first"))  # learns the others' load
+    assert mine.instances[0].stats.remote_in_flight >= 3
+    before = busy.stats()["requests"]
+    await mine.generate(GenerationRequest(prompt="second"))
+    assert busy.stats()["requests"] == before  # it went to the idle instance
+    await elsewhere
+    await other.aclose()
+    await mine.aclose()
