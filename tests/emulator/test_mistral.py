@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -146,14 +145,10 @@ async def test_malformed_json_and_missing_fields(
 
 async def test_rate_limit_headers(emu: Emulator, session: aiohttp.ClientSession) -> None:
     _, first, _ = await post(session, url(emu), chat(), AUTH)
-    if int(first.headers["ratelimitbysize-reset"]) <= 1:  # the minute window is about to reset
-        await asyncio.sleep(1.5)
-        _, first, _ = await post(session, url(emu), chat(), AUTH)
-    _, second, _ = await post(session, url(emu), chat(), AUTH)
-    assert int(first.headers["ratelimitbysize-limit"]) > 0
-    assert int(second.headers["ratelimitbysize-remaining"]) < int(
-        first.headers["ratelimitbysize-remaining"]
-    )
+    limit = int(first.headers["ratelimitbysize-limit"])
+    cost = int(first.headers["ratelimitbysize-query-cost"])
+    # The bucket refills continuously, so only the first answer's figure is exact.
+    assert int(first.headers["ratelimitbysize-remaining"]) == limit - cost
     assert int(first.headers["ratelimitbysize-query-cost"]) > 0
     assert 0 < int(first.headers["ratelimitbysize-reset"]) <= 60
     assert (
