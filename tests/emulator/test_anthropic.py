@@ -243,9 +243,10 @@ async def test_request_id_and_rate_limit_headers(
         ) >= datetime.now(timezone.utc).replace(microsecond=0)
         assert int(first.headers[f"anthropic-ratelimit-{kind}-limit"]) > 0
     assert int(first.headers["anthropic-ratelimit-tokens-remaining"]) % 1000 == 0
-    assert int(second.headers["anthropic-ratelimit-requests-remaining"]) < int(
-        first.headers["anthropic-ratelimit-requests-remaining"]
-    )
+    # The buckets refill continuously: only the first answer's figure is exact.
+    limit = int(first.headers["anthropic-ratelimit-requests-limit"])
+    assert int(first.headers["anthropic-ratelimit-requests-remaining"]) == limit - 1
+    assert int(second.headers["anthropic-ratelimit-requests-remaining"]) <= limit - 1
 
 
 async def test_refusal_trigger(emu: Emulator, session: aiohttp.ClientSession) -> None:

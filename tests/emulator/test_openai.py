@@ -210,7 +210,8 @@ async def test_request_id_and_rate_limit_headers(
             r"\d+(\.\d+)?(ms|s)|\d+m\d+(\.\d+)?s", headers["x-ratelimit-reset-tokens"]
         )
         remaining.append(int(headers["x-ratelimit-remaining-requests"]))
-    assert remaining[0] > remaining[1] > remaining[2]
+    # The bucket refills continuously (500 requests/s): only the first figure is exact.
+    assert remaining[0] == 30000 - 1 and max(remaining) <= 30000 - 1
     _, response, _ = await post(session, url(emu), chat(), {"Authorization": "Bearer nope"})
     assert (
         "x-ratelimit-remaining-requests" in response.headers and "x-request-id" in response.headers
