@@ -46,13 +46,13 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from flyllm.errors import ConfigurationError, MalformedResponseError
-from flyllm.manager import _env_base_url
 from flyllm.providers import PRESETS, get_provider, requires_key, resolve_provider_type
 from flyllm.providers._common import excerpt, join_url, merge_headers, rfc3339_delay
 from flyllm.providers.anthropic import DEFAULT_ANTHROPIC_VERSION
 from flyllm.providers.azure import DEFAULT_AZURE_API_VERSION, azure_target
 from flyllm.providers.base import Endpoint, HttpRequest, HttpResponse
 from flyllm.providers.google import DEFAULT_GOOGLE_VERSION
+from flyllm.settings import env_base_url as _env_base_url
 from flyllm.transport import Timeouts, Transport
 from flyllm.types import ProviderType
 

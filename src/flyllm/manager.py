@@ -36,14 +36,20 @@ from flyllm.params import (
     conversation,
     merge_params,
     validate_params,
-    validate_provider_params,
 )
 from flyllm.pricing import ModelPrice
 from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Completion, Endpoint, HttpRequest
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
-from flyllm.state import MemoryStore, StateStore
+from flyllm.settings import (
+    check_provider_params,
+    env_base_url,
+    make_store,
+    positive_int,
+    positive_number,
+)
+from flyllm.state import StateStore
 from flyllm.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
 from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Timeouts, Transport
@@ -71,17 +77,6 @@ __all__ = ["LlmManager"]
 
 _log = logging.getLogger("flyllm")
 
-BASE_URL_ENV = {
-    ProviderType.OPENAI: "OPENAI_BASE_URL",
-    ProviderType.ANTHROPIC: "ANTHROPIC_BASE_URL",
-    ProviderType.GOOGLE: "GOOGLE_GEMINI_BASE_URL",
-    ProviderType.MISTRAL: "MISTRAL_BASE_URL",
-    ProviderType.AZURE: "AZURE_OPENAI_ENDPOINT",
-    ProviderType.COHERE: "CO_API_URL",
-    ProviderType.OLLAMA: "OLLAMA_HOST",
-}
-"""Environment variables that move a provider's default base URL, as the official SDKs read
-them (MISTRAL_BASE_URL is ours; OLLAMA_HOST may be a bare host or host:port)."""
 DEFAULT_MAX_CONCURRENCY = 64
 
 
@@ -119,11 +114,11 @@ class LlmManager:
         prices: Mapping[str, ModelPrice] | None = None,
         state: str | StateStore | None = None,
     ) -> None:
-        _positive_int("max_attempts", max_attempts)
-        _positive_int("max_concurrency", max_concurrency)
+        positive_int("max_attempts", max_attempts)
+        positive_int("max_concurrency", max_concurrency)
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
                             ("deadline", deadline)):  # fmt: skip
-            _positive_number(name, value, allow_none=name == "deadline")
+            positive_number(name, value, allow_none=name == "deadline")
         self.strategy = make_strategy(strategy)
         self._strategy_uses_estimate = bool(getattr(self.strategy, "uses_estimate", False))
         self.max_attempts = max_attempts
@@ -136,7 +131,7 @@ class LlmManager:
         self.clock = clock
         self.sleep = sleep
         self._transport = Transport(max_response_bytes=max_response_bytes)
-        self._store: StateStore = _make_store(state, clock)
+        self._store: StateStore = make_store(state, clock)
         self._instances: dict[int, LlmInstance] = {}
         self._tasks: dict[str, TaskDefinition] = {}
         self._by_task: dict[str, list[LlmInstance]] = {}
@@ -177,7 +172,7 @@ class LlmManager:
             raise ConfigurationError("a task needs a non-empty name")
         try:
             params = validate_params(task.parameters)
-            provider_params = _provider_params(task.provider_params)
+            provider_params = check_provider_params(task.provider_params)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"task {task.name!r}: {exc}") from None
         fallback = task.fallback
@@ -243,7 +238,7 @@ class LlmManager:
             raise ConfigurationError(f"the api_key for {ptype.value} {model} must be a string")
         if not api_key and requires_key(ptype):
             raise ConfigurationError(f"the api_key for {ptype.value} {model} is empty")
-        url = base_url or _env_base_url(ptype) or impl.default_base_url
+        url = base_url or env_base_url(ptype) or impl.default_base_url
         if not url:
             raise ConfigurationError(f"{ptype.value} instances need a base_url")
         if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
@@ -253,17 +248,17 @@ class LlmManager:
         label = name or f"{ptype.value}/{model}#{instance_id}"
         try:
             params = validate_params(parameters)
-            pparams = _provider_params(provider_params)
+            pparams = check_provider_params(provider_params)
             for limit_name, limit in (
                 ("rpm", rpm),
                 ("tpm", tpm),
                 ("max_concurrent", max_concurrent),
             ):
                 if limit is not None:
-                    _positive_int(limit_name, limit)
+                    positive_int(limit_name, limit)
             for timeout_name, timeout in (("connect_timeout", connect_timeout),
                                           ("read_timeout", read_timeout)):  # fmt: skip
-                _positive_number(timeout_name, timeout, allow_none=True)
+                positive_number(timeout_name, timeout, allow_none=True)
         except (TypeError, ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
         endpoint = Endpoint(
@@ -426,15 +421,15 @@ class LlmManager:
         max_attempts = self.max_attempts if request.max_attempts is None else request.max_attempts
         try:
             if max_attempts is not self.max_attempts:
-                _positive_int("max_attempts", max_attempts)
+                positive_int("max_attempts", max_attempts)
             if not (request.deadline is request.connect_timeout is request.read_timeout is None):
                 for name in ("deadline", "connect_timeout", "read_timeout"):
                     value = getattr(request, name)
                     if value is not None:
-                        _positive_number(name, value)
+                        positive_number(name, value)
             params = validate_params(request.params)
             provider_params = (
-                _provider_params(request.provider_params) if request.provider_params else {}
+                check_provider_params(request.provider_params) if request.provider_params else {}
             )
         except (TypeError, ValueError, ConfigurationError) as exc:
             raise InvalidRequestError(f"bad parameter: {exc}") from None
@@ -682,54 +677,3 @@ class LlmManager:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _provider_params(
-    provider_params: Mapping[str, Mapping[str, Any]] | None,
-) -> dict[str, dict[str, Any]]:
-    """Validated provider_params keyed by canonical provider name ("gemini" -> "google")."""
-    checked = validate_provider_params(provider_params)
-    return {resolve_provider_type(name).value: params for name, params in checked.items()}
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _positive_number(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-
-
-def _env_base_url(ptype: ProviderType) -> str | None:
-    """The base URL the provider's SDK environment variable gives, if set."""
-    name = BASE_URL_ENV.get(ptype)
-    value = os.environ.get(name, "").strip() if name else ""
-    if not value:
-        return None
-    if ptype is ProviderType.OLLAMA:  # OLLAMA_HOST: "host", "host:port" or a URL
-        if "://" not in value:
-            value = "http://" + value
-        scheme, _, rest = value.partition("://")
-        host = rest.split("/", 1)[0]
-        if ":" not in host.rsplit("]", 1)[-1]:
-            value = f"{scheme}://{host}:11434" + rest[len(host) :]
-    return value
-
-
-def _make_store(state: str | StateStore | None, clock: Callable[[], float]) -> StateStore:
-    """The state store for ``LlmManager(state=...)``."""
-    if state is None or state == "memory":
-        return MemoryStore(clock)
-    if isinstance(state, str):
-        if state.startswith(("redis://", "rediss://", "unix://")):
-            from flyllm.redis_state import RedisStore
-
-            return RedisStore(state, clock=clock)
-        raise ConfigurationError(
-            f'unknown state store {state!r}: use "memory", a redis:// URL or a StateStore'
-        )
-    return state

@@ -23,8 +23,8 @@ from flyllm.errors import (
     RateLimitError,
     ServerError,
 )
-from flyllm.manager import BASE_URL_ENV
 from flyllm.providers.base import HttpRequest, HttpResponse
+from flyllm.settings import BASE_URL_ENV
 from flyllm.transport import Timeouts, Transport
 from tests.integration.conftest import EmulatorFactory, emulator_in_thread
 

@@ -20,8 +20,8 @@ from flyllm.errors import (
     NotFoundError,
     RateLimitError,
 )
-from flyllm.manager import BASE_URL_ENV
 from flyllm.providers.base import HttpRequest, HttpResponse
+from flyllm.settings import BASE_URL_ENV
 from flyllm.transport import Timeouts, Transport
 
 TIMEOUTS = Timeouts(3.0, 5.0)
