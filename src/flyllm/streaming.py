@@ -8,6 +8,7 @@ closed by the event loop when its generator is collected.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
@@ -83,7 +84,7 @@ class LlmStream:
             response = self._response
             assert response is not None
             latency = time.perf_counter() - start
-            self._response = _with(response, latency, loop.attempts)
+            self._response = dataclasses.replace(response, latency=latency, attempts=loop.attempts)
             loop.finish(True, None, latency)
             return
         loop.finish(
@@ -133,18 +134,3 @@ class LlmStream:
             raw_finish_reason=completion.raw_finish_reason,
         )
         yield StreamChunk("", instance.id, ptype, model, completion.finish_reason, completion.usage)
-
-
-def _with(response: LlmResponse, latency: float, attempts: int) -> LlmResponse:
-    return LlmResponse(
-        content=response.content,
-        success=True,
-        provider=response.provider,
-        model=response.model,
-        instance_id=response.instance_id,
-        usage=response.usage,
-        finish_reason=response.finish_reason,
-        raw_finish_reason=response.raw_finish_reason,
-        latency=latency,
-        attempts=attempts,
-    )

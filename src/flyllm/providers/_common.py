@@ -14,6 +14,7 @@ import email.utils
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -42,6 +43,17 @@ EXCERPT_LIMIT = 200
 
 
 # --- request side -------------------------------------------------------------------------
+
+
+class ClockedProvider:
+    """What every stateless provider shares: a ``clock`` (epoch seconds, injectable in tests)
+    that dates the HTTP-date and RFC 3339 forms of retry hints, and a repr with no secrets."""
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 def dumps(obj: Any) -> bytes:

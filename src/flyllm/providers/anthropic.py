@@ -36,7 +36,6 @@ error its type names (``overloaded_error`` -> OverloadedError).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,7 +49,7 @@ from flyllm.errors import (
     StreamInterruptedError,
 )
 from flyllm.providers._common import (
-    Clock,
+    ClockedProvider,
     add_extra,
     as_str,
     at_least,
@@ -145,19 +144,13 @@ def anthropic_usage(counts: Mapping[str, Any]) -> Usage:
     return Usage(prompt, completion, prompt + completion, cached)
 
 
-class AnthropicProvider:
+class AnthropicProvider(ClockedProvider):
     """The Anthropic Messages wire format; stateless, shared by every instance. ``clock``
     (epoch seconds) dates ``retry-after`` HTTP-dates and the rate-limit reset timestamps."""
 
     name = "anthropic"
     default_base_url = ANTHROPIC_BASE_URL
     stream_framing = "sse"
-
-    def __init__(self, *, clock: Clock = time.time) -> None:
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return "AnthropicProvider()"
 
     def build(
         self,

@@ -35,7 +35,6 @@ ServerError carrying ``delta.error``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,7 +48,7 @@ from flyllm.errors import (
     StreamInterruptedError,
 )
 from flyllm.providers._common import (
-    Clock,
+    ClockedProvider,
     add_extra,
     as_str,
     at_least,
@@ -122,19 +121,13 @@ def text_blocks(content: Any) -> str:
     )
 
 
-class CohereProvider:
+class CohereProvider(ClockedProvider):
     """The Cohere chat v2 wire format; stateless, shared by every instance. ``clock`` (epoch
     seconds) dates the HTTP-date form of ``retry-after``."""
 
     name = "cohere"
     default_base_url = COHERE_BASE_URL
     stream_framing = "sse"
-
-    def __init__(self, *, clock: Clock = time.time) -> None:
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return "CohereProvider()"
 
     def build(
         self,

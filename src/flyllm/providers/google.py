@@ -52,7 +52,6 @@ decoder reports the latter as NON_SSE_LINE events and :class:`GeminiStream` reas
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,7 +67,7 @@ from flyllm.errors import (
     StreamInterruptedError,
 )
 from flyllm.providers._common import (
-    Clock,
+    ClockedProvider,
     add_extra,
     as_str,
     at_least,
@@ -169,19 +168,13 @@ def gemini_usage(meta: Any) -> Usage:
     return Usage(prompt, completion, total, count(meta.get("cachedContentTokenCount")))
 
 
-class GoogleProvider:
+class GoogleProvider(ClockedProvider):
     """The Gemini generateContent wire format; stateless, shared by every instance. ``clock``
     (epoch seconds) dates the HTTP-date form of ``retry-after``."""
 
     name = "google"
     default_base_url = GOOGLE_BASE_URL
     stream_framing = "sse"
-
-    def __init__(self, *, clock: Clock = time.time) -> None:
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return "GoogleProvider()"
 
     def build(
         self,

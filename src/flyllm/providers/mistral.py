@@ -35,7 +35,6 @@ overloaded, 504 timeout, other 5xx server. ``retry_after`` from ``retry-after-ms
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,7 +49,7 @@ from flyllm.errors import (
     ServerError,
 )
 from flyllm.providers._common import (
-    Clock,
+    ClockedProvider,
     as_str,
     bearer_headers,
     dumps,
@@ -92,19 +91,13 @@ _TYPE_STATUS = {
 }
 
 
-class MistralProvider:
+class MistralProvider(ClockedProvider):
     """The Mistral chat-completions wire format; stateless, shared by every instance.
     ``clock`` (epoch seconds) dates the HTTP-date form of ``retry-after``."""
 
     name = "mistral"
     default_base_url = MISTRAL_BASE_URL
     stream_framing = "sse"
-
-    def __init__(self, *, clock: Clock = time.time) -> None:
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return "MistralProvider()"
 
     def build(
         self,

@@ -40,7 +40,6 @@ unless its text says otherwise). ``retry_after`` from ``retry-after-ms`` / ``ret
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -52,7 +51,7 @@ from flyllm.errors import (
     StreamInterruptedError,
 )
 from flyllm.providers._common import (
-    Clock,
+    ClockedProvider,
     add_extra,
     as_str,
     at_least,
@@ -100,19 +99,13 @@ def ollama_usage(data: Mapping[str, Any]) -> Usage:
     return Usage(prompt, completion, prompt + completion)
 
 
-class OllamaProvider:
+class OllamaProvider(ClockedProvider):
     """Ollama's native chat wire format; stateless, shared by every instance. ``clock`` (epoch
     seconds) dates the HTTP-date form of ``retry-after``."""
 
     name = "ollama"
     default_base_url = OLLAMA_BASE_URL
     stream_framing = "ndjson"
-
-    def __init__(self, *, clock: Clock = time.time) -> None:
-        self._clock = clock
-
-    def __repr__(self) -> str:
-        return "OllamaProvider()"
 
     def build(
         self,
