@@ -6,7 +6,6 @@ and an ``api_key``; nothing else is fetched.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 
@@ -18,6 +17,9 @@ from flyllm.emulator import FAULT_KINDS, Emulator
 from tests.conformance.helpers import KEY, PROMPT, REPLY_TOKENS, SYSTEM, expected_text, stop_case
 
 MODEL = "gpt-4o-mini"
+# An unreadable 200 body: the SDK has no class of its own for it today, so the decoder's
+# ValueError surfaces; a later release may wrap it in its documented APIResponseValidationError.
+UNREADABLE = (ValueError, openai.APIResponseValidationError)
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": SYSTEM},
     {"role": "user", "content": PROMPT},
@@ -297,12 +299,12 @@ async def test_reset_is_connection_error(emu: Emulator, client: openai.AsyncOpen
 async def test_malformed_body_fails_to_decode(emu: Emulator, client: openai.AsyncOpenAI) -> None:
     # The SDK has no class of its own for an unreadable 200 body: the JSON error surfaces as is.
     emu.schedule("malformed")
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(UNREADABLE):
         await client.chat.completions.create(model=MODEL, messages=MESSAGES)
 
     emu.schedule("malformed")
     stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
-    with pytest.raises(json.JSONDecodeError):
+    with pytest.raises(UNREADABLE):
         await collect(stream)
 
 
