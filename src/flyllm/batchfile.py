@@ -82,12 +82,10 @@ def id_key(value: JsonId) -> str:
     return json.dumps(value)
 
 
-def parse_line(text: str, line: int) -> BatchItem:
-    """The request on one input line, or BatchInputError saying what is wrong."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BatchInputError(line, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+def parse_line(text: str | bytes, line: int) -> BatchItem:
+    """The request on one input line, or BatchInputError saying what is wrong (hostile JSON
+    included: a huge number, absurd nesting, NaN, bytes that are not UTF-8)."""
+    obj = _load(text, line)
     if not isinstance(obj, dict):
         raise BatchInputError(line, "expected a JSON object")
     for key in obj:
@@ -111,6 +109,26 @@ def parse_line(text: str, line: int) -> BatchItem:
     return BatchItem(item_id, line, GenerationRequest(**obj))
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load(text: str | bytes, line: int) -> Any:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BatchInputError(line, f"not UTF-8 text (byte {exc.start + 1})") from None
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        raise BatchInputError(line, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise BatchInputError(line, "invalid JSON: nested too deep") from None
+    except ValueError as exc:  # NaN, Infinity, an integer of more than 4,300 digits
+        raise BatchInputError(line, f"invalid JSON: {str(exc).split(':')[0]}") from None
+
+
 def _messages(value: Any, line: int) -> list[Message]:
     if not isinstance(value, list):
         raise BatchInputError(line, "messages must be a list")
@@ -131,9 +149,10 @@ def _messages(value: Any, line: int) -> list[Message]:
     return out
 
 
-def iter_input(path: str) -> Iterator[tuple[int, str]]:
-    """The non-blank lines of the input file with their 1-based numbers, read lazily."""
-    with open(path, encoding="utf-8") as f:
+def iter_input(path: str) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of the input file with their 1-based numbers, read lazily, as
+    bytes: a line that is not UTF-8 is one malformed line (parse_line says so), not the end."""
+    with open(path, "rb") as f:
         for number, text in enumerate(f, start=1):
             if text.strip():
                 yield number, text
@@ -254,7 +273,8 @@ class ResultWriter:
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record as one line."""
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        # A lone surrogate (a server can send one as \ud800 in JSON) is written as that escape.
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]

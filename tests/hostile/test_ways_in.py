@@ -4,13 +4,18 @@ inside a time and memory budget."""
 
 from __future__ import annotations
 
+import io
+import json
 import pathlib
 
 import pytest
 
-from flyllm import ConfigurationError
+from flyllm import ConfigurationError, LlmManager
+from flyllm.batchfile import BatchInputError, ResultWriter, parse_line, read_results
+from flyllm.batchrun import run_batch
 from flyllm.cli import main
 from flyllm.config import read_config
+from flyllm.emulator import Emulator
 from tests.hostile.conftest import budget
 
 # -- config files ------------------------------------------------------------------------------
@@ -73,3 +78,52 @@ def test_anchors_within_reason_still_load(tmp_path: pathlib.Path) -> None:
     config = read_config(path)
     assert [t.parameters for t in config.tasks] == [{"max_tokens": 5, "stop": ["a", "b"]}] * 2
     assert len(config.instances) == 2
+
+
+# -- batch input lines -------------------------------------------------------------------------
+
+_HOSTILE_LINES = {
+    "a 5,000-digit id": b'{"id": ' + b"9" * 5000 + b', "prompt": "x"}',
+    "deep params": b'{"id": "p", "prompt": "x", "params": {"a": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}}",
+    "a deep line": b"[" * 100_000 + b"]" * 100_000,
+    "NaN": b'{"id": "n", "prompt": "x", "params": {"temperature": NaN}}',
+    "Infinity": b'{"id": "i", "prompt": "x", "deadline": Infinity}',
+    "not UTF-8": b'{"id": "u", "prompt": "caf\xe9"}',
+}
+
+
+@pytest.mark.parametrize("what", sorted(_HOSTILE_LINES))
+def test_parse_line_refuses_hostile_json(what: str) -> None:
+    with budget(seconds=2, megabytes=60), pytest.raises(BatchInputError) as info:
+        parse_line(_HOSTILE_LINES[what], 3)
+    assert info.value.line == 3 and len(str(info.value)) < 200
+
+
+async def test_batch_skips_hostile_lines_and_answers_the_others(tmp_path: pathlib.Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    good = [b'{"id": "first", "prompt": "hello"}', b'{"id": "last", "prompt": "bye"}']
+    inp.write_bytes(b"\n".join([good[0], *_HOSTILE_LINES.values(), good[1]]) + b"\n")
+    err = io.StringIO()
+    async with Emulator("openai") as emu, LlmManager() as manager:
+        manager.add_provider("openai", "k-batch", "m", base_url=emu.base_url)
+        with budget(seconds=5, megabytes=80):
+            report = await run_batch(manager, str(inp), str(out), concurrency=4, err=err)
+    assert (report.succeeded, report.failed, report.malformed) == (2, 0, len(_HOSTILE_LINES))
+    assert report.exit_code == 1
+    assert sorted(record["id"] for _, record in read_results(str(out)) if record) == [
+        "first",
+        "last",
+    ]
+    for number in range(2, 2 + len(_HOSTILE_LINES)):
+        assert f"{inp}:{number}: " in err.getvalue()
+    assert "Traceback" not in err.getvalue()
+
+
+def test_result_writer_keeps_a_lone_surrogate_from_a_server(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with ResultWriter(str(out)) as writer:
+        writer.write({"id": 1, "content": "half a pair: \ud800"})
+    assert json.loads(out.read_bytes())["content"] == "half a pair: \ud800"
