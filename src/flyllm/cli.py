@@ -529,6 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigurationError) as exc:
         print(f"flyllm: {exc}", file=sys.stderr)
         return 2
+    except FlyLLMError as exc:  # a run-time failure, already typed and worded
+        print(f"flyllm: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("flyllm: interrupted", file=sys.stderr)
         return 130

@@ -4,15 +4,17 @@ inside a time and memory budget."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import os
 import pathlib
 
 import pytest
 
 from flyllm import ConfigurationError, LlmManager
 from flyllm.batchfile import BatchInputError, ResultWriter, parse_line, read_results
-from flyllm.batchrun import run_batch
+from flyllm.batchrun import OutputInUseError, run_batch
 from flyllm.cli import main
 from flyllm.config import read_config
 from flyllm.emulator import Emulator
@@ -127,3 +129,29 @@ def test_result_writer_keeps_a_lone_surrogate_from_a_server(tmp_path: pathlib.Pa
     with ResultWriter(str(out)) as writer:
         writer.write({"id": 1, "content": "half a pair: \ud800"})
     assert json.loads(out.read_bytes())["content"] == "half a pair: \ud800"
+
+
+# -- two runs on one output --------------------------------------------------------------------
+
+
+async def test_batch_refuses_an_output_another_run_holds(tmp_path: pathlib.Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"id": 1, "prompt": "x"}\n')
+    out.write_text('{"id": 0, "success": true')  # a torn line: repairing it is writing too
+    holder = os.open(out, os.O_RDONLY)  # what another run's lock looks like
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    err = io.StringIO()
+    try:
+        async with Emulator("openai") as emu, LlmManager() as manager:
+            manager.add_provider("openai", "k-lock", "m", base_url=emu.base_url)
+            with budget(seconds=2, megabytes=30), pytest.raises(OutputInUseError) as info:
+                await run_batch(manager, str(inp), str(out), concurrency=4, err=err)
+            assert emu.stats()["requests"] == 0
+    finally:
+        os.close(holder)
+    assert "another flyllm batch run" in str(info.value) and str(out) in str(info.value)
+    assert out.read_text() == '{"id": 0, "success": true'  # untouched
+    async with Emulator("openai") as emu, LlmManager() as manager:  # released: runs again
+        manager.add_provider("openai", "k-lock", "m", base_url=emu.base_url)
+        report = await run_batch(manager, str(inp), str(out), concurrency=4, err=err)
+    assert report.succeeded == 1

@@ -395,6 +395,28 @@ def test_batch_ctrl_c_writes_what_finished(
     _assert_each_id_once(out, 24)
 
 
+def test_a_second_batch_on_the_same_output_is_refused(
+    slow: tuple[Emulator, str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    emu, cfg, inp = slow
+    out = tmp_path / "out.jsonl"
+    proc = _start_batch(cfg, inp, out)
+    try:
+        _wait_for_lines(proc, out, 2)
+        second = run("batch", str(inp), "-o", str(out), "--config", cfg)
+    finally:
+        stdout, stderr = proc.communicate(timeout=20)
+    _check_secret(stdout, stderr)
+    assert second.returncode == 1 and second.stdout == ""
+    assert second.stderr == (
+        f"flyllm: {out}: another flyllm batch run is writing this output; wait for it to "
+        "end or stop it, or write to another file\n"
+    )
+    assert proc.returncode == 0, stderr
+    _assert_each_id_once(out, 24)
+    assert emu.stats()["requests"] == 24  # nothing asked twice
+
+
 # -- config check ------------------------------------------------------------------------------
 
 
