@@ -7,9 +7,12 @@ from __future__ import annotations
 import fcntl
 import io
 import json
+import logging
 import os
 import pathlib
+import uuid
 
+import aiohttp
 import pytest
 
 from flyllm import ConfigurationError, LlmManager
@@ -17,7 +20,8 @@ from flyllm.batchfile import BatchInputError, ResultWriter, parse_line, read_res
 from flyllm.batchrun import OutputInUseError, run_batch
 from flyllm.cli import main
 from flyllm.config import read_config
-from flyllm.emulator import Emulator
+from flyllm.emulator import Emulator, key_fingerprint
+from flyllm.emulator.stats import MAX_TABLE
 from tests.hostile.conftest import budget
 
 # -- config files ------------------------------------------------------------------------------
@@ -155,3 +159,95 @@ async def test_batch_refuses_an_output_another_run_holds(tmp_path: pathlib.Path)
         manager.add_provider("openai", "k-lock", "m", base_url=emu.base_url)
         report = await run_batch(manager, str(inp), str(out), concurrency=4, err=err)
     assert report.succeeded == 1
+
+
+# -- the emulator's control API ----------------------------------------------------------------
+
+
+async def test_control_api_shows_key_fingerprints_in_a_bounded_table() -> None:
+    good = f"sk-good-{uuid.uuid4().hex}"
+    rejected = [f"sk-wrong-{uuid.uuid4().hex}-{i}" for i in range(MAX_TABLE + 50)]
+    async with Emulator("openai", api_keys={good}) as emu, aiohttp.ClientSession() as session:
+        url = emu.base_url + "/chat/completions"
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        with budget(seconds=8, megabytes=40):
+            for key in [good, *rejected]:
+                headers = {"Authorization": f"Bearer {key}"}
+                async with session.post(url, json=body, headers=headers) as response:
+                    await response.read()
+            async with session.get(emu.url + "/_emulator/stats") as response:
+                raw = await response.text()
+    stats = json.loads(raw)
+    assert good not in raw and not any(key in raw for key in rejected)
+    assert stats["by_key"][key_fingerprint(good)] == 1
+    assert len(stats["by_key"]) == MAX_TABLE + 1  # the first MAX_TABLE keys, then "(other)"
+    assert stats["by_key"]["(other)"] == len(rejected) + 1 - MAX_TABLE
+    assert sum(stats["by_key"].values()) == stats["requests"] == len(rejected) + 1
+    assert len(key_fingerprint(good)) < 24 and key_fingerprint(good) != key_fingerprint("x")
+
+
+async def test_control_api_bounds_the_model_table() -> None:
+    async with Emulator("openai") as emu, aiohttp.ClientSession() as session:
+        url = emu.base_url + "/chat/completions"
+        headers = {"Authorization": "Bearer k"}
+        with budget(seconds=8, megabytes=40):
+            for i in range(MAX_TABLE + 20):
+                body = {
+                    "model": f"m{i}-" + "x" * 5000,
+                    "messages": [{"role": "user", "content": "hi"}],
+                }
+                async with session.post(url, json=body, headers=headers) as response:
+                    await response.read()
+        by_model = emu.stats()["by_model"]
+    assert len(by_model) == MAX_TABLE + 1 and by_model["(other)"] == 20
+    assert max(len(name) for name in by_model) <= 200
+
+
+_ATTACKS = [
+    ("text/plain", "127.0.0.1", 415),  # a cross-site form or fetch() without a preflight
+    ("application/x-www-form-urlencoded", "localhost", 415),
+    ("", "127.0.0.1", 415),
+    ("application/json", "evil.example", 403),  # DNS rebinding: a page on evil.example
+    ("application/json", "evil.example:80", 403),
+    ("application/json", "127.0.0.1.evil.example", 403),
+]
+
+
+@pytest.mark.parametrize(("content_type", "host", "status"), _ATTACKS)
+async def test_control_api_refuses_cross_site_requests(
+    content_type: str, host: str, status: int
+) -> None:
+    payload = json.dumps({"faults": [{"kind": "server_error"}]}).encode()
+    async with Emulator("openai") as emu, aiohttp.ClientSession() as session:
+        headers = {"Host": host, "Content-Type": content_type}
+        with budget(seconds=2, megabytes=30):
+            for name in ("faults", "schedule", "reset"):
+                url = f"{emu.url}/_emulator/{name}"
+                async with session.post(url, data=payload, headers=headers) as response:
+                    assert response.status == status, name
+                    assert "error" in await response.json()
+            if status == 403:  # a foreign Host reads nothing either
+                async with session.get(emu.url + "/_emulator/stats", headers=headers) as response:
+                    assert response.status == 403
+        assert emu.settings()["faults"] == [] and emu.settings()["scheduled"] == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "127.0.0.2"])
+async def test_control_api_answers_loopback_hosts(host: str) -> None:
+    async with Emulator("openai") as emu, aiohttp.ClientSession() as session:
+        headers = {"Host": f"{host}:{emu.port}"}
+        url = emu.url + "/_emulator/faults"
+        async with session.post(url, json={"latency_ms": 1}, headers=headers) as response:
+            assert response.status == 200
+        assert emu.settings()["latency_ms"] == 1
+
+
+async def test_binding_beyond_loopback_warns_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="flyllm.emulator"):
+        async with Emulator("openai"):
+            pass
+        assert not caplog.records
+        async with Emulator("openai", host="0.0.0.0"):  # never connected to: bound, then closed
+            pass
+    [record] = caplog.records
+    assert "0.0.0.0" in record.getMessage() and "not loopback" in record.getMessage()
