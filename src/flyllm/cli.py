@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import sys
-import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -302,7 +301,7 @@ async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
 def _outcome(response: LlmResponse) -> int:
     if response.success:
         return 0
-    print(f"flyllm: {response.error_kind}: {response.error}", file=sys.stderr)
+    _err(f"flyllm: {response.error_kind}: {response.error}")
     return 2 if isinstance(response.exception, InvalidRequestError) else 1
 
 
@@ -320,7 +319,7 @@ async def _ask_stream(manager: LlmManager, request: GenerationRequest) -> int:
         if wrote:
             out.write("\n")
         kind = exc.kind.value if exc.kind else type(exc).__name__
-        print(f"flyllm: {kind}: {exc}", file=sys.stderr)
+        _err(f"flyllm: {kind}: {exc}")
         return 2 if isinstance(exc, InvalidRequestError) else 1
     out.write("\n")
     return 0
@@ -396,6 +395,7 @@ def _usage_from_state(args: argparse.Namespace) -> int:
 
     rows = asyncio.run(read())
     for row in rows:
+        row["base_url"] = _mask(row["base_url"])
         price = lookup_price(row["provider"], row["model"])
         usage = Usage(row["prompt_tokens"], row["completion_tokens"], row["total_tokens"],
                       row["cached_tokens"])  # fmt: skip
@@ -435,7 +435,7 @@ def _models(args: argparse.Namespace) -> int:
         raise
     except FlyLLMError as exc:
         kind = exc.kind.value if exc.kind else type(exc).__name__
-        print(f"flyllm models: {kind}: {exc}", file=sys.stderr)
+        _err(f"flyllm models: {kind}: {exc}")
         return 1
     if args.json:
         print(json.dumps([model.to_dict() for model in models], indent=2))
@@ -466,7 +466,7 @@ def _config_check(args: argparse.Namespace) -> int:
                 "tasks": sorted(i.tasks),
                 "enabled": i.enabled,
                 "weight": i.weight,
-                "base_url": _public_url(i.endpoint.base_url),
+                "base_url": _mask(i.endpoint.base_url),
             }
             for i in manager.instances
         ],
@@ -504,17 +504,23 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return _mask(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
-    return repr(value)
+    return _mask(repr(value))
 
 
-def _public_url(url: str) -> str:
-    """The URL without credentials, query or fragment (where a key could hide)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+def _err(text: str) -> None:
+    """Print one message line on stderr, with the secrets of any URL in it masked."""
+    print(_mask(text), file=sys.stderr)
+
+
+def _mask(text: str) -> str:
+    """``text`` with the secrets of any URL in it masked (see flyllm.config.mask_url)."""
+    from flyllm.config import mask_url
+
+    return mask_url(text)
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -527,10 +533,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(parser, args)
     except (UsageError, ConfigurationError) as exc:
-        print(f"flyllm: {exc}", file=sys.stderr)
+        _err(f"flyllm: {exc}")
         return 2
     except FlyLLMError as exc:  # a run-time failure, already typed and worded
-        print(f"flyllm: {exc}", file=sys.stderr)
+        _err(f"flyllm: {exc}")
         return 1
     except KeyboardInterrupt:
         print("flyllm: interrupted", file=sys.stderr)
@@ -541,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except OSError as exc:
-        print(f"flyllm: {exc}", file=sys.stderr)
+        _err(f"flyllm: {exc}")
         return 1
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "InstanceConfig",
     "ManagerConfig",
     "load_config",
+    "mask_url",
     "read_config",
 ]
 
@@ -114,19 +115,19 @@ class ManagerConfig:
         try:
             manager = LlmManager(**self.options)
         except (ConfigurationError, TypeError, ValueError) as exc:
-            raise src.error((), str(exc)) from None
+            raise src.error((), mask_url(str(exc))) from None
         for task in self.tasks:
             try:
                 manager.define_task(task)
             except ConfigurationError as exc:
-                raise src.error(("tasks", task.name), str(exc)) from None
+                raise src.error(("tasks", task.name), mask_url(str(exc))) from None
         for index, inst in enumerate(self.instances):
             try:
                 manager.add_provider(
                     inst.provider, inst.api_key, inst.model, inst.tasks, **inst.options
                 )
             except (ConfigurationError, TypeError, ValueError) as exc:
-                raise src.error(("instances", index), str(exc)) from None
+                raise src.error(("instances", index), mask_url(str(exc))) from None
         return manager
 
 
@@ -164,6 +165,27 @@ def read_config(
         raise src.error((), "the file must hold a table (mapping) at the top level")
     data = _substitute(src, data, (), os.environ if env is None else env)
     return _read(src, data)
+
+
+_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/?#@'\"]*@)?([^\s?#'\"]*)(\?[^\s#'\"]*)?")
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the secrets of every URL in it masked: a password (``redis://:***@h``), a
+    user-info without one (a token: ``https://***@h``) and every query value (``?key=***``).
+    For whatever prints a URL or a message that may quote one (a state URL, a base URL)."""
+    return _URL.sub(_mask_match, text)
+
+
+def _mask_match(found: re.Match[str]) -> str:
+    scheme, userinfo, rest, query = found.groups()
+    if userinfo:
+        user, colon, _ = userinfo[:-1].partition(":")
+        userinfo = f"{user}:***@" if colon else "***@"
+    if query:
+        pairs = (part.partition("=") for part in query[1:].split("&"))
+        query = "?" + "&".join(f"{name}=***" if sep else "***" for name, sep, _ in pairs)
+    return f"{scheme}{userinfo or ''}{rest}{query or ''}"
 
 
 # -- parsing -----------------------------------------------------------------------------------

@@ -439,6 +439,28 @@ def test_config_check(config: str) -> None:
     assert info["options"] == {"max_attempts": 2}
 
 
+def test_config_check_masks_secrets_in_urls(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "pw-" + CANARY[::-1]
+    monkeypatch.setenv("REDIS_SECRET", secret)
+    path = tmp_path / "flyllm.toml"
+    path.write_text(
+        'state = "redis://:${REDIS_SECRET}@127.0.0.1:1/0"\n[[instances]]\nprovider = "openai"\n'
+        'model = "m"\napi_key = "k"\nbase_url = "http://u:${REDIS_SECRET}@127.0.0.1:9/v1"\n'
+    )
+    for args in (["config", "check", str(path)], ["config", "check", str(path), "--json"]):
+        assert main(args) == 0
+        out, err = capsys.readouterr()
+        assert secret not in out + err
+        assert "redis://:***@127.0.0.1:1/0" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace("redis://", "postgres://"))
+    assert main(["config", "check", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert secret not in out + err and "postgres://:***@127.0.0.1:1/0" in err
+
+
 def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
     for args, fragment in (
         ([], "ask"),
