@@ -200,7 +200,7 @@ def read_results(path: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
                 return
             try:
                 record = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or absurdly deep
                 yield number, None
                 continue
             ok = isinstance(record, dict) and isinstance(record.get("id"), str | int)
@@ -250,7 +250,7 @@ def _repair_tail(path: str) -> str | None:
         tail = f.read()
         try:
             whole = isinstance(json.loads(tail), dict)
-        except ValueError:
+        except (ValueError, RecursionError):
             whole = False
         if whole:
             f.seek(0, os.SEEK_END)

@@ -275,7 +275,10 @@ def _read_prompt(prompt: str) -> str:
         return prompt
     if sys.stdin.isatty():
         raise UsageError('no prompt: give it as an argument, or pipe it in with "-"')
-    return sys.stdin.read().rstrip("\n")
+    try:
+        return sys.stdin.buffer.read().decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError:
+        raise UsageError("the prompt on stdin is not UTF-8 text") from None
 
 
 async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:

@@ -24,18 +24,19 @@ import collections
 import contextlib
 import logging
 import time
+import urllib.parse
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flyllm.errors import ConfigurationError
+from flyllm.errors import ConfigurationError, FlyLLMError
 from flyllm.state import Booking, MemoryStore, shared_key
 from flyllm.types import ErrorKind, Usage
 
 if TYPE_CHECKING:
     from flyllm.instance import LlmInstance
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "StateStoreError"]
 
 _log = logging.getLogger("flyllm")
 
@@ -172,6 +173,23 @@ return 1
 """
 
 
+def _where(url: str) -> str:
+    """The URL without user, password or query: safe to show."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+    except ValueError:
+        return "(an unreadable URL)"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class StateStoreError(FlyLLMError):
+    """The shared state store could not be read (Redis down, unreachable or refusing): raised
+    by the calls that read totals; the attempt loop itself goes on with local state."""
+
+
 class RedisStore:
     """Instance stats shared through Redis (``LlmManager(state="redis://host:6379/0")``).
 
@@ -208,9 +226,12 @@ class RedisStore:
         )
         self.url = url
         self.namespace = namespace
-        self._client: Any = aioredis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+        try:
+            self._client: Any = aioredis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid Redis URL {_where(url)}: {exc}") from None
         self._acquire_script = self._client.register_script(_ACQUIRE)
         self._record_script = self._client.register_script(_RECORD)
         self._local = MemoryStore(clock)
@@ -291,7 +312,28 @@ class RedisStore:
         self._record(booking, "gone", [])
 
     async def totals(self, instances: Sequence[LlmInstance]) -> dict[int, dict[str, int]]:
-        """Usage totals from Redis, across every process and restart."""
+        """Usage totals from Redis, across every process and restart (StateStoreError when
+        Redis cannot be read)."""
+        async with self._reading():
+            return await self._totals(instances)
+
+    async def all_totals(self) -> list[dict[str, Any]]:
+        """Every instance this namespace has seen, from any process: its labels (name, provider,
+        model, base URL) and usage totals (StateStoreError when Redis cannot be read)."""
+        async with self._reading():
+            return await self._all_totals()
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except self._errors as exc:
+            raise StateStoreError(
+                f"the shared state store at {_where(self.url)} cannot be read "
+                f"({type(exc).__name__}: {exc}); check that Redis is up and the URL is right"
+            ) from None
+
+    async def _totals(self, instances: Sequence[LlmInstance]) -> dict[int, dict[str, int]]:
         await self.flush()
         fields = ("req", "fail", "pt", "ct", "tt", "cached")
         names = ("requests", "failures", "prompt_tokens", "completion_tokens", "total_tokens",
@@ -302,9 +344,7 @@ class RedisStore:
             out[instance.id] = {n: int(v or 0) for n, v in zip(names, values, strict=True)}
         return out
 
-    async def all_totals(self) -> list[dict[str, Any]]:
-        """Every instance this namespace has seen, from any process: its labels (name, provider,
-        model, base URL) and usage totals."""
+    async def _all_totals(self) -> list[dict[str, Any]]:
         await self.flush()
         rows = []
         async for key in self._client.scan_iter(match=f"{self.namespace}:i:*", count=500):

@@ -461,6 +461,50 @@ def test_config_check_masks_secrets_in_urls(
     assert secret not in out + err and "postgres://:***@127.0.0.1:1/0" in err
 
 
+def test_foreseeable_failures_are_one_line_errors(
+    tmp_path: pathlib.Path,
+    config: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLYLLM_TEST_KEY", CANARY)
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n" + '{"id": 1, "success": true}\n')
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": 1, "prompt": "x"}\n')
+    cases = [
+        (["usage", str(tmp_path / "missing.jsonl")], 2, "no such file"),
+        (["usage", str(folder)], 2, "no such file"),
+        (["usage", "--state", "http://127.0.0.1:1/0"], 2, "invalid Redis URL"),
+        (["config", "check", str(folder / "x.toml")], 2, "cannot read the config file"),
+        (["config", "check", str(folder)], 2, "unsupported config format"),
+        (["ask", "hi", "--config", str(tmp_path / "none.toml")], 2, "cannot read"),
+        (["batch", str(inp), "-o", str(folder), "--config", config], 1, "Is a directory"),
+    ]
+    for args, code, fragment in cases:
+        returned = main(args)
+        out, err = capsys.readouterr()
+        assert returned == code, (args, err)
+        assert fragment in err and err.count("\n") == 1 and out == "", (args, err)
+    assert main(["usage", str(deep), "--json"]) == 0  # an unreadable line, skipped
+    out, err = capsys.readouterr()
+    assert json.loads(out)["total"]["requests"] == 1 and "1 unreadable line(s)" in err
+
+
+def test_ask_with_stdin_not_utf8_is_a_usage_error(config: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flyllm.cli", "ask", "-", "--config", config],
+        env=_env(PYTHONIOENCODING="utf-8"),
+        input=b"caf\xe9\n",
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr == b"flyllm: the prompt on stdin is not UTF-8 text\n"
+
+
 def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
     for args, fragment in (
         ([], "ask"),

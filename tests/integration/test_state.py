@@ -284,6 +284,19 @@ async def test_cli_usage_reads_the_shared_totals(
     assert rows[0]["cost_usd"] > 0 and "sk-cli-secret-1" not in out + json.dumps(rows)
 
 
+async def test_cli_usage_with_redis_down_is_a_one_line_error() -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    cmd = [sys.executable, "-m", "flyllm.cli", "usage", "--state",
+           f"redis://:{secret}@127.0.0.1:1/0"]  # fmt: skip
+    done = await asyncio.create_subprocess_exec(
+        *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = (b.decode() for b in await done.communicate())
+    assert done.returncode == 1 and out == ""
+    assert err.startswith("flyllm: the shared state store at redis://127.0.0.1:1/0 cannot be read")
+    assert err.count("\n") == 1 and secret not in err
+
+
 async def test_least_busy_sees_other_processes_requests_in_flight(
     redis_url: str, emulators: EmulatorFactory
 ) -> None:
