@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flyllm.types import GenerationRequest, LlmResponse, Message, Usage
+from flyllm.usage import table_cell
 
 __all__ = [
     "BatchInputError",
@@ -390,7 +391,9 @@ def format_usage_rows(rows: list[UsageRow], cost: Pricing | None = None) -> str:
     counts = [
         [r.requests, r.failures, r.prompt_tokens, r.completion_tokens, r.total_tokens] for r in rows
     ]
-    table: list[list[Any]] = [[r.provider, r.model, *c] for r, c in zip(rows, counts, strict=True)]
+    table: list[list[Any]] = [
+        [table_cell(r.provider), table_cell(r.model), *c] for r, c in zip(rows, counts, strict=True)
+    ]
     totals: list[Any] = ["TOTAL", "", *(sum(c[i] for c in counts) for i in range(5))]
     if cost is not None:
         head.append("Cost (USD)")

@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +24,7 @@ from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
 from flyllm.types import GenerationRequest, LlmResponse, ProviderType, Usage
+from flyllm.usage import terminal_text
 
 __all__ = ["main"]
 
@@ -295,9 +298,9 @@ async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
     if args.json:
         from flyllm.batchfile import response_record
 
-        print(json.dumps(response_record(response), ensure_ascii=False))
+        print(_json_text(response_record(response)))
     elif response.success:
-        print(response.content)
+        print(terminal_text(response.content))
     return _outcome(response)
 
 
@@ -315,7 +318,7 @@ async def _ask_stream(manager: LlmManager, request: GenerationRequest) -> int:
         async with manager.stream(request) as stream:
             async for chunk in stream:
                 if chunk.text:
-                    out.write(chunk.text)
+                    out.write(terminal_text(chunk.text))
                     out.flush()
                     wrote = True
     except FlyLLMError as exc:
@@ -379,7 +382,7 @@ def _usage(args: argparse.Namespace) -> int:
     costs = [row["cost_usd"] for row in data]
     total["cost_usd"] = sum(c for c in costs if c is not None)
     total["cost_complete"] = None not in costs
-    print(json.dumps({"rows": data, "total": total}))
+    print(_json_text({"rows": data, "total": total}))
     return 0
 
 
@@ -404,7 +407,7 @@ def _usage_from_state(args: argparse.Namespace) -> int:
                       row["cached_tokens"])  # fmt: skip
         row["cost_usd"] = price.cost(usage) if price is not None else None
     if args.json:
-        print(json.dumps({"rows": rows}))
+        print(_json_text({"rows": rows}))
         return 0
     fields = ("name", "provider", "model", "prompt_tokens", "completion_tokens",
               "total_tokens", "requests", "failures", "cached_tokens")  # fmt: skip
@@ -441,10 +444,10 @@ def _models(args: argparse.Namespace) -> int:
         _err(f"flyllm models: {kind}: {exc}")
         return 1
     if args.json:
-        print(json.dumps([model.to_dict() for model in models], indent=2))
+        print(_json_text([model.to_dict() for model in models], indent=2))
     else:
         for model in models:
-            print(model.id)
+            print(terminal_text(model.id))
     return 0
 
 
@@ -475,9 +478,9 @@ def _config_check(args: argparse.Namespace) -> int:
         ],
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(_json_text(info, indent=2))
     else:
-        print(_config_text(info))
+        print(terminal_text(_config_text(info)))
     return 0
 
 
@@ -515,8 +518,27 @@ def _plain(value: Any) -> Any:
 
 
 def _err(text: str) -> None:
-    """Print one message line on stderr, with the secrets of any URL in it masked."""
-    print(_mask(text), file=sys.stderr)
+    """Print one message line on stderr: URL secrets masked, no control characters (it may
+    quote a server), no line breaks."""
+    print(terminal_text(_mask(text)).replace("\n", " "), file=sys.stderr)
+
+
+_C1_AND_DEL = re.compile("[\x7f-\x9f]")
+
+
+def _json_text(data: Any, indent: int | None = None) -> str:
+    """JSON for stdout: readable Unicode, but DEL and the C1 controls (which json.dumps leaves
+    raw and some terminals obey) escaped as \\u00XX; the data reads back the same."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return _C1_AND_DEL.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+class _TerminalLog(logging.Filter):
+    """Strips control characters from log lines printed on stderr (they may quote a server)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = terminal_text(record.getMessage()), None
+        return True
 
 
 def _mask(text: str) -> str:
@@ -565,9 +587,11 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return emulator_cli.run(args)
     if args.command in ("ask", "batch"):
         try:
-            use_logging("warning" if args.command == "ask" else "error")
+            logger = use_logging("warning" if args.command == "ask" else "error")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        for handler in logger.handlers:
+            handler.addFilter(_TerminalLog())
         if args.command == "ask":
             args.prompt = _read_prompt(args.prompt)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,8 +18,31 @@ __all__ = [
     "format_health_table",
     "format_usage_table",
     "instance_cost",
+    "table_cell",
+    "terminal_text",
     "usage_report",
 ]
+
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|\x1b[P^_X][^\x1b]*(?:\x1b\\)?"  # DCS, PM, APC, SOS strings
+    r"|\x1b[ -/]*[0-~]"  # any other escape
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # the one-byte CSI
+)
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` safe to print on a terminal: escape sequences and control characters removed
+    (newlines and tabs kept; CRLF becomes LF). Text from a server (answers, model names, error
+    messages) must never move the cursor, clear the screen or retitle the window."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", text.replace("\r\n", "\n")))
+
+
+def table_cell(text: str) -> str:
+    """``text`` for one cell of a printed table: terminal_text on one line."""
+    return " ".join(terminal_text(text).split())
 
 
 @dataclass(slots=True, frozen=True)
@@ -56,7 +80,10 @@ def format_usage_table(
 ) -> str:
     """The usage table as the original FlyLLM prints it, with a cost column (``costs`` in USD
     per row, None where the price is unknown) and a total line."""
-    rows = list(rows)
+    rows = [
+        dataclasses.replace(r, provider=table_cell(r.provider), model=table_cell(r.model))
+        for r in rows
+    ]
     costs = list(costs) if costs is not None else [None] * len(rows)
     model_width = max([30, *(len(r.model) + 2 for r in rows)])
     provider_width = max([18, *(len(r.provider) + 2 for r in rows)])
@@ -97,6 +124,7 @@ def format_usage_table(
 def format_health_table(rows: Iterable[InstanceHealth]) -> str:
     """The instances' health as a table: state, failures and cooldown left."""
     rows = list(rows)
+    clean = table_cell
     name_width = max([24, *(len(r.name) + 2 for r in rows)])
     fmt = f"{{:<5}} {{:<{name_width}}} {{:<10}} {{:>12}} {{:>9}} {{:>9}} {{:>12}}  {{}}"
     header = fmt.format("ID", "Instance", "State", "Consecutive", "Failures", "Requests",
@@ -104,8 +132,8 @@ def format_health_table(rows: Iterable[InstanceHealth]) -> str:
     lines = ["--- Instance Health ---", header, "-" * len(header)]
     for r in rows:
         cooldown = f"{r.cooldown_left:.1f}" if r.cooldown_left else "-"
-        lines.append(fmt.format(r.id, r.name, r.state, r.consecutive_failures, r.failures,
-                                r.requests, cooldown, r.reason))  # fmt: skip
+        lines.append(fmt.format(r.id, clean(r.name), r.state, r.consecutive_failures,
+                                r.failures, r.requests, cooldown, clean(r.reason)))  # fmt: skip
     return "\n".join(lines)
 
 

@@ -4,16 +4,19 @@ inside a time and memory budget."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import io
 import json
 import logging
 import os
 import pathlib
+import re
 import uuid
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from flyllm import ConfigurationError, LlmManager
 from flyllm.batchfile import BatchInputError, ResultWriter, parse_line, read_results
@@ -22,7 +25,7 @@ from flyllm.cli import main
 from flyllm.config import read_config
 from flyllm.emulator import Emulator, key_fingerprint
 from flyllm.emulator.stats import MAX_TABLE
-from tests.hostile.conftest import budget
+from tests.hostile.conftest import budget, http_server
 
 # -- config files ------------------------------------------------------------------------------
 
@@ -251,3 +254,66 @@ async def test_binding_beyond_loopback_warns_loudly(caplog: pytest.LogCaptureFix
             pass
     [record] = caplog.records
     assert "0.0.0.0" in record.getMessage() and "not loopback" in record.getMessage()
+
+
+# -- what a server says, on a terminal ---------------------------------------------------------
+
+_NASTY = "\x1b[2J\x1b]0;owned\x07hello\x9b1m world\x1b[0m\x00\r\x7f"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+async def _nasty_server(request: web.Request) -> web.StreamResponse:
+    if request.method == "GET":  # the models endpoint
+        models = [{"id": "gpt" + _NASTY, "object": "model", "created": 0, "owned_by": "x"}]
+        return web.json_response({"object": "list", "data": models})
+    body = await request.json()
+    prompt = body["messages"][-1]["content"]
+    if prompt == "fail":
+        error = {"message": "bad " + _NASTY + "\nsecond line", "type": "invalid_request_error"}
+        return web.json_response({"error": error}, status=400)
+    if body.get("stream"):
+        delta = {"index": 0, "delta": {"content": _NASTY}, "finish_reason": None}
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [delta]}  # fmt: skip
+        end = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        text = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(end)}\n\ndata: [DONE]\n\n"
+        return web.Response(text=text, content_type="text/event-stream")
+    return web.json_response({
+        "id": "c", "object": "chat.completion", "created": 0, "model": "m" + _NASTY,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": _NASTY},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    })  # fmt: skip
+
+
+async def test_control_characters_from_a_server_never_reach_the_terminal(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "flyllm.toml"
+    async with http_server(_nasty_server) as url:
+        config.write_text(
+            f'max_attempts = 1\n[[instances]]\nprovider = "openai"\nmodel = "m"\n'
+            f'api_key = "k-nasty"\nbase_url = "{url}/v1"\n'
+        )
+        runs = [
+            (["ask", "hi"], 0),
+            (["ask", "hi", "--stream"], 0),
+            (["ask", "hi", "--json"], 0),
+            (["ask", "fail"], 1),
+            (["models", "openai", "--base-url", f"{url}/v1", "--api-key", "k-nasty"], 0),
+            (["models", "openai", "--base-url", f"{url}/v1", "--api-key", "k-nasty", "--json"], 0),
+        ]
+        with budget(seconds=5, megabytes=60):
+            for args, code in runs:
+                if args[0] == "ask":
+                    args += ["--config", str(config)]
+                returned = await asyncio.to_thread(main, args)
+                out, err = capsys.readouterr()
+                assert returned == code, (args, err)
+                assert not _CONTROL.search(out + err), (args, out, err)
+                if args[:2] == ["ask", "hi"] and "--json" not in args:
+                    assert out == "hello world\n"
+                if "--json" in args:
+                    json.loads(out)  # still JSON, the characters escaped
+                if args[1] == "fail":
+                    assert err.count("\n") == 1 and "bad hello world" in err

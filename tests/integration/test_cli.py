@@ -566,3 +566,17 @@ def test_usage_table_prices() -> None:
     assert bundled_cost("-", "-", Usage(1, 1, 2)) is None
     known = bundled_cost("openai", "gpt-4o-mini", Usage(1_000_000, 0, 1_000_000))
     assert known is None or known > 0  # None only when genai-prices is not installed
+
+
+def test_usage_tables_strip_control_characters() -> None:
+    from flyllm.usage import InstanceUsage, format_usage_table, table_cell, terminal_text
+
+    nasty = "gpt\x1b[2J\x1b]0;title\x07-4o\x9b31m\r\n\x00\x7f\tend"
+    assert terminal_text(nasty) == "gpt-4o\n\tend"
+    assert terminal_text("plain, ünïcode ✓\n") == "plain, ünïcode ✓\n"
+    assert table_cell(nasty) == "gpt-4o end"
+    control = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+    batch = format_usage_rows([UsageRow("openai", nasty, 1, 0, 1, 2, 3)])
+    instances = format_usage_table([InstanceUsage(0, "n", "openai" + nasty, nasty, 1, 2, 3, 1, 0)])
+    for table in (batch, instances):
+        assert not control.search(table) and "gpt-4o end" in table
