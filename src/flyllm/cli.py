@@ -16,11 +16,13 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from flyllm.discovery import ModelInfo
 from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
+from flyllm.events import Event
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
 from flyllm.types import GenerationRequest, LlmResponse, ProviderType, Usage
@@ -284,10 +286,41 @@ def _read_prompt(prompt: str) -> str:
         raise UsageError("the prompt on stdin is not UTF-8 text") from None
 
 
+WAIT_NOTICE_S = 1.0
+"""``flyllm ask`` says on stderr when a request waits longer than this, so it never looks hung."""
+
+
+def _announce_waits(manager: LlmManager) -> None:
+    def on_event(event: Event) -> None:
+        if event.kind == "wait" and (event.wait or 0.0) > WAIT_NOTICE_S:
+            _err(_wait_line(manager, event))
+
+    manager.add_hook(on_event)
+
+
+def _wait_line(manager: LlmManager, event: Event) -> str:
+    """What a wait is for: the event's own words when it has them, else its length, reason,
+    end and the instances that are not ready (from their health)."""
+    message = getattr(event, "message", None)
+    if isinstance(message, str) and message:
+        return f"flyllm: {message}"
+    wait = event.wait or 0.0
+    until = time.strftime("%H:%M:%S", time.localtime(event.time + wait))
+    bound = "up to " if event.reason == "capacity" else ""  # until a running request ends
+    busy = []
+    for h in manager.instance_health():
+        if h.state != "closed":
+            left = f", {h.cooldown_left:.1f} s left" if h.cooldown_left else ""
+            busy.append(f"{h.name} ({h.state}{', ' + h.reason if h.reason else ''}{left})")
+    who = "; ".join(busy) or "every instance is at its limits"
+    return f"flyllm: waiting {bound}{wait:.1f} s ({event.reason}) until {until}: {who}"
+
+
 async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
     if args.task is not None and args.task not in manager.tasks:
         known = ", ".join(manager.tasks) or "none"
         raise UsageError(f"unknown task {args.task!r}; the config defines: {known}")
+    _announce_waits(manager)
     request = GenerationRequest(
         prompt=args.prompt, task=args.task, params=dict(args.param) or None, system=args.system
     )

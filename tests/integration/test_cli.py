@@ -181,6 +181,23 @@ def test_ask_failure_exits_1(config: str) -> None:
     assert streamed.returncode == 1 and streamed.stdout == ""
 
 
+def test_ask_says_when_it_waits_for_capacity(config: str, emus: tuple[Emulator, Emulator]) -> None:
+    emus[0].schedule("rate_limit", 1, retry_after=1.5)  # qa: only "oa" serves it
+    started = time.monotonic()
+    done = run("ask", "Hi", "--task", "qa", "--config", config)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started >= 1.4
+    assert ANSWER.match(done.stdout.strip())
+    [line] = [x for x in done.stderr.splitlines() if "waiting" in x]
+    assert re.fullmatch(
+        r"flyllm: waiting 1\.\d s \((cooldown|backoff)\) until \d\d:\d\d:\d\d: "
+        r"oa \(cooling, rate_limit, 1\.\d s left\)",
+        line,
+    ), line
+    quick = run("ask", "Hi", "--task", "qa", "--config", config)
+    assert quick.returncode == 0 and "waiting" not in quick.stderr  # no wait, no line
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -580,3 +597,20 @@ def test_usage_tables_strip_control_characters() -> None:
     instances = format_usage_table([InstanceUsage(0, "n", "openai" + nasty, nasty, 1, 2, 3, 1, 0)])
     for table in (batch, instances):
         assert not control.search(table) and "gpt-4o end" in table
+
+
+def test_wait_line_uses_the_events_message_when_it_has_one() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from flyllm import LlmManager
+    from flyllm.cli import _wait_line
+    from flyllm.events import Event
+
+    manager = LlmManager()
+    told = SimpleNamespace(kind="wait", wait=2.0, reason="cooldown", time=0.0, message="oa: 2 s")
+    assert _wait_line(manager, cast(Event, told)) == "flyllm: oa: 2 s"
+    capacity = Event("wait", 1, time.time(), wait=30.0, reason="capacity")
+    line = _wait_line(manager, capacity)
+    assert line.startswith("flyllm: waiting up to 30.0 s (capacity) until ")
+    assert line.endswith(": every instance is at its limits")
