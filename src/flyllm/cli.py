@@ -588,6 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    logger = logging.getLogger("flyllm")
+    saved = (logger.level, list(logger.handlers))  # ask and batch set up logging: undo it after
     try:
         return _dispatch(parser, args)
     except (UsageError, ConfigurationError) as exc:
@@ -607,6 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         _err(f"flyllm: {exc}")
         return 1
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers[:] = saved[1]
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
