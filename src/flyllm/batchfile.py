@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flyllm._display import table_cell
 from flyllm.types import GenerationRequest, LlmResponse, Message, Usage
-from flyllm.usage import table_cell
 
 __all__ = [
     "BatchInputError",

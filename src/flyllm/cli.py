@@ -14,19 +14,18 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from flyllm._display import json_text, mask_url, terminal_text
 from flyllm.discovery import ModelInfo
 from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
 from flyllm.events import Event
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
 from flyllm.types import GenerationRequest, LlmResponse, ProviderType, Usage
-from flyllm.usage import terminal_text
 
 __all__ = ["main"]
 
@@ -280,8 +279,10 @@ def _read_prompt(prompt: str) -> str:
         return prompt
     if sys.stdin.isatty():
         raise UsageError('no prompt: give it as an argument, or pipe it in with "-"')
+    raw = getattr(sys.stdin, "buffer", None)  # a replaced stdin (io.StringIO) has none
     try:
-        return sys.stdin.buffer.read().decode("utf-8").rstrip("\n")
+        text = sys.stdin.read() if raw is None else raw.read().decode("utf-8")
+        return text.rstrip("\n")
     except UnicodeDecodeError:
         raise UsageError("the prompt on stdin is not UTF-8 text") from None
 
@@ -331,7 +332,7 @@ async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
     if args.json:
         from flyllm.batchfile import response_record
 
-        print(_json_text(response_record(response)))
+        print(json_text(response_record(response)))
     elif response.success:
         print(terminal_text(response.content))
     return _outcome(response)
@@ -415,7 +416,7 @@ def _usage(args: argparse.Namespace) -> int:
     costs = [row["cost_usd"] for row in data]
     total["cost_usd"] = sum(c for c in costs if c is not None)
     total["cost_complete"] = None not in costs
-    print(_json_text({"rows": data, "total": total}))
+    print(json_text({"rows": data, "total": total}))
     return 0
 
 
@@ -434,13 +435,13 @@ def _usage_from_state(args: argparse.Namespace) -> int:
 
     rows = asyncio.run(read())
     for row in rows:
-        row["base_url"] = _mask(row["base_url"])
+        row["base_url"] = mask_url(row["base_url"])
         price = lookup_price(row["provider"], row["model"])
         usage = Usage(row["prompt_tokens"], row["completion_tokens"], row["total_tokens"],
                       row["cached_tokens"])  # fmt: skip
         row["cost_usd"] = price.cost(usage) if price is not None else None
     if args.json:
-        print(_json_text({"rows": rows}))
+        print(json_text({"rows": rows}))
         return 0
     fields = ("name", "provider", "model", "prompt_tokens", "completion_tokens",
               "total_tokens", "requests", "failures", "cached_tokens")  # fmt: skip
@@ -477,7 +478,7 @@ def _models(args: argparse.Namespace) -> int:
         _err(f"flyllm models: {kind}: {exc}")
         return 1
     if args.json:
-        print(_json_text([model.to_dict() for model in models], indent=2))
+        print(json_text([model.to_dict() for model in models], indent=2))
     else:
         for model in models:
             print(terminal_text(model.id))
@@ -505,13 +506,13 @@ def _config_check(args: argparse.Namespace) -> int:
                 "tasks": sorted(i.tasks),
                 "enabled": i.enabled,
                 "weight": i.weight,
-                "base_url": _mask(i.endpoint.base_url),
+                "base_url": mask_url(i.endpoint.base_url),
             }
             for i in manager.instances
         ],
     }
     if args.json:
-        print(_json_text(info, indent=2))
+        print(json_text(info, indent=2))
     else:
         print(terminal_text(_config_text(info)))
     return 0
@@ -544,26 +545,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
     if isinstance(value, str):
-        return _mask(value)
+        return mask_url(value)
     if value is None or isinstance(value, int | float | bool):
         return value
-    return _mask(repr(value))
+    return mask_url(repr(value))
 
 
 def _err(text: str) -> None:
     """Print one message line on stderr: URL secrets masked, no control characters (it may
     quote a server), no line breaks."""
-    print(terminal_text(_mask(text)).replace("\n", " "), file=sys.stderr)
-
-
-_C1_AND_DEL = re.compile("[\x7f-\x9f]")
-
-
-def _json_text(data: Any, indent: int | None = None) -> str:
-    """JSON for stdout: readable Unicode, but DEL and the C1 controls (which json.dumps leaves
-    raw and some terminals obey) escaped as \\u00XX; the data reads back the same."""
-    text = json.dumps(data, ensure_ascii=False, indent=indent)
-    return _C1_AND_DEL.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+    print(terminal_text(mask_url(text)).replace("\n", " "), file=sys.stderr)
 
 
 class _TerminalLog(logging.Filter):
@@ -572,13 +563,6 @@ class _TerminalLog(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = terminal_text(record.getMessage()), None
         return True
-
-
-def _mask(text: str) -> str:
-    """``text`` with the secrets of any URL in it masked (see flyllm.config.mask_url)."""
-    from flyllm.config import mask_url
-
-    return mask_url(text)
 
 
 # -- entry point -------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flyllm._display import mask_url
 from flyllm.builder import instance_option_names, manager_option_names
 from flyllm.errors import ConfigurationError
 from flyllm.manager import LlmManager
@@ -69,7 +70,6 @@ __all__ = [
     "InstanceConfig",
     "ManagerConfig",
     "load_config",
-    "mask_url",
     "read_config",
 ]
 
@@ -165,27 +165,6 @@ def read_config(
         raise src.error((), "the file must hold a table (mapping) at the top level")
     data = _substitute(src, data, (), os.environ if env is None else env)
     return _read(src, data)
-
-
-_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/?#@'\"]*@)?([^\s?#'\"]*)(\?[^\s#'\"]*)?")
-
-
-def mask_url(text: str) -> str:
-    """``text`` with the secrets of every URL in it masked: a password (``redis://:***@h``), a
-    user-info without one (a token: ``https://***@h``) and every query value (``?key=***``).
-    For whatever prints a URL or a message that may quote one (a state URL, a base URL)."""
-    return _URL.sub(_mask_match, text)
-
-
-def _mask_match(found: re.Match[str]) -> str:
-    scheme, userinfo, rest, query = found.groups()
-    if userinfo:
-        user, colon, _ = userinfo[:-1].partition(":")
-        userinfo = f"{user}:***@" if colon else "***@"
-    if query:
-        pairs = (part.partition("=") for part in query[1:].split("&"))
-        query = "?" + "&".join(f"{name}=***" if sep else "***" for name, sep, _ in pairs)
-    return f"{scheme}{userinfo or ''}{rest}{query or ''}"
 
 
 # -- parsing -----------------------------------------------------------------------------------

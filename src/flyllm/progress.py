@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
-from flyllm.usage import terminal_text
+from flyllm._display import terminal_text
 
 __all__ = ["Progress", "format_duration"]
 

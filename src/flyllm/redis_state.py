@@ -24,11 +24,11 @@ import collections
 import contextlib
 import logging
 import time
-import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from flyllm._display import mask_url
 from flyllm.errors import ConfigurationError, FlyLLMError
 from flyllm.state import Booking, MemoryStore, shared_key
 from flyllm.types import ErrorKind, Usage
@@ -173,18 +173,6 @@ return 1
 """
 
 
-def _where(url: str) -> str:
-    """The URL without user, password or query: safe to show."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.hostname or ""
-        if parts.port is not None:
-            netloc = f"{netloc}:{parts.port}"
-    except ValueError:
-        return "(an unreadable URL)"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 class StateStoreError(FlyLLMError):
     """The shared state store could not be read (Redis down, unreachable or refusing): raised
     by the calls that read totals; the attempt loop itself goes on with local state."""
@@ -231,7 +219,7 @@ class RedisStore:
                 url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
             )
         except ValueError as exc:
-            raise ConfigurationError(f"invalid Redis URL {_where(url)}: {exc}") from None
+            raise ConfigurationError(f"invalid Redis URL {mask_url(url)}: {exc}") from None
         self._acquire_script = self._client.register_script(_ACQUIRE)
         self._record_script = self._client.register_script(_RECORD)
         self._local = MemoryStore(clock)
@@ -329,7 +317,7 @@ class RedisStore:
             yield
         except self._errors as exc:
             raise StateStoreError(
-                f"the shared state store at {_where(self.url)} cannot be read "
+                f"the shared state store at {mask_url(self.url)} cannot be read "
                 f"({type(exc).__name__}: {exc}); check that Redis is up and the URL is right"
             ) from None
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flyllm._display import table_cell
 from flyllm.types import Usage
 
 if TYPE_CHECKING:
@@ -18,31 +18,8 @@ __all__ = [
     "format_health_table",
     "format_usage_table",
     "instance_cost",
-    "table_cell",
-    "terminal_text",
     "usage_report",
 ]
-
-_ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
-    r"|\x1b[P^_X][^\x1b]*(?:\x1b\\)?"  # DCS, PM, APC, SOS strings
-    r"|\x1b[ -/]*[0-~]"  # any other escape
-    r"|\x9b[0-?]*[ -/]*[@-~]"  # the one-byte CSI
-)
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def terminal_text(text: str) -> str:
-    """``text`` safe to print on a terminal: escape sequences and control characters removed
-    (newlines and tabs kept; CRLF becomes LF). Text from a server (answers, model names, error
-    messages) must never move the cursor, clear the screen or retitle the window."""
-    return _CONTROLS.sub("", _ESCAPES.sub("", text.replace("\r\n", "\n")))
-
-
-def table_cell(text: str) -> str:
-    """``text`` for one cell of a printed table: terminal_text on one line."""
-    return " ".join(terminal_text(text).split())
 
 
 @dataclass(slots=True, frozen=True)

@@ -586,7 +586,8 @@ def test_usage_table_prices() -> None:
 
 
 def test_usage_tables_strip_control_characters() -> None:
-    from flyllm.usage import InstanceUsage, format_usage_table, table_cell, terminal_text
+    from flyllm._display import table_cell, terminal_text
+    from flyllm.usage import InstanceUsage, format_usage_table
 
     nasty = "gpt\x1b[2J\x1b]0;title\x07-4o\x9b31m\r\n\x00\x7f\tend"
     assert terminal_text(nasty) == "gpt-4o\n\tend"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from flyllm import ConfigurationError, LlmManager, ProviderType, RetryPolicy, TaskDefinition
-from flyllm.config import load_config, mask_url, read_config
+from flyllm._display import mask_url
+from flyllm.config import load_config, read_config
 from flyllm.instance import LlmInstance
 from flyllm.resilience import BreakerPolicy
 
