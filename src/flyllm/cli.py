@@ -48,7 +48,8 @@ output line:  {"id": ..., "success": ..., "content": ..., "error": ..., "error_k
 Resume: the output is append-only and the last line of an id wins. Running the same
 command again skips the ids whose last line succeeded and asks the others again.
 Every finished result is on disk whatever stops the run (Ctrl-C, a crash, kill -9).
-Malformed input lines are reported with their line numbers and skipped (exit 1)."""
+Malformed input lines are reported with their line numbers and skipped (exit 1).
+One run at a time per output: a second run on an output in use is refused (exit 1)."""
 
 
 _KEY_ENV: dict[ProviderType, tuple[str, ...]] = {
