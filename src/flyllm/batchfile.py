@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flyllm._display import table_cell
 from flyllm.types import GenerationRequest, LlmResponse, Message, Usage
 
 __all__ = [
@@ -82,12 +83,10 @@ def id_key(value: JsonId) -> str:
     return json.dumps(value)
 
 
-def parse_line(text: str, line: int) -> BatchItem:
-    """The request on one input line, or BatchInputError saying what is wrong."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BatchInputError(line, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+def parse_line(text: str | bytes, line: int) -> BatchItem:
+    """The request on one input line, or BatchInputError saying what is wrong (hostile JSON
+    included: a huge number, absurd nesting, NaN, bytes that are not UTF-8)."""
+    obj = _load(text, line)
     if not isinstance(obj, dict):
         raise BatchInputError(line, "expected a JSON object")
     for key in obj:
@@ -111,6 +110,26 @@ def parse_line(text: str, line: int) -> BatchItem:
     return BatchItem(item_id, line, GenerationRequest(**obj))
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load(text: str | bytes, line: int) -> Any:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BatchInputError(line, f"not UTF-8 text (byte {exc.start + 1})") from None
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        raise BatchInputError(line, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise BatchInputError(line, "invalid JSON: nested too deep") from None
+    except ValueError as exc:  # NaN, Infinity, an integer of more than 4,300 digits
+        raise BatchInputError(line, f"invalid JSON: {str(exc).split(':')[0]}") from None
+
+
 def _messages(value: Any, line: int) -> list[Message]:
     if not isinstance(value, list):
         raise BatchInputError(line, "messages must be a list")
@@ -131,9 +150,10 @@ def _messages(value: Any, line: int) -> list[Message]:
     return out
 
 
-def iter_input(path: str) -> Iterator[tuple[int, str]]:
-    """The non-blank lines of the input file with their 1-based numbers, read lazily."""
-    with open(path, encoding="utf-8") as f:
+def iter_input(path: str) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of the input file with their 1-based numbers, read lazily, as
+    bytes: a line that is not UTF-8 is one malformed line (parse_line says so), not the end."""
+    with open(path, "rb") as f:
         for number, text in enumerate(f, start=1):
             if text.strip():
                 yield number, text
@@ -181,7 +201,7 @@ def read_results(path: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
                 return
             try:
                 record = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or absurdly deep
                 yield number, None
                 continue
             ok = isinstance(record, dict) and isinstance(record.get("id"), str | int)
@@ -231,7 +251,7 @@ def _repair_tail(path: str) -> str | None:
         tail = f.read()
         try:
             whole = isinstance(json.loads(tail), dict)
-        except ValueError:
+        except (ValueError, RecursionError):
             whole = False
         if whole:
             f.seek(0, os.SEEK_END)
@@ -254,7 +274,8 @@ class ResultWriter:
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one record as one line."""
-        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        # A lone surrogate (a server can send one as \ud800 in JSON) is written as that escape.
+        data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
@@ -370,7 +391,9 @@ def format_usage_rows(rows: list[UsageRow], cost: Pricing | None = None) -> str:
     counts = [
         [r.requests, r.failures, r.prompt_tokens, r.completion_tokens, r.total_tokens] for r in rows
     ]
-    table: list[list[Any]] = [[r.provider, r.model, *c] for r, c in zip(rows, counts, strict=True)]
+    table: list[list[Any]] = [
+        [table_cell(r.provider), table_cell(r.model), *c] for r, c in zip(rows, counts, strict=True)
+    ]
     totals: list[Any] = ["TOTAL", "", *(sum(c[i] for c in counts) for i in range(5))]
     if cost is not None:
         head.append("Cost (USD)")

@@ -7,6 +7,11 @@ output as soon as it has it. Memory holds the ids, not the results. The first Ct
 SIGTERM) stops taking new lines and lets the requests in flight finish and be written; a second
 one cancels them (they are asked again on the next run). File formats and resume rules are in
 :mod:`flyllm.batchfile`.
+
+A run holds an advisory lock (``flock``) on the output from before it reads it until its end,
+so a second run on the same output is refused (OutputInUseError) before it sends anything:
+two would ask, and bill, every request twice. The lock dies with its process, even after
+``kill -9``. Where ``fcntl`` is missing (Windows) no lock is taken.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -31,10 +37,11 @@ from flyllm.batchfile import (
     parse_line,
     response_record,
 )
+from flyllm.errors import FlyLLMError
 from flyllm.manager import LlmManager
 from flyllm.progress import Progress, format_duration
 
-__all__ = ["BatchReport", "run_batch"]
+__all__ = ["BatchReport", "OutputInUseError", "run_batch"]
 
 MAX_REPORTED = 50
 """Malformed lines reported one by one; the rest are counted."""
@@ -80,6 +87,32 @@ class BatchReport:
         elif self.stopped_by is not None:
             text += "; interrupted: run the same command again to resume"
         return text
+
+
+class OutputInUseError(FlyLLMError):
+    """Another ``flyllm batch`` run holds the output file: this run sends nothing."""
+
+
+@contextlib.contextmanager
+def _output_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the output (created if missing) for the block."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: nothing stops a second run
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputInUseError(
+                f"{path}: another flyllm batch run is writing this output; wait for it to end "
+                "or stop it, or write to another file"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _duration(seconds: float) -> str:
@@ -159,7 +192,24 @@ async def run_batch(
 ) -> BatchReport:
     """Answer every pending line of ``input_path`` into ``output_path``; messages, the
     progress bar (``progress`` None: when ``err`` is a terminal) and the summary go to
-    ``err``. Returns the report; never raises for one request's failure."""
+    ``err``. Returns the report; never raises for one request's failure. Raises
+    OutputInUseError, having sent nothing, when another run holds the output."""
+    with _output_lock(output_path):
+        return await _run(
+            manager, input_path, output_path, concurrency, err, strict, retry_failed, progress
+        )
+
+
+async def _run(
+    manager: LlmManager,
+    input_path: str,
+    output_path: str,
+    concurrency: int,
+    err: TextIO,
+    strict: bool,
+    retry_failed: bool,
+    progress: bool | None,
+) -> BatchReport:
     start = time.monotonic()
     report = BatchReport()
     state = open_output(output_path)

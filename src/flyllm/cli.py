@@ -12,14 +12,17 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import sys
-import urllib.parse
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from flyllm._display import json_text, mask_url, terminal_text
 from flyllm.discovery import ModelInfo
 from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
+from flyllm.events import Event
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
 from flyllm.types import GenerationRequest, LlmResponse, ProviderType, Usage
@@ -45,7 +48,8 @@ output line:  {"id": ..., "success": ..., "content": ..., "error": ..., "error_k
 Resume: the output is append-only and the last line of an id wins. Running the same
 command again skips the ids whose last line succeeded and asks the others again.
 Every finished result is on disk whatever stops the run (Ctrl-C, a crash, kill -9).
-Malformed input lines are reported with their line numbers and skipped (exit 1)."""
+Malformed input lines are reported with their line numbers and skipped (exit 1).
+One run at a time per output: a second run on an output in use is refused (exit 1)."""
 
 
 _KEY_ENV: dict[ProviderType, tuple[str, ...]] = {
@@ -276,13 +280,49 @@ def _read_prompt(prompt: str) -> str:
         return prompt
     if sys.stdin.isatty():
         raise UsageError('no prompt: give it as an argument, or pipe it in with "-"')
-    return sys.stdin.read().rstrip("\n")
+    raw = getattr(sys.stdin, "buffer", None)  # a replaced stdin (io.StringIO) has none
+    try:
+        text = sys.stdin.read() if raw is None else raw.read().decode("utf-8")
+        return text.rstrip("\n")
+    except UnicodeDecodeError:
+        raise UsageError("the prompt on stdin is not UTF-8 text") from None
+
+
+WAIT_NOTICE_S = 1.0
+"""``flyllm ask`` says on stderr when a request waits longer than this, so it never looks hung."""
+
+
+def _announce_waits(manager: LlmManager) -> None:
+    def on_event(event: Event) -> None:
+        if event.kind == "wait" and (event.wait or 0.0) > WAIT_NOTICE_S:
+            _err(_wait_line(manager, event))
+
+    manager.add_hook(on_event)
+
+
+def _wait_line(manager: LlmManager, event: Event) -> str:
+    """What a wait is for: the event's own words when it has them, else its length, reason,
+    end and the instances that are not ready (from their health)."""
+    message = getattr(event, "message", None)
+    if isinstance(message, str) and message:
+        return f"flyllm: {message}"
+    wait = event.wait or 0.0
+    until = time.strftime("%H:%M:%S", time.localtime(event.time + wait))
+    bound = "up to " if event.reason == "capacity" else ""  # until a running request ends
+    busy = []
+    for h in manager.instance_health():
+        if h.state != "closed":
+            left = f", {h.cooldown_left:.1f} s left" if h.cooldown_left else ""
+            busy.append(f"{h.name} ({h.state}{', ' + h.reason if h.reason else ''}{left})")
+    who = "; ".join(busy) or "every instance is at its limits"
+    return f"flyllm: waiting {bound}{wait:.1f} s ({event.reason}) until {until}: {who}"
 
 
 async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
     if args.task is not None and args.task not in manager.tasks:
         known = ", ".join(manager.tasks) or "none"
         raise UsageError(f"unknown task {args.task!r}; the config defines: {known}")
+    _announce_waits(manager)
     request = GenerationRequest(
         prompt=args.prompt, task=args.task, params=dict(args.param) or None, system=args.system
     )
@@ -293,16 +333,16 @@ async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
     if args.json:
         from flyllm.batchfile import response_record
 
-        print(json.dumps(response_record(response), ensure_ascii=False))
+        print(json_text(response_record(response)))
     elif response.success:
-        print(response.content)
+        print(terminal_text(response.content))
     return _outcome(response)
 
 
 def _outcome(response: LlmResponse) -> int:
     if response.success:
         return 0
-    print(f"flyllm: {response.error_kind}: {response.error}", file=sys.stderr)
+    _err(f"flyllm: {response.error_kind}: {response.error}")
     return 2 if isinstance(response.exception, InvalidRequestError) else 1
 
 
@@ -313,14 +353,14 @@ async def _ask_stream(manager: LlmManager, request: GenerationRequest) -> int:
         async with manager.stream(request) as stream:
             async for chunk in stream:
                 if chunk.text:
-                    out.write(chunk.text)
+                    out.write(terminal_text(chunk.text))
                     out.flush()
                     wrote = True
     except FlyLLMError as exc:
         if wrote:
             out.write("\n")
         kind = exc.kind.value if exc.kind else type(exc).__name__
-        print(f"flyllm: {kind}: {exc}", file=sys.stderr)
+        _err(f"flyllm: {kind}: {exc}")
         return 2 if isinstance(exc, InvalidRequestError) else 1
     out.write("\n")
     return 0
@@ -377,7 +417,7 @@ def _usage(args: argparse.Namespace) -> int:
     costs = [row["cost_usd"] for row in data]
     total["cost_usd"] = sum(c for c in costs if c is not None)
     total["cost_complete"] = None not in costs
-    print(json.dumps({"rows": data, "total": total}))
+    print(json_text({"rows": data, "total": total}))
     return 0
 
 
@@ -396,12 +436,13 @@ def _usage_from_state(args: argparse.Namespace) -> int:
 
     rows = asyncio.run(read())
     for row in rows:
+        row["base_url"] = mask_url(row["base_url"])
         price = lookup_price(row["provider"], row["model"])
         usage = Usage(row["prompt_tokens"], row["completion_tokens"], row["total_tokens"],
                       row["cached_tokens"])  # fmt: skip
         row["cost_usd"] = price.cost(usage) if price is not None else None
     if args.json:
-        print(json.dumps({"rows": rows}))
+        print(json_text({"rows": rows}))
         return 0
     fields = ("name", "provider", "model", "prompt_tokens", "completion_tokens",
               "total_tokens", "requests", "failures", "cached_tokens")  # fmt: skip
@@ -435,13 +476,13 @@ def _models(args: argparse.Namespace) -> int:
         raise
     except FlyLLMError as exc:
         kind = exc.kind.value if exc.kind else type(exc).__name__
-        print(f"flyllm models: {kind}: {exc}", file=sys.stderr)
+        _err(f"flyllm models: {kind}: {exc}")
         return 1
     if args.json:
-        print(json.dumps([model.to_dict() for model in models], indent=2))
+        print(json_text([model.to_dict() for model in models], indent=2))
     else:
         for model in models:
-            print(model.id)
+            print(terminal_text(model.id))
     return 0
 
 
@@ -466,15 +507,15 @@ def _config_check(args: argparse.Namespace) -> int:
                 "tasks": sorted(i.tasks),
                 "enabled": i.enabled,
                 "weight": i.weight,
-                "base_url": _public_url(i.endpoint.base_url),
+                "base_url": mask_url(i.endpoint.base_url),
             }
             for i in manager.instances
         ],
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json_text(info, indent=2))
     else:
-        print(_config_text(info))
+        print(terminal_text(_config_text(info)))
     return 0
 
 
@@ -504,17 +545,25 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return mask_url(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
-    return repr(value)
+    return mask_url(repr(value))
 
 
-def _public_url(url: str) -> str:
-    """The URL without credentials, query or fragment (where a key could hide)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+def _err(text: str) -> None:
+    """Print one message line on stderr: URL secrets masked, no control characters (it may
+    quote a server), no line breaks."""
+    print(terminal_text(mask_url(text)).replace("\n", " "), file=sys.stderr)
+
+
+class _TerminalLog(logging.Filter):
+    """Strips control characters from log lines printed on stderr (they may quote a server)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = terminal_text(record.getMessage()), None
+        return True
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -524,11 +573,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    logger = logging.getLogger("flyllm")
+    saved = (logger.level, list(logger.handlers))  # ask and batch set up logging: undo it after
     try:
         return _dispatch(parser, args)
     except (UsageError, ConfigurationError) as exc:
-        print(f"flyllm: {exc}", file=sys.stderr)
+        _err(f"flyllm: {exc}")
         return 2
+    except FlyLLMError as exc:  # a run-time failure, already typed and worded
+        _err(f"flyllm: {exc}")
+        return 1
     except KeyboardInterrupt:
         print("flyllm: interrupted", file=sys.stderr)
         return 130
@@ -538,8 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except OSError as exc:
-        print(f"flyllm: {exc}", file=sys.stderr)
+        _err(f"flyllm: {exc}")
         return 1
+    finally:
+        logger.setLevel(saved[0])
+        logger.handlers[:] = saved[1]
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -553,9 +610,11 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return emulator_cli.run(args)
     if args.command in ("ask", "batch"):
         try:
-            use_logging("warning" if args.command == "ask" else "error")
+            logger = use_logging("warning" if args.command == "ask" else "error")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        for handler in logger.handlers:
+            handler.addFilter(_TerminalLog())
         if args.command == "ask":
             args.prompt = _read_prompt(args.prompt)
         else:

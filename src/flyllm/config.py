@@ -30,12 +30,17 @@ Every string may use ``${VAR}`` (an error naming the variable when unset) and ``
 (the default when unset or empty); ``$${`` is a literal ``${``. Errors name the file, the key path
 (``flyllm.toml: instances[2].provider``) and the line where the format gives one (TOML syntax
 errors; every YAML error), and list what was expected. They never contain values of keys.
+
+A file may hold at most ``MAX_VALUES`` values (counted after YAML aliases are expanded, so a
+kilobyte alias bomb is refused, not inflated) nested at most ``MAX_DEPTH`` deep (a YAML anchor
+that contains itself nests forever); either is a ConfigurationError naming the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import os
 import re
@@ -45,6 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flyllm._display import mask_url
 from flyllm.builder import instance_option_names, manager_option_names
 from flyllm.errors import ConfigurationError
 from flyllm.manager import LlmManager
@@ -57,10 +63,25 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-__all__ = ["CONFIG_SUFFIXES", "InstanceConfig", "ManagerConfig", "load_config", "read_config"]
+__all__ = [
+    "CONFIG_SUFFIXES",
+    "MAX_DEPTH",
+    "MAX_VALUES",
+    "InstanceConfig",
+    "ManagerConfig",
+    "load_config",
+    "read_config",
+]
 
 CONFIG_SUFFIXES = (".toml", ".yaml", ".yml")
 """The file name endings load_config reads: TOML, and YAML when PyYAML is installed."""
+
+MAX_VALUES = 100_000
+"""The most values (tables, lists and scalars) a config file may hold once YAML aliases are
+expanded: far above any real config, far below what an alias bomb expands to."""
+
+MAX_DEPTH = 64
+"""The deepest a config file's values may nest (a task's JSON schema included)."""
 
 Path = tuple[str | int, ...]
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -94,19 +115,19 @@ class ManagerConfig:
         try:
             manager = LlmManager(**self.options)
         except (ConfigurationError, TypeError, ValueError) as exc:
-            raise src.error((), str(exc)) from None
+            raise src.error((), mask_url(str(exc))) from None
         for task in self.tasks:
             try:
                 manager.define_task(task)
             except ConfigurationError as exc:
-                raise src.error(("tasks", task.name), str(exc)) from None
+                raise src.error(("tasks", task.name), mask_url(str(exc))) from None
         for index, inst in enumerate(self.instances):
             try:
                 manager.add_provider(
                     inst.provider, inst.api_key, inst.model, inst.tasks, **inst.options
                 )
             except (ConfigurationError, TypeError, ValueError) as exc:
-                raise src.error(("instances", index), str(exc)) from None
+                raise src.error(("instances", index), mask_url(str(exc))) from None
         return manager
 
 
@@ -151,12 +172,16 @@ def read_config(
 
 def _parse_toml(name: str, text: str) -> tuple[Any, dict[Path, int]]:
     try:
-        return tomllib.loads(text), {}
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise _too_deep(name) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = re.search(r"\(at line (\d+), column \d+\)", message)
         where = f"{name}:{found.group(1)}" if found else name
         raise ConfigurationError(f"{where}: invalid TOML: {message}") from None
+    _check_bounds(name, data, _data_children)
+    return data, {}
 
 
 def _parse_yaml(name: str, text: str) -> tuple[Any, dict[Path, int]]:
@@ -166,10 +191,14 @@ def _parse_yaml(name: str, text: str) -> tuple[Any, dict[Path, int]]:
         raise ConfigurationError(
             f"{name}: reading YAML needs PyYAML: pip install 'flyllm[yaml]'"
         ) from None
-    loader = yaml.SafeLoader(text)
+    loader = _bounded_loader(yaml)(text)
     try:
         node = loader.get_single_node()
+        if node is not None:  # before anything walks it: aliases may make it huge or endless
+            _check_bounds(name, node, _node_children)
         data = None if node is None else loader.construct_document(node)
+    except RecursionError:
+        raise _too_deep(name) from None
     except yaml.MarkedYAMLError as exc:
         # Built from the parts, not str(exc): that quotes the file's text, which may hold a key.
         mark = exc.problem_mark or exc.context_mark
@@ -184,6 +213,64 @@ def _parse_yaml(name: str, text: str) -> tuple[Any, dict[Path, int]]:
     if node is not None:
         _yaml_lines(name, yaml, node, (), lines)
     return data, lines
+
+
+@functools.cache
+def _bounded_loader(yaml: Any) -> Any:
+    """PyYAML's SafeLoader, refusing to compose nodes deeper than MAX_DEPTH (its composer
+    recurses once per level: a deep file would end in RecursionError, slowly)."""
+
+    class BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                raise RecursionError
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return BoundedLoader
+
+
+def _data_children(value: Any) -> Iterable[Any]:
+    if isinstance(value, dict):
+        return value.values()
+    return value if isinstance(value, list) else ()
+
+
+def _node_children(node: Any) -> Iterable[Any]:
+    value = node.value  # a mapping's: (key, value) pairs; a sequence's: nodes; a scalar's: str
+    if not isinstance(value, list):
+        return ()
+    return [part for item in value for part in (item if isinstance(item, tuple) else (item,))]
+
+
+def _check_bounds(name: str, root: Any, children: Callable[[Any], Iterable[Any]]) -> None:
+    """Walk the values as their expansion would (an alias each time it is used), without
+    recursion, and refuse the file past MAX_VALUES values or MAX_DEPTH levels."""
+    stack = [(root, 1)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigurationError(
+                f"{name}: more than {MAX_VALUES:,} values once YAML aliases are expanded "
+                "(an alias bomb?); refusing to read it"
+            )
+        if depth > MAX_DEPTH:
+            raise _too_deep(name)
+        stack.extend((child, depth + 1) for child in children(value))
+
+
+def _too_deep(name: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{name}: values nest deeper than {MAX_DEPTH} levels "
+        "(or a YAML anchor contains itself); refusing to read it"
+    )
 
 
 def _yaml_lines(name: str, yaml: Any, node: Any, path: Path, out: dict[Path, int]) -> None:

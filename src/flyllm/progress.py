@@ -23,6 +23,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
+from flyllm._display import terminal_text
+
 __all__ = ["Progress", "format_duration"]
 
 BAR_WIDTH = 24
@@ -93,11 +95,12 @@ class Progress:
                 self._draw(self.render())
 
     def message(self, text: str) -> None:
-        """Print ``text`` on its own line without breaking the bar (it is redrawn below)."""
+        """Print ``text`` on its own line without breaking the bar (it is redrawn below),
+        without control characters (log lines may quote a server)."""
         if self.enabled and self._width:
             self.file.write("\r" + " " * self._width + "\r")
             self._width = 0
-        self.file.write(text.rstrip("\n") + "\n")
+        self.file.write(terminal_text(text.rstrip("\n")) + "\n")
         if self.enabled and not self._closed:
             self._draw(self.render())
         self.file.flush()

@@ -9,7 +9,11 @@ and written by a background task in pipelined batches: the caller never waits fo
 
 Redis down or slow: requests go on with this process's own state (a warning is logged once per
 outage), records wait in a bounded queue and are written when Redis is back, so usage totals
-resync. Instances are keyed by ``shared_key`` (provider, model, base URL, a hash of the key).
+resync. An attempt booked while Redis was down adds its counts (requests, failures, tokens)
+only: its latency, cooldown and circuit state are stale by the time it is written. Past
+``max_pending`` waiting records, newer ones are dropped, counted in ``dropped_records`` and
+logged once per outage: the totals in Redis are then short by them. Instances are keyed by
+``shared_key`` (provider, model, base URL, a hash of the key).
 Requires the ``flyllm[redis]`` extra (redis-py with hiredis).
 """
 
@@ -21,17 +25,18 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flyllm.errors import ConfigurationError
+from flyllm._display import mask_url
+from flyllm.errors import ConfigurationError, FlyLLMError
 from flyllm.state import Booking, MemoryStore, shared_key
 from flyllm.types import ErrorKind, Usage
 
 if TYPE_CHECKING:
     from flyllm.instance import LlmInstance
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "StateStoreError"]
 
 _log = logging.getLogger("flyllm")
 
@@ -109,10 +114,23 @@ return {picked, tostring(earliest), sec, unpack(out)}
 
 # KEYS: stats hash, in-flight zset, window hash. ARGV: mode (ok|fail|gone), booking id,
 # window slot second, tokens booked, then for ok: latency, prompt, completion, total, cached,
-# hold seconds; for fail: cooldown seconds, open (0/1).
+# hold seconds; for fail: cooldown seconds, open (0/1). An empty booking id: booked while
+# Redis was down, so only the counts are added.
 _RECORD = """
 local h, f, w = KEYS[1], KEYS[2], KEYS[3]
 local mode, bid, slotsec, booked = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if bid == '' then
+  redis.call('HINCRBY', h, 'req', 1)
+  if mode == 'ok' then
+    redis.call('HINCRBY', h, 'pt', ARGV[6])
+    redis.call('HINCRBY', h, 'ct', ARGV[7])
+    redis.call('HINCRBY', h, 'tt', ARGV[8])
+    redis.call('HINCRBY', h, 'cached', ARGV[9])
+  elseif mode == 'fail' then
+    redis.call('HINCRBY', h, 'fail', 1)
+  end
+  return 1
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 redis.call('ZREM', f, bid)
@@ -155,12 +173,18 @@ return 1
 """
 
 
+class StateStoreError(FlyLLMError):
+    """The shared state store could not be read (Redis down, unreachable or refusing): raised
+    by the calls that read totals; the attempt loop itself goes on with local state."""
+
+
 class RedisStore:
     """Instance stats shared through Redis (``LlmManager(state="redis://host:6379/0")``).
 
     ``namespace`` prefixes every key (separate fleets on one Redis); ``booking_ttl`` bounds how
     long a crashed process's in-flight bookings count; ``retry_after`` is how long to run on
-    local state after Redis failed before trying it again.
+    local state after Redis failed before trying it again; ``max_pending`` bounds the records
+    waiting for Redis (``dropped_records`` counts those refused past it).
     """
 
     shared = True
@@ -190,9 +214,12 @@ class RedisStore:
         )
         self.url = url
         self.namespace = namespace
-        self._client: Any = aioredis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+        try:
+            self._client: Any = aioredis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid Redis URL {mask_url(url)}: {exc}") from None
         self._acquire_script = self._client.register_script(_ACQUIRE)
         self._record_script = self._client.register_script(_RECORD)
         self._local = MemoryStore(clock)
@@ -201,10 +228,12 @@ class RedisStore:
         self._retry_after = retry_after
         self._down_until = 0.0
         self._warned = False
+        self._warned_full = False
         # Records waiting to be written: (keys, script args), or (keys, labels) for a label.
-        self._pending: collections.deque[tuple[list[str], Any]] = collections.deque(
-            maxlen=max_pending
-        )
+        self._pending: collections.deque[tuple[list[str], Any]] = collections.deque()
+        self._max_pending = max_pending
+        self.dropped_records = 0
+        """Records not written to Redis because ``max_pending`` were already waiting."""
         self._flushing: asyncio.Task[None] | None = None
         self._keys: dict[int, list[str]] = {}
         # The shared booking acquire() just made; begin() takes it in the same loop turn (the
@@ -271,7 +300,28 @@ class RedisStore:
         self._record(booking, "gone", [])
 
     async def totals(self, instances: Sequence[LlmInstance]) -> dict[int, dict[str, int]]:
-        """Usage totals from Redis, across every process and restart."""
+        """Usage totals from Redis, across every process and restart (StateStoreError when
+        Redis cannot be read)."""
+        async with self._reading():
+            return await self._totals(instances)
+
+    async def all_totals(self) -> list[dict[str, Any]]:
+        """Every instance this namespace has seen, from any process: its labels (name, provider,
+        model, base URL) and usage totals (StateStoreError when Redis cannot be read)."""
+        async with self._reading():
+            return await self._all_totals()
+
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except self._errors as exc:
+            raise StateStoreError(
+                f"the shared state store at {mask_url(self.url)} cannot be read "
+                f"({type(exc).__name__}: {exc}); check that Redis is up and the URL is right"
+            ) from None
+
+    async def _totals(self, instances: Sequence[LlmInstance]) -> dict[int, dict[str, int]]:
         await self.flush()
         fields = ("req", "fail", "pt", "ct", "tt", "cached")
         names = ("requests", "failures", "prompt_tokens", "completion_tokens", "total_tokens",
@@ -282,9 +332,7 @@ class RedisStore:
             out[instance.id] = {n: int(v or 0) for n, v in zip(names, values, strict=True)}
         return out
 
-    async def all_totals(self) -> list[dict[str, Any]]:
-        """Every instance this namespace has seen, from any process: its labels (name, provider,
-        model, base URL) and usage totals."""
+    async def _all_totals(self) -> list[dict[str, Any]]:
         await self.flush()
         rows = []
         async for key in self._client.scan_iter(match=f"{self.namespace}:i:*", count=500):
@@ -325,7 +373,7 @@ class RedisStore:
             self._keys[id(instance)] = keys
             labels = {"name": instance.name, "provider": instance.provider_type.value,
                       "model": endpoint.model, "base_url": endpoint.base_url}  # fmt: skip
-            self._pending.append((keys, labels))  # so any process can list it (never the key)
+            self._enqueue((keys, labels))  # so any process can list it (never the key)
         return keys
 
     def _mirror(self, ordered: Sequence[LlmInstance], snapshot: list[Any], now: float) -> None:
@@ -342,13 +390,26 @@ class RedisStore:
                 instance.breaker.ready_at = max(instance.breaker.ready_at, now + float(wait))
 
     def _record(self, booking: Booking, mode: str, extra: list[Any]) -> None:
-        if booking.shared_id is None:
-            return  # booked while Redis was down: nothing to release there
+        if booking.shared_id is None and mode == "gone":
+            return  # booked while Redis was down: nothing to release there, nothing to count
         keys = self._instance_keys(booking.instance)
-        args = [mode, booking.shared_id, booking.shared_slot or 0, booking.tokens, *extra]
-        self._pending.append((keys, args))
-        if self._flushing is None or self._flushing.done():
+        bid = booking.shared_id or ""  # "": the script adds the counts only
+        args = [mode, bid, booking.shared_slot or 0, booking.tokens, *extra]
+        self._enqueue((keys, args))
+        down = self._clock() < self._down_until  # _came_back() flushes when Redis answers
+        if not down and (self._flushing is None or self._flushing.done()):
             self._flushing = asyncio.ensure_future(self._flush_soon())
+
+    def _enqueue(self, item: tuple[list[str], Any]) -> None:
+        if len(self._pending) < self._max_pending:
+            self._pending.append(item)
+            return
+        self.dropped_records += 1
+        if not self._warned_full:
+            self._warned_full = True
+            _log.warning("shared state store: %d records waiting for it already; dropping "
+                         "newer ones (its usage totals will be short by them)",
+                         self._max_pending)  # fmt: skip
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(0)  # let records of the same loop turn join this batch
@@ -382,7 +443,7 @@ class RedisStore:
 
     def _came_back(self) -> None:
         if self._warned:
-            self._warned = False
+            self._warned = self._warned_full = False
             _log.warning("shared state store reachable again; resyncing")
             if self._pending and (self._flushing is None or self._flushing.done()):
                 self._flushing = asyncio.ensure_future(self._flush_soon())

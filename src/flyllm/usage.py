@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flyllm._display import table_cell
 from flyllm.types import Usage
 
 if TYPE_CHECKING:
@@ -56,7 +57,10 @@ def format_usage_table(
 ) -> str:
     """The usage table as the original FlyLLM prints it, with a cost column (``costs`` in USD
     per row, None where the price is unknown) and a total line."""
-    rows = list(rows)
+    rows = [
+        dataclasses.replace(r, provider=table_cell(r.provider), model=table_cell(r.model))
+        for r in rows
+    ]
     costs = list(costs) if costs is not None else [None] * len(rows)
     model_width = max([30, *(len(r.model) + 2 for r in rows)])
     provider_width = max([18, *(len(r.provider) + 2 for r in rows)])
@@ -97,6 +101,7 @@ def format_usage_table(
 def format_health_table(rows: Iterable[InstanceHealth]) -> str:
     """The instances' health as a table: state, failures and cooldown left."""
     rows = list(rows)
+    clean = table_cell
     name_width = max([24, *(len(r.name) + 2 for r in rows)])
     fmt = f"{{:<5}} {{:<{name_width}}} {{:<10}} {{:>12}} {{:>9}} {{:>9}} {{:>12}}  {{}}"
     header = fmt.format("ID", "Instance", "State", "Consecutive", "Failures", "Requests",
@@ -104,8 +109,8 @@ def format_health_table(rows: Iterable[InstanceHealth]) -> str:
     lines = ["--- Instance Health ---", header, "-" * len(header)]
     for r in rows:
         cooldown = f"{r.cooldown_left:.1f}" if r.cooldown_left else "-"
-        lines.append(fmt.format(r.id, r.name, r.state, r.consecutive_failures, r.failures,
-                                r.requests, cooldown, r.reason))  # fmt: skip
+        lines.append(fmt.format(r.id, clean(r.name), r.state, r.consecutive_failures,
+                                r.failures, r.requests, cooldown, clean(r.reason)))  # fmt: skip
     return "\n".join(lines)
 
 

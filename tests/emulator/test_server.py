@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from flyllm.emulator import Emulator, Fault, generate_text
+from flyllm.emulator import Emulator, Fault, generate_text, key_fingerprint
 from tests.emulator.conftest import (
     PROVIDERS,
     anthropic_events,
@@ -71,7 +71,12 @@ async def test_counters_per_route_key_model_and_status(session: aiohttp.ClientSe
         stats = emu.stats()
         assert stats["requests"] == 6
         assert stats["by_route"] == {"/v1/chat/completions": 5, "unknown": 1}
-        assert stats["by_key"] == {"a": 3, "b": 1, "zzz": 1}
+        assert stats["by_key"] == {
+            key_fingerprint("a"): 3,
+            key_fingerprint("b"): 1,
+            key_fingerprint("zzz"): 1,
+        }
+        assert "zzz" not in json.dumps(stats)  # the rejected key is not kept
         assert stats["by_model"] == {"gpt-4o-mini": 3}
         assert stats["responses_by_status"] == {"200": 3, "401": 2, "404": 1}
         assert stats["in_flight"] == 0 and stats["max_in_flight"] == 1
@@ -215,7 +220,7 @@ async def test_control_api(session: aiohttp.ClientSession) -> None:
             assert (await response.json())["faults"][0]["kind"] == "server_error"
         async with session.get(control + "info") as response:
             assert (await response.json())["base_url"] == emu.base_url
-        async with session.post(control + "reset") as response:
+        async with session.post(control + "reset", json={}) as response:
             assert response.status == 200
         async with session.post(control + "faults", json={"faults": []}) as response:
             assert response.status == 200
@@ -233,7 +238,8 @@ async def test_control_api_errors_and_not_counted(session: aiohttp.ClientSession
         ):
             async with session.post(control + path, json=payload) as response:
                 assert response.status == 400 and "error" in await response.json()
-        async with session.post(control + "faults", data=b"{") as response:
+        headers = {"Content-Type": "application/json"}
+        async with session.post(control + "faults", data=b"{", headers=headers) as response:
             assert response.status == 400
         async with session.get(control + "nothing") as response:
             assert response.status == 404
@@ -271,7 +277,13 @@ async def test_same_prompt_same_reply_across_instances(session: aiohttp.ClientSe
 def test_public_names() -> None:
     import flyllm.emulator
 
-    assert sorted(flyllm.emulator.__all__) == ["Emulator", "FAULT_KINDS", "Fault", "generate_text"]
+    assert sorted(flyllm.emulator.__all__) == [
+        "Emulator",
+        "FAULT_KINDS",
+        "Fault",
+        "generate_text",
+        "key_fingerprint",
+    ]
     assert flyllm.emulator.Emulator is Emulator
     with pytest.raises(AttributeError):
         _ = flyllm.emulator.Nothing

@@ -181,6 +181,23 @@ def test_ask_failure_exits_1(config: str) -> None:
     assert streamed.returncode == 1 and streamed.stdout == ""
 
 
+def test_ask_says_when_it_waits_for_capacity(config: str, emus: tuple[Emulator, Emulator]) -> None:
+    emus[0].schedule("rate_limit", 1, retry_after=1.5)  # qa: only "oa" serves it
+    started = time.monotonic()
+    done = run("ask", "Hi", "--task", "qa", "--config", config)
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started >= 1.4
+    assert ANSWER.match(done.stdout.strip())
+    [line] = [x for x in done.stderr.splitlines() if "waiting" in x]
+    assert re.fullmatch(
+        r"flyllm: waiting 1\.\d s \((cooldown|backoff)\) until \d\d:\d\d:\d\d: "
+        r"oa \(cooling, rate_limit, 1\.\d s left\)",
+        line,
+    ), line
+    quick = run("ask", "Hi", "--task", "qa", "--config", config)
+    assert quick.returncode == 0 and "waiting" not in quick.stderr  # no wait, no line
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -395,6 +412,28 @@ def test_batch_ctrl_c_writes_what_finished(
     _assert_each_id_once(out, 24)
 
 
+def test_a_second_batch_on_the_same_output_is_refused(
+    slow: tuple[Emulator, str, pathlib.Path], tmp_path: pathlib.Path
+) -> None:
+    emu, cfg, inp = slow
+    out = tmp_path / "out.jsonl"
+    proc = _start_batch(cfg, inp, out)
+    try:
+        _wait_for_lines(proc, out, 2)
+        second = run("batch", str(inp), "-o", str(out), "--config", cfg)
+    finally:
+        stdout, stderr = proc.communicate(timeout=20)
+    _check_secret(stdout, stderr)
+    assert second.returncode == 1 and second.stdout == ""
+    assert second.stderr == (
+        f"flyllm: {out}: another flyllm batch run is writing this output; wait for it to "
+        "end or stop it, or write to another file\n"
+    )
+    assert proc.returncode == 0, stderr
+    _assert_each_id_once(out, 24)
+    assert emu.stats()["requests"] == 24  # nothing asked twice
+
+
 # -- config check ------------------------------------------------------------------------------
 
 
@@ -415,6 +454,72 @@ def test_config_check(config: str) -> None:
     ]
     assert [t["name"] for t in info["tasks"]] == ["summary", "qa"]
     assert info["options"] == {"max_attempts": 2}
+
+
+def test_config_check_masks_secrets_in_urls(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "pw-" + CANARY[::-1]
+    monkeypatch.setenv("REDIS_SECRET", secret)
+    path = tmp_path / "flyllm.toml"
+    path.write_text(
+        'state = "redis://:${REDIS_SECRET}@127.0.0.1:1/0"\n[[instances]]\nprovider = "openai"\n'
+        'model = "m"\napi_key = "k"\nbase_url = "http://u:${REDIS_SECRET}@127.0.0.1:9/v1"\n'
+    )
+    for args in (["config", "check", str(path)], ["config", "check", str(path), "--json"]):
+        assert main(args) == 0
+        out, err = capsys.readouterr()
+        assert secret not in out + err
+        assert "redis://:***@127.0.0.1:1/0" in out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace("redis://", "postgres://"))
+    assert main(["config", "check", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert secret not in out + err and "postgres://:***@127.0.0.1:1/0" in err
+
+
+def test_foreseeable_failures_are_one_line_errors(
+    tmp_path: pathlib.Path,
+    config: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLYLLM_TEST_KEY", CANARY)
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n" + '{"id": 1, "success": true}\n')
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": 1, "prompt": "x"}\n')
+    cases = [
+        (["usage", str(tmp_path / "missing.jsonl")], 2, "no such file"),
+        (["usage", str(folder)], 2, "no such file"),
+        (["usage", "--state", "http://127.0.0.1:1/0"], 2, "invalid Redis URL"),
+        (["config", "check", str(folder / "x.toml")], 2, "cannot read the config file"),
+        (["config", "check", str(folder)], 2, "unsupported config format"),
+        (["ask", "hi", "--config", str(tmp_path / "none.toml")], 2, "cannot read"),
+        (["batch", str(inp), "-o", str(folder), "--config", config], 1, "Is a directory"),
+    ]
+    for args, code, fragment in cases:
+        returned = main(args)
+        out, err = capsys.readouterr()
+        assert returned == code, (args, err)
+        assert fragment in err and err.count("\n") == 1 and out == "", (args, err)
+    assert main(["usage", str(deep), "--json"]) == 0  # an unreadable line, skipped
+    out, err = capsys.readouterr()
+    assert json.loads(out)["total"]["requests"] == 1 and "1 unreadable line(s)" in err
+
+
+def test_ask_with_stdin_not_utf8_is_a_usage_error(config: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flyllm.cli", "ask", "-", "--config", config],
+        env=_env(PYTHONIOENCODING="utf-8"),
+        input=b"caf\xe9\n",
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr == b"flyllm: the prompt on stdin is not UTF-8 text\n"
 
 
 def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
@@ -478,3 +583,35 @@ def test_usage_table_prices() -> None:
     assert bundled_cost("-", "-", Usage(1, 1, 2)) is None
     known = bundled_cost("openai", "gpt-4o-mini", Usage(1_000_000, 0, 1_000_000))
     assert known is None or known > 0  # None only when genai-prices is not installed
+
+
+def test_usage_tables_strip_control_characters() -> None:
+    from flyllm._display import table_cell, terminal_text
+    from flyllm.usage import InstanceUsage, format_usage_table
+
+    nasty = "gpt\x1b[2J\x1b]0;title\x07-4o\x9b31m\r\n\x00\x7f\tend"
+    assert terminal_text(nasty) == "gpt-4o\n\tend"
+    assert terminal_text("plain, ünïcode ✓\n") == "plain, ünïcode ✓\n"
+    assert table_cell(nasty) == "gpt-4o end"
+    control = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+    batch = format_usage_rows([UsageRow("openai", nasty, 1, 0, 1, 2, 3)])
+    instances = format_usage_table([InstanceUsage(0, "n", "openai" + nasty, nasty, 1, 2, 3, 1, 0)])
+    for table in (batch, instances):
+        assert not control.search(table) and "gpt-4o end" in table
+
+
+def test_wait_line_uses_the_events_message_when_it_has_one() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from flyllm import LlmManager
+    from flyllm.cli import _wait_line
+    from flyllm.events import Event
+
+    manager = LlmManager()
+    told = SimpleNamespace(kind="wait", wait=2.0, reason="cooldown", time=0.0, message="oa: 2 s")
+    assert _wait_line(manager, cast(Event, told)) == "flyllm: oa: 2 s"
+    capacity = Event("wait", 1, time.time(), wait=30.0, reason="capacity")
+    line = _wait_line(manager, capacity)
+    assert line.startswith("flyllm: waiting up to 30.0 s (capacity) until ")
+    assert line.endswith(": every instance is at its limits")

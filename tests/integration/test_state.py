@@ -202,24 +202,46 @@ async def test_redis_coming_back_resyncs_pending_records(
         await store.flush()
         proc.kill()
         proc.wait()
-        await manager.generate(GenerationRequest(prompt="during"))  # local state carries on
+        emu.schedule("server_error", 2)  # failures while it is down are records too
+        during = await manager.batch_generate([GenerationRequest(prompt="during")] * 12)
+        assert sum(r.success for r in during) == 12  # local state carries on
         binary = str(proc.args[0])  # type: ignore[index]
         second = await asyncio.create_subprocess_exec(
             binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            for _ in range(200):
+            after = 0
+            for _ in range(200):  # until Redis answers again (the new one starts empty)
                 await asyncio.sleep(0.02)
                 response = await manager.generate(GenerationRequest(prompt="after"))
                 assert response.success
-                totals = await store.totals(manager.instances)
-                if totals[0]["requests"] >= 1:
+                after += 1
+                if (await store.totals(manager.instances))[0]["requests"] >= 1:
                     break
-            assert totals[0]["requests"] >= 1  # records written again once Redis is back
+            totals = await store.totals(manager.instances)
+            # Every attempt made during the outage is written once Redis is back: 12
+            # answered, 2 failed first, then every one made since.
+            assert (totals[0]["requests"], totals[0]["failures"]) == (14 + after, 2)
         finally:
             second.kill()
             await second.wait()
+
+
+async def test_records_past_max_pending_are_counted_and_logged_once(
+    emulators: EmulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = await emulators("openai")
+    store = RedisStore("redis://127.0.0.1:1/0", namespace="full", max_pending=4)  # never up
+    with caplog.at_level(logging.WARNING, logger="flyllm"):
+        async with LlmManager(state=store) as manager:
+            manager.add_provider("openai", "k", "m", base_url=emu.base_url)
+            responses = await manager.batch_generate([GenerationRequest(prompt="x")] * 10)
+            assert all(r.success for r in responses)
+            assert len(store._pending) == 4  # the instance's labels, then 3 records
+            assert store.dropped_records == 7
+    full = [r for r in caplog.records if "dropping newer ones" in r.getMessage()]
+    assert len(full) == 1
 
 
 def test_shared_keys_are_stable_and_never_contain_the_key() -> None:
@@ -260,6 +282,21 @@ async def test_cli_usage_reads_the_shared_totals(
         ("gpt-4o-mini", served, 3)
     ]
     assert rows[0]["cost_usd"] > 0 and "sk-cli-secret-1" not in out + json.dumps(rows)
+
+
+async def test_cli_usage_with_redis_down_is_a_one_line_error() -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    cmd = [sys.executable, "-m", "flyllm.cli", "usage", "--state",
+           f"redis://:{secret}@127.0.0.1:1/0"]  # fmt: skip
+    done = await asyncio.create_subprocess_exec(
+        *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = (b.decode() for b in await done.communicate())
+    assert done.returncode == 1 and out == ""
+    assert err.startswith(
+        "flyllm: the shared state store at redis://:***@127.0.0.1:1/0 cannot be read"
+    )
+    assert err.count("\n") == 1 and secret not in err
 
 
 async def test_least_busy_sees_other_processes_requests_in_flight(

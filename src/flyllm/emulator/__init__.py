@@ -63,12 +63,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flyllm.emulator.faults import FAULT_KINDS, Fault
+from flyllm.emulator.stats import key_fingerprint
 from flyllm.emulator.text import generate_text
 
 if TYPE_CHECKING:
     from flyllm.emulator.server import Emulator
 
-__all__ = ["FAULT_KINDS", "Emulator", "Fault", "generate_text"]
+__all__ = ["FAULT_KINDS", "Emulator", "Fault", "generate_text", "key_fingerprint"]
 
 
 def __getattr__(name: str) -> object:

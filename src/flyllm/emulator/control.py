@@ -9,11 +9,19 @@
 ``POST /_emulator/schedule``  ``{"kind": ..., "count": ..., "retry_after": ..., "status": ...}``
 
 Control requests are not provider requests: they are not counted and never faulted.
+
+A web page the emulator's user visits must not drive it (a cross-site POST, or DNS rebinding
+of a name to 127.0.0.1): control requests must name a loopback ``Host`` (localhost, 127.0.0.0/8,
+::1, or the address the emulator is bound to), else 403; a POST must be
+``Content-Type: application/json`` (which a browser sends cross-site only after a CORS
+preflight the emulator never grants), else 415.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -78,8 +86,39 @@ def _schedule(emu: Emulator, data: dict[str, Any]) -> None:
     emu.schedule(Fault.from_dict(data), count)
 
 
+def _host_name(host: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(f"//{host}").hostname
+    except ValueError:
+        return None
+
+
+def _loopback_host(emu: Emulator, request: web.BaseRequest) -> bool:
+    """Whether the Host the client named is this machine's loopback (or the bound address)."""
+    name = _host_name(request.host)
+    if name is None:
+        return False
+    if name == "localhost" or name == _host_name(emu.url.split("//", 1)[1]):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _refusal(emu: Emulator, request: web.BaseRequest) -> web.Response | None:
+    if not _loopback_host(emu, request):
+        return _json({"error": "the control API answers only a loopback Host"}, 403)
+    if request.method == "POST" and request.content_type != "application/json":
+        return _json({"error": "control POSTs must be Content-Type: application/json"}, 415)
+    return None
+
+
 async def handle_control(emu: Emulator, request: web.BaseRequest) -> web.Response:
     """Answer one control request."""
+    refused = _refusal(emu, request)
+    if refused is not None:
+        return refused
     name = request.path[len(CONTROL_PREFIX) :].strip("/")
     method = request.method
     try:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
+import logging
 import random
 import socket
 import struct
@@ -31,6 +33,8 @@ from flyllm.emulator.text import Reply, compose_reply
 from flyllm.emulator.wire import Answer, Conversation, Route
 
 __all__ = ["Emulator"]
+
+_log = logging.getLogger("flyllm.emulator")
 
 REQUEST_LOG_SIZE = 1000
 SHUTDOWN_GRACE_S = 0.5
@@ -55,6 +59,26 @@ def _reset_connection(transport: asyncio.Transport | None) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+def _warn_unless_loopback(host: str, addresses: list[Any]) -> None:
+    """Say loudly when the emulator listens beyond this machine: it accepts any key, and its
+    control API (faults, counters) is then open to every host that can reach it."""
+    outside = []
+    for address in addresses:
+        try:
+            loopback = ipaddress.ip_address(str(address[0])).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            outside.append(str(address[0]))
+    if outside:
+        _log.warning(
+            "flyllm emulator bound to %s (%s): not loopback, so other machines can reach it "
+            "and its control API; bind 127.0.0.1 unless that is what you want",
+            host,
+            ", ".join(outside),
+        )
 
 
 def _truncate_event(event: bytes) -> bytes:
@@ -138,6 +162,7 @@ class Emulator:
             raise
         self._server, self._runner = server, runner
         self._port = int(runner.addresses[0][1])
+        _warn_unless_loopback(self._host, runner.addresses)
 
     async def stop(self) -> None:
         """Stop serving: hanging requests are dropped, open connections closed."""

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["RecordedRequest", "Stats"]
+__all__ = ["MAX_TABLE", "OTHER", "RecordedRequest", "Stats", "key_fingerprint"]
+
+MAX_TABLE = 100
+"""Distinct keys (and models) counted one by one; later ones are counted together under OTHER."""
+
+OTHER = "(other)"
+"""The row of a bounded table that counts what came after its first MAX_TABLE entries."""
+
+_MAX_NAME = 200
+"""Model names are counted under their first 200 characters (a client chooses them)."""
+
+
+def key_fingerprint(key: str) -> str:
+    """A short, stable hash of an API key: what the stats show instead of the key, so a test
+    can still tell which key a request carried (``stats()["by_key"][key_fingerprint(k)]``)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"sha256:{digest[:12]}"
 
 
 def _bump(counter: dict[str, int], key: str) -> None:
     counter[key] = counter.get(key, 0) + 1
+
+
+def _bump_bounded(counter: dict[str, int], key: str) -> None:
+    """Count ``key`` in a table that never grows past MAX_TABLE rows and OTHER."""
+    if key not in counter and len(counter) - (OTHER in counter) >= MAX_TABLE:
+        key = OTHER
+    _bump(counter, key)
 
 
 class RecordedRequest:
@@ -73,6 +97,10 @@ class RecordedRequest:
 class Stats:
     """Mutable counters; :meth:`snapshot` gives the JSON-able view tests read.
 
+    ``by_key`` counts requests per key fingerprint (:func:`key_fingerprint`), ``by_model``
+    per model name; each keeps its first MAX_TABLE rows and counts the rest under OTHER, so a
+    client sending a new key or model each time cannot grow them without bound.
+
     ``streams_started`` counts 200 streams whose headers went out, ``streams_completed``
     those that ended with their terminator, ``streams_cancelled`` those whose client went
     away first. A stream cut or ended with an error event by a fault is in neither of the
@@ -121,15 +149,16 @@ class Stats:
         self.in_flight -= 1
 
     def received(self, route: str, api_key: str | None) -> None:
-        """Count one provider request on ``route`` presented with ``api_key``."""
+        """Count one provider request on ``route`` presented with ``api_key`` (counted by its
+        fingerprint: the key itself is never kept in the counters)."""
         self.requests += 1
         _bump(self.by_route, route)
         if api_key is not None:
-            _bump(self.by_key, api_key)
+            _bump_bounded(self.by_key, key_fingerprint(api_key))
 
     def model(self, name: str) -> None:
         """Count one valid request for model ``name``."""
-        _bump(self.by_model, name)
+        _bump_bounded(self.by_model, name[:_MAX_NAME])
 
     def status(self, code: int) -> None:
         """Count one answer sent with HTTP status ``code``."""
