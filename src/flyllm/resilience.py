@@ -152,11 +152,13 @@ class CircuitBreaker:
             return
         self.consecutive_failures += 1
         self._outcomes.append(False)
+        # Whichever path opens the circuit, the server's hint is a floor: never probe earlier.
+        hint = retry_after or 0.0
         if self.state == "half_open":
             self._cooldown = min(self._cooldown * 2, policy.max_cooldown)
-            self._open(now, self._cooldown, kind.value)
+            self._open(now, max(self._cooldown, hint), kind.value)
         elif self._tripped():
-            self._open(now, self._cooldown, kind.value)
+            self._open(now, max(self._cooldown, hint), kind.value)
         elif retry_after:
             self.ready_at = max(self.ready_at, now + retry_after)
             self.reason = kind.value
