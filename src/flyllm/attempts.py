@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 from flyllm.errors import (
     AllAttemptsFailedError,
     FlyLLMError,
+    InvalidRequestError,
+    MalformedResponseError,
     NoInstanceAvailableError,
+    ProviderConnectionError,
     ProviderError,
 )
 from flyllm.events import Event, EventKind
@@ -35,7 +38,7 @@ from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
 if TYPE_CHECKING:
     from flyllm.manager import LlmManager
 
-__all__ = ["Attempt", "AttemptLoop", "Plan", "Tier"]
+__all__ = ["Attempt", "AttemptLoop", "Plan", "Tier", "failure_response", "unexpected_error"]
 
 _log = logging.getLogger("flyllm")
 
@@ -83,6 +86,8 @@ class AttemptLoop:
     """Hands out attempts for one request and records their outcomes on the instances."""
 
     __slots__ = (
+        "_current",
+        "_done",
         "_m",
         "_out",
         "_plan",
@@ -107,6 +112,8 @@ class AttemptLoop:
         self._rounds = 0
         self.attempts = 0
         self.errors: list[ProviderError] = []
+        self._current: Attempt | None = None  # booked, no outcome recorded yet
+        self._done = False  # request_end reported
 
     async def next(self) -> Attempt | FlyLLMError:
         """The next attempt, already booked on its instance; or the error to give up with."""
@@ -214,6 +221,7 @@ class AttemptLoop:
         )
         if m._hooks:
             self._attempt_event("attempt_start", attempt, messages=plan.messages)
+        self._current = attempt
         return attempt
 
     def _event(self, kind: EventKind, **fields: Any) -> None:
@@ -250,13 +258,34 @@ class AttemptLoop:
             )
         )
 
-    def finish(self, success: bool, error_kind: str | None, latency: float) -> None:
-        """Report the request's end to the hooks."""
+    def finish(
+        self, success: bool, error_kind: str | None, latency: float, reason: str | None = None
+    ) -> None:
+        """Report the request's end to the hooks, once."""
+        if self._done:
+            return
+        self._done = True
         if self._m._hooks:
             self._event(
                 "request_end", success=success, error_kind=error_kind, latency=latency,
-                attempt=self.attempts,
+                attempt=self.attempts, reason=reason,
             )  # fmt: skip
+
+    def cancelled(self, start: float) -> None:
+        """The caller left (a cancelled task, a stream closed early): free the attempt in
+        flight and report the request's end with reason "cancelled"."""
+        if self._current is not None:
+            self.abandoned(self._current)
+        self.finish(False, None, time.perf_counter() - start, reason="cancelled")
+
+    def crashed(self, exc: Exception) -> FlyLLMError:
+        """An exception no layer classified: free the attempt in flight; the typed error to
+        fail the request with (a FlyLLMError as it is)."""
+        if self._current is not None:
+            self.abandoned(self._current)
+        if isinstance(exc, FlyLLMError):
+            return exc
+        return unexpected_error(exc, "request")
 
     def succeeded(
         self, attempt: Attempt, usage: Usage, headers: Mapping[str, str], content: str = ""
@@ -266,6 +295,7 @@ class AttemptLoop:
         latency = time.perf_counter() - attempt.started
         wait = spent_for(headers, self._plan.tokens, time.time)
         hold_until = self._m.clock() + wait if wait else None
+        self._current = None
         self._m._store.succeeded(attempt.booking, latency, usage, hold_until)
         self._m._count_task(attempt.task, instance.id, usage)
         self._m._notify_capacity()
@@ -289,6 +319,7 @@ class AttemptLoop:
         instance = attempt.instance
         err.instance_id = instance.id
         err.provider = err.provider or instance.provider_type.value
+        self._current = None
         self._m._store.failed(attempt.booking, err.kind, err.retry_after)
         self._m._count_task(attempt.task, instance.id, None)
         self._m._notify_capacity()
@@ -317,6 +348,7 @@ class AttemptLoop:
     def abandoned(self, attempt: Attempt) -> None:
         """The caller left during the attempt (cancelled, or a stream closed early)."""
         instance = attempt.instance
+        self._current = None
         self._m._store.abandoned(attempt.booking)
         self._m._notify_capacity()
         if self._m._hooks:
@@ -373,6 +405,31 @@ def _ready_note(instance: LlmInstance, seconds: float) -> str:
         f"{instance.id} ({instance.name}), is ready in {seconds:.1f} s, past what this request "
         f"may wait"
     )
+
+
+def unexpected_error(exc: BaseException, phase: str, status: int | None = None) -> FlyLLMError:
+    """An exception that escaped every classification below (a RecursionError on deeply nested
+    JSON, a TypeError in a provider module...) as the typed error its phase means, with the
+    cause chained: building the request -> InvalidRequestError (the request fails); sending it
+    -> ProviderConnectionError and reading the answer -> MalformedResponseError (both fail
+    over); anywhere else -> InvalidRequestError naming it a bug to report."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if len(detail) > 200:
+        detail = detail[:200] + "..."
+    err: FlyLLMError
+    if phase == "build":
+        err = InvalidRequestError(f"the request could not be built: {detail}")
+    elif phase == "send":
+        err = ProviderConnectionError(f"the request could not be sent: {detail}", status=status)
+    elif phase == "read":
+        err = MalformedResponseError(f"the answer could not be read: {detail}", status=status)
+    else:
+        err = InvalidRequestError(
+            f"flyllm could not handle this request: {detail} (raised outside any attempt: a bug "
+            f"in flyllm or in a strategy or state store plugged into it; please report it)"
+        )
+    err.__cause__ = exc
+    return err
 
 
 def failure_response(exc: FlyLLMError, attempts: int, latency: float) -> LlmResponse:

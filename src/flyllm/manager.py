@@ -21,7 +21,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
-from flyllm.attempts import Attempt, AttemptLoop, Plan, Tier, failure_response
+from flyllm.attempts import (
+    Attempt,
+    AttemptLoop,
+    Plan,
+    Tier,
+    failure_response,
+    unexpected_error,
+)
 from flyllm.errors import (
     ConfigurationError,
     FlyLLMError,
@@ -378,7 +385,11 @@ class LlmManager:
 
         async def worker() -> None:
             for i in indices:
-                results[i] = response = await self._answer(batch[i])
+                try:
+                    response = await self._answer(batch[i])
+                except Exception as exc:  # never lose the siblings' answers to one request
+                    response = failure_response(unexpected_error(exc, "request"), 0, 0.0)
+                results[i] = response
                 if bar is not None:
                     bar.update(response.success)
 
@@ -411,6 +422,15 @@ class LlmManager:
         return await self._run(plan, start)
 
     def _plan(self, request: GenerationRequest) -> Plan:
+        """The request resolved and checked; raises only FlyLLMErrors."""
+        try:
+            return self._resolve(request)
+        except FlyLLMError:
+            raise
+        except Exception as exc:  # e.g. a RecursionError on absurdly nested input
+            raise unexpected_error(exc, "request") from exc
+
+    def _resolve(self, request: GenerationRequest) -> Plan:
         if not isinstance(request, GenerationRequest):
             raise InvalidRequestError(f"expected a GenerationRequest, got {type(request).__name__}")
         messages = conversation(request)
@@ -473,7 +493,19 @@ class LlmManager:
         return tuple(tiers)
 
     async def _run(self, plan: Plan, start: float) -> LlmResponse:
+        """The request's response, failed or not; raises only when the caller leaves (the
+        request then ends as "cancelled", its attempt in flight freed)."""
         loop = AttemptLoop(self, plan)
+        try:
+            return await self._attempts(loop, plan, start)
+        except Exception as exc:  # nothing may escape the typed tree, nor lose a batch
+            err = loop.crashed(exc)
+            return loop.failed_response(err, start)
+        except BaseException:
+            loop.cancelled(start)
+            raise
+
+    async def _attempts(self, loop: AttemptLoop, plan: Plan, start: float) -> LlmResponse:
         while not isinstance(attempt := await loop.next(), FlyLLMError):
             try:
                 completion, headers = await self._attempt(attempt, plan)
@@ -484,9 +516,6 @@ class LlmManager:
             except FlyLLMError as err:  # e.g. a provider refusing to build this request
                 loop.abandoned(attempt)
                 return loop.failed_response(err, start)
-            except BaseException:
-                loop.abandoned(attempt)
-                raise
             loop.succeeded(attempt, completion.usage, headers, completion.content)
             instance = attempt.instance
             latency = time.perf_counter() - start
@@ -530,20 +559,36 @@ class LlmManager:
         return merged
 
     def _build(self, attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
-        """The attempt's HTTP request."""
+        """The attempt's HTTP request; raises only FlyLLMErrors."""
         instance = attempt.instance
-        http_request = instance.provider.build(
-            instance.endpoint, plan.messages, attempt.params, stream=stream
-        )
+        try:
+            http_request = instance.provider.build(
+                instance.endpoint, plan.messages, attempt.params, stream=stream
+            )
+        except FlyLLMError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(exc, "build") from exc
         if http_request.notes:
             instance.note_once(http_request.notes)
         return http_request
 
     async def _attempt(self, attempt: Attempt, plan: Plan) -> tuple[Completion, Mapping[str, str]]:
-        """One attempt: build, send, parse (raises the classified ProviderError)."""
+        """One attempt: build, send, parse (raises the classified ProviderError; anything else
+        as the typed error of the phase it came from)."""
         http_request = self._build(attempt, plan)
-        response = await self._transport.send(http_request, attempt.timeouts)
-        return attempt.instance.provider.parse(response), response.headers
+        try:
+            response = await self._transport.send(http_request, attempt.timeouts)
+        except FlyLLMError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(exc, "send") from exc
+        try:
+            return attempt.instance.provider.parse(response), response.headers
+        except FlyLLMError:
+            raise
+        except Exception as exc:  # e.g. RecursionError on deeply nested JSON
+            raise unexpected_error(exc, "read", response.status) from exc
 
     async def _wait_for_capacity(self, timeout: float) -> None:
         """Wait until a running request ends (or ``timeout`` seconds pass)."""
