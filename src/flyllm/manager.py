@@ -39,20 +39,20 @@ from flyllm.errors import (
 from flyllm.events import Event, Hook
 from flyllm.instance import InstanceHealth, LlmInstance
 from flyllm.limits import RateLimiter, estimate_tokens
-from flyllm.params import (
-    conversation,
-    merge_params,
-    validate_params,
-)
+from flyllm.params import conversation, merge_params
 from flyllm.pricing import ModelPrice
 from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Completion, Endpoint, HttpRequest
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
 from flyllm.settings import (
+    check_base_url,
+    check_headers,
+    check_params,
     check_provider_params,
     env_base_url,
     make_store,
+    non_negative_number,
     positive_int,
     positive_number,
 )
@@ -123,6 +123,7 @@ class LlmManager:
     ) -> None:
         positive_int("max_attempts", max_attempts)
         positive_int("max_concurrency", max_concurrency)
+        positive_int("max_response_bytes", max_response_bytes)
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
                             ("deadline", deadline)):  # fmt: skip
             positive_number(name, value, allow_none=name == "deadline")
@@ -178,9 +179,9 @@ class LlmManager:
         if not task.name or not isinstance(task.name, str):
             raise ConfigurationError("a task needs a non-empty name")
         try:
-            params = validate_params(task.parameters)
+            params = check_params(task.parameters)
             provider_params = check_provider_params(task.provider_params)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"task {task.name!r}: {exc}") from None
         fallback = task.fallback
         if isinstance(fallback, str) or not all(isinstance(f, str) for f in fallback):
@@ -248,13 +249,18 @@ class LlmManager:
         url = base_url or env_base_url(ptype) or impl.default_base_url
         if not url:
             raise ConfigurationError(f"{ptype.value} instances need a base_url")
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-            raise ConfigurationError(f"weight must be a number >= 0, got {weight!r}")
-        task_names = self._register_tasks(tasks)
         instance_id = self._next_id
         label = name or f"{ptype.value}/{model}#{instance_id}"
+        try:  # the field first: config files prefix the message with where it was set
+            non_negative_number("weight", weight)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (instance {label!r})") from None
         try:
-            params = validate_params(parameters)
+            if not api_key.isprintable():  # it would split the request's headers
+                raise ConfigurationError("the api_key has a control character (a stray newline?)")
+            check_base_url(url)
+            extra_headers = check_headers(headers)
+            params = check_params(parameters)
             pparams = check_provider_params(provider_params)
             for limit_name, limit in (
                 ("rpm", rpm),
@@ -268,8 +274,9 @@ class LlmManager:
                 positive_number(timeout_name, timeout, allow_none=True)
         except (TypeError, ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
+        task_names = self._register_tasks(tasks)
         endpoint = Endpoint(
-            model, api_key, url.rstrip("/"), api_version, dict(headers or {}), dict(options or {})
+            model, api_key, url.rstrip("/"), api_version, extra_headers, dict(options or {})
         )
         try:  # a dry build catches addressing mistakes (an Azure resource missing...) now
             impl.build(endpoint, (Message("user", "ping"),), {})
@@ -447,7 +454,7 @@ class LlmManager:
                     value = getattr(request, name)
                     if value is not None:
                         positive_number(name, value)
-            params = validate_params(request.params)
+            params = check_params(request.params)
             provider_params = (
                 check_provider_params(request.provider_params) if request.provider_params else {}
             )
@@ -619,6 +626,7 @@ class LlmManager:
         this manager's connection pool. Raises the classified ProviderError on failure."""
         from flyllm.discovery import list_models
 
+        check_headers(headers)
         return await list_models(
             self._transport, provider, api_key, base_url, api_version=api_version,
             options=options, headers=headers, timeouts=Timeouts(self.connect_timeout,
