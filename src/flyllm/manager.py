@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from flyllm.attempts import (
     Attempt,
@@ -52,6 +53,7 @@ from flyllm.settings import (
     check_provider_params,
     env_base_url,
     make_store,
+    mask_url,
     non_negative_number,
     positive_int,
     positive_number,
@@ -279,7 +281,14 @@ class LlmManager:
             model, api_key, url.rstrip("/"), api_version, extra_headers, dict(options or {})
         )
         try:  # a dry build catches addressing mistakes (an Azure resource missing...) now
-            impl.build(endpoint, (Message("user", "ping"),), {})
+            dry = impl.build(endpoint, (Message("user", "ping"),), {})
+            if "@" in urlsplit(dry.url).netloc and any(
+                h.lower() == "authorization" for h in dry.headers
+            ):  # aiohttp refuses to send both: say so now, not on every request
+                raise ConfigurationError(
+                    f"base_url {mask_url(url)!r} carries credentials (user:password@) but the "
+                    f"requests also carry an Authorization header: remove one of them"
+                )
         except ConfigurationError as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
         instance = LlmInstance(

@@ -103,20 +103,21 @@ def mask_url(url: str) -> str:
     query value (``?key=...``) become ``***``; the fragment is dropped."""
     try:
         parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2]
     except ValueError:
         return "<an unreadable URL>"
-    if "@" in parts.netloc:
-        host = "***@" + host
+    if parts.netloc:
+        _, at, host = parts.netloc.rpartition("@")
+        shown = f"{parts.scheme}://{'***@' if at else ''}{host}{parts.path}"
+    else:  # no "//": "user:pass@host" parses as scheme "user" and path "pass@host"
+        shown = f"{parts.scheme}:{parts.path}" if parts.scheme else parts.path
+        if "@" in shown:
+            shown = "***@" + shown.rpartition("@")[2]
     query = "&".join(
         f"{pair.partition('=')[0]}=***" if "=" in pair else "***"
         for pair in parts.query.split("&")
         if pair
     )
-    shown = f"{parts.scheme}://{host}{parts.path}" if parts.scheme else f"{host}{parts.path}"
     shown = _CONTROL.sub("?", shown)
-    if "@" in shown:  # no scheme ("user:pass@host"): whatever precedes "@" may be a secret
-        shown = "***@" + shown.rpartition("@")[2]
     return f"{shown}?{query}" if query else shown
 
 

@@ -17,6 +17,7 @@ from flyllm import (
     LlmManager,
     TaskDefinition,
 )
+from flyllm.settings import mask_url
 
 SECRET = "-".join(["gw", "secret", "4f9a1c"])  # built at run time: never a literal key
 
@@ -144,3 +145,29 @@ async def test_bad_request_values_fail_that_request_only(
             await manager.generate(request_)
         (failed,) = await manager.batch_generate([request_])
         assert failed.error_kind == "invalid_request" and failed.attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://api.example/v1", "https://api.example/v1"),
+        ("https://user:SECRET@gw.example:8443/v1", "https://***@gw.example:8443/v1"),
+        ("https://SECRET@gw.example/v1", "https://***@gw.example/v1"),
+        ("https://gw.example/v1?key=SECRET&v=SECRET", "https://gw.example/v1?key=***&v=***"),
+        ("https://gw.example/v1?SECRET#SECRET", "https://gw.example/v1?***"),
+        ("user:SECRET@gw.example/v1", "***@gw.example/v1"),
+        ("http://[::1", "<an unreadable URL>"),
+    ],
+)
+def test_mask_url(url: str, shown: str) -> None:
+    masked = mask_url(url.replace("SECRET", SECRET))
+    assert masked == shown and SECRET not in masked
+
+
+def test_url_credentials_and_an_authorization_header_cannot_both_be_sent() -> None:
+    manager = LlmManager()
+    with pytest.raises(ConfigurationError, match="Authorization") as caught:
+        manager.add_provider("openai", "k", "gpt-x", base_url=f"https://u:{SECRET}@gw.example/v1")
+    assert SECRET not in str(caught.value)
+    manager.add_provider("anthropic", "k", "c", base_url=f"https://u:{SECRET}@gw.example")
+    assert SECRET not in repr(manager.instances)
