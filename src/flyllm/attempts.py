@@ -42,6 +42,9 @@ __all__ = ["Attempt", "AttemptLoop", "Plan", "Tier", "failure_response", "unexpe
 
 _log = logging.getLogger("flyllm")
 
+LONG_WAIT = 1.0
+"""Seconds of waiting past which a request says so at INFO (and in its wait event)."""
+
 
 @dataclass(slots=True, frozen=True)
 class Tier:
@@ -94,8 +97,10 @@ class AttemptLoop:
         "_request_id",
         "_rounds",
         "_stream",
+        "_told",
         "_tried",
         "_used",
+        "_waiting_since",
         "attempts",
         "errors",
     )
@@ -114,6 +119,8 @@ class AttemptLoop:
         self.errors: list[ProviderError] = []
         self._current: Attempt | None = None  # booked, no outcome recorded yet
         self._done = False  # request_end reported
+        self._waiting_since: float | None = None  # this stretch of waiting began
+        self._told = False  # the stretch was logged (waits over a second)
 
     async def next(self) -> Attempt | FlyLLMError:
         """The next attempt, already booked on its instance; or the error to give up with."""
@@ -146,12 +153,54 @@ class AttemptLoop:
                 self._rounds += 1
                 self._tried = set(self._out)
                 reason = "backoff"
+            if self._waiting_since is None:
+                self._waiting_since = now
             if wait_until == float("inf"):
-                self._event("wait", wait=limit - now, reason="capacity")
-                await m._wait_for_capacity(limit - now)  # a running request must end first
+                # Until a running request ends: unknown, so told once a second has passed.
+                seconds = limit - now
+                if not self._told and now - self._waiting_since < LONG_WAIT:
+                    seconds = min(seconds, self._waiting_since + LONG_WAIT - now)
+                    message = None
+                else:
+                    message = self._tell(now, seconds, "capacity")
+                self._event("wait", wait=seconds, reason="capacity", message=message)
+                await m._wait_for_capacity(seconds)  # a running request must end first
             elif wait_until > now:
-                self._event("wait", wait=wait_until - now, reason=reason)
-                await m.sleep(wait_until - now)
+                seconds = wait_until - now
+                message = self._tell(now, seconds, reason) if seconds > LONG_WAIT else None
+                self._event("wait", wait=seconds, reason=reason, message=message)
+                await m.sleep(seconds)
+
+    def _tell(self, now: float, seconds: float, reason: str) -> str | None:
+        """Log a long wait at INFO (once per stretch of waiting), so that it never looks like a
+        hang; returns the line, which the wait event carries too."""
+        if self._told:
+            return None
+        self._told = True
+        if reason == "capacity":
+            how = f"until a running request ends (at most {seconds:.1f} s)"
+        else:
+            until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
+            why = "before retrying" if reason == "backoff" else "for a cooling instance"
+            how = f"{seconds:.1f} s, until {until}, {why}"
+        states = "; ".join(self._states(now)) or "no candidate left"
+        message = f"request {self._request_id} waits {how}: {states}"
+        _log.info("%s", message)
+        return message
+
+    def _states(self, now: float) -> list[str]:
+        """Why each candidate of the request cannot take it now."""
+        seen: set[int] = set()
+        out: list[str] = []
+        for tier in self._plan.tiers:
+            for c in tier.candidates:
+                if c.id in seen or not c.enabled:
+                    continue
+                seen.add(c.id)
+                out.append(
+                    f"instance {c.id} ({c.name}) {_why_not_ready(c, now, self._plan.tokens)}"
+                )
+        return out
 
     def _choose(self, now: float) -> tuple[list[LlmInstance], list[int], float, LlmInstance | None]:
         """(the instances ready now in preference order: by tier, then by the strategy; their
@@ -222,6 +271,7 @@ class AttemptLoop:
         if m._hooks:
             self._attempt_event("attempt_start", attempt, messages=plan.messages)
         self._current = attempt
+        self._waiting_since, self._told = None, False
         return attempt
 
     def _event(self, kind: EventKind, **fields: Any) -> None:
@@ -397,6 +447,24 @@ class AttemptLoop:
         if self.errors:
             return AllAttemptsFailedError(self.errors, note=why)
         return NoInstanceAvailableError(why or "no enabled instance left for this request")
+
+
+def _why_not_ready(instance: LlmInstance, now: float, tokens: int) -> str:
+    breaker, limiter = instance.breaker, instance.limiter
+    left = breaker.cooldown_left(now)
+    if left > 0:
+        state = "cooling" if breaker.state == "closed" else f"circuit {breaker.state}"
+        return f"{state} ({breaker.reason or 'backoff'}) for {left:.1f} s"
+    if breaker.state == "half_open" and breaker.probing:
+        return "circuit half-open, its one probe in flight"
+    at = limiter.ready_at(now, tokens, instance.stats.in_flight)
+    if at is None:
+        return f"cannot take a request of ~{tokens} tokens (tpm {limiter.tpm})"
+    if at == float("inf"):
+        return f"at its concurrency limit ({limiter.max_concurrent} in flight)"
+    if at > now:
+        return f"at its rate limit for {at - now:.1f} s"
+    return "failed this request, ready for the next round"
 
 
 def _ready_note(instance: LlmInstance, seconds: float) -> str:
