@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -21,11 +22,13 @@ from flyllm import (
     InvalidRequestError,
     LlmManager,
     MalformedResponseError,
+    SyncLlmManager,
 )
 from flyllm.emulator import Emulator
 from flyllm.events import Event
 from flyllm.metrics import PrometheusMetrics
 from tests.hostile.conftest import budget, http_server
+from tests.integration.conftest import emulator_in_thread
 
 DEEP = b"[" * 200_000  # a JSON body nested past any recursion limit
 
@@ -117,6 +120,29 @@ async def test_a_dropped_stream_frees_its_slot_and_connection_without_a_gc() -> 
             # max_concurrent=1: the next request gets the slot at once.
             answer = await manager.generate(GenerationRequest(prompt="next", deadline=2.0))
             assert answer.success
+
+
+def test_a_dropped_sync_stream_frees_its_slot_without_a_gc() -> None:
+    with (
+        budget(seconds=10, megabytes=50),
+        no_gc(),
+        emulator_in_thread("openai", reply_tokens=400, chunk_delay_ms=5) as emu,
+        SyncLlmManager() as manager,
+    ):
+        manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
+
+        def read_one_and_drop() -> None:
+            stream = manager.stream(GenerationRequest(prompt="forgotten"))
+            next(iter(stream))
+
+        read_one_and_drop()
+        for _ in range(100):
+            if emu.stats()["streams_cancelled"] == 1:
+                break
+            time.sleep(0.01)
+        assert emu.stats()["streams_cancelled"] == 1
+        assert manager.manager.instances[0].stats.in_flight == 0
+        assert manager.generate(GenerationRequest(prompt="next", deadline=2.0)).success
 
 
 async def test_cancelled_requests_end_as_cancelled_and_leave_no_state() -> None:
