@@ -192,3 +192,10 @@ def test_a_retry_hint_holds_on_the_error_rate_and_failed_probe_paths() -> None:
     probe.begin()
     probe.failure(ErrorKind.SERVER, now=1.0, retry_after=9.0)  # the probe fails with a hint
     assert state(probe) == "open" and probe.cooldown_left(1.0) == 9.0
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED, ErrorKind.QUOTA])
+def test_an_absurd_retry_hint_holds_no_longer_than_the_long_cooldown(kind: ErrorKind) -> None:
+    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1, long_cooldown=600.0))
+    breaker.failure(kind, now=0.0, retry_after=1e9)  # a hostile or broken server's hint
+    assert breaker.cooldown_left(0.0) == 600.0
