@@ -169,11 +169,29 @@ async def test_cancelled_requests_end_as_cancelled_and_leave_no_state() -> None:
             assert len(ends) == 20 and {e.reason for e in ends} == {"cancelled"}
             assert {e.request_id for e in ends} == set(range(1, 21))
             assert metrics._last_instance == {}  # no per-request entry outlives its request
+            assert manager._capacity is None and len(manager._task_usage) <= 1
+            assert len(manager._transport._timeouts) <= 2 and not manager._broken_hooks
+            assert await settle(lambda: emu.stats()["in_flight"] == 0)  # connections dropped
             cancelled = registry.get_sample_value(
                 "flyllm_requests_total", {"task": "", "stream": "false", "outcome": "cancelled"}
             )
             assert cancelled == 10
             assert manager.instances[0].stats.failures == 0  # leaving is not the server's fault
+
+
+async def test_leaving_after_the_last_chunk_is_a_success_not_a_cancel() -> None:
+    async with emulator(reply_tokens=5) as emu, LlmManager() as manager:
+        manager.add_provider("openai", "k", "m", base_url=emu.base_url)
+        events: list[Event] = []
+        manager.add_hook(events.append)
+        async with manager.stream(GenerationRequest(prompt="x")) as stream:
+            async for chunk in stream:
+                if chunk.finish_reason:
+                    break  # the answer is complete: the caller does not wait for the end
+        assert stream.response.success and stream.response.attempts == 1
+        (end,) = [e for e in events if e.kind == "request_end"]
+        assert end.success and end.reason is None
+        assert manager.instances[0].stats.successes == 1
 
 
 async def test_a_request_cancelled_while_waiting_ends_as_cancelled() -> None:
