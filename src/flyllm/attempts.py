@@ -31,6 +31,7 @@ from flyllm.events import Event, EventKind
 from flyllm.instance import LlmInstance
 from flyllm.providers.headroom import spent_for
 from flyllm.resilience import PERMANENT_KINDS
+from flyllm.settings import scrub
 from flyllm.state import Booking
 from flyllm.transport import Timeouts
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
@@ -475,13 +476,22 @@ def _ready_note(instance: LlmInstance, seconds: float) -> str:
     )
 
 
-def unexpected_error(exc: BaseException, phase: str, status: int | None = None) -> FlyLLMError:
+def unexpected_error(
+    exc: BaseException,
+    phase: str,
+    status: int | None = None,
+    instance: LlmInstance | None = None,
+) -> FlyLLMError:
     """An exception that escaped every classification below (a RecursionError on deeply nested
     JSON, a TypeError in a provider module...) as the typed error its phase means, with the
     cause chained: building the request -> InvalidRequestError (the request fails); sending it
     -> ProviderConnectionError and reading the answer -> MalformedResponseError (both fail
-    over); anywhere else -> InvalidRequestError naming it a bug to report."""
+    over); anywhere else -> InvalidRequestError naming it a bug to report. The message quotes
+    the exception without the ``instance``'s secrets (a URL or header may be in it)."""
     detail = f"{type(exc).__name__}: {exc}"
+    if instance is not None:
+        e = instance.endpoint
+        detail = scrub(detail, e.api_key, e.base_url, e.headers)
     if len(detail) > 200:
         detail = detail[:200] + "..."
     err: FlyLLMError

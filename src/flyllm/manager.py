@@ -584,7 +584,7 @@ class LlmManager:
         except FlyLLMError:
             raise
         except Exception as exc:
-            raise unexpected_error(exc, "build") from exc
+            raise unexpected_error(exc, "build", None, instance) from exc
         if http_request.notes:
             instance.note_once(http_request.notes)
         return http_request
@@ -598,13 +598,13 @@ class LlmManager:
         except FlyLLMError:
             raise
         except Exception as exc:
-            raise unexpected_error(exc, "send") from exc
+            raise unexpected_error(exc, "send", None, attempt.instance) from exc
         try:
             return attempt.instance.provider.parse(response), response.headers
         except FlyLLMError:
             raise
         except Exception as exc:  # e.g. RecursionError on deeply nested JSON
-            raise unexpected_error(exc, "read", response.status) from exc
+            raise unexpected_error(exc, "read", response.status, attempt.instance) from exc
 
     async def _wait_for_capacity(self, timeout: float) -> None:
         """Wait until a running request ends (or ``timeout`` seconds pass)."""

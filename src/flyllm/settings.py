@@ -34,6 +34,7 @@ __all__ = [
     "non_negative_number",
     "positive_int",
     "positive_number",
+    "scrub",
 ]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
@@ -119,6 +120,22 @@ def mask_url(url: str) -> str:
     )
     shown = _CONTROL.sub("?", shown)
     return f"{shown}?{query}" if query else shown
+
+
+def scrub(text: str, api_key: str, base_url: str, headers: Mapping[str, str]) -> str:
+    """``text`` (an exception's message, say) with an instance's secrets replaced by ``***``:
+    its key, its extra header values and its base URL's credentials and query values."""
+    secrets = [api_key, *headers.values()]
+    try:
+        parts = urlsplit(base_url)
+        secrets += [parts.username or "", parts.password or ""]
+        secrets += [pair.partition("=")[2] for pair in parts.query.split("&")]
+    except ValueError:
+        pass
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:  # shorter ones are noise, not keys
+            text = text.replace(secret, "***")
+    return text
 
 
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -184,7 +184,7 @@ async def _attempt(
     except FlyLLMError:
         raise
     except Exception as exc:  # e.g. RecursionError on a deeply nested event
-        raise unexpected_error(exc, phase, status) from exc
+        raise unexpected_error(exc, phase, status, instance) from exc
     model = completion.model or model
     outcome.response = LlmResponse(
         content=completion.content,

@@ -310,3 +310,22 @@ async def test_a_deeply_nested_stream_event_is_a_typed_failure() -> None:
                     pass
             assert isinstance(caught.value.attempts[0], MalformedResponseError)
             assert not stream.response.success and manager.instances[0].stats.in_flight == 0
+
+
+async def test_a_raw_exception_quoting_secrets_is_scrubbed() -> None:
+    secret = "-".join(["sk", "raw", "5e1f0a9b"])  # built at run time
+    async with http_server(poisoned) as url, LlmManager(max_attempts=1) as manager:
+        host = url.split("://", 1)[1]
+        manager.add_provider(
+            "anthropic", secret, "c", base_url=f"http://u:{secret}x@{host}/?key={secret}y",
+            headers={"X-Gateway-Key": secret + "z"},
+        )  # fmt: skip
+        instance = manager.instances[0]
+        endpoint = instance.endpoint
+        leak = ValueError(f"{endpoint.base_url} {endpoint.headers} {endpoint.api_key}")
+        instance.provider = _Broken(instance.provider, "build", leak)
+        (failed,) = await manager.batch_generate([GenerationRequest(prompt="boom")])
+        assert isinstance(failed.exception, InvalidRequestError) and "ValueError" in str(
+            failed.exception
+        )
+        assert secret not in (failed.error or "") and "***" in (failed.error or "")
