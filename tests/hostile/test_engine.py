@@ -3,9 +3,11 @@ everything and say so, and one request's raw exception never costs its siblings.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import gc
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -329,3 +331,26 @@ async def test_a_raw_exception_quoting_secrets_is_scrubbed() -> None:
             failed.exception
         )
         assert secret not in (failed.error or "") and "***" in (failed.error or "")
+
+
+def test_an_interrupted_sync_call_cancels_its_request() -> None:
+    with (
+        budget(seconds=10, megabytes=50),
+        emulator_in_thread("openai", latency_ms=5000) as emu,
+        SyncLlmManager() as manager,
+    ):
+        manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
+        events: list[Event] = []
+        manager.manager.add_hook(events.append)
+        timer = threading.Timer(0.3, _thread.interrupt_main)  # Ctrl-C while it waits
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            manager.generate(GenerationRequest(prompt="slow"))
+        timer.join()
+        for _ in range(100):
+            if any(e.kind == "request_end" for e in events):
+                break
+            time.sleep(0.01)
+        ends = [e for e in events if e.kind == "request_end"]
+        assert len(ends) == 1 and ends[0].reason == "cancelled"
+        assert manager.manager.instances[0].stats.in_flight == 0
