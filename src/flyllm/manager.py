@@ -261,6 +261,10 @@ class LlmManager:
             if not api_key.isprintable():  # it would split the request's headers
                 raise ConfigurationError("the api_key has a control character (a stray newline?)")
             check_base_url(url)
+            if api_version is not None and (
+                not isinstance(api_version, str) or not api_version.isprintable()
+            ):
+                raise ConfigurationError(f"api_version must be a string, got {api_version!r}")
             extra_headers = check_headers(headers)
             params = check_params(parameters)
             pparams = check_provider_params(provider_params)
@@ -291,6 +295,9 @@ class LlmManager:
                 )
         except ConfigurationError as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
+        except Exception as exc:  # a provider tripping over an odd option: still set-up
+            err = unexpected_error(exc, "build", None)
+            raise ConfigurationError(f"instance {label!r}: {err}") from exc
         instance = LlmInstance(
             instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
             float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),

@@ -17,7 +17,9 @@ from flyllm import (
     LlmManager,
     TaskDefinition,
 )
+from flyllm.providers import get_provider
 from flyllm.settings import mask_url
+from flyllm.types import ProviderType
 
 SECRET = "-".join(["gw", "secret", "4f9a1c"])  # built at run time: never a literal key
 
@@ -73,6 +75,8 @@ BAD_INSTANCES: list[tuple[dict[str, Any], str]] = [
     ({"headers": {7: SECRET}}, "header name"),
     ({"headers": ["X-Key", SECRET]}, "headers"),
     *(({"parameters": params}, name) for params, name in BAD_PARAMETERS),
+    ({"api_version": 3}, "api_version"),
+    ({"api_version": "2024\r\nX: 1"}, "api_version"),
     ({"provider_params": {"openai": {"temperature": math.inf}}}, "temperature"),
     ({"provider_params": {"openai": {"extra": {1, 2}}}}, "extra"),
 ]
@@ -171,3 +175,17 @@ def test_url_credentials_and_an_authorization_header_cannot_both_be_sent() -> No
     assert SECRET not in str(caught.value)
     manager.add_provider("anthropic", "k", "c", base_url=f"https://u:{SECRET}@gw.example")
     assert SECRET not in repr(manager.instances)
+
+
+def test_a_provider_tripping_over_a_setting_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = get_provider(ProviderType.ANTHROPIC)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:  # a provider bug on an odd setting
+        raise TypeError("'>=' not supported between instances of 'int' and 'str'")
+
+    monkeypatch.setattr(type(provider), "build", broken)
+    with pytest.raises(ConfigurationError, match=r"'claude-edge'.*TypeError") as caught:
+        LlmManager().add_provider("anthropic", "k", "c", name="claude-edge")
+    assert isinstance(caught.value.__cause__, TypeError)
