@@ -44,10 +44,10 @@ from flyllm.params import conversation, merge_params
 from flyllm.pricing import ModelPrice
 from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
-from flyllm.providers.base import Completion, Endpoint, HttpRequest
+from flyllm.providers.base import Completion, Endpoint, HttpRequest, Provider
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
 from flyllm.settings import (
-    check_base_url,
+    check_addressing,
     check_headers,
     check_params,
     check_provider_params,
@@ -258,14 +258,7 @@ class LlmManager:
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc} (instance {label!r})") from None
         try:
-            if not api_key.isprintable():  # it would split the request's headers
-                raise ConfigurationError("the api_key has a control character (a stray newline?)")
-            check_base_url(url)
-            if api_version is not None and (
-                not isinstance(api_version, str) or not api_version.isprintable()
-            ):
-                raise ConfigurationError(f"api_version must be a string, got {api_version!r}")
-            extra_headers = check_headers(headers)
+            extra_headers = check_addressing(api_key, url, api_version, headers)
             params = check_params(parameters)
             pparams = check_provider_params(provider_params)
             for limit_name, limit in (
@@ -284,20 +277,7 @@ class LlmManager:
         endpoint = Endpoint(
             model, api_key, url.rstrip("/"), api_version, extra_headers, dict(options or {})
         )
-        try:  # a dry build catches addressing mistakes (an Azure resource missing...) now
-            dry = impl.build(endpoint, (Message("user", "ping"),), {})
-            if "@" in urlsplit(dry.url).netloc and any(
-                h.lower() == "authorization" for h in dry.headers
-            ):  # aiohttp refuses to send both: say so now, not on every request
-                raise ConfigurationError(
-                    f"base_url {mask_url(url)!r} carries credentials (user:password@) but the "
-                    f"requests also carry an Authorization header: remove one of them"
-                )
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"instance {label!r}: {exc}") from None
-        except Exception as exc:  # a provider tripping over an odd option: still set-up
-            err = unexpected_error(exc, "build", None)
-            raise ConfigurationError(f"instance {label!r}: {err}") from exc
+        _dry_build(impl, endpoint, label)
         instance = LlmInstance(
             instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
             float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),
@@ -746,3 +726,22 @@ class LlmManager:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _dry_build(impl: Provider, endpoint: Endpoint, label: str) -> None:
+    """Build a request once at set-up, so that addressing mistakes (an Azure resource missing,
+    URL credentials beside an Authorization header...) fail now, naming the instance."""
+    try:
+        dry = impl.build(endpoint, (Message("user", "ping"),), {})
+        if "@" in urlsplit(dry.url).netloc and any(
+            h.lower() == "authorization" for h in dry.headers
+        ):  # aiohttp refuses to send both: say so now, not on every request
+            raise ConfigurationError(
+                f"base_url {mask_url(endpoint.base_url)!r} carries credentials (user:password@) "
+                f"but the requests also carry an Authorization header: remove one of them"
+            )
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"instance {label!r}: {exc}") from None
+    except Exception as exc:  # a provider tripping over an odd option: still set-up
+        err = unexpected_error(exc, "build", None)
+        raise ConfigurationError(f"instance {label!r}: {err}") from exc

@@ -23,6 +23,7 @@ from flyllm.types import ProviderType
 
 __all__ = [
     "BASE_URL_ENV",
+    "check_addressing",
     "check_base_url",
     "check_headers",
     "check_params",
@@ -141,6 +142,19 @@ def scrub(text: str, api_key: str, base_url: str, headers: Mapping[str, str]) ->
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """``headers`` as they may be shown: every value ``***`` (any may carry a key)."""
     return {name: "***" for name in headers}
+
+
+def check_addressing(api_key: str, base_url: str, api_version: Any, headers: Any) -> dict[str, str]:
+    """An instance's addressing checked (key, base URL, API version, extra headers: anything
+    that goes into its requests' lines and headers); returns the headers as a dict."""
+    if not api_key.isprintable():  # it would split the request's headers
+        raise ConfigurationError("the api_key has a control character (a stray newline?)")
+    check_base_url(base_url)
+    if api_version is not None and (
+        not isinstance(api_version, str) or not api_version.isprintable()
+    ):
+        raise ConfigurationError(f"api_version must be a string, got {api_version!r}")
+    return check_headers(headers)
 
 
 def check_base_url(url: str) -> str:
