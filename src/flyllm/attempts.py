@@ -397,7 +397,10 @@ class AttemptLoop:
         return True
 
     def abandoned(self, attempt: Attempt) -> None:
-        """The caller left during the attempt (cancelled, or a stream closed early)."""
+        """The caller left during the attempt (cancelled, or a stream closed early), or it
+        never went out. Once per attempt: an attempt already recorded is left alone."""
+        if attempt is not self._current:
+            return
         instance = attempt.instance
         self._current = None
         self._m._store.abandoned(attempt.booking)

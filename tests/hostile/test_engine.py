@@ -354,3 +354,20 @@ def test_an_interrupted_sync_call_cancels_its_request() -> None:
         ends = [e for e in events if e.kind == "request_end"]
         assert len(ends) == 1 and ends[0].reason == "cancelled"
         assert manager.manager.instances[0].stats.in_flight == 0
+
+
+async def test_an_attempt_is_released_once_whatever_happens_after_its_outcome() -> None:
+    async with emulator() as emu, LlmManager() as manager:
+        manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
+        events: list[Event] = []
+
+        def hook(event: Event) -> None:
+            events.append(event)
+            if event.kind == "attempt_end":
+                raise asyncio.CancelledError  # the caller leaves just after the outcome
+
+        manager.add_hook(hook)
+        with pytest.raises(asyncio.CancelledError):
+            await manager.generate(GenerationRequest(prompt="x"))
+        assert manager.instances[0].stats.in_flight == 0  # not -1: released once
+        assert [e.kind for e in events][-1] == "request_end"
