@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flyllm.errors import (
     AllAttemptsFailedError,
@@ -332,11 +332,12 @@ class AttemptLoop:
     def crashed(self, exc: Exception) -> FlyLLMError:
         """An exception no layer classified: free the attempt in flight; the typed error to
         fail the request with (a FlyLLMError as it is)."""
-        if self._current is not None:
-            self.abandoned(self._current)
+        current = self._current
+        if current is not None:
+            self.abandoned(current)
         if isinstance(exc, FlyLLMError):
             return exc
-        return unexpected_error(exc, "request")
+        return unexpected_error(exc, "request", None, current.instance if current else None)
 
     def succeeded(
         self, attempt: Attempt, usage: Usage, headers: Mapping[str, str], content: str = ""
@@ -481,7 +482,7 @@ def _ready_note(instance: LlmInstance, seconds: float) -> str:
 
 def unexpected_error(
     exc: BaseException,
-    phase: str,
+    phase: Literal["build", "send", "read", "request"],
     status: int | None = None,
     instance: LlmInstance | None = None,
 ) -> FlyLLMError:
@@ -506,8 +507,8 @@ def unexpected_error(
         err = MalformedResponseError(f"the answer could not be read: {detail}", status=status)
     else:
         err = InvalidRequestError(
-            f"flyllm could not handle this request: {detail} (raised outside any attempt: a bug "
-            f"in flyllm or in a strategy or state store plugged into it; please report it)"
+            f"flyllm could not handle this request: {detail} (a bug in flyllm, or in a "
+            f"strategy, state store or hook plugged into it; please report it)"
         )
     err.__cause__ = exc
     return err

@@ -20,7 +20,7 @@ import dataclasses
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from flyllm.attempts import Attempt, AttemptLoop, Plan, unexpected_error
 from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
@@ -154,10 +154,11 @@ async def _attempt(
     instance = attempt.instance
     http_request = manager._build(attempt, plan, stream=True)
     provider, ptype, model = instance.provider, instance.provider_type.value, instance.model
-    phase, status = "send", None
+    phase: Literal["send", "read"] = "send"
+    status: int | None = None
     try:
         async with manager._transport.open_stream(http_request, attempt.timeouts) as (head, body):
-            phase, status = "read", head.status
+            phase, status = "read", head.status  # the answer has begun
             if head.status >= 300:
                 raise provider.classify_error(head)
             parser, decoder = provider.stream_parser(), decoder_for(provider.stream_framing)
