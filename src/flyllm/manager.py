@@ -348,10 +348,12 @@ class LlmManager:
     # -- generation --------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> LlmResponse:
-        """Answer one request. Raises on failure: InvalidRequestError or
+        """Answer one request. Raises on failure, only FlyLLMErrors: InvalidRequestError or
         NoInstanceAvailableError before sending; the request's own error (BadRequestError,
         ContextLengthError, ContentFilterError...) as is; AllAttemptsFailedError when every
-        allowed attempt failed."""
+        allowed attempt failed (an exception no layer classified counts as the typed error of
+        its phase, its cause chained). Cancelling the call frees its attempt at once and ends
+        the request with reason "cancelled"."""
         response = await self._answer(request)
         if not response.success:
             assert response.exception is not None
@@ -412,7 +414,8 @@ class LlmManager:
     def stream(self, request: GenerationRequest) -> LlmStream:
         """Stream one request: ``async with manager.stream(req) as stream: async for chunk in
         stream``. Bad input raises here, before anything is sent; provider errors raise while
-        iterating (failing over first when no text has reached the caller yet)."""
+        iterating (failing over first when no text has reached the caller yet), only
+        FlyLLMErrors. Nothing is sent, and no slot taken, until the first chunk is asked for."""
         return LlmStream(self, self._plan(request))
 
     async def _answer(self, request: GenerationRequest) -> LlmResponse:
