@@ -182,35 +182,37 @@ async def test_cancelled_requests_end_as_cancelled_and_leave_no_state() -> None:
 
 
 async def test_leaving_after_the_last_chunk_is_a_success_not_a_cancel() -> None:
-    async with emulator(reply_tokens=5) as emu, LlmManager() as manager:
-        manager.add_provider("openai", "k", "m", base_url=emu.base_url)
-        events: list[Event] = []
-        manager.add_hook(events.append)
-        async with manager.stream(GenerationRequest(prompt="x")) as stream:
-            async for chunk in stream:
-                if chunk.finish_reason:
-                    break  # the answer is complete: the caller does not wait for the end
-        assert stream.response.success and stream.response.attempts == 1
-        (end,) = [e for e in events if e.kind == "request_end"]
-        assert end.success and end.reason is None
-        assert manager.instances[0].stats.successes == 1
+    with budget(seconds=10, megabytes=50):
+        async with emulator(reply_tokens=5) as emu, LlmManager() as manager:
+            manager.add_provider("openai", "k", "m", base_url=emu.base_url)
+            events: list[Event] = []
+            manager.add_hook(events.append)
+            async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                async for chunk in stream:
+                    if chunk.finish_reason:
+                        break  # the answer is complete: the caller does not wait for the end
+            assert stream.response.success and stream.response.attempts == 1
+            (end,) = [e for e in events if e.kind == "request_end"]
+            assert end.success and end.reason is None
+            assert manager.instances[0].stats.successes == 1
 
 
 async def test_a_request_cancelled_while_waiting_ends_as_cancelled() -> None:
-    async with emulator(latency_ms=5000) as emu, LlmManager() as manager:
-        manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
-        events: list[Event] = []
-        manager.add_hook(events.append)
-        busy = asyncio.ensure_future(manager.generate(GenerationRequest(prompt="busy")))
-        await settle(lambda: manager.instances[0].stats.in_flight == 1)
-        waiting = asyncio.ensure_future(manager.generate(GenerationRequest(prompt="waits")))
-        await settle(lambda: any(e.kind == "wait" for e in events))
-        waiting.cancel()
-        busy.cancel()
-        await asyncio.gather(busy, waiting, return_exceptions=True)
-        ends = [e for e in events if e.kind == "request_end"]
-        assert len(ends) == 2 and {e.reason for e in ends} == {"cancelled"}
-        assert manager.instances[0].stats.in_flight == 0
+    with budget(seconds=10, megabytes=50):
+        async with emulator(latency_ms=5000) as emu, LlmManager() as manager:
+            manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
+            events: list[Event] = []
+            manager.add_hook(events.append)
+            busy = asyncio.ensure_future(manager.generate(GenerationRequest(prompt="busy")))
+            await settle(lambda: manager.instances[0].stats.in_flight == 1)
+            waiting = asyncio.ensure_future(manager.generate(GenerationRequest(prompt="waits")))
+            await settle(lambda: any(e.kind == "wait" for e in events))
+            waiting.cancel()
+            busy.cancel()
+            await asyncio.gather(busy, waiting, return_exceptions=True)
+            ends = [e for e in events if e.kind == "request_end"]
+            assert len(ends) == 2 and {e.reason for e in ends} == {"cancelled"}
+            assert manager.instances[0].stats.in_flight == 0
 
 
 async def _drain(manager: LlmManager, request: GenerationRequest) -> None:
@@ -273,27 +275,28 @@ class _Broken:
 async def test_a_raw_exception_below_is_one_typed_failure(
     where: str, exc: BaseException, error: type[FlyLLMError]
 ) -> None:
-    async with http_server(poisoned) as url, LlmManager(max_attempts=1) as manager:
-        manager.add_provider("openai", "k", "m", base_url=url)
-        instance = manager.instances[0]
-        instance.provider = _Broken(instance.provider, where, exc)
-        events: list[Event] = []
-        manager.add_hook(events.append)
-        requests = [GenerationRequest(prompt=p) for p in ["one", "boom", "two"]]
-        responses = await manager.batch_generate(requests)
-        assert [r.success for r in responses] == [True, False, True]
-        failed = responses[1]
-        assert isinstance(failed.exception, error)
-        assert type(exc).__name__ in (failed.error or "")
-        with pytest.raises(error) as caught:
-            await manager.generate(GenerationRequest(prompt="boom"))
-        cause = caught.value
-        if isinstance(cause, AllAttemptsFailedError):
-            cause = cause.attempts[0]
-            assert isinstance(cause, MalformedResponseError)
-        assert cause.__cause__ is exc  # chained, for the traceback
-        assert instance.stats.in_flight == 0
-        assert len([e for e in events if e.kind == "request_end"]) == 4
+    with budget(seconds=10, megabytes=50):
+        async with http_server(poisoned) as url, LlmManager(max_attempts=1) as manager:
+            manager.add_provider("openai", "k", "m", base_url=url)
+            instance = manager.instances[0]
+            instance.provider = _Broken(instance.provider, where, exc)
+            events: list[Event] = []
+            manager.add_hook(events.append)
+            requests = [GenerationRequest(prompt=p) for p in ["one", "boom", "two"]]
+            responses = await manager.batch_generate(requests)
+            assert [r.success for r in responses] == [True, False, True]
+            failed = responses[1]
+            assert isinstance(failed.exception, error)
+            assert type(exc).__name__ in (failed.error or "")
+            with pytest.raises(error) as caught:
+                await manager.generate(GenerationRequest(prompt="boom"))
+            cause = caught.value
+            if isinstance(cause, AllAttemptsFailedError):
+                cause = cause.attempts[0]
+                assert isinstance(cause, MalformedResponseError)
+            assert cause.__cause__ is exc  # chained, for the traceback
+            assert instance.stats.in_flight == 0
+            assert len([e for e in events if e.kind == "request_end"]) == 4
 
 
 async def test_a_deeply_nested_stream_event_is_a_typed_failure() -> None:
@@ -315,22 +318,23 @@ async def test_a_deeply_nested_stream_event_is_a_typed_failure() -> None:
 
 
 async def test_a_raw_exception_quoting_secrets_is_scrubbed() -> None:
-    secret = "-".join(["sk", "raw", "5e1f0a9b"])  # built at run time
-    async with http_server(poisoned) as url, LlmManager(max_attempts=1) as manager:
-        host = url.split("://", 1)[1]
-        manager.add_provider(
-            "anthropic", secret, "c", base_url=f"http://u:{secret}x@{host}/?key={secret}y",
-            headers={"X-Gateway-Key": secret + "z"},
-        )  # fmt: skip
-        instance = manager.instances[0]
-        endpoint = instance.endpoint
-        leak = ValueError(f"{endpoint.base_url} {endpoint.headers} {endpoint.api_key}")
-        instance.provider = _Broken(instance.provider, "build", leak)
-        (failed,) = await manager.batch_generate([GenerationRequest(prompt="boom")])
-        assert isinstance(failed.exception, InvalidRequestError) and "ValueError" in str(
-            failed.exception
-        )
-        assert secret not in (failed.error or "") and "***" in (failed.error or "")
+    with budget(seconds=10, megabytes=50):
+        secret = "-".join(["sk", "raw", "5e1f0a9b"])  # built at run time
+        async with http_server(poisoned) as url, LlmManager(max_attempts=1) as manager:
+            host = url.split("://", 1)[1]
+            manager.add_provider(
+                "anthropic", secret, "c", base_url=f"http://u:{secret}x@{host}/?key={secret}y",
+                headers={"X-Gateway-Key": secret + "z"},
+            )  # fmt: skip
+            instance = manager.instances[0]
+            endpoint = instance.endpoint
+            leak = ValueError(f"{endpoint.base_url} {endpoint.headers} {endpoint.api_key}")
+            instance.provider = _Broken(instance.provider, "build", leak)
+            (failed,) = await manager.batch_generate([GenerationRequest(prompt="boom")])
+            assert isinstance(failed.exception, InvalidRequestError) and "ValueError" in str(
+                failed.exception
+            )
+            assert secret not in (failed.error or "") and "***" in (failed.error or "")
 
 
 def test_an_interrupted_sync_call_cancels_its_request() -> None:
@@ -357,17 +361,18 @@ def test_an_interrupted_sync_call_cancels_its_request() -> None:
 
 
 async def test_an_attempt_is_released_once_whatever_happens_after_its_outcome() -> None:
-    async with emulator() as emu, LlmManager() as manager:
-        manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
-        events: list[Event] = []
+    with budget(seconds=10, megabytes=50):
+        async with emulator() as emu, LlmManager() as manager:
+            manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
+            events: list[Event] = []
 
-        def hook(event: Event) -> None:
-            events.append(event)
-            if event.kind == "attempt_end":
-                raise asyncio.CancelledError  # the caller leaves just after the outcome
+            def hook(event: Event) -> None:
+                events.append(event)
+                if event.kind == "attempt_end":
+                    raise asyncio.CancelledError  # the caller leaves just after the outcome
 
-        manager.add_hook(hook)
-        with pytest.raises(asyncio.CancelledError):
-            await manager.generate(GenerationRequest(prompt="x"))
-        assert manager.instances[0].stats.in_flight == 0  # not -1: released once
-        assert [e.kind for e in events][-1] == "request_end"
+            manager.add_hook(hook)
+            with pytest.raises(asyncio.CancelledError):
+                await manager.generate(GenerationRequest(prompt="x"))
+            assert manager.instances[0].stats.in_flight == 0  # not -1: released once
+            assert [e.kind for e in events][-1] == "request_end"
