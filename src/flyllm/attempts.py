@@ -16,18 +16,22 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flyllm.errors import (
     AllAttemptsFailedError,
     FlyLLMError,
+    InvalidRequestError,
+    MalformedResponseError,
     NoInstanceAvailableError,
+    ProviderConnectionError,
     ProviderError,
 )
 from flyllm.events import Event, EventKind
 from flyllm.instance import LlmInstance
 from flyllm.providers.headroom import spent_for
 from flyllm.resilience import PERMANENT_KINDS
+from flyllm.settings import scrub
 from flyllm.state import Booking
 from flyllm.transport import Timeouts
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
@@ -35,9 +39,12 @@ from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
 if TYPE_CHECKING:
     from flyllm.manager import LlmManager
 
-__all__ = ["Attempt", "AttemptLoop", "Plan", "Tier"]
+__all__ = ["Attempt", "AttemptLoop", "Plan", "Tier", "failure_response", "unexpected_error"]
 
 _log = logging.getLogger("flyllm")
+
+LONG_WAIT = 1.0
+"""Seconds of waiting past which a request says so at INFO (and in its wait event)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,14 +90,18 @@ class AttemptLoop:
     """Hands out attempts for one request and records their outcomes on the instances."""
 
     __slots__ = (
+        "_current",
+        "_done",
         "_m",
         "_out",
         "_plan",
         "_request_id",
         "_rounds",
         "_stream",
+        "_told",
         "_tried",
         "_used",
+        "_waiting_since",
         "attempts",
         "errors",
     )
@@ -107,6 +118,10 @@ class AttemptLoop:
         self._rounds = 0
         self.attempts = 0
         self.errors: list[ProviderError] = []
+        self._current: Attempt | None = None  # booked, no outcome recorded yet
+        self._done = False  # request_end reported
+        self._waiting_since: float | None = None  # this stretch of waiting began
+        self._told = False  # the stretch was logged (waits over a second)
 
     async def next(self) -> Attempt | FlyLLMError:
         """The next attempt, already booked on its instance; or the error to give up with."""
@@ -139,12 +154,54 @@ class AttemptLoop:
                 self._rounds += 1
                 self._tried = set(self._out)
                 reason = "backoff"
+            if self._waiting_since is None:
+                self._waiting_since = now
             if wait_until == float("inf"):
-                self._event("wait", wait=limit - now, reason="capacity")
-                await m._wait_for_capacity(limit - now)  # a running request must end first
+                # Until a running request ends: unknown, so told once a second has passed.
+                seconds = limit - now
+                if not self._told and now - self._waiting_since < LONG_WAIT:
+                    seconds = min(seconds, self._waiting_since + LONG_WAIT - now)
+                    message = None
+                else:
+                    message = self._tell(now, seconds, "capacity")
+                self._event("wait", wait=seconds, reason="capacity", message=message)
+                await m._wait_for_capacity(seconds)  # a running request must end first
             elif wait_until > now:
-                self._event("wait", wait=wait_until - now, reason=reason)
-                await m.sleep(wait_until - now)
+                seconds = wait_until - now
+                message = self._tell(now, seconds, reason) if seconds > LONG_WAIT else None
+                self._event("wait", wait=seconds, reason=reason, message=message)
+                await m.sleep(seconds)
+
+    def _tell(self, now: float, seconds: float, reason: str) -> str | None:
+        """Log a long wait at INFO (once per stretch of waiting), so that it never looks like a
+        hang; returns the line, which the wait event carries too."""
+        if self._told:
+            return None
+        self._told = True
+        if reason == "capacity":
+            how = f"until a running request ends (at most {seconds:.1f} s)"
+        else:
+            until = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
+            why = "before retrying" if reason == "backoff" else "for a cooling instance"
+            how = f"{seconds:.1f} s, until {until}, {why}"
+        states = "; ".join(self._states(now)) or "no candidate left"
+        message = f"request {self._request_id} waits {how}: {states}"
+        _log.info("%s", message)
+        return message
+
+    def _states(self, now: float) -> list[str]:
+        """Why each candidate of the request cannot take it now."""
+        seen: set[int] = set()
+        out: list[str] = []
+        for tier in self._plan.tiers:
+            for c in tier.candidates:
+                if c.id in seen or not c.enabled:
+                    continue
+                seen.add(c.id)
+                out.append(
+                    f"instance {c.id} ({c.name}) {_why_not_ready(c, now, self._plan.tokens)}"
+                )
+        return out
 
     def _choose(self, now: float) -> tuple[list[LlmInstance], list[int], float, LlmInstance | None]:
         """(the instances ready now in preference order: by tier, then by the strategy; their
@@ -214,6 +271,8 @@ class AttemptLoop:
         )
         if m._hooks:
             self._attempt_event("attempt_start", attempt, messages=plan.messages)
+        self._current = attempt
+        self._waiting_since, self._told = None, False
         return attempt
 
     def _event(self, kind: EventKind, **fields: Any) -> None:
@@ -250,13 +309,35 @@ class AttemptLoop:
             )
         )
 
-    def finish(self, success: bool, error_kind: str | None, latency: float) -> None:
-        """Report the request's end to the hooks."""
+    def finish(
+        self, success: bool, error_kind: str | None, latency: float, reason: str | None = None
+    ) -> None:
+        """Report the request's end to the hooks, once."""
+        if self._done:
+            return
+        self._done = True
         if self._m._hooks:
             self._event(
                 "request_end", success=success, error_kind=error_kind, latency=latency,
-                attempt=self.attempts,
+                attempt=self.attempts, reason=reason,
             )  # fmt: skip
+
+    def cancelled(self, start: float) -> None:
+        """The caller left (a cancelled task, a stream closed early): free the attempt in
+        flight and report the request's end with reason "cancelled"."""
+        if self._current is not None:
+            self.abandoned(self._current)
+        self.finish(False, None, time.perf_counter() - start, reason="cancelled")
+
+    def crashed(self, exc: Exception) -> FlyLLMError:
+        """An exception no layer classified: free the attempt in flight; the typed error to
+        fail the request with (a FlyLLMError as it is)."""
+        current = self._current
+        if current is not None:
+            self.abandoned(current)
+        if isinstance(exc, FlyLLMError):
+            return exc
+        return unexpected_error(exc, "request", None, current.instance if current else None)
 
     def succeeded(
         self, attempt: Attempt, usage: Usage, headers: Mapping[str, str], content: str = ""
@@ -266,6 +347,7 @@ class AttemptLoop:
         latency = time.perf_counter() - attempt.started
         wait = spent_for(headers, self._plan.tokens, time.time)
         hold_until = self._m.clock() + wait if wait else None
+        self._current = None
         self._m._store.succeeded(attempt.booking, latency, usage, hold_until)
         self._m._count_task(attempt.task, instance.id, usage)
         self._m._notify_capacity()
@@ -289,6 +371,7 @@ class AttemptLoop:
         instance = attempt.instance
         err.instance_id = instance.id
         err.provider = err.provider or instance.provider_type.value
+        self._current = None
         self._m._store.failed(attempt.booking, err.kind, err.retry_after)
         self._m._count_task(attempt.task, instance.id, None)
         self._m._notify_capacity()
@@ -315,8 +398,12 @@ class AttemptLoop:
         return True
 
     def abandoned(self, attempt: Attempt) -> None:
-        """The caller left during the attempt (cancelled, or a stream closed early)."""
+        """The caller left during the attempt (cancelled, or a stream closed early), or it
+        never went out. Once per attempt: an attempt already recorded is left alone."""
+        if attempt is not self._current:
+            return
         instance = attempt.instance
+        self._current = None
         self._m._store.abandoned(attempt.booking)
         self._m._notify_capacity()
         if self._m._hooks:
@@ -367,12 +454,64 @@ class AttemptLoop:
         return NoInstanceAvailableError(why or "no enabled instance left for this request")
 
 
+def _why_not_ready(instance: LlmInstance, now: float, tokens: int) -> str:
+    breaker, limiter = instance.breaker, instance.limiter
+    left = breaker.cooldown_left(now)
+    if left > 0:
+        state = "cooling" if breaker.state == "closed" else f"circuit {breaker.state}"
+        return f"{state} ({breaker.reason or 'backoff'}) for {left:.1f} s"
+    if breaker.state == "half_open" and breaker.probing:
+        return "circuit half-open, its one probe in flight"
+    at = limiter.ready_at(now, tokens, instance.stats.in_flight)
+    if at is None:
+        return f"cannot take a request of ~{tokens} tokens (tpm {limiter.tpm})"
+    if at == float("inf"):
+        return f"at its concurrency limit ({limiter.max_concurrent} in flight)"
+    if at > now:
+        return f"at its rate limit for {at - now:.1f} s"
+    return "failed this request, ready for the next round"
+
+
 def _ready_note(instance: LlmInstance, seconds: float) -> str:
     return (
         f"every candidate is cooling down or at its rate limit; the earliest, instance "
         f"{instance.id} ({instance.name}), is ready in {seconds:.1f} s, past what this request "
         f"may wait"
     )
+
+
+def unexpected_error(
+    exc: BaseException,
+    phase: Literal["build", "send", "read", "request"],
+    status: int | None = None,
+    instance: LlmInstance | None = None,
+) -> FlyLLMError:
+    """An exception that escaped every classification below (a RecursionError on deeply nested
+    JSON, a TypeError in a provider module...) as the typed error its phase means, with the
+    cause chained: building the request -> InvalidRequestError (the request fails); sending it
+    -> ProviderConnectionError and reading the answer -> MalformedResponseError (both fail
+    over); anywhere else -> InvalidRequestError naming it a bug to report. The message quotes
+    the exception without the ``instance``'s secrets (a URL or header may be in it)."""
+    detail = f"{type(exc).__name__}: {exc}"
+    if instance is not None:
+        e = instance.endpoint
+        detail = scrub(detail, e.api_key, e.base_url, e.headers)
+    if len(detail) > 200:
+        detail = detail[:200] + "..."
+    err: FlyLLMError
+    if phase == "build":
+        err = InvalidRequestError(f"the request could not be built: {detail}")
+    elif phase == "send":
+        err = ProviderConnectionError(f"the request could not be sent: {detail}", status=status)
+    elif phase == "read":
+        err = MalformedResponseError(f"the answer could not be read: {detail}", status=status)
+    else:
+        err = InvalidRequestError(
+            f"flyllm could not handle this request: {detail} (a bug in flyllm, or in a "
+            f"strategy, state store or hook plugged into it; please report it)"
+        )
+    err.__cause__ = exc
+    return err
 
 
 def failure_response(exc: FlyLLMError, attempts: int, latency: float) -> LlmResponse:

@@ -28,8 +28,12 @@ class Event:
       ``instance_name``, ``provider``, ``model``) and the merged ``params`` sent; at the end
       also ``success``, ``error_kind``, ``status``, ``latency``, ``usage``, ``content`` (the
       answer, on success) and ``health`` (the instance's circuit state afterwards).
-    - wait: ``wait`` seconds and ``reason`` ("cooldown", "backoff" or "capacity").
-    - request_end: ``success``, ``error_kind``, ``latency`` and ``attempt`` (attempts made).
+    - wait: ``wait`` seconds and ``reason`` ("cooldown", "backoff" or "capacity"); when the
+      request has waited or will wait more than a second, ``message`` is a line for a person
+      (which instances, why, until when), the one logged at INFO.
+    - request_end: ``success``, ``error_kind``, ``latency`` and ``attempt`` (attempts made);
+      ``reason`` is "cancelled" when the caller left (a cancelled task, a stream closed or
+      dropped before its end).
 
     ``messages`` (the conversation) is on attempt_start. No event carries an API key.
     """
@@ -55,6 +59,7 @@ class Event:
     health: str | None = None
     wait: float | None = None
     reason: str | None = None
+    message: str | None = None
 
 
 Hook = Callable[[Event], None]

@@ -10,6 +10,7 @@ from flyllm.limits import RateLimiter
 from flyllm.pricing import ModelPrice, lookup_price
 from flyllm.providers.base import Endpoint, Provider
 from flyllm.resilience import BreakerPolicy, CircuitBreaker
+from flyllm.settings import mask_headers, mask_url
 from flyllm.transport import Timeouts
 from flyllm.types import ProviderType, Usage
 
@@ -77,11 +78,12 @@ class InstanceHealth:
     reason: str
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, repr=False)
 class LlmInstance:
     """One provider + model + key, the tasks it serves, its defaults and its stats.
 
-    The key lives only inside ``endpoint`` (hidden from repr); ``name`` is what logs show.
+    The key lives only inside ``endpoint``; ``name`` is what logs show. The repr masks what may
+    carry a credential: every extra header value, and the base URL's userinfo and query values.
     """
 
     id: int
@@ -119,6 +121,15 @@ class LlmInstance:
             self._price_looked_up = True
             self.price = lookup_price(self.provider_type.value, self.model)
         return self.price
+
+    def __repr__(self) -> str:
+        endpoint = self.endpoint
+        return (
+            f"LlmInstance(id={self.id}, name={self.name!r}, provider={self.provider_type.value!r}, "
+            f"model={endpoint.model!r}, base_url={mask_url(endpoint.base_url)!r}, "
+            f"headers={mask_headers(endpoint.headers)!r}, tasks={sorted(self.tasks)!r}, "
+            f"enabled={self.enabled}, weight={self.weight}, parameters={self.parameters!r})"
+        )
 
     def serves(self, task: str | None) -> bool:
         """Whether a request for ``task`` (None: any) may go here."""

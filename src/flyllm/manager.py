@@ -20,8 +20,16 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
-from flyllm.attempts import Attempt, AttemptLoop, Plan, Tier, failure_response
+from flyllm.attempts import (
+    Attempt,
+    AttemptLoop,
+    Plan,
+    Tier,
+    failure_response,
+    unexpected_error,
+)
 from flyllm.errors import (
     ConfigurationError,
     FlyLLMError,
@@ -32,20 +40,21 @@ from flyllm.errors import (
 from flyllm.events import Event, Hook
 from flyllm.instance import InstanceHealth, LlmInstance
 from flyllm.limits import RateLimiter, estimate_tokens
-from flyllm.params import (
-    conversation,
-    merge_params,
-    validate_params,
-)
+from flyllm.params import conversation, merge_params
 from flyllm.pricing import ModelPrice
 from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
-from flyllm.providers.base import Completion, Endpoint, HttpRequest
+from flyllm.providers.base import Completion, Endpoint, HttpRequest, Provider
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
 from flyllm.settings import (
+    check_addressing,
+    check_headers,
+    check_params,
     check_provider_params,
     env_base_url,
     make_store,
+    mask_url,
+    non_negative_number,
     positive_int,
     positive_number,
 )
@@ -116,6 +125,7 @@ class LlmManager:
     ) -> None:
         positive_int("max_attempts", max_attempts)
         positive_int("max_concurrency", max_concurrency)
+        positive_int("max_response_bytes", max_response_bytes)
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
                             ("deadline", deadline)):  # fmt: skip
             positive_number(name, value, allow_none=name == "deadline")
@@ -171,9 +181,9 @@ class LlmManager:
         if not task.name or not isinstance(task.name, str):
             raise ConfigurationError("a task needs a non-empty name")
         try:
-            params = validate_params(task.parameters)
+            params = check_params(task.parameters)
             provider_params = check_provider_params(task.provider_params)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"task {task.name!r}: {exc}") from None
         fallback = task.fallback
         if isinstance(fallback, str) or not all(isinstance(f, str) for f in fallback):
@@ -241,13 +251,15 @@ class LlmManager:
         url = base_url or env_base_url(ptype) or impl.default_base_url
         if not url:
             raise ConfigurationError(f"{ptype.value} instances need a base_url")
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-            raise ConfigurationError(f"weight must be a number >= 0, got {weight!r}")
-        task_names = self._register_tasks(tasks)
         instance_id = self._next_id
         label = name or f"{ptype.value}/{model}#{instance_id}"
+        try:  # the field first: config files prefix the message with where it was set
+            non_negative_number("weight", weight)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (instance {label!r})") from None
         try:
-            params = validate_params(parameters)
+            extra_headers = check_addressing(api_key, url, api_version, headers)
+            params = check_params(parameters)
             pparams = check_provider_params(provider_params)
             for limit_name, limit in (
                 ("rpm", rpm),
@@ -261,13 +273,11 @@ class LlmManager:
                 positive_number(timeout_name, timeout, allow_none=True)
         except (TypeError, ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
+        task_names = self._register_tasks(tasks)
         endpoint = Endpoint(
-            model, api_key, url.rstrip("/"), api_version, dict(headers or {}), dict(options or {})
+            model, api_key, url.rstrip("/"), api_version, extra_headers, dict(options or {})
         )
-        try:  # a dry build catches addressing mistakes (an Azure resource missing...) now
-            impl.build(endpoint, (Message("user", "ping"),), {})
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"instance {label!r}: {exc}") from None
+        _dry_build(impl, endpoint, label)
         instance = LlmInstance(
             instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
             float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),
@@ -338,10 +348,12 @@ class LlmManager:
     # -- generation --------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> LlmResponse:
-        """Answer one request. Raises on failure: InvalidRequestError or
+        """Answer one request. Raises on failure, only FlyLLMErrors: InvalidRequestError or
         NoInstanceAvailableError before sending; the request's own error (BadRequestError,
         ContextLengthError, ContentFilterError...) as is; AllAttemptsFailedError when every
-        allowed attempt failed."""
+        allowed attempt failed (an exception no layer classified counts as the typed error of
+        its phase, its cause chained). Cancelling the call frees its attempt at once and ends
+        the request with reason "cancelled"."""
         response = await self._answer(request)
         if not response.success:
             assert response.exception is not None
@@ -378,7 +390,11 @@ class LlmManager:
 
         async def worker() -> None:
             for i in indices:
-                results[i] = response = await self._answer(batch[i])
+                try:
+                    response = await self._answer(batch[i])
+                except Exception as exc:  # never lose the siblings' answers to one request
+                    response = failure_response(unexpected_error(exc, "request"), 0, 0.0)
+                results[i] = response
                 if bar is not None:
                     bar.update(response.success)
 
@@ -398,7 +414,8 @@ class LlmManager:
     def stream(self, request: GenerationRequest) -> LlmStream:
         """Stream one request: ``async with manager.stream(req) as stream: async for chunk in
         stream``. Bad input raises here, before anything is sent; provider errors raise while
-        iterating (failing over first when no text has reached the caller yet)."""
+        iterating (failing over first when no text has reached the caller yet), only
+        FlyLLMErrors. Nothing is sent, and no slot taken, until the first chunk is asked for."""
         return LlmStream(self, self._plan(request))
 
     async def _answer(self, request: GenerationRequest) -> LlmResponse:
@@ -411,6 +428,15 @@ class LlmManager:
         return await self._run(plan, start)
 
     def _plan(self, request: GenerationRequest) -> Plan:
+        """The request resolved and checked; raises only FlyLLMErrors."""
+        try:
+            return self._resolve(request)
+        except FlyLLMError:
+            raise
+        except Exception as exc:  # e.g. a RecursionError on absurdly nested input
+            raise unexpected_error(exc, "request") from exc
+
+    def _resolve(self, request: GenerationRequest) -> Plan:
         if not isinstance(request, GenerationRequest):
             raise InvalidRequestError(f"expected a GenerationRequest, got {type(request).__name__}")
         messages = conversation(request)
@@ -427,7 +453,7 @@ class LlmManager:
                     value = getattr(request, name)
                     if value is not None:
                         positive_number(name, value)
-            params = validate_params(request.params)
+            params = check_params(request.params)
             provider_params = (
                 check_provider_params(request.provider_params) if request.provider_params else {}
             )
@@ -473,7 +499,19 @@ class LlmManager:
         return tuple(tiers)
 
     async def _run(self, plan: Plan, start: float) -> LlmResponse:
+        """The request's response, failed or not; raises only when the caller leaves (the
+        request then ends as "cancelled", its attempt in flight freed)."""
         loop = AttemptLoop(self, plan)
+        try:
+            return await self._attempts(loop, plan, start)
+        except Exception as exc:  # nothing may escape the typed tree, nor lose a batch
+            err = loop.crashed(exc)
+            return loop.failed_response(err, start)
+        except BaseException:
+            loop.cancelled(start)
+            raise
+
+    async def _attempts(self, loop: AttemptLoop, plan: Plan, start: float) -> LlmResponse:
         while not isinstance(attempt := await loop.next(), FlyLLMError):
             try:
                 completion, headers = await self._attempt(attempt, plan)
@@ -484,9 +522,6 @@ class LlmManager:
             except FlyLLMError as err:  # e.g. a provider refusing to build this request
                 loop.abandoned(attempt)
                 return loop.failed_response(err, start)
-            except BaseException:
-                loop.abandoned(attempt)
-                raise
             loop.succeeded(attempt, completion.usage, headers, completion.content)
             instance = attempt.instance
             latency = time.perf_counter() - start
@@ -530,20 +565,36 @@ class LlmManager:
         return merged
 
     def _build(self, attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
-        """The attempt's HTTP request."""
+        """The attempt's HTTP request; raises only FlyLLMErrors."""
         instance = attempt.instance
-        http_request = instance.provider.build(
-            instance.endpoint, plan.messages, attempt.params, stream=stream
-        )
+        try:
+            http_request = instance.provider.build(
+                instance.endpoint, plan.messages, attempt.params, stream=stream
+            )
+        except FlyLLMError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(exc, "build", None, instance) from exc
         if http_request.notes:
             instance.note_once(http_request.notes)
         return http_request
 
     async def _attempt(self, attempt: Attempt, plan: Plan) -> tuple[Completion, Mapping[str, str]]:
-        """One attempt: build, send, parse (raises the classified ProviderError)."""
+        """One attempt: build, send, parse (raises the classified ProviderError; anything else
+        as the typed error of the phase it came from)."""
         http_request = self._build(attempt, plan)
-        response = await self._transport.send(http_request, attempt.timeouts)
-        return attempt.instance.provider.parse(response), response.headers
+        try:
+            response = await self._transport.send(http_request, attempt.timeouts)
+        except FlyLLMError:
+            raise
+        except Exception as exc:
+            raise unexpected_error(exc, "send", None, attempt.instance) from exc
+        try:
+            return attempt.instance.provider.parse(response), response.headers
+        except FlyLLMError:
+            raise
+        except Exception as exc:  # e.g. RecursionError on deeply nested JSON
+            raise unexpected_error(exc, "read", response.status, attempt.instance) from exc
 
     async def _wait_for_capacity(self, timeout: float) -> None:
         """Wait until a running request ends (or ``timeout`` seconds pass)."""
@@ -574,6 +625,7 @@ class LlmManager:
         this manager's connection pool. Raises the classified ProviderError on failure."""
         from flyllm.discovery import list_models
 
+        check_headers(headers)
         return await list_models(
             self._transport, provider, api_key, base_url, api_version=api_version,
             options=options, headers=headers, timeouts=Timeouts(self.connect_timeout,
@@ -677,3 +729,22 @@ class LlmManager:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _dry_build(impl: Provider, endpoint: Endpoint, label: str) -> None:
+    """Build a request once at set-up, so that addressing mistakes (an Azure resource missing,
+    URL credentials beside an Authorization header...) fail now, naming the instance."""
+    try:
+        dry = impl.build(endpoint, (Message("user", "ping"),), {})
+        if "@" in urlsplit(dry.url).netloc and any(
+            h.lower() == "authorization" for h in dry.headers
+        ):  # aiohttp refuses to send both: say so now, not on every request
+            raise ConfigurationError(
+                f"base_url {mask_url(endpoint.base_url)!r} carries credentials (user:password@) "
+                f"but the requests also carry an Authorization header: remove one of them"
+            )
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"instance {label!r}: {exc}") from None
+    except Exception as exc:  # a provider tripping over an odd option: still set-up
+        err = unexpected_error(exc, "build", None)
+        raise ConfigurationError(f"instance {label!r}: {err}") from exc

@@ -75,7 +75,7 @@ class PrometheusMetrics:
             self.wait_seconds.labels(task, event.reason or "").inc(event.wait or 0.0)
         elif kind == "request_end":
             self._last_instance.pop(event.request_id, None)
-            outcome = "success" if event.success else (event.error_kind or "error")
+            outcome = "success" if event.success else (event.error_kind or event.reason or "error")
             self.requests.labels(task, stream, outcome).inc()
 
     def _attempt_end(self, event: Event, task: str, stream: str) -> None:

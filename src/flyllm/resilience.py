@@ -75,7 +75,8 @@ class BreakerPolicy:
     open ``cooldown`` seconds (doubling on each failed probe, up to ``max_cooldown``), then lets
     one probe through. A rate limit without a hint cools the instance ``rate_limit_cooldown``
     seconds; a permanent failure (revoked key, exhausted quota, unknown model)
-    ``long_cooldown`` seconds.
+    ``long_cooldown`` seconds. A server's retry hint holds the instance at least that long
+    (also when its failure opens the circuit), but never longer than ``long_cooldown``.
     """
 
     failure_threshold: int = 5
@@ -141,6 +142,8 @@ class CircuitBreaker:
         if kind in REQUEST_KINDS:
             return
         policy = self._policy
+        if retry_after is not None:  # a server's hint never holds longer than a revoked key
+            retry_after = min(retry_after, policy.long_cooldown)
         if kind in PERMANENT_KINDS:
             self._open(now, max(policy.long_cooldown, retry_after or 0.0), kind.value)
             return
@@ -152,11 +155,13 @@ class CircuitBreaker:
             return
         self.consecutive_failures += 1
         self._outcomes.append(False)
+        # Whichever path opens the circuit, the server's hint is a floor: never probe earlier.
+        hint = retry_after or 0.0
         if self.state == "half_open":
             self._cooldown = min(self._cooldown * 2, policy.max_cooldown)
-            self._open(now, self._cooldown, kind.value)
+            self._open(now, max(self._cooldown, hint), kind.value)
         elif self._tripped():
-            self._open(now, self._cooldown, kind.value)
+            self._open(now, max(self._cooldown, hint), kind.value)
         elif retry_after:
             self.ready_at = max(self.ready_at, now + retry_after)
             self.reason = kind.value

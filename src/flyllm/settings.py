@@ -1,27 +1,46 @@
-"""Set-up checks and defaults shared by the manager, config files and discovery: number
-checks, provider_params validation, the SDKs' base-URL environment variables and the state
-store named by ``LlmManager(state=...)``."""
+"""Set-up checks and defaults shared by the manager, config files and discovery: number,
+header, base-URL and parameter checks, the SDKs' base-URL environment variables and the state
+store named by ``LlmManager(state=...)``.
+
+Checks raise ConfigurationError (numbers, headers, URLs) or TypeError/ValueError (parameters,
+wrapped by the caller in the error of its layer); none quotes a header value or a key."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from flyllm.errors import ConfigurationError
-from flyllm.params import validate_provider_params
+from flyllm.params import validate_params, validate_provider_params
 from flyllm.providers import resolve_provider_type
 from flyllm.state import MemoryStore, StateStore
 from flyllm.types import ProviderType
 
 __all__ = [
     "BASE_URL_ENV",
+    "check_addressing",
+    "check_base_url",
+    "check_headers",
+    "check_params",
     "check_provider_params",
     "env_base_url",
     "make_store",
+    "mask_headers",
+    "mask_url",
+    "non_negative_number",
     "positive_int",
     "positive_number",
+    "scrub",
 ]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but tab
+
 
 BASE_URL_ENV = {
     ProviderType.OPENAI: "OPENAI_BASE_URL",
@@ -36,12 +55,117 @@ BASE_URL_ENV = {
 them (MISTRAL_BASE_URL is ours; OLLAMA_HOST may be a bare host or host:port)."""
 
 
+def check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validated parameters (see params.validate_params) that are also plain JSON: no NaN or
+    infinity, no set, bytes or datetime, no absurd nesting. Raises TypeError or ValueError
+    naming the parameter."""
+    checked = validate_params(params)
+    for name, value in checked.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            why = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
+            raise ValueError(f"parameter {name!r} cannot be sent as JSON: {why}") from None
+    return checked
+
+
 def check_provider_params(
     provider_params: Mapping[str, Mapping[str, Any]] | None,
 ) -> dict[str, dict[str, Any]]:
     """Validated provider_params keyed by canonical provider name ("gemini" -> "google")."""
     checked = validate_provider_params(provider_params)
-    return {resolve_provider_type(name).value: params for name, params in checked.items()}
+    return {resolve_provider_type(name).value: check_params(p) for name, p in checked.items()}
+
+
+def check_headers(headers: Any) -> dict[str, str]:
+    """Extra HTTP headers as a dict, or ConfigurationError naming the bad header (never its
+    value, which is often a key): names must be HTTP tokens, values strings without CR, LF or
+    other control characters (they would split or corrupt the request)."""
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(f"headers must map names to values, got {type(headers).__name__}")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            shown = name if isinstance(name, str) and not _CONTROL.search(name) else "?"
+            raise ConfigurationError(f"header name {shown!r} is not a valid HTTP header name")
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"header {name!r} must have a string value, got {type(value).__name__}"
+            )
+        if _CONTROL.search(value):
+            raise ConfigurationError(
+                f"header {name!r} has a control character (CR, LF...) in its value"
+            )
+    return dict(headers)
+
+
+def mask_url(url: str) -> str:
+    """``url`` as it may be shown (reprs, logs, errors): credentials in the userinfo and every
+    query value (``?key=...``) become ``***``; the fragment is dropped."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unreadable URL>"
+    if parts.netloc:
+        _, at, host = parts.netloc.rpartition("@")
+        shown = f"{parts.scheme}://{'***@' if at else ''}{host}{parts.path}"
+    else:  # no "//": "user:pass@host" parses as scheme "user" and path "pass@host"
+        shown = f"{parts.scheme}:{parts.path}" if parts.scheme else parts.path
+        if "@" in shown:
+            shown = "***@" + shown.rpartition("@")[2]
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***" if "=" in pair else "***"
+        for pair in parts.query.split("&")
+        if pair
+    )
+    shown = _CONTROL.sub("?", shown)
+    return f"{shown}?{query}" if query else shown
+
+
+def scrub(text: str, api_key: str, base_url: str, headers: Mapping[str, str]) -> str:
+    """``text`` (an exception's message, say) with an instance's secrets replaced by ``***``:
+    its key, its extra header values and its base URL's credentials and query values."""
+    secrets = [api_key, *headers.values()]
+    try:
+        parts = urlsplit(base_url)
+        secrets += [parts.username or "", parts.password or ""]
+        secrets += [pair.partition("=")[2] for pair in parts.query.split("&")]
+    except ValueError:
+        pass
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:  # shorter ones are noise, not keys
+            text = text.replace(secret, "***")
+    return text
+
+
+def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` as they may be shown: every value ``***`` (any may carry a key)."""
+    return {name: "***" for name in headers}
+
+
+def check_addressing(api_key: str, base_url: str, api_version: Any, headers: Any) -> dict[str, str]:
+    """An instance's addressing checked (key, base URL, API version, extra headers: anything
+    that goes into its requests' lines and headers); returns the headers as a dict."""
+    if not api_key.isprintable():  # it would split the request's headers
+        raise ConfigurationError("the api_key has a control character (a stray newline?)")
+    check_base_url(base_url)
+    if api_version is not None and (
+        not isinstance(api_version, str) or not api_version.isprintable()
+    ):
+        raise ConfigurationError(f"api_version must be a string, got {api_version!r}")
+    return check_headers(headers)
+
+
+def check_base_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host, else ConfigurationError (the URL masked)."""
+    parts = urlsplit(url) if isinstance(url, str) and not _CONTROL.search(url) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in url:
+        shown = mask_url(url) if isinstance(url, str) else repr(url)
+        raise ConfigurationError(
+            f"base_url {shown!r} is not an http:// or https:// URL with a host"
+        )
+    return url
 
 
 def positive_int(name: str, value: Any) -> None:
@@ -51,11 +175,29 @@ def positive_int(name: str, value: Any) -> None:
 
 
 def positive_number(name: str, value: Any, *, allow_none: bool = False) -> None:
-    """ConfigurationError naming ``name`` unless ``value`` is a number of seconds > 0."""
+    """ConfigurationError naming ``name`` unless ``value`` is a finite number of seconds > 0."""
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or not math.isfinite(value)
+    ):
+        raise ConfigurationError(
+            f"{name} must be a positive, finite number of seconds, got {value!r}"
+        )
+
+
+def non_negative_number(name: str, value: Any) -> None:
+    """ConfigurationError naming ``name`` unless ``value`` is a finite number >= 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value >= 0
+        or not math.isfinite(value)
+    ):
+        raise ConfigurationError(f"{name} must be a number >= 0 (and finite), got {value!r}")
 
 
 def env_base_url(ptype: ProviderType) -> str | None:

@@ -7,6 +7,8 @@ an already-running loop (Jupyter), where ``asyncio.run`` would fail.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["SyncLlmManager", "SyncStream"]
 
 T = TypeVar("T")
+
+_POLL = 0.25  # seconds between checks for a pending Ctrl-C while a call runs
 
 
 class SyncLlmManager:
@@ -46,7 +50,16 @@ class SyncLlmManager:
         if self._closed:
             coro.close()
             raise RuntimeError("this SyncLlmManager is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            while True:
+                # A bounded wait, so that a Ctrl-C caught by another thread still reaches
+                # this one promptly (an unbounded lock wait is not woken for it).
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    return future.result(_POLL)
+        except BaseException:  # Ctrl-C (or any exit) here: the request must not run on
+            future.cancel()
+            raise
 
     def add_provider(
         self,

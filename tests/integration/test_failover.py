@@ -3,6 +3,7 @@ errors are kept, and keys never leak."""
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
@@ -194,3 +195,29 @@ async def test_keys_never_reach_logs_or_reprs(
     everything += "".join(str(r.exception) + repr(r.exception) for r in responses)
     assert key not in everything
     assert "attempt 1 instance=0 provider=openai model=gpt-4o-mini status=401" in caplog.text
+
+
+async def test_header_values_and_url_credentials_are_masked_wherever_shown(
+    manager: LlmManager, emulators: EmulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "-".join(["gw", "token", "77aa19"])  # built at run time
+    emu = await emulators("anthropic", faults=[Fault("server_error")])
+    host = emu.base_url.split("://", 1)[1]
+    manager.add_provider(
+        "anthropic", "k", "claude-x", base_url=f"http://user:{secret}@{host}",
+        headers={"X-Gateway-Key": secret, "X-Other": secret},
+    )  # fmt: skip
+    manager.add_provider(
+        "openai", "k", "gpt-x", base_url=f"https://gw.example/v1?key={secret}",
+        headers={"Authorization": f"Bearer {secret}"},
+    )  # fmt: skip
+    with caplog.at_level(logging.DEBUG, logger="flyllm"):
+        responses = await manager.batch_generate([GenerationRequest(prompt="x", max_attempts=1)])
+    table = io.StringIO()
+    manager.print_instance_health(table)
+    manager.print_token_usage(table)
+    shown = repr(manager.instances) + str(manager.instances) + table.getvalue() + caplog.text
+    shown += repr(manager.instance_health()) + repr(responses) + str(responses[0].exception)
+    assert secret not in shown
+    assert "X-Gateway-Key" in shown and "gw.example/v1" in shown and "gpt-x" in shown
+    assert emu.stats()["requests"] == 1  # the request really went out with them

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 import pathlib
 
 import pytest
@@ -142,3 +144,54 @@ async def test_lowest_cost_routes_to_the_cheapest_model(emulators: EmulatorFacto
         manager.disable_instance(1)
         (second,) = await manager.batch_generate([GenerationRequest(prompt="x")])
         assert second.model == "dear"  # known prices before unknown ones
+
+
+async def test_a_wait_over_a_second_is_logged_at_info_and_carried_by_the_event(
+    manager: LlmManager, emulators: EmulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await emulators("openai"), await emulators("openai")
+    manager.add_provider("openai", "k", "m", name="alpha", base_url=a.base_url)
+    manager.add_provider("openai", "k", "m", name="beta", base_url=b.base_url)
+    events: list[Event] = []
+    manager.add_hook(events.append)
+    a.schedule(Fault("rate_limit", retry_after=5.0))
+    b.schedule(Fault("rate_limit", retry_after=3.0))
+    with caplog.at_level(logging.INFO, logger="flyllm"):
+        response = await manager.generate(GenerationRequest(prompt="x"))
+    assert response.success
+    (wait,) = [e for e in events if e.kind == "wait"]
+    assert wait.wait == pytest.approx(3.0, abs=0.1) and wait.message
+    for text in ("alpha", "beta", "rate_limit", "3.0 s", "until "):
+        assert text in wait.message, (text, wait.message)
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert [r.getMessage() for r in infos] == [wait.message]
+
+    events.clear()  # a short wait is neither logged nor described
+    caplog.clear()
+    a.schedule(Fault("rate_limit", retry_after=0.5))
+    b.schedule(Fault("rate_limit", retry_after=0.5))
+    with caplog.at_level(logging.INFO, logger="flyllm"):
+        await manager.generate(GenerationRequest(prompt="x"))
+    (wait,) = [e for e in events if e.kind == "wait"]
+    assert wait.message is None
+    assert not [r for r in caplog.records if r.levelno == logging.INFO]
+
+
+async def test_a_long_wait_for_a_concurrency_slot_is_logged_after_a_second(
+    emulators: EmulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = await emulators("openai", latency_ms=1300)
+    async with LlmManager() as manager:
+        manager.add_provider("openai", "k", "m", name="solo", base_url=emu.base_url,
+                             max_concurrent=1)  # fmt: skip
+        events: list[Event] = []
+        manager.add_hook(events.append)
+        with caplog.at_level(logging.INFO, logger="flyllm"):
+            first, second = await asyncio.gather(
+                manager.generate(GenerationRequest(prompt="one")),
+                manager.generate(GenerationRequest(prompt="two")),
+            )
+        assert first.success and second.success
+    told = [e.message for e in events if e.kind == "wait" and e.message]
+    assert len(told) == 1 and "solo" in told[0] and "concurren" in told[0]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == told

@@ -216,3 +216,28 @@ async def test_an_oversized_answer_is_cut_off_with_a_clear_error(
             async with manager.stream(GenerationRequest(prompt="x", max_attempts=1)) as stream:
                 async for _ in stream:
                     pass
+
+
+async def test_a_retry_hint_outlasts_the_breaker_cooldown_it_opened(
+    emulators: EmulatorFactory, aiohttp_server_factory: ServerFactory
+) -> None:
+    from tests.integration.conftest import VirtualTime
+
+    async def unavailable(request: web.Request) -> web.StreamResponse:
+        error = {"error": {"message": "overloaded", "type": "server_error"}}
+        return web.json_response(error, status=503, headers={"Retry-After": "2"})
+
+    time = VirtualTime()
+    sick, healthy = await aiohttp_server_factory(unavailable), await emulators("openai")
+    policy = BreakerPolicy(failure_threshold=1, cooldown=0.7)
+    async with LlmManager(breaker=policy, clock=time.clock, sleep=time.sleep) as manager:
+        manager.add_provider("openai", "k", "m", base_url=sick)
+        manager.add_provider("openai", "k", "m", base_url=healthy.base_url)
+        response = await manager.generate(GenerationRequest(prompt="x"))
+        assert response.success and response.instance_id == 1 and response.attempts == 2
+        (health,) = [h for h in manager.instance_health() if h.id == 0]
+        assert health.state == "open" and health.cooldown_left > 1.9  # the hint, not 0.7 s
+        time.offset += 1.0  # past the breaker's own cooldown, within the hint
+        for _ in range(3):
+            response = await manager.generate(GenerationRequest(prompt="x"))
+            assert response.instance_id == 1 and response.attempts == 1

@@ -122,6 +122,35 @@ async def test_an_error_event_after_text_raises_the_providers_error(
     assert other.stats()["requests"] == 0
 
 
+async def test_response_after_a_failed_stream_is_the_failed_response(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators("openai", reply_tokens=30)
+    manager.add_provider("openai", "k", "m", base_url=emu.base_url)
+    emu.schedule(Fault("stream_cut", after_chunks=4))
+    stream = manager.stream(GenerationRequest(prompt="x", max_attempts=1))
+    received: list[str] = []
+    with pytest.raises(StreamInterruptedError) as caught:
+        async with stream:
+            async for chunk in stream:
+                received.append(chunk.text)
+    failed = stream.response
+    assert not failed.success and failed.exception is caught.value
+    assert failed.content == "".join(received) != ""
+    assert failed.error == str(caught.value) and failed.error_kind == "stream_interrupted"
+    assert failed.instance_id == 0 and failed.attempts == 1
+
+    emu.set_faults([Fault("server_error")])  # every attempt fails before any text
+    stream = manager.stream(GenerationRequest(prompt="x", max_attempts=2))
+    with pytest.raises(AllAttemptsFailedError) as every:
+        async for _ in stream:
+            pass
+    failed = stream.response
+    assert not failed.success and failed.exception is every.value
+    assert failed.content == "" and failed.error_kind == "server"
+    assert failed.attempts == 2
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_slow_first_chunk_and_per_chunk_delay(
     provider: str, manager: LlmManager, emulators: EmulatorFactory

@@ -162,3 +162,40 @@ def test_headroom_from_openai_and_anthropic_headers() -> None:
     assert spent_for(anthropic_spent, 10, clock) == 59.0
     assert spent_for({"content-type": "application/json"}, 10, clock) is None
     assert spent_for({"x-ratelimit-remaining-requests": "lots"}, 10, clock) is None
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.OVERLOADED, ErrorKind.SERVER, ErrorKind.TIMEOUT])
+def test_a_retry_hint_holds_the_instance_when_its_failure_opens_the_circuit(
+    kind: ErrorKind,
+) -> None:
+    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=2, cooldown=0.7))
+    breaker.failure(kind, now=0.0, retry_after=2.0)  # below the threshold: the hint cools
+    assert breaker.cooldown_left(0.0) == 2.0
+    breaker.failure(kind, now=0.1, retry_after=2.0)  # reaches it: open, but not before the hint
+    assert state(breaker) == "open"
+    assert not breaker.available(0.9) and not breaker.available(2.0)
+    assert breaker.available(2.1)
+    assert breaker.cooldown_left(0.1) == pytest.approx(2.0)
+
+
+def test_a_retry_hint_holds_on_the_error_rate_and_failed_probe_paths() -> None:
+    rate = CircuitBreaker(
+        BreakerPolicy(failure_threshold=100, window=2, min_samples=2, cooldown=1.0)
+    )
+    rate.success()
+    rate.failure(ErrorKind.OVERLOADED, now=0.0, retry_after=5.0)  # 1 of 2: not over 50%
+    rate.failure(ErrorKind.OVERLOADED, now=1.0, retry_after=5.0)  # 2 of 2: opens
+    assert state(rate) == "open" and rate.cooldown_left(1.0) == 5.0
+    probe = CircuitBreaker(BreakerPolicy(failure_threshold=1, cooldown=1.0, max_cooldown=2.0))
+    probe.failure(ErrorKind.SERVER, now=0.0)
+    assert probe.available(1.0)
+    probe.begin()
+    probe.failure(ErrorKind.SERVER, now=1.0, retry_after=9.0)  # the probe fails with a hint
+    assert state(probe) == "open" and probe.cooldown_left(1.0) == 9.0
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.RATE_LIMIT, ErrorKind.OVERLOADED, ErrorKind.QUOTA])
+def test_an_absurd_retry_hint_holds_no_longer_than_the_long_cooldown(kind: ErrorKind) -> None:
+    breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1, long_cooldown=600.0))
+    breaker.failure(kind, now=0.0, retry_after=1e9)  # a hostile or broken server's hint
+    assert breaker.cooldown_left(0.0) == 600.0
