@@ -26,6 +26,7 @@ from flyllm.errors import (
 )
 from flyllm.events import Event, EventKind
 from flyllm.instance import LlmInstance
+from flyllm.providers._common import scrub
 from flyllm.providers.headroom import spent_for
 from flyllm.resilience import PERMANENT_KINDS
 from flyllm.state import Booking
@@ -287,6 +288,7 @@ class AttemptLoop:
         (and no fallback task can take it) or ``may_go_on`` is False (a stream that already
         gave text)."""
         instance = attempt.instance
+        scrub(err, instance.endpoint)  # last net: no key, one bounded line, whatever raised it
         err.instance_id = instance.id
         err.provider = err.provider or instance.provider_type.value
         self._m._store.failed(attempt.booking, err.kind, err.retry_after)

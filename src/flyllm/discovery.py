@@ -141,7 +141,7 @@ async def list_models(
         request = HttpRequest("GET", family.url(endpoint, cursor), _headers(endpoint, family), b"")
         response = await transport.send(request, timeouts)
         if not 200 <= response.status < 300:
-            raise impl.classify_error(response)
+            raise impl.classify_error(response, endpoint)
         models, cursor = family.page(_load(response, ptype.value), ptype.value)
         found.extend(models)
         if cursor is None:

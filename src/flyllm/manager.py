@@ -495,7 +495,8 @@ class LlmManager:
                 content=completion.content,
                 success=True,
                 provider=instance.provider_type.value,
-                model=completion.model or instance.endpoint.model,
+                model=instance.endpoint.model,
+                served_model=completion.model,
                 instance_id=instance.id,
                 usage=completion.usage,
                 finish_reason=completion.finish_reason,
@@ -541,9 +542,9 @@ class LlmManager:
 
     async def _attempt(self, attempt: Attempt, plan: Plan) -> tuple[Completion, Mapping[str, str]]:
         """One attempt: build, send, parse (raises the classified ProviderError)."""
-        http_request = self._build(attempt, plan)
+        http_request, instance = self._build(attempt, plan), attempt.instance
         response = await self._transport.send(http_request, attempt.timeouts)
-        return attempt.instance.provider.parse(response), response.headers
+        return instance.provider.parse(response, instance.endpoint), response.headers
 
     async def _wait_for_capacity(self, timeout: float) -> None:
         """Wait until a running request ends (or ``timeout`` seconds pass)."""

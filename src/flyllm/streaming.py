@@ -100,8 +100,9 @@ class LlmStream:
         provider, ptype, model = instance.provider, instance.provider_type.value, instance.model
         async with manager._transport.open_stream(http_request, attempt.timeouts) as (head, body):
             if head.status >= 300:
-                raise provider.classify_error(head)
-            parser, decoder = provider.stream_parser(), decoder_for(provider.stream_framing)
+                raise provider.classify_error(head, instance.endpoint)
+            parser = provider.stream_parser(instance.endpoint)
+            decoder = decoder_for(provider.stream_framing)
             try:
                 async for data in body:
                     for event in decoder.feed(data):
@@ -122,12 +123,12 @@ class LlmStream:
                     yield StreamChunk(text, instance.id, ptype, model)
             completion = parser.finish()
             loop.succeeded(attempt, completion.usage, head.headers, completion.content)
-        model = completion.model or model
         self._response = LlmResponse(
             content=completion.content,
             success=True,
             provider=ptype,
             model=model,
+            served_model=completion.model,
             instance_id=instance.id,
             usage=completion.usage,
             finish_reason=completion.finish_reason,
