@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from flyllm.errors import (
@@ -212,3 +214,18 @@ def test_add_extra_merges_mappings_and_replaces_others() -> None:
 def test_join_url() -> None:
     assert join_url("https://h/v1", "/x") == "https://h/v1/x"
     assert join_url("https://h/v1/", "/x") == "https://h/v1/x"
+
+
+@pytest.mark.parametrize(
+    "page", [b"<style>x" * 100_000, b"<script" * 200_000, b"<" * 1_000_000, b"<p " * 300_000]
+)
+def test_excerpt_of_a_hostile_page_takes_linear_time(page: bytes) -> None:
+    started = time.perf_counter()
+    text = excerpt(page)
+    assert time.perf_counter() - started < 0.1
+    assert len(text) <= 200
+
+
+def test_excerpt_drops_scripts_and_styles_even_unclosed() -> None:
+    page = b"<p>ok</p><script>var a='<b>';</script><STYLE>b{}</style > after <i>x</i><script>x"
+    assert excerpt(page) == "ok after x"

@@ -177,13 +177,28 @@ def excerpt(body: bytes | str, limit: int = EXCERPT_LIMIT) -> str:
     else:
         text = body[:_HTML_WINDOW]
     if "<" in text:
-        text = _TAG.sub(" ", _HTML_SKIP.sub(" ", text))
+        text = _TAG.sub(" ", _without_scripts(text))
     return clip(text, limit) or "(empty body)"
 
 
 _HTML_WINDOW = 32_768  # bytes of a body read for an excerpt (error pages put text early)
-_HTML_SKIP = re.compile(r"<(script|style)\b[^>]*>.{0,16384}?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]{0,2048}>")
+_SCRIPT = re.compile(r"<(script|style)\b", re.IGNORECASE)
+_TAG = re.compile(r"<[^<>]*>")  # no "<" inside: linear, whatever a hostile page holds
+
+
+def _without_scripts(text: str) -> str:
+    """``text`` without its ``<script>`` and ``<style>`` elements (an unclosed one runs to the
+    end), in one pass: a regex with a lazy ``.*?`` goes quadratic on a page of open tags."""
+    lower, kept, pos = text.lower(), [], 0
+    while (match := _SCRIPT.search(lower, pos)) is not None:
+        kept.append(text[pos : match.start()])
+        end = lower.find("</" + match.group(1).lower(), match.end())
+        close = lower.find(">", end) if end >= 0 else -1
+        pos = close + 1 if close >= 0 else len(text)
+    kept.append(text[pos:])
+    return " ".join(kept)
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
