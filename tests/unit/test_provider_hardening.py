@@ -107,6 +107,8 @@ WRONG_ANSWERS: list[tuple[ProviderType, Any]] = [
     ),
     *[(ProviderType.COHERE, cohere_body(bad)) for bad in WRONG_TEXT],
     (ProviderType.COHERE, cohere_body([{"type": "text", "text": 5}])),
+    (ProviderType.COHERE, cohere_body([{"type": 0, "text": "hi"}])),
+    (ProviderType.ANTHROPIC, anthropic_body([{"text": "hi"}])),
     *[(ProviderType.OLLAMA, ollama_body(bad)) for bad in WRONG_TEXT],
 ]
 
@@ -209,6 +211,19 @@ WRONG_EVENTS: list[tuple[ProviderType, SseEvent]] = [
         (ProviderType.OLLAMA, SseEvent(json.dumps({"message": {"content": bad}, "done": False})))
         for bad in WRONG_TEXT
     ],
+    # holes the shape fuzzing (tests/unit/test_hostile_input.py) found
+    (ProviderType.OPENAI, SseEvent(json.dumps({"choices": 0}))),
+    (ProviderType.OPENAI, SseEvent(json.dumps({"choices": [{"index": "0", "delta": {}}]}))),
+    (
+        ProviderType.ANTHROPIC,
+        SseEvent(json.dumps({"delta": {"type": 0, "text": "hi"}}), "content_block_delta"),
+    ),
+    (ProviderType.GOOGLE, SseEvent(json.dumps({"candidates": 0}))),
+    (
+        ProviderType.COHERE,
+        SseEvent(json.dumps({"type": "content-delta", "delta": 0}), "content-delta"),
+    ),
+    (ProviderType.OLLAMA, SseEvent(json.dumps({"message": 0, "done": False}))),
 ]
 
 
@@ -289,7 +304,7 @@ def test_absurd_token_counts_count_as_unknown_and_keep_the_text(
 
 # --- error messages: bounded, excerpted -----------------------------------------------------
 
-HUGE = "E" * 10_000_000
+HUGE = "E" * 1_000_000  # the hostile suite sends 10 MB through the manager
 HUGE_ERRORS: list[tuple[ProviderType, Any]] = [
     (ProviderType.OPENAI, {"error": {"message": HUGE, "type": "server_error"}}),
     (ProviderType.AZURE, {"error": {"message": HUGE, "code": "429"}}),

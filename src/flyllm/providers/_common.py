@@ -360,13 +360,16 @@ def wrong_type(where: str, value: Any, provider: str) -> MalformedResponseError:
 
 def block_text(blocks: list[Any], where: str, provider: str) -> str:
     """The text of a list of content blocks: the ``text`` of each block of type "text", others
-    (thinking, tool use...) skipped. MalformedResponseError for an item that is not an object
-    or a text block whose text is not a string."""
+    (thinking, tool use...) skipped. MalformedResponseError for an item that is not an object,
+    a block whose type is not a string, or a text block whose text is not a string."""
     texts: list[str] = []
     for block in blocks:
         if not isinstance(block, dict):
             raise wrong_type(f"an item of {where}", block, provider)
-        if block.get("type") == "text":
+        kind = block.get("type")
+        if not isinstance(kind, str):
+            raise wrong_type(f"a block in {where} with type", kind, provider)
+        if kind == "text":
             text = block.get("text")
             if not isinstance(text, str):
                 raise wrong_type(f"a text block in {where} with text", text, provider)

@@ -395,7 +395,10 @@ class AnthropicStream:
         """The text of a ``content_block_delta``'s delta (only ``text_delta`` has any)."""
         if not isinstance(delta, dict):
             raise wrong_type("content_block_delta.delta", delta, "anthropic")
-        if delta.get("type") != "text_delta":
+        kind = delta.get("type")
+        if not isinstance(kind, str):
+            raise wrong_type("content_block_delta.delta.type", kind, "anthropic")
+        if kind != "text_delta":
             return ""
         text = delta.get("text")
         if not isinstance(text, str):

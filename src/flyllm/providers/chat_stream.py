@@ -118,14 +118,17 @@ class ChatCompletionsStream:
             raise self._failed(chunk)
         self._meta(chunk)
         choices = chunk.get("choices")
-        if not choices:
-            return ""
-        if not isinstance(choices, list):
+        if choices is not None and not isinstance(choices, list):
             raise wrong_type("choices", choices, self._name)
+        if not choices:  # none, or [] (a usage-only or prompt-filter chunk)
+            return ""
         choice = choices[0]
         if not isinstance(choice, dict):
             raise wrong_type("choices[0]", choice, self._name)
-        if choice.get("index", 0) != 0:
+        index = choice.get("index")
+        if index is not None and type(index) is not int:
+            raise wrong_type("choices[0].index", index, self._name)
+        if index:  # another choice's delta (n > 1): not part of this answer
             return ""
         raw = choice.get("finish_reason")
         if isinstance(raw, str):

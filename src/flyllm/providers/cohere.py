@@ -285,7 +285,10 @@ class CohereStream:
             raise malformed("a stream event that is not an object", "cohere")
         kind = event.event or obj.get("type")
         delta = obj.get("delta")
-        delta = delta if isinstance(delta, dict) else {}
+        if delta is None:
+            delta = {}
+        elif not isinstance(delta, dict):
+            raise wrong_type(f"{kind} delta", delta, "cohere")
         if kind == "content-delta":
             return self._delta(delta)
         elif kind == "message-start":

@@ -500,7 +500,9 @@ class GeminiStream:
         if self._model is None:
             self._model = served_model(obj.get("modelVersion"))
         candidates = obj.get("candidates")
-        if not isinstance(candidates, list) or not candidates:
+        if candidates is not None and not isinstance(candidates, list):
+            raise wrong_type("candidates", candidates, "google")
+        if not candidates:
             blocked = self._provider.blocked_prompt(obj)
             if blocked is not None:
                 blocked.partial_content = "".join(self._parts)

@@ -224,10 +224,12 @@ def _translate(
 
 
 def _text(message: Any) -> str:
-    """``message.content`` of an answer or a stream line: a string ('' when absent or null);
-    MalformedResponseError for anything else."""
-    if not isinstance(message, dict):
+    """``message.content`` of an answer or a stream line: a string ('' when the message or its
+    content is absent or null); MalformedResponseError for anything else."""
+    if message is None:
         return ""
+    if not isinstance(message, dict):
+        raise wrong_type("message", message, "ollama")
     content = message.get("content")
     if content is None or isinstance(content, str):
         return content or ""
