@@ -624,3 +624,10 @@ def test_served_model_is_bounded_and_clean() -> None:
     body["model"] = "gpt\x1b[2J-4o" + "x" * 10_000
     model = parse(ProviderType.OPENAI, body).model
     assert model is not None and len(model) <= 200 and "\x1b" not in model
+
+
+def test_gemini_error_given_as_plain_text_keeps_its_text() -> None:
+    parser = get_provider("google").stream_parser()
+    with pytest.raises(ProviderError) as caught:
+        parser.feed(SseEvent(json.dumps({"error": "quota exhausted"})))
+    assert caught.value.message == "quota exhausted"

@@ -3,7 +3,9 @@
 URL: ``{base}/{api_version}/models/{model}:generateContent``, streams
 ``:streamGenerateContent?alt=sse``; base ``https://generativelanguage.googleapis.com``,
 api_version ``v1`` by default (what google-genai 3.x calls), ``v1beta`` (or any other) when the
-endpoint asks. A model given as a resource path ("models/x", "tunedModels/y") is used as is.
+endpoint asks. A model may be given as a resource path ("models/x", "tunedModels/y"); the name
+is percent-encoded into one path segment either way, so "?", "#", "/" or ".." in it cannot move
+the URL.
 Auth: ``x-goog-api-key``. System messages become ``systemInstruction.parts``; the other turns
 become ``contents`` with roles user/model (consecutive same-role turns merged into one turn with
 several parts, as Gemini wants alternating turns).
@@ -371,7 +373,8 @@ class GoogleProvider(ClockedProvider):
     def stream_error(self, error: Any) -> ProviderError:
         """The typed error for an ``error`` object inside a 200 answer: its kind from its
         ``code`` (an HTTP status) or, failing that, its RPC ``status``."""
-        error = error if isinstance(error, dict) else {"message": brief(error)}
+        if not isinstance(error, dict):
+            error = {"message": error if isinstance(error, str) else brief(error)}
         code = error.get("code")
         virtual = code if type(code) is int and 400 <= code < 600 else 0
         virtual = virtual or _RPC_STATUS.get(as_str(error.get("status")) or "", 500)
