@@ -1,10 +1,12 @@
 """Property tests: whatever a provider (or something pretending to be one) answers, parsing
-ends in a result or a ProviderError, never KeyError, IndexError, TypeError or a hang."""
+ends in a result or a ProviderError, never KeyError, IndexError, TypeError or a hang; a field
+of the wrong type is never read as an empty success; an echoed key never reaches an error."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 
 from flyllm.errors import ProviderError
 from flyllm.providers import get_provider
-from flyllm.providers.base import HttpResponse, SseEvent
+from flyllm.providers.base import Endpoint, HttpResponse, SseEvent
 from flyllm.sse import NdjsonDecoder, SseDecoder
 from flyllm.types import ProviderType
 
@@ -354,3 +356,39 @@ def test_the_templates_themselves_are_fine(provider: str) -> None:
     assert get_provider(provider).parse(HttpResponse(200, {}, body)).content == "fine"
     if provider in STREAMS:
         assert _replay(provider, ("_",), None) == "fine"
+
+
+# --- the instance's key, echoed anywhere in any body -------------------------------------------
+
+
+@SETTINGS
+@given(
+    before=st.text(max_size=300),
+    after=st.text(max_size=40),
+    status=statuses,
+    as_json=st.booleans(),
+    in_header=st.booleans(),
+)
+def test_an_echoed_key_never_reaches_an_error(
+    before: str, after: str, status: int, as_json: bool, in_header: bool
+) -> None:
+    key = "K" + secrets.token_hex(16)  # never something hypothesis could have drawn
+    endpoint = Endpoint(
+        "m", "" if in_header else key, "http://127.0.0.1:1",
+        headers={"X-Portkey-Api-Key": key} if in_header else {},
+    )  # fmt: skip
+    text = before + key + after
+    body = json.dumps({"error": {"message": text}, "message": text}) if as_json else text
+    response = HttpResponse(status, {}, body.encode())
+    for provider in PROVIDERS:
+        errors: list[ProviderError] = []
+        try:
+            provider.parse(response, endpoint)
+        except ProviderError as err:
+            errors.append(err)
+        if status >= 400:
+            errors.append(provider.classify_error(response, endpoint))
+        for error in errors:
+            shown = str(error) + repr(error)
+            if key[:12] in shown:  # pytrace=False: the output never shows it
+                pytest.fail(f"{provider.name}: the key leaked into an error", pytrace=False)
