@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from flyllm.errors import (
     ServerError,
 )
 from flyllm.providers._common import (
+    MAX_RETRY_HINT,
     add_extra,
     clamp,
     error_class_for_status,
@@ -34,6 +36,7 @@ from flyllm.providers._common import (
     should_retry,
     stop_sequences,
 )
+from flyllm.providers.headroom import spent_for
 
 NOW = 1_755_780_000.0  # 2025-08-21T12:40:00Z
 
@@ -229,3 +232,23 @@ def test_excerpt_of_a_hostile_page_takes_linear_time(page: bytes) -> None:
 def test_excerpt_drops_scripts_and_styles_even_unclosed() -> None:
     page = b"<p>ok</p><script>var a='<b>';</script><STYLE>b{}</style > after <i>x</i><script>x"
     assert excerpt(page) == "ok after x"
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [
+        lambda: header_retry_after({"retry-after": "1e300"}, lambda: 0.0),
+        lambda: header_retry_after({"retry-after-ms": "9" * 300}, lambda: 0.0),
+        lambda: header_retry_after({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, lambda: 0.0),
+        lambda: proto_duration("1e300s"),
+        lambda: go_duration("9" * 400 + "h"),
+        lambda: reset_delay([("0", rfc3339_delay("9999-12-31T23:59:59Z", lambda: 0.0))]),
+        lambda: spent_for({"x-ratelimit-remaining-requests": "0",
+                           "x-ratelimit-reset-requests": "9" * 400 + "h"}, 1, lambda: 0.0),
+        lambda: spent_for({"anthropic-ratelimit-requests-remaining": "0",
+                           "anthropic-ratelimit-requests-reset": "9999-12-31T23:59:59Z"},
+                          1, lambda: 0.0),
+    ],
+)  # fmt: skip
+def test_absurd_retry_hints_are_capped_at_a_week(hint: Any) -> None:
+    assert hint() == MAX_RETRY_HINT == 7 * 86_400.0

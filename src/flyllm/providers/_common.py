@@ -8,7 +8,8 @@
   key shapes redacted (``clip``), the status -> class table every
   provider starts from, the ``x-should-retry`` override, and the retry hints: ``retry-after-ms``,
   ``retry-after`` (seconds or HTTP-date), proto durations ("34.4s"), Go durations ("6m0s") and
-  RFC 3339 timestamps. Date-based hints are relative to an injectable clock (``Clock``).
+  RFC 3339 timestamps, each hint at most a week. Date-based hints are relative to an injectable
+  clock (``Clock``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ MODEL_LIMIT = 200
 
 MAX_TOKEN_COUNT = 1_000_000_000
 """Token counts above this are not believed (no request comes near it)."""
+
+MAX_RETRY_HINT = 7 * 86_400.0
+"""The longest wait a retry hint may ask for (a week): a server saying "retry in 8,000 years"
+(or an infinite Go duration) would otherwise take the instance out for good."""
 
 
 # --- request side -------------------------------------------------------------------------
@@ -440,20 +445,25 @@ def header_retry_after(headers: Mapping[str, str], clock: Clock) -> float | None
     if value:
         seconds = _number(value)
         if seconds is not None:
-            return seconds / 1000.0
+            return _capped(seconds / 1000.0)
     value = headers.get("retry-after")
     if not value:
         return None
     seconds = _number(value)
     if seconds is not None:
-        return seconds
+        return _capped(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - clock())
+    return _capped(max(0.0, when.timestamp() - clock()))
+
+
+def _capped(seconds: float) -> float:
+    """A retry hint no longer than MAX_RETRY_HINT."""
+    return min(seconds, MAX_RETRY_HINT)
 
 
 def _number(text: str) -> float | None:
@@ -468,7 +478,8 @@ def proto_duration(value: Any) -> float | None:
     """Seconds in a protobuf Duration string such as "34.4s" (Gemini's RetryInfo)."""
     if not isinstance(value, str) or not value.endswith("s"):
         return None
-    return _number(value[:-1])
+    seconds = _number(value[:-1])
+    return None if seconds is None else _capped(seconds)
 
 
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -487,7 +498,7 @@ def go_duration(value: str) -> float | None:
             return None
         total += float(match.group(1)) * _GO_UNIT[match.group(2)]
         pos = match.end()
-    return total if pos and pos == len(text) else None
+    return _capped(total) if pos and pos == len(text) else None
 
 
 _RFC3339 = re.compile(
@@ -519,9 +530,9 @@ def reset_delay(candidates: list[tuple[str | None, float | None]]) -> float | No
     the latest reset among exhausted windows (remaining "0"), else the earliest reset."""
     exhausted = [s for r, s in candidates if s is not None and r is not None and r.strip() == "0"]
     if exhausted:
-        return max(exhausted)
+        return _capped(max(exhausted))
     known = [s for _, s in candidates if s is not None]
-    return min(known) if known else None
+    return _capped(min(known)) if known else None
 
 
 _SECRETS = re.compile(
