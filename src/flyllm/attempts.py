@@ -29,9 +29,10 @@ from flyllm.errors import (
 )
 from flyllm.events import Event, EventKind
 from flyllm.instance import LlmInstance
+from flyllm.providers._common import scrub
 from flyllm.providers.headroom import spent_for
 from flyllm.resilience import PERMANENT_KINDS
-from flyllm.settings import scrub
+from flyllm.settings import scrub_text
 from flyllm.state import Booking
 from flyllm.transport import Timeouts
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
@@ -369,6 +370,7 @@ class AttemptLoop:
         (and no fallback task can take it) or ``may_go_on`` is False (a stream that already
         gave text)."""
         instance = attempt.instance
+        scrub(err, instance.endpoint)  # last net: no key, one bounded line, whatever raised it
         err.instance_id = instance.id
         err.provider = err.provider or instance.provider_type.value
         self._current = None
@@ -495,7 +497,7 @@ def unexpected_error(
     detail = f"{type(exc).__name__}: {exc}"
     if instance is not None:
         e = instance.endpoint
-        detail = scrub(detail, e.api_key, e.base_url, e.headers)
+        detail = scrub_text(detail, e.api_key, e.base_url, e.headers)
     if len(detail) > 200:
         detail = detail[:200] + "..."
     err: FlyLLMError

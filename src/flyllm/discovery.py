@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +46,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from flyllm.errors import ConfigurationError, MalformedResponseError
 from flyllm.providers import PRESETS, get_provider, requires_key, resolve_provider_type
-from flyllm.providers._common import excerpt, join_url, merge_headers, rfc3339_delay
+from flyllm.providers._common import excerpt, join_url, loads, merge_headers, rfc3339_delay
 from flyllm.providers.anthropic import DEFAULT_ANTHROPIC_VERSION
 from flyllm.providers.azure import DEFAULT_AZURE_API_VERSION, azure_target
 from flyllm.providers.base import Endpoint, HttpRequest, HttpResponse
@@ -141,7 +140,7 @@ async def list_models(
         request = HttpRequest("GET", family.url(endpoint, cursor), _headers(endpoint, family), b"")
         response = await transport.send(request, timeouts)
         if not 200 <= response.status < 300:
-            raise impl.classify_error(response)
+            raise impl.classify_error(response, endpoint)
         models, cursor = family.page(_load(response, ptype.value), ptype.value)
         found.extend(models)
         if cursor is None:
@@ -168,7 +167,7 @@ def _headers(endpoint: Endpoint, family: _Family) -> dict[str, str]:
 def _load(response: HttpResponse, provider: str) -> Any:
     """The JSON object (or, for services that send one, array) of a 2xx body."""
     try:
-        data = json.loads(response.body)
+        data = loads(response.body)  # JSON nested too deeply is unreadable, not a crash
     except ValueError:
         data = None
     if not isinstance(data, dict | list):

@@ -530,7 +530,8 @@ class LlmManager:
                 content=completion.content,
                 success=True,
                 provider=instance.provider_type.value,
-                model=completion.model or instance.endpoint.model,
+                model=instance.endpoint.model,
+                served_model=completion.model,
                 instance_id=instance.id,
                 usage=completion.usage,
                 finish_reason=completion.finish_reason,
@@ -582,19 +583,19 @@ class LlmManager:
     async def _attempt(self, attempt: Attempt, plan: Plan) -> tuple[Completion, Mapping[str, str]]:
         """One attempt: build, send, parse (raises the classified ProviderError; anything else
         as the typed error of the phase it came from)."""
-        http_request = self._build(attempt, plan)
+        http_request, instance = self._build(attempt, plan), attempt.instance
         try:
             response = await self._transport.send(http_request, attempt.timeouts)
         except FlyLLMError:
             raise
         except Exception as exc:
-            raise unexpected_error(exc, "send", None, attempt.instance) from exc
+            raise unexpected_error(exc, "send", None, instance) from exc
         try:
-            return attempt.instance.provider.parse(response), response.headers
+            return instance.provider.parse(response, instance.endpoint), response.headers
         except FlyLLMError:
             raise
         except Exception as exc:  # e.g. RecursionError on deeply nested JSON
-            raise unexpected_error(exc, "read", response.status, attempt.instance) from exc
+            raise unexpected_error(exc, "read", response.status, instance) from exc
 
     async def _wait_for_capacity(self, timeout: float) -> None:
         """Wait until a running request ends (or ``timeout`` seconds pass)."""

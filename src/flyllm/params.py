@@ -8,6 +8,8 @@ request), so a bad value never reaches the wire.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,9 +32,21 @@ def _int(name: str, value: Any, minimum: int | None) -> int:
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    if value != value:  # NaN
-        raise ValueError(f"{name} must be a number, got NaN")
+    if not math.isfinite(value):  # NaN and the infinities are not JSON
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def _sendable(name: str, value: Any) -> Any:
+    """``value`` unchanged when JSON can carry it (what every provider sends); ValueError
+    naming ``name`` otherwise, so a set, bytes, a datetime, NaN or a structure nested too deeply
+    is refused before anything is sent instead of failing inside a provider."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ValueError(f"{name} cannot be sent as JSON: {why}") from None
+    return value
 
 
 def _stop(value: Any) -> list[str]:
@@ -55,8 +69,9 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
 
 def validate_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of ``params`` with the known parameters checked and normalised (``stop`` becomes a
-    list, numbers become floats). Unknown parameters pass unchanged. Raises TypeError or
-    ValueError naming the culprit; callers wrap it in the error type of their layer."""
+    list, numbers become floats). Unknown parameters pass unchanged when JSON can carry them.
+    Raises TypeError or ValueError naming the culprit (NaN, infinities, sets, bytes...);
+    callers wrap it in the error type of their layer."""
     if not params:
         return {}
     if not isinstance(params, Mapping):
@@ -66,7 +81,12 @@ def validate_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(key, str):
             raise TypeError(f"parameter names must be strings, got {key!r}")
         check = _VALIDATORS.get(key)
-        out[key] = check(value) if check is not None and value is not None else value
+        if value is None:
+            out[key] = value
+        elif check is not None:
+            out[key] = check(value)
+        else:
+            out[key] = _sendable(key, value)
     return out
 
 

@@ -35,7 +35,7 @@ __all__ = [
     "non_negative_number",
     "positive_int",
     "positive_number",
-    "scrub",
+    "scrub_text",
 ]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
@@ -123,7 +123,7 @@ def mask_url(url: str) -> str:
     return f"{shown}?{query}" if query else shown
 
 
-def scrub(text: str, api_key: str, base_url: str, headers: Mapping[str, str]) -> str:
+def scrub_text(text: str, api_key: str, base_url: str, headers: Mapping[str, str]) -> str:
     """``text`` (an exception's message, say) with an instance's secrets replaced by ``***``:
     its key, its extra header values and its base URL's credentials and query values."""
     secrets = [api_key, *headers.values()]

@@ -160,8 +160,9 @@ async def _attempt(
         async with manager._transport.open_stream(http_request, attempt.timeouts) as (head, body):
             phase, status = "read", head.status  # the answer has begun
             if head.status >= 300:
-                raise provider.classify_error(head)
-            parser, decoder = provider.stream_parser(), decoder_for(provider.stream_framing)
+                raise provider.classify_error(head, instance.endpoint)
+            parser = provider.stream_parser(instance.endpoint)
+            decoder = decoder_for(provider.stream_framing)
             try:
                 async for data in body:
                     for event in decoder.feed(data):
@@ -186,12 +187,12 @@ async def _attempt(
         raise
     except Exception as exc:  # e.g. RecursionError on a deeply nested event
         raise unexpected_error(exc, phase, status, instance) from exc
-    model = completion.model or model
     outcome.response = LlmResponse(
         content=completion.content,
         success=True,
         provider=ptype,
         model=model,
+        served_model=completion.model,
         instance_id=instance.id,
         usage=completion.usage,
         finish_reason=completion.finish_reason,

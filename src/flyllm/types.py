@@ -153,8 +153,11 @@ class Usage:
 class LlmResponse:
     """The answer to one request, successful or not (batch methods never raise for one request).
 
-    ``provider`` is the ProviderType's value ("openai", ...); ``finish_reason`` is normalised
-    (stop, length, content_filter, tool_calls, other) and ``raw_finish_reason`` keeps the
+    ``provider`` is the ProviderType's value ("openai", ...); ``model`` is the instance's
+    model, the routing identity (usage tables and batch outputs show it), and
+    ``served_model`` the model the provider's answer named, when it named one (a dated
+    snapshot such as "gpt-4o-mini-2024-07-18"; at most 200 characters). ``finish_reason`` is
+    normalised (stop, length, content_filter, tool_calls, other) and ``raw_finish_reason`` keeps the
     provider's own; ``latency`` is in seconds; ``attempts`` counts the attempts made.
     On failure ``error`` is readable text, ``error_kind`` the ErrorKind's value and
     ``exception`` the typed error itself.
@@ -173,6 +176,7 @@ class LlmResponse:
     error: str | None = None
     error_kind: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    served_model: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

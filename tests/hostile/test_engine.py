@@ -257,10 +257,10 @@ class _Broken:
             raise self._exc
         return self._inner.build(endpoint, messages, params, stream=stream)
 
-    def parse(self, response: Any) -> Any:
+    def parse(self, response: Any, endpoint: Any = None) -> Any:
         if self._where == "parse" and b"boom" in response.body:
             raise self._exc
-        return self._inner.parse(response)
+        return self._inner.parse(response, endpoint)
 
 
 @pytest.mark.parametrize(

@@ -578,3 +578,19 @@ def test_model_info_value_semantics() -> None:
     }  # fmt: skip
     with pytest.raises(AttributeError):
         one.id = "other"  # type: ignore[misc]
+
+
+async def test_deep_json_page_is_malformed_not_a_recursion_error() -> None:
+    transport = Recorder(HttpResponse(200, {}, b"[" * 200_000))
+    with pytest.raises(MalformedResponseError):
+        await listed(transport, "openai")
+
+
+async def test_echoed_key_is_redacted_from_a_failed_page() -> None:
+    key = "unit-" + "k" * 30
+    body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}"}}).encode()
+    transport = Recorder(HttpResponse(401, {}, body))
+    with pytest.raises(AuthenticationError) as caught:
+        await listed(transport, "openai", api_key=key)
+    if key in str(caught.value) or key in repr(caught.value):
+        pytest.fail("the key leaked into the error", pytrace=False)

@@ -37,3 +37,40 @@ def test_merge_later_layers_win_and_none_unsets() -> None:
         {"max_tokens": 7, "top_p": None},
     )
     assert merged == {"temperature": 0.5, "max_tokens": 7}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {1, 2},
+        b"bytes",
+        float("nan"),
+        float("inf"),
+        [1.0, float("-inf")],
+        {"when": __import__("datetime").datetime(2026, 1, 1)},
+        pytest.param(10**5000, id="5000-digit-int"),
+    ],
+)
+def test_values_json_cannot_carry_are_rejected(value: object) -> None:
+    with pytest.raises(ValueError, match="custom"):
+        validate_params({"custom": value})
+
+
+def test_deeply_nested_value_is_rejected_not_a_recursion_error() -> None:
+    deep: object = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="custom"):
+        validate_params({"custom": deep})
+
+
+@pytest.mark.parametrize("name", ["temperature", "top_p"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_known_numbers_are_rejected(name: str, value: float) -> None:
+    with pytest.raises(ValueError, match=name):
+        validate_params({name: value})
+
+
+def test_json_values_pass_unchanged() -> None:
+    value = {"a": [1, 2.5, "x", None, True], "b": {"c": (1, 2)}}
+    assert validate_params({"custom": value}) == {"custom": value}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import pytest
 
 from flyllm.errors import (
@@ -18,6 +21,7 @@ from flyllm.errors import (
     ServerError,
 )
 from flyllm.providers._common import (
+    MAX_RETRY_HINT,
     add_extra,
     clamp,
     error_class_for_status,
@@ -32,6 +36,7 @@ from flyllm.providers._common import (
     should_retry,
     stop_sequences,
 )
+from flyllm.providers.headroom import spent_for
 
 NOW = 1_755_780_000.0  # 2025-08-21T12:40:00Z
 
@@ -212,3 +217,38 @@ def test_add_extra_merges_mappings_and_replaces_others() -> None:
 def test_join_url() -> None:
     assert join_url("https://h/v1", "/x") == "https://h/v1/x"
     assert join_url("https://h/v1/", "/x") == "https://h/v1/x"
+
+
+@pytest.mark.parametrize(
+    "page", [b"<style>x" * 100_000, b"<script" * 200_000, b"<" * 1_000_000, b"<p " * 300_000]
+)
+def test_excerpt_of_a_hostile_page_takes_linear_time(page: bytes) -> None:
+    started = time.perf_counter()
+    text = excerpt(page)
+    assert time.perf_counter() - started < 0.1
+    assert len(text) <= 200
+
+
+def test_excerpt_drops_scripts_and_styles_even_unclosed() -> None:
+    page = b"<p>ok</p><script>var a='<b>';</script><STYLE>b{}</style > after <i>x</i><script>x"
+    assert excerpt(page) == "ok after x"
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [
+        lambda: header_retry_after({"retry-after": "1e300"}, lambda: 0.0),
+        lambda: header_retry_after({"retry-after-ms": "9" * 300}, lambda: 0.0),
+        lambda: header_retry_after({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, lambda: 0.0),
+        lambda: proto_duration("1e300s"),
+        lambda: go_duration("9" * 400 + "h"),
+        lambda: reset_delay([("0", rfc3339_delay("9999-12-31T23:59:59Z", lambda: 0.0))]),
+        lambda: spent_for({"x-ratelimit-remaining-requests": "0",
+                           "x-ratelimit-reset-requests": "9" * 400 + "h"}, 1, lambda: 0.0),
+        lambda: spent_for({"anthropic-ratelimit-requests-remaining": "0",
+                           "anthropic-ratelimit-requests-reset": "9999-12-31T23:59:59Z"},
+                          1, lambda: 0.0),
+    ],
+)  # fmt: skip
+def test_absurd_retry_hints_are_capped_at_a_week(hint: Any) -> None:
+    assert hint() == MAX_RETRY_HINT == 7 * 86_400.0

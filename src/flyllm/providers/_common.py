@@ -1,11 +1,15 @@
 """Helpers shared by the provider modules, kept in one place instead of four copies.
 
 - request side: JSON encoding, URL joining, parameter clamping and the notes that explain it;
-- response side: reading JSON bodies (MalformedResponseError when unreadable), token counters;
-- error side: readable messages from error bodies (JSON or not), the status -> class table every
+- response side: reading JSON bodies (MalformedResponseError when unreadable or nested too
+  deeply), plausible token counters, the instance's secrets redacted from every answer before
+  it is read (bodies and stream events);
+- error side: readable messages from error bodies (JSON or not), cut to one bounded line with
+  key shapes redacted (``clip``), the status -> class table every
   provider starts from, the ``x-should-retry`` override, and the retry hints: ``retry-after-ms``,
   ``retry-after`` (seconds or HTTP-date), proto durations ("34.4s"), Go durations ("6m0s") and
-  RFC 3339 timestamps. Date-based hints are relative to an injectable clock (``Clock``).
+  RFC 3339 timestamps, each hint at most a week. Date-based hints are relative to an injectable
+  clock (``Clock``).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from flyllm._display import terminal_text
 from flyllm.errors import (
     AuthenticationError,
     BadRequestError,
+    InvalidRequestError,
     MalformedResponseError,
     NotFoundError,
     OverloadedError,
@@ -33,13 +39,27 @@ from flyllm.errors import (
     RateLimitError,
     ServerError,
 )
-from flyllm.providers.base import Endpoint, HttpResponse
+from flyllm.providers.base import Completion, Endpoint, HttpResponse, SseEvent, StreamParser
 
 Clock = Callable[[], float]
 """Seconds since the epoch, like ``time.time``; providers take one so tests can fix "now"."""
 
 EXCERPT_LIMIT = 200
 """How many characters of a body that is not a readable error we quote in a message."""
+
+MESSAGE_LIMIT = 500
+"""The longest error message flyllm passes on (a provider's own message, or ours quoting it):
+servers have sent megabytes there, which would end in every log line and batch output."""
+
+MODEL_LIMIT = 200
+"""The longest served-model name kept from an answer."""
+
+MAX_TOKEN_COUNT = 1_000_000_000
+"""Token counts above this are not believed (no request comes near it)."""
+
+MAX_RETRY_HINT = 7 * 86_400.0
+"""The longest wait a retry hint may ask for (a week): a server saying "retry in 8,000 years"
+(or an infinite Go duration) would otherwise take the instance out for good."""
 
 
 # --- request side -------------------------------------------------------------------------
@@ -57,8 +77,16 @@ class ClockedProvider:
 
 
 def dumps(obj: Any) -> bytes:
-    """The compact UTF-8 JSON every provider sends."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """The compact UTF-8 JSON every provider sends; InvalidRequestError for a value JSON
+    cannot carry (NaN, a set, bytes...), so invalid JSON is never sent."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRequestError(f"the request cannot be sent as JSON: {_why(exc)}") from None
+
+
+def _why(exc: Exception) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
 
 
 def join_url(base_url: str, path: str) -> str:
@@ -108,7 +136,14 @@ def left_out(name: str, provider: str, notes: list[str], why: str = "") -> None:
 def add_extra(body: dict[str, Any], key: str, value: Any) -> None:
     """Put a pass-through parameter at the top level of ``body``. It wins over what flyllm built,
     except that a mapping given for a key that already holds a mapping (``generationConfig``,
-    ``stream_options``) is merged into it, so a caller can add one option without losing ours."""
+    ``stream_options``) is merged into it, so a caller can add one option without losing ours.
+    InvalidRequestError naming ``key`` when JSON cannot carry ``value``."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidRequestError(
+            f"parameter {key!r} cannot be sent as JSON: {_why(exc)}"
+        ) from None
     current = body.get(key)
     if isinstance(current, dict) and isinstance(value, Mapping):
         body[key] = {**current, **value}
@@ -141,24 +176,150 @@ def merge_headers(headers: dict[str, str], extra: Mapping[str, str]) -> None:
 
 def excerpt(body: bytes | str, limit: int = EXCERPT_LIMIT) -> str:
     """A readable one-line excerpt of a body: tags of an HTML error page and runs of whitespace
-    removed, cut to ``limit`` characters."""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    removed, then as ``clip``: no control characters, key shapes redacted, ``limit``
+    characters at most. Only the body's start is read (a huge body costs nothing more)."""
+    if isinstance(body, bytes):
+        text = body[:_HTML_WINDOW].decode("utf-8", "replace")
+    else:
+        text = body[:_HTML_WINDOW]
     if "<" in text:
-        text = _TAG.sub(" ", _HTML_SKIP.sub(" ", text))
-    text = " ".join(text.split())
-    if not text:
-        return "(empty body)"
+        text = _TAG.sub(" ", _without_scripts(text))
+    return clip(text, limit) or "(empty body)"
+
+
+_HTML_WINDOW = 32_768  # bytes of a body read for an excerpt (error pages put text early)
+_SCRIPT = re.compile(r"<(script|style)\b", re.IGNORECASE)
+_TAG = re.compile(r"<[^<>]*>")  # no "<" inside: linear, whatever a hostile page holds
+
+
+def _without_scripts(text: str) -> str:
+    """``text`` without its ``<script>`` and ``<style>`` elements (an unclosed one runs to the
+    end), in one pass: a regex with a lazy ``.*?`` goes quadratic on a page of open tags."""
+    lower, kept, pos = text.lower(), [], 0
+    while (match := _SCRIPT.search(lower, pos)) is not None:
+        kept.append(text[pos : match.start()])
+        end = lower.find("</" + match.group(1).lower(), match.end())
+        close = lower.find(">", end) if end >= 0 else -1
+        pos = close + 1 if close >= 0 else len(text)
+    kept.append(text[pos:])
+    return " ".join(kept)
+
+
+def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """Text from a server made safe to show: one line (escape sequences and control characters
+    dropped, runs of white space made one space), key shapes redacted, cut to ``limit``
+    characters with "…".
+    Redaction comes before the cut, so a key can never be half shown."""
+    text = text[: 4 * limit + 512]  # a window: redaction below sees whole keys, never MBs
+    text = redact(" ".join(terminal_text(text).split()))
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-_HTML_SKIP = re.compile(r"<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]*>")
+def brief(value: Any, limit: int = EXCERPT_LIMIT) -> str:
+    """A JSON value from a server, shown in a message: its repr, clipped; safe for values
+    nested too deeply to print."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"(a {type(value).__name__} nested too deeply to show)"
+    return clip(text, limit)
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads``, reporting JSON nested too deeply for Python (``[[[[...``) as the
+    ValueError of any unreadable JSON instead of a RecursionError."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def served_model(value: Any) -> str | None:
+    """The ``model`` an answer names, clipped and cleaned, or None when absent or not text."""
+    if not isinstance(value, str) or not value:
+        return None
+    return clip(value, MODEL_LIMIT)
+
+
+# --- the instance's secrets ---------------------------------------------------------------
+
+
+def without_secrets(response: HttpResponse, endpoint: Endpoint | None) -> HttpResponse:
+    """``response`` with every secret of ``endpoint`` (its key, its credential headers) in the
+    body replaced by "[redacted]", before any of it is read: whatever path the body then takes
+    (a JSON message, an excerpt, a stream error), the key cannot reach a message, a log line
+    or a batch output. The same response when there is nothing to redact."""
+    if endpoint is None or not endpoint.secrets or not response.body:
+        return response
+    body = response.body
+    for secret in endpoint.secrets:
+        raw = secret.encode()
+        if raw in body:
+            body = body.replace(raw, _REDACTED_BYTES)
+    if body is response.body:
+        return response
+    return HttpResponse(response.status, response.headers, body)
+
+
+def redact_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with each of ``secrets`` (longest first) replaced by "[redacted]"."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+_REDACTED = "[redacted]"
+_REDACTED_BYTES = _REDACTED.encode()
+
+
+class RedactedStream:
+    """A StreamParser that hands ``parser`` each event with the ``secrets`` redacted first."""
+
+    __slots__ = ("_parser", "_secrets")
+
+    def __init__(self, parser: StreamParser, secrets: tuple[str, ...]) -> None:
+        self._parser = parser
+        self._secrets = secrets
+
+    @property
+    def done(self) -> bool:
+        """The wrapped parser's ``done``."""
+        return self._parser.done
+
+    def feed(self, event: SseEvent) -> str:
+        """The wrapped parser's ``feed`` of the event, secrets redacted."""
+        data = redact_secrets(event.data, self._secrets)
+        return self._parser.feed(event if data is event.data else SseEvent(data, event.event))
+
+    def finish(self) -> Completion:
+        """The wrapped parser's ``finish``."""
+        return self._parser.finish()
+
+
+def redacted_stream(parser: StreamParser, endpoint: Endpoint | None) -> StreamParser:
+    """``parser``, wrapped to redact ``endpoint``'s secrets from every event when it has any."""
+    if endpoint is None or not endpoint.secrets:
+        return parser
+    return RedactedStream(parser, endpoint.secrets)
+
+
+def scrub(err: ProviderError, endpoint: Endpoint) -> ProviderError:
+    """``err`` with ``endpoint``'s secrets redacted from its message and request id, and the
+    message clipped: the last net where an error meets the instance it came from."""
+    message = clip(redact_secrets(err.message, endpoint.secrets))
+    if message != err.message:
+        err.message = message
+        err.args = (message,)
+    if err.request_id:
+        err.request_id = clip(redact_secrets(err.request_id, endpoint.secrets), MODEL_LIMIT)
+    return err
 
 
 def load_object(response: HttpResponse, provider: str, request_id: str | None) -> dict[str, Any]:
     """The JSON object in a 2xx body; MalformedResponseError (retryable) when it is not one."""
     try:
-        data = json.loads(response.body)
+        data = loads(response.body)
     except ValueError:
         data = None
     if not isinstance(data, dict):
@@ -174,7 +335,7 @@ def load_object(response: HttpResponse, provider: str, request_id: str | None) -
 def load_event(data: str, provider: str) -> Any:
     """The JSON payload of one stream event; MalformedResponseError when it is not JSON."""
     try:
-        return json.loads(data)
+        return loads(data)
     except ValueError:
         raise MalformedResponseError(
             f"{provider} sent a stream event that is not JSON: {excerpt(data)}",
@@ -195,12 +356,39 @@ def malformed(
     )
 
 
+def wrong_type(where: str, value: Any, provider: str) -> MalformedResponseError:
+    """The MalformedResponseError for a field of the wrong JSON type ("openai answer has
+    message.content of the wrong type (int)"): never read as an empty success."""
+    return malformed(f"{where} of the wrong type ({type(value).__name__})", provider)
+
+
+def block_text(blocks: list[Any], where: str, provider: str) -> str:
+    """The text of a list of content blocks: the ``text`` of each block of type "text", others
+    (thinking, tool use...) skipped. MalformedResponseError for an item that is not an object,
+    a block whose type is not a string, or a text block whose text is not a string."""
+    texts: list[str] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            raise wrong_type(f"an item of {where}", block, provider)
+        kind = block.get("type")
+        if not isinstance(kind, str):
+            raise wrong_type(f"a block in {where} with type", kind, provider)
+        if kind == "text":
+            text = block.get("text")
+            if not isinstance(text, str):
+                raise wrong_type(f"a text block in {where} with text", text, provider)
+            texts.append(text)
+    return "".join(texts)
+
+
 def count(value: Any) -> int:
-    """A token counter from JSON: an int, or 0 when absent, null or not a number."""
-    if type(value) is int:
+    """A token counter from JSON: a whole number from 0 to MAX_TOKEN_COUNT (12.0 is 12), else
+    0, "unknown": absent, null, negative, fractional, boolean, NaN or absurd counts are never
+    recorded as such, and the answer's text is kept (a bad counter is not worth a retry)."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT:
         return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
     return 0
 
 
@@ -256,20 +444,25 @@ def header_retry_after(headers: Mapping[str, str], clock: Clock) -> float | None
     if value:
         seconds = _number(value)
         if seconds is not None:
-            return seconds / 1000.0
+            return _capped(seconds / 1000.0)
     value = headers.get("retry-after")
     if not value:
         return None
     seconds = _number(value)
     if seconds is not None:
-        return seconds
+        return _capped(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - clock())
+    return _capped(max(0.0, when.timestamp() - clock()))
+
+
+def _capped(seconds: float) -> float:
+    """A retry hint no longer than MAX_RETRY_HINT."""
+    return min(seconds, MAX_RETRY_HINT)
 
 
 def _number(text: str) -> float | None:
@@ -284,7 +477,8 @@ def proto_duration(value: Any) -> float | None:
     """Seconds in a protobuf Duration string such as "34.4s" (Gemini's RetryInfo)."""
     if not isinstance(value, str) or not value.endswith("s"):
         return None
-    return _number(value[:-1])
+    seconds = _number(value[:-1])
+    return None if seconds is None else _capped(seconds)
 
 
 _GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -303,7 +497,7 @@ def go_duration(value: str) -> float | None:
             return None
         total += float(match.group(1)) * _GO_UNIT[match.group(2)]
         pos = match.end()
-    return total if pos and pos == len(text) else None
+    return _capped(total) if pos and pos == len(text) else None
 
 
 _RFC3339 = re.compile(
@@ -335,19 +529,22 @@ def reset_delay(candidates: list[tuple[str | None, float | None]]) -> float | No
     the latest reset among exhausted windows (remaining "0"), else the earliest reset."""
     exhausted = [s for r, s in candidates if s is not None and r is not None and r.strip() == "0"]
     if exhausted:
-        return max(exhausted)
+        return _capped(max(exhausted))
     known = [s for _, s in candidates if s is not None]
-    return min(known) if known else None
+    return _capped(min(known)) if known else None
 
 
 _SECRETS = re.compile(
-    r"(?:\b(?:sk|rk|pk)-[A-Za-z0-9_\-*]{6,}|\bAIza[0-9A-Za-z_\-]{20,}|\b[Bb]earer\s+\S+)"
+    r"(?:\b(?:sk|rk|pk|pplx|xai)-[A-Za-z0-9_\-*]{6,}|\b(?:gsk|fw|hf|r8)_[A-Za-z0-9_\-*]{6,}"
+    r"|\bAIza[0-9A-Za-z_\-]{20,}|\b[Bb]earer\s+(?!\[redacted\])\S+)"
 )
 
 
 def redact(text: str) -> str:
-    """``text`` with anything shaped like an API key or bearer token replaced, as a second line
-    of defence: error messages come from response bodies only, but a server may echo a key."""
+    """``text`` with anything shaped like an API key or bearer token replaced (OpenAI's and
+    Anthropic's ``sk-``, Groq's ``gsk_``, Perplexity's ``pplx-``, Fireworks' ``fw_``, xAI, Hugging
+    Face, Replicate, Google's ``AIza``): the second net behind the redaction of the instance's
+    own secrets, for keys of other shapes a server may quote."""
     return _SECRETS.sub("[redacted]", text) if text else text
 
 
@@ -361,9 +558,10 @@ def make_error(
     request_id: str | None,
     retry_after: float | None,
 ) -> ProviderError:
-    """The error instance, with ``x-should-retry`` applied and the message scrubbed."""
+    """The error instance, with ``x-should-retry`` applied and the message clipped (one line,
+    key shapes redacted, MESSAGE_LIMIT characters at most)."""
     return cls(
-        redact(message),
+        clip(message),
         status=status,
         provider=provider,
         retryable=should_retry(headers),
@@ -377,7 +575,7 @@ def parse_error_body(body: bytes) -> Any:
     if not body:
         return None
     try:
-        return json.loads(body)
+        return loads(body)
     except ValueError:
         return None
 

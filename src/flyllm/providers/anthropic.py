@@ -53,7 +53,10 @@ from flyllm.providers._common import (
     add_extra,
     as_str,
     at_least,
+    block_text,
+    brief,
     clamp,
+    clip,
     count,
     dumps,
     error_class_for_status,
@@ -67,9 +70,13 @@ from flyllm.providers._common import (
     malformed,
     merge_headers,
     parse_error_body,
+    redacted_stream,
     reset_delay,
     rfc3339_delay,
+    served_model,
     stop_sequences,
+    without_secrets,
+    wrong_type,
 )
 from flyllm.providers.base import (
     NON_SSE_LINE,
@@ -78,6 +85,7 @@ from flyllm.providers.base import (
     HttpRequest,
     HttpResponse,
     SseEvent,
+    StreamParser,
 )
 from flyllm.types import FinishReason, Message, Usage
 
@@ -218,8 +226,9 @@ class AnthropicProvider(ClockedProvider):
         for key, value in extras:
             add_extra(body, key, value)
 
-    def parse(self, response: HttpResponse) -> Completion:
+    def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
         if not 200 <= response.status < 300:
             raise self.classify_error(response)
         rid = response.headers.get("request-id")
@@ -229,17 +238,13 @@ class AnthropicProvider(ClockedProvider):
             if data.get("type") == "error":
                 raise self.stream_error(data.get("error"))
             raise malformed("no content list", self.name, response, rid)
-        text = "".join(
-            b["text"]
-            for b in content
-            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
-        )
+        text = block_text(content, "content", self.name)
         usage = data.get("usage")
         return self.conclude(
             text,
             as_str(data.get("stop_reason")),
             anthropic_usage(usage if isinstance(usage, dict) else {}),
-            as_str(data.get("model")),
+            served_model(data.get("model")),
             rid,
         )
 
@@ -249,7 +254,7 @@ class AnthropicProvider(ClockedProvider):
         """The Completion for a finished answer; ContentFilterError for a refusal."""
         if raw == "refusal":
             raise ContentFilterError(
-                "the model refused (stop_reason refusal)" + (f": {text}" if text else ""),
+                clip("the model refused (stop_reason refusal)" + (f": {text}" if text else "")),
                 status=200,
                 provider=self.name,
                 request_id=rid,
@@ -258,12 +263,15 @@ class AnthropicProvider(ClockedProvider):
         finish = _FINISH.get(raw, "other") if raw else "other"
         return Completion(text, finish, raw, usage, model, rid)
 
-    def stream_parser(self) -> AnthropicStream:
+    def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer."""
-        return AnthropicStream(self)
+        return redacted_stream(AnthropicStream(self), endpoint)
 
-    def classify_error(self, response: HttpResponse) -> ProviderError:
+    def classify_error(
+        self, response: HttpResponse, endpoint: Endpoint | None = None
+    ) -> ProviderError:
         """The typed error for a failed response (see the module doc for the table)."""
+        response = without_secrets(response, endpoint)
         status, headers = response.status, response.headers
         payload = parse_error_body(response.body)
         message, etype, body_rid = _error_fields(payload)
@@ -286,7 +294,7 @@ class AnthropicProvider(ClockedProvider):
         virtual = _TYPE_STATUS.get(etype or "", 500)
         return make_error(
             _error_class(virtual, etype, message or ""),
-            message or f"error event: {error!r}"[:200],
+            message or f"error event: {brief(error)}",
             status=200,
             provider=self.name,
             headers={},
@@ -364,16 +372,11 @@ class AnthropicStream:
             raise malformed("a stream event that is not an object", "anthropic")
         kind = name or obj.get("type")
         if kind == "content_block_delta":
-            delta = obj.get("delta")
-            if isinstance(delta, dict) and delta.get("type") == "text_delta":
-                text = delta.get("text")
-                if isinstance(text, str) and text:
-                    self._parts.append(text)
-                    return text
-        elif kind == "message_start":
+            return self._delta(obj.get("delta"))
+        if kind == "message_start":
             message = obj.get("message")
             if isinstance(message, dict):
-                self._model = as_str(message.get("model"))
+                self._model = served_model(message.get("model"))
                 self._update_usage(message.get("usage"))
         elif kind == "message_delta":
             delta = obj.get("delta")
@@ -387,6 +390,22 @@ class AnthropicStream:
             err.partial_content = "".join(self._parts)
             raise err
         return ""
+
+    def _delta(self, delta: Any) -> str:
+        """The text of a ``content_block_delta``'s delta (only ``text_delta`` has any)."""
+        if not isinstance(delta, dict):
+            raise wrong_type("content_block_delta.delta", delta, "anthropic")
+        kind = delta.get("type")
+        if not isinstance(kind, str):
+            raise wrong_type("content_block_delta.delta.type", kind, "anthropic")
+        if kind != "text_delta":
+            return ""
+        text = delta.get("text")
+        if not isinstance(text, str):
+            raise wrong_type("text_delta.text", text, "anthropic")
+        if text:
+            self._parts.append(text)
+        return text
 
     def _update_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):

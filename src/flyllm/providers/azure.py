@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from flyllm.errors import ConfigurationError, ProviderError
+from flyllm.errors import ConfigurationError
 from flyllm.providers._common import Clock, dumps, merge_headers
-from flyllm.providers.base import Endpoint, HttpRequest, HttpResponse
+from flyllm.providers.base import Endpoint, HttpRequest
 from flyllm.providers.openai import ChatDialect, OpenAIProvider
 from flyllm.types import Message
 
@@ -161,12 +161,11 @@ class AzureOpenAIProvider(OpenAIProvider):
             merge_headers(headers, endpoint.headers)
         return HttpRequest("POST", target.url, headers, dumps(body), tuple(notes))
 
-    def classify_error(self, response: HttpResponse) -> ProviderError:
-        """OpenAI's classification, plus Azure's retry hint in the text of a 429 ("Please
-        retry after 2 seconds") when no header carries one."""
-        err = super().classify_error(response)
-        if err.retry_after is None and response.status == 429:
-            match = _RETRY_TEXT.search(err.message)
-            if match:
-                err.retry_after = float(match.group(1))
-        return err
+    def rate_limit_hint(
+        self, headers: Mapping[str, str], etype: str | None, message: str
+    ) -> float | None:
+        """OpenAI's reset headers, else Azure's hint in the text of a 429 ("Please retry
+        after 2 seconds"), read in the whole message (it comes late in long ones)."""
+        hint = super().rate_limit_hint(headers, etype, message)
+        match = _RETRY_TEXT.search(message) if hint is None else None
+        return float(match.group(1)) if match else hint

@@ -5,9 +5,12 @@ back to ``parse`` (or, for streams, SSE events to a ``StreamParser``).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from flyllm.errors import ProviderError
 from flyllm.types import FinishReason, Message, Usage
@@ -22,6 +25,14 @@ __all__ = [
     "SseEvent",
     "StreamParser",
 ]
+
+SECRET_MIN_LENGTH = 8
+"""Credential values shorter than this are placeholders ("EMPTY", "x", "ollama"), not secrets:
+redacting them would garble every message that happens to contain the word."""
+
+_CREDENTIAL_HEADER = re.compile(
+    r"auth|key|token|secret|passw|cookie|signature|credential|session", re.IGNORECASE
+)
 
 KNOWN_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop", "seed"})
 """The parameters flyllm translates to each provider's names; any other goes through unchanged."""
@@ -38,6 +49,29 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     """Provider-specific addressing (e.g. an Azure resource and deployment)."""
+    secrets: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The credentials this instance sends: the key, and the value of every header whose name
+    speaks of one (Authorization, x-api-key, x-goog-api-key, api-key, a gateway's key...),
+    with the token of a "Bearer ..." value and the JSON-escaped and percent-encoded forms,
+    longest first. Providers redact them from everything a server answers."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "secrets", credential_values(self.api_key, self.headers))
+
+
+def credential_values(api_key: Any, headers: Mapping[Any, Any]) -> tuple[str, ...]:
+    """The secrets of an instance (see ``Endpoint.secrets``); non-text values are skipped."""
+    values = [api_key] + [v for k, v in headers.items() if _CREDENTIAL_HEADER.search(str(k))]
+    found: set[str] = set()
+    for value in values:
+        if not isinstance(value, str):
+            continue
+        words = value.split()
+        for piece in (value.strip(), words[-1] if words else ""):
+            if len(piece) >= SECRET_MIN_LENGTH:
+                found.update((piece, json.dumps(piece)[1:-1], quote(piece, safe="")))
+                found.add(piece.replace("/", "\\/"))  # JSON may escape "/" too
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 @dataclass(slots=True, frozen=True)
@@ -128,15 +162,20 @@ class Provider(Protocol):
         """The HTTP request for this conversation and merged, validated parameters."""
         ...
 
-    def parse(self, response: HttpResponse) -> Completion:
+    def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The answer in a 2xx response; raises the classified ProviderError otherwise (and for
-        refusals, blocked prompts and unreadable bodies)."""
+        refusals, blocked prompts, wrong-shaped and unreadable bodies). With the ``endpoint``
+        the request went to, its ``secrets`` are redacted from the body before it is read."""
         ...
 
-    def classify_error(self, response: HttpResponse) -> ProviderError:
-        """The typed error for a failed response (status, body and headers)."""
+    def classify_error(
+        self, response: HttpResponse, endpoint: Endpoint | None = None
+    ) -> ProviderError:
+        """The typed error for a failed response (status, body and headers), its message one
+        bounded line with the ``endpoint``'s secrets redacted."""
         ...
 
-    def stream_parser(self) -> StreamParser:
-        """A fresh parser for one streamed answer."""
+    def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
+        """A fresh parser for one streamed answer (redacting the ``endpoint``'s secrets from
+        every event)."""
         ...

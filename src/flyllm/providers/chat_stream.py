@@ -8,25 +8,31 @@ from collections.abc import Callable
 from typing import Any
 
 from flyllm.errors import ProviderError, StreamInterruptedError
-from flyllm.providers._common import as_str, count, load_event, malformed
+from flyllm.providers._common import (
+    block_text,
+    count,
+    load_event,
+    malformed,
+    served_model,
+    wrong_type,
+)
 from flyllm.providers.base import NON_SSE_LINE, Completion, SseEvent
 from flyllm.types import Usage
 
 __all__ = ["ChatCompletionsStream", "Conclude", "chat_usage", "content_text"]
 
 
-def content_text(content: Any) -> str:
+def content_text(content: Any, provider: str, where: str = "message.content") -> str:
     """Message text: a string, or the ``text`` chunks of a list of content chunks (Mistral's
-    reasoning models), ignoring ``thinking`` and other chunks; '' for null."""
+    reasoning models), ignoring ``thinking`` and other chunks; '' for null (a tool call).
+    MalformedResponseError for any other value (``-5``, ``{"a": 1}``, ``[1, 2, 3]``)."""
     if isinstance(content, str):
         return content
+    if content is None:
+        return ""
     if isinstance(content, list):
-        return "".join(
-            c["text"]
-            for c in content
-            if isinstance(c, dict) and c.get("type") == "text" and isinstance(c.get("text"), str)
-        )
-    return ""
+        return block_text(content, where, provider)
+    raise wrong_type(where, content, provider)
 
 
 def chat_usage(usage: Any) -> Usage:
@@ -112,22 +118,31 @@ class ChatCompletionsStream:
             raise self._failed(chunk)
         self._meta(chunk)
         choices = chunk.get("choices")
-        if not choices or not isinstance(choices, list):
+        if choices is not None and not isinstance(choices, list):
+            raise wrong_type("choices", choices, self._name)
+        if not choices:  # none, or [] (a usage-only or prompt-filter chunk)
             return ""
         choice = choices[0]
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+        if not isinstance(choice, dict):
+            raise wrong_type("choices[0]", choice, self._name)
+        index = choice.get("index")
+        if index is not None and type(index) is not int:
+            raise wrong_type("choices[0].index", index, self._name)
+        if index:  # another choice's delta (n > 1): not part of this answer
             return ""
         raw = choice.get("finish_reason")
         if isinstance(raw, str):
             self._finish = raw
         delta = choice.get("delta")
-        if not isinstance(delta, dict):
+        if delta is None:
             return ""
+        if not isinstance(delta, dict):
+            raise wrong_type("choices[0].delta", delta, self._name)
         refusal = delta.get("refusal")
         if isinstance(refusal, str) and refusal:
             self._refusal.append(refusal)
         content = delta.get("content")
-        text = content if type(content) is str else content_text(content)
+        text = content if type(content) is str else content_text(content, self._name, "delta")
         if text:
             self._parts.append(text)
         return text
@@ -142,7 +157,7 @@ class ChatCompletionsStream:
         if usage:
             self._usage = chat_usage(usage)
         if not self._model:
-            self._model = as_str(chunk.get("model"))
+            self._model = served_model(chunk.get("model"))
 
     def _failed(self, error: Any) -> ProviderError:
         err = self._error_from(error)

@@ -53,7 +53,9 @@ from flyllm.providers._common import (
     as_str,
     at_least,
     bearer_headers,
+    block_text,
     clamp,
+    clip,
     count,
     dumps,
     error_class_for_status,
@@ -66,7 +68,10 @@ from flyllm.providers._common import (
     make_error,
     malformed,
     parse_error_body,
+    redacted_stream,
     stop_sequences,
+    without_secrets,
+    wrong_type,
 )
 from flyllm.providers.base import (
     NON_SSE_LINE,
@@ -75,6 +80,7 @@ from flyllm.providers.base import (
     HttpRequest,
     HttpResponse,
     SseEvent,
+    StreamParser,
 )
 from flyllm.types import FinishReason, Message, Usage
 
@@ -107,18 +113,15 @@ def cohere_usage(usage: Any) -> Usage:
 
 
 def text_blocks(content: Any) -> str:
-    """The text of a content list (its ``text`` blocks) or of a plain string."""
+    """The text of a content list (its ``text`` blocks) or of a plain string; '' for none.
+    MalformedResponseError for a value of another type or a list of something else."""
     if isinstance(content, str):
         return content
-    if not isinstance(content, list):
+    if content is None:
         return ""
-    return "".join(
-        block["text"]
-        for block in content
-        if isinstance(block, dict)
-        and block.get("type") == "text"
-        and isinstance(block.get("text"), str)
-    )
+    if not isinstance(content, list):
+        raise wrong_type("message.content", content, "cohere")
+    return block_text(content, "message.content", "cohere")
 
 
 class CohereProvider(ClockedProvider):
@@ -149,8 +152,9 @@ class CohereProvider(ClockedProvider):
         url = join_url(endpoint.base_url or COHERE_BASE_URL, "/v2/chat")
         return HttpRequest("POST", url, bearer_headers(endpoint, stream), dumps(body), tuple(notes))
 
-    def parse(self, response: HttpResponse) -> Completion:
+    def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
         if not 200 <= response.status < 300:
             raise self.classify_error(response)
         data = load_object(response, self.name, None)
@@ -170,7 +174,10 @@ class CohereProvider(ClockedProvider):
         if raw in ("ERROR", "TIMEOUT"):
             cls: type[ProviderError] = ServerError if raw == "ERROR" else ProviderTimeoutError
             raise cls(
-                f"the generation ended with finish_reason {raw}" + (f": {error}" if error else ""),
+                clip(
+                    f"the generation ended with finish_reason {raw}"
+                    + (f": {error}" if error else "")
+                ),
                 status=200,
                 provider=self.name,
                 request_id=rid,
@@ -179,12 +186,15 @@ class CohereProvider(ClockedProvider):
         finish = _FINISH.get(raw, "other") if raw else "other"
         return Completion(text, finish, raw, usage, None, rid)
 
-    def stream_parser(self) -> CohereStream:
+    def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer."""
-        return CohereStream(self)
+        return redacted_stream(CohereStream(self), endpoint)
 
-    def classify_error(self, response: HttpResponse) -> ProviderError:
+    def classify_error(
+        self, response: HttpResponse, endpoint: Endpoint | None = None
+    ) -> ProviderError:
         """The typed error for a failed response (see the module doc for the table)."""
+        response = without_secrets(response, endpoint)
         status, headers = response.status, response.headers
         payload = parse_error_body(response.body)
         message = as_str(payload.get("message")) if isinstance(payload, dict) else None
@@ -275,14 +285,12 @@ class CohereStream:
             raise malformed("a stream event that is not an object", "cohere")
         kind = event.event or obj.get("type")
         delta = obj.get("delta")
-        delta = delta if isinstance(delta, dict) else {}
+        if delta is None:
+            delta = {}
+        elif not isinstance(delta, dict):
+            raise wrong_type(f"{kind} delta", delta, "cohere")
         if kind == "content-delta":
-            message = delta.get("message")
-            content = message.get("content") if isinstance(message, dict) else None
-            text = content.get("text") if isinstance(content, dict) else None
-            if isinstance(text, str) and text:
-                self._parts.append(text)
-                return text
+            return self._delta(delta)
         elif kind == "message-start":
             self._id = as_str(obj.get("id"))
         elif kind == "message-end":
@@ -293,6 +301,28 @@ class CohereStream:
             if self._finish in ("ERROR", "TIMEOUT"):
                 self.finish()  # raises, carrying the partial text
         return ""
+
+    def _delta(self, delta: dict[str, Any]) -> str:
+        """The text of a ``content-delta`` (``delta.message.content.text``; none in a thinking
+        delta). MalformedResponseError for a part of the wrong type."""
+        message = delta.get("message")
+        if message is None:
+            return ""
+        if not isinstance(message, dict):
+            raise wrong_type("content-delta message", message, "cohere")
+        content = message.get("content")
+        if content is None:
+            return ""
+        if not isinstance(content, dict):
+            raise wrong_type("content-delta content", content, "cohere")
+        text = content.get("text")
+        if text is None:
+            return ""
+        if not isinstance(text, str):
+            raise wrong_type("content-delta text", text, "cohere")
+        if text:
+            self._parts.append(text)
+        return text
 
     def finish(self) -> Completion:
         """The whole answer; StreamInterruptedError when ``message-end`` never came."""

@@ -3,7 +3,9 @@
 URL: ``{base}/{api_version}/models/{model}:generateContent``, streams
 ``:streamGenerateContent?alt=sse``; base ``https://generativelanguage.googleapis.com``,
 api_version ``v1`` by default (what google-genai 3.x calls), ``v1beta`` (or any other) when the
-endpoint asks. A model given as a resource path ("models/x", "tunedModels/y") is used as is.
+endpoint asks. A model may be given as a resource path ("models/x", "tunedModels/y"); the name
+is percent-encoded into one path segment either way, so "?", "#", "/" or ".." in it cannot move
+the URL.
 Auth: ``x-goog-api-key``. System messages become ``systemInstruction.parts``; the other turns
 become ``contents`` with roles user/model (consecutive same-role turns merged into one turn with
 several parts, as Gemini wants alternating turns).
@@ -51,12 +53,13 @@ decoder reports the latter as NON_SSE_LINE events and :class:`GeminiStream` reas
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from flyllm.errors import (
     AuthenticationError,
+    ConfigurationError,
     ContentFilterError,
     ContextLengthError,
     OverloadedError,
@@ -71,7 +74,9 @@ from flyllm.providers._common import (
     add_extra,
     as_str,
     at_least,
+    brief,
     clamp,
+    clip,
     count,
     dumps,
     error_class_for_status,
@@ -81,12 +86,17 @@ from flyllm.providers._common import (
     left_out,
     load_event,
     load_object,
+    loads,
     make_error,
     malformed,
     merge_headers,
     parse_error_body,
     proto_duration,
+    redacted_stream,
+    served_model,
     stop_sequences,
+    without_secrets,
+    wrong_type,
 )
 from flyllm.providers.base import (
     NON_SSE_LINE,
@@ -95,6 +105,7 @@ from flyllm.providers.base import (
     HttpRequest,
     HttpResponse,
     SseEvent,
+    StreamParser,
 )
 from flyllm.types import FinishReason, Message, Usage
 
@@ -135,23 +146,44 @@ _RPC_STATUS = {
 }
 
 _RESERVED = frozenset({"model", "contents", "stream"})
+_RESOURCE_KINDS = ("models", "tunedModels")  # "models/x" and "tunedModels/y" name resources
 _MAX_BARE_LINES = 10_000  # bare JSON longer than this is not an error object; stop collecting
 
 
+def model_path(model: str) -> str:
+    """The URL path of a model, each name percent-encoded into one segment (``?``, ``#``, ``/``
+    and ``..`` cannot move the URL): "models/{name}", or "tunedModels/{name}" when given so.
+    ConfigurationError for an empty name."""
+    kind, slash, name = model.partition("/")
+    if not (slash and kind in _RESOURCE_KINDS):
+        kind, name = "models", model
+    if not name:
+        raise ConfigurationError(f"google model {model!r} has no name")
+    return f"{kind}/{quote(name, safe='')}"
+
+
 def parts_text(content: Any) -> tuple[str, bool]:
-    """(text of the non-thought parts, whether a functionCall part is present)."""
+    """(text of the non-thought parts, whether a functionCall part is present); ("", False)
+    for no content or no parts. MalformedResponseError for content, parts, a part or a text of
+    the wrong type."""
+    if content is None:
+        return "", False
     if not isinstance(content, dict):
-        return "", False
+        raise wrong_type("candidates[0].content", content, "google")
     parts = content.get("parts")
-    if not isinstance(parts, list):
+    if parts is None:
         return "", False
+    if not isinstance(parts, list):
+        raise wrong_type("content.parts", parts, "google")
     texts: list[str] = []
     call = False
     for part in parts:
         if not isinstance(part, dict):
-            continue
+            raise wrong_type("an item of content.parts", part, "google")
         text = part.get("text")
-        if isinstance(text, str) and text and not part.get("thought"):
+        if text is not None and not isinstance(text, str):
+            raise wrong_type("a part's text", text, "google")
+        if text and not part.get("thought"):
             texts.append(text)
         elif "functionCall" in part:
             call = True
@@ -210,7 +242,7 @@ class GoogleProvider(ClockedProvider):
             headers["x-goog-api-key"] = endpoint.api_key
         if endpoint.headers:
             merge_headers(headers, endpoint.headers)
-        model = endpoint.model if "/" in endpoint.model else f"models/{endpoint.model}"
+        model = model_path(endpoint.model)
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
         version = endpoint.api_version or DEFAULT_GOOGLE_VERSION
         url = join_url(endpoint.base_url or GOOGLE_BASE_URL, f"/{version}/{model}{method}")
@@ -245,8 +277,9 @@ class GoogleProvider(ClockedProvider):
         for key, value in extras:
             add_extra(body, key, value)
 
-    def parse(self, response: HttpResponse) -> Completion:
+    def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
         if not 200 <= response.status < 300:
             raise self.classify_error(response)
         data = load_object(response, self.name, None)
@@ -258,12 +291,14 @@ class GoogleProvider(ClockedProvider):
         candidate = candidates[0]
         if not isinstance(candidate, dict):
             raise malformed("a candidate that is not an object", self.name, response)
+        if candidate.get("content") is None and candidate.get("finishReason") is None:
+            raise malformed("a candidate with neither content nor finishReason", self.name)
         text, call = parts_text(candidate.get("content"))
         return self.conclude(
             text,
             as_str(candidate.get("finishReason")),
             gemini_usage(data.get("usageMetadata")),
-            as_str(data.get("modelVersion")),
+            served_model(data.get("modelVersion")),
             call,
             as_str(candidate.get("finishMessage")),
         )
@@ -276,7 +311,9 @@ class GoogleProvider(ClockedProvider):
             return None
         detail = as_str(feedback.get("blockReasonMessage")) if feedback else None
         return ContentFilterError(
-            f"the prompt was blocked (blockReason {reason})" + (f": {detail}" if detail else ""),
+            clip(
+                f"the prompt was blocked (blockReason {reason})" + (f": {detail}" if detail else "")
+            ),
             status=200,
             provider=self.name,
         )
@@ -299,7 +336,7 @@ class GoogleProvider(ClockedProvider):
         elif raw in FILTER_REASONS:
             detail = f": {finish_message}" if finish_message else ""
             raise ContentFilterError(
-                f"the answer was blocked (finishReason {raw}){detail}",
+                clip(f"the answer was blocked (finishReason {raw}){detail}"),
                 status=200,
                 provider=self.name,
                 partial_content=text,
@@ -308,12 +345,15 @@ class GoogleProvider(ClockedProvider):
             finish = "other"
         return Completion(text, finish, raw, usage, model, None)
 
-    def stream_parser(self) -> GeminiStream:
+    def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer."""
-        return GeminiStream(self)
+        return redacted_stream(GeminiStream(self), endpoint)
 
-    def classify_error(self, response: HttpResponse) -> ProviderError:
+    def classify_error(
+        self, response: HttpResponse, endpoint: Endpoint | None = None
+    ) -> ProviderError:
         """The typed error for a failed response (see the module doc for the table)."""
+        response = without_secrets(response, endpoint)
         status, headers = response.status, response.headers
         error = _error_object(parse_error_body(response.body))
         message = as_str(error.get("message"))
@@ -333,14 +373,15 @@ class GoogleProvider(ClockedProvider):
     def stream_error(self, error: Any) -> ProviderError:
         """The typed error for an ``error`` object inside a 200 answer: its kind from its
         ``code`` (an HTTP status) or, failing that, its RPC ``status``."""
-        error = error if isinstance(error, dict) else {"message": str(error)}
+        if not isinstance(error, dict):
+            error = {"message": error if isinstance(error, str) else brief(error)}
         code = error.get("code")
         virtual = code if type(code) is int and 400 <= code < 600 else 0
         virtual = virtual or _RPC_STATUS.get(as_str(error.get("status")) or "", 500)
         message = as_str(error.get("message"))
         return make_error(
             _error_class(virtual, error, message or ""),
-            message or f"error event: {error!r}"[:200],
+            message or f"error event: {brief(error)}",
             status=200,
             provider=self.name,
             headers={},
@@ -449,9 +490,9 @@ class GeminiStream:
             return self._bare_line(event.data)
         return self._chunk(load_event(event.data, "google"))
 
-    def _chunk(self, obj: Any) -> str:
-        if isinstance(obj, list):  # the non-SSE array form, should a server send it
-            return "".join([self._chunk(item) for item in obj])
+    def _chunk(self, obj: Any, nested: bool = False) -> str:
+        if isinstance(obj, list) and not nested:  # the non-SSE array form, one level deep
+            return "".join([self._chunk(item, nested=True) for item in obj])
         if not isinstance(obj, dict):
             raise malformed("a stream event that is not an object", "google")
         if obj.get("error") is not None:
@@ -460,9 +501,11 @@ class GeminiStream:
         if usage:
             self._usage = gemini_usage(usage)
         if self._model is None:
-            self._model = as_str(obj.get("modelVersion"))
+            self._model = served_model(obj.get("modelVersion"))
         candidates = obj.get("candidates")
-        if not isinstance(candidates, list) or not candidates:
+        if candidates is not None and not isinstance(candidates, list):
+            raise wrong_type("candidates", candidates, "google")
+        if not candidates:
             blocked = self._provider.blocked_prompt(obj)
             if blocked is not None:
                 blocked.partial_content = "".join(self._parts)
@@ -470,7 +513,7 @@ class GeminiStream:
             return ""
         candidate = candidates[0]
         if not isinstance(candidate, dict):
-            return ""
+            raise wrong_type("candidates[0]", candidate, "google")
         reason = candidate.get("finishReason")
         if isinstance(reason, str):
             self._finish = reason
@@ -498,7 +541,7 @@ class GeminiStream:
                 self._bare, self._depth = [], 0
             return ""
         try:
-            obj = json.loads("\n".join(self._bare))
+            obj = loads("\n".join(self._bare))
         except ValueError:
             return ""  # brackets inside strings fooled the count: wait for more lines
         self._bare, self._depth = [], 0
@@ -509,7 +552,7 @@ class GeminiStream:
         text = "".join(self._parts)
         if self._bare:
             try:
-                obj = json.loads("\n".join(self._bare))
+                obj = loads("\n".join(self._bare))
             except ValueError:
                 obj = None
             self._bare = []

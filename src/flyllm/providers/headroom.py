@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from flyllm.providers._common import Clock, go_duration, rfc3339_delay
+from flyllm.providers._common import MAX_RETRY_HINT, Clock, go_duration, rfc3339_delay
 
 __all__ = ["spent_for"]
 
@@ -56,5 +56,5 @@ def spent_for(headers: Mapping[str, str], tokens: int, clock: Clock) -> float | 
         if _below(tokens_left, tokens) and (reset := headers.get(reset_tok)):
             waits.append(parse(reset, clock))
         known = [w for w in waits if w is not None]
-        return max(known) if known else None
+        return min(max(known), MAX_RETRY_HINT) if known else None
     return None

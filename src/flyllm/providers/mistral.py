@@ -52,6 +52,8 @@ from flyllm.providers._common import (
     ClockedProvider,
     as_str,
     bearer_headers,
+    brief,
+    clip,
     dumps,
     error_class_for_status,
     fallback_message,
@@ -59,8 +61,10 @@ from flyllm.providers._common import (
     join_url,
     make_error,
     parse_error_body,
+    redacted_stream,
+    without_secrets,
 )
-from flyllm.providers.base import Completion, Endpoint, HttpRequest, HttpResponse
+from flyllm.providers.base import Completion, Endpoint, HttpRequest, HttpResponse, StreamParser
 from flyllm.providers.openai import (
     ChatCompletionsStream,
     ChatDialect,
@@ -116,15 +120,17 @@ class MistralProvider(ClockedProvider):
         url = join_url(endpoint.base_url or MISTRAL_BASE_URL, "/v1/chat/completions")
         return HttpRequest("POST", url, bearer_headers(endpoint, stream), dumps(body), tuple(notes))
 
-    def parse(self, response: HttpResponse) -> Completion:
+    def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
         if not 200 <= response.status < 300:
             raise self.classify_error(response)
         return parse_chat(response, self.name, None, self._conclude, self._payload_error)
 
-    def stream_parser(self) -> ChatCompletionsStream:
+    def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer (usage arrives on the finish chunk)."""
-        return ChatCompletionsStream(self.name, self._conclude, self._payload_error)
+        parser = ChatCompletionsStream(self.name, self._conclude, self._payload_error)
+        return redacted_stream(parser, endpoint)
 
     def _conclude(
         self,
@@ -137,7 +143,7 @@ class MistralProvider(ClockedProvider):
     ) -> Completion:
         if refusal:  # not in Mistral's schema today; kept for parity with the shared parser
             raise ContentFilterError(
-                f"the model refused: {refusal}",
+                clip(f"the model refused: {refusal}"),
                 status=200,
                 provider=self.name,
                 partial_content=text,
@@ -153,8 +159,11 @@ class MistralProvider(ClockedProvider):
         finish = _FINISH.get(raw, "other") if raw else "other"
         return Completion(text, finish, raw, usage, model, request_id)
 
-    def classify_error(self, response: HttpResponse) -> ProviderError:
+    def classify_error(
+        self, response: HttpResponse, endpoint: Endpoint | None = None
+    ) -> ProviderError:
         """The typed error for a failed response (see the module doc for the table)."""
+        response = without_secrets(response, endpoint)
         status, headers = response.status, response.headers
         payload = parse_error_body(response.body)
         message, etype, rid = _error_fields(payload)
@@ -179,7 +188,7 @@ class MistralProvider(ClockedProvider):
         virtual = raw_status if type(raw_status) is int else _TYPE_STATUS.get(etype or "", 500)
         return make_error(
             _error_class(virtual, etype, message or ""),
-            message or f"error event: {payload!r}"[:200],
+            message or f"error event: {brief(payload)}",
             status=200,
             provider=self.name,
             headers={},
@@ -208,17 +217,22 @@ def _message_text(message: Any) -> str | None:
     if isinstance(detail, str):
         return detail
     if not isinstance(detail, list) or not detail:
-        return str(message)[:200]
+        return brief(message)
     first = detail[0]
     if isinstance(first, dict):
         loc = first.get("loc")
-        where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
-        msg = as_str(first.get("msg")) or str(first.get("type") or "invalid")
+        where = ".".join(_part(p) for p in loc[:20]) if isinstance(loc, list) else ""
+        msg = as_str(first.get("msg")) or as_str(first.get("type")) or "invalid"
         text = f"{where}: {msg}" if where else msg
     else:
-        text = str(first)
+        text = brief(first)
     more = len(detail) - 1
     return f"{text} (and {more} more)" if more else text
+
+
+def _part(segment: Any) -> str:
+    """One segment of a validation error's ``loc`` path."""
+    return clip(str(segment), 60) if isinstance(segment, str | int) else "?"
 
 
 def _error_class(status: int, etype: str | None, message: str) -> type[ProviderError]:

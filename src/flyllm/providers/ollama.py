@@ -55,6 +55,7 @@ from flyllm.providers._common import (
     add_extra,
     as_str,
     at_least,
+    brief,
     clamp,
     count,
     dumps,
@@ -69,7 +70,11 @@ from flyllm.providers._common import (
     malformed,
     merge_headers,
     parse_error_body,
+    redacted_stream,
+    served_model,
     stop_sequences,
+    without_secrets,
+    wrong_type,
 )
 from flyllm.providers.base import (
     NON_SSE_LINE,
@@ -78,6 +83,7 @@ from flyllm.providers.base import (
     HttpRequest,
     HttpResponse,
     SseEvent,
+    StreamParser,
 )
 from flyllm.types import FinishReason, Message, Usage
 
@@ -135,8 +141,9 @@ class OllamaProvider(ClockedProvider):
         url = join_url(endpoint.base_url or OLLAMA_BASE_URL, "/api/chat")
         return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
 
-    def parse(self, response: HttpResponse) -> Completion:
+    def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
         if not 200 <= response.status < 300:
             raise self.classify_error(response)
         data = load_object(response, self.name, None)
@@ -145,22 +152,23 @@ class OllamaProvider(ClockedProvider):
         message = data.get("message")
         if not isinstance(message, dict):
             raise malformed("no message", self.name, response)
-        content = message.get("content")
-        text = content if isinstance(content, str) else ""
-        return self.conclude(text, data)
+        return self.conclude(_text(message), data)
 
     def conclude(self, text: str, final: Mapping[str, Any]) -> Completion:
         """The Completion from the text and the final object (``done_reason``, counts)."""
         raw = as_str(final.get("done_reason"))
         finish = _FINISH.get(raw, "other") if raw else "other"
-        return Completion(text, finish, raw, ollama_usage(final), as_str(final.get("model")))
+        return Completion(text, finish, raw, ollama_usage(final), served_model(final.get("model")))
 
-    def stream_parser(self) -> OllamaStream:
+    def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed (NDJSON) answer."""
-        return OllamaStream(self)
+        return redacted_stream(OllamaStream(self), endpoint)
 
-    def classify_error(self, response: HttpResponse) -> ProviderError:
+    def classify_error(
+        self, response: HttpResponse, endpoint: Endpoint | None = None
+    ) -> ProviderError:
         """The typed error for a failed response (see the module doc for the table)."""
+        response = without_secrets(response, endpoint)
         status, headers = response.status, response.headers
         message = _error_text(parse_error_body(response.body))
         return make_error(
@@ -178,7 +186,7 @@ class OllamaProvider(ClockedProvider):
         message = error if isinstance(error, str) else _error_text({"error": error})
         return make_error(
             _error_class(500, message or ""),
-            message or f"error line: {error!r}"[:200],
+            message or f"error line: {brief(error)}",
             status=200,
             provider=self.name,
             headers={},
@@ -213,6 +221,19 @@ def _translate(
         else:
             extras.append((key, value))
     return options, extras
+
+
+def _text(message: Any) -> str:
+    """``message.content`` of an answer or a stream line: a string ('' when the message or its
+    content is absent or null); MalformedResponseError for anything else."""
+    if message is None:
+        return ""
+    if not isinstance(message, dict):
+        raise wrong_type("message", message, "ollama")
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    raise wrong_type("message.content", content, "ollama")
 
 
 def _error_text(payload: Any) -> str | None:
@@ -268,9 +289,7 @@ class OllamaStream:
             err = self._provider.stream_error(line["error"])
             err.partial_content = "".join(self._parts)
             raise err
-        message = line.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        text = content if isinstance(content, str) else ""
+        text = _text(line.get("message"))
         if text:
             self._parts.append(text)
         if line.get("done") is True:

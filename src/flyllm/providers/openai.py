@@ -57,7 +57,9 @@ from flyllm.providers._common import (
     as_str,
     at_least,
     bearer_headers,
+    brief,
     clamp,
+    clip,
     dumps,
     error_class_for_status,
     fallback_message,
@@ -69,14 +71,18 @@ from flyllm.providers._common import (
     make_error,
     malformed,
     parse_error_body,
+    redacted_stream,
     reset_delay,
+    served_model,
     stop_sequences,
+    without_secrets,
 )
 from flyllm.providers.base import (
     Completion,
     Endpoint,
     HttpRequest,
     HttpResponse,
+    StreamParser,
 )
 from flyllm.providers.chat_stream import ChatCompletionsStream, Conclude, chat_usage, content_text
 from flyllm.types import FinishReason, Message, Usage
@@ -207,10 +213,10 @@ def parse_chat(
         raise malformed("no choices[0].message", provider, response, request_id)
     refusal = message.get("refusal")
     return conclude(
-        content_text(message.get("content")),
+        content_text(message.get("content"), provider),
         as_str(choice.get("finish_reason")),
         chat_usage(data.get("usage")),
-        as_str(data.get("model")),
+        served_model(data.get("model")),
         request_id,
         refusal if isinstance(refusal, str) else "",
     )
@@ -314,18 +320,20 @@ class OpenAIProvider:
         chat_params(body, params, dialect or self._dialect, notes)
         return body
 
-    def parse(self, response: HttpResponse) -> Completion:
+    def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
         if not 200 <= response.status < 300:
             raise self.classify_error(response)
         rid = response.headers.get(self.request_id_header)
         return parse_chat(response, self.name, rid, self._conclude, self.stream_error)
 
-    def stream_parser(self) -> ChatCompletionsStream:
+    def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer."""
-        return ChatCompletionsStream(
+        parser = ChatCompletionsStream(
             self.name, self._conclude, self.stream_error, require_done=self._require_done
         )
+        return redacted_stream(parser, endpoint)
 
     def _conclude(
         self,
@@ -338,7 +346,7 @@ class OpenAIProvider:
     ) -> Completion:
         if refusal:
             raise ContentFilterError(
-                f"the model refused: {refusal}",
+                clip(f"the model refused: {refusal}"),
                 status=200,
                 provider=self.name,
                 request_id=request_id,
@@ -355,15 +363,18 @@ class OpenAIProvider:
             )
         return Completion(text, finish, raw, usage, model, request_id)
 
-    def classify_error(self, response: HttpResponse) -> ProviderError:
+    def classify_error(
+        self, response: HttpResponse, endpoint: Endpoint | None = None
+    ) -> ProviderError:
         """The typed error for a failed response (see the module doc for the table)."""
+        response = without_secrets(response, endpoint)
         status, headers = response.status, response.headers
         payload = parse_error_body(response.body)
         message, etype, code = _error_fields(payload)
         cls = _error_class(status, etype, code, message or "")
         retry_after = header_retry_after(headers, self._clock)
         if retry_after is None and status == 429:
-            retry_after = _reset_hint(headers, etype)
+            retry_after = self.rate_limit_hint(headers, etype, message or "")
         return make_error(
             cls,
             message or fallback_message(status, response.body),
@@ -387,13 +398,20 @@ class OpenAIProvider:
         cls = _error_class(virtual, etype, code, message or "")
         return make_error(
             cls,
-            message or f"error event: {error!r}"[:200],
+            message or f"error event: {brief(error)}",
             status=200,
             provider=self.name,
             headers={},
             request_id=None,
             retry_after=None,
         )
+
+    def rate_limit_hint(
+        self, headers: Mapping[str, str], etype: str | None, message: str
+    ) -> float | None:
+        """The wait a 429 implies when no ``retry-after`` says it: the exhausted window's
+        reset in ``x-ratelimit-reset-*``. Sees the whole message (variants read it there)."""
+        return _reset_hint(headers, etype)
 
 
 def _error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
