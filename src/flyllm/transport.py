@@ -12,7 +12,8 @@ round trips per request, which tripled our client CPU).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -44,6 +45,12 @@ class Timeouts:
 
 
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+# flyllm inflates answers itself (aiohttp's auto_decompress is off): only these encodings, in
+# steps of at most _PIECE bytes, so a bomb is stopped at max_response_bytes of decoded bytes.
+_ACCEPT_ENCODING = "gzip, deflate"
+_PIECE = 256 * 1024
+_MAX_MEMBERS = 1024  # gzip members in one body (each costs a fresh decompressor)
 
 
 class Transport:
@@ -92,7 +99,8 @@ class Transport:
             session = aiohttp.ClientSession(
                 connector=connector,
                 skip_auto_headers=("User-Agent",),
-                headers={"User-Agent": "flyllm/0.1.0"},
+                headers={"User-Agent": "flyllm/0.1.0", "Accept-Encoding": _ACCEPT_ENCODING},
+                auto_decompress=False,  # _Inflater decodes, within the size limit
             )
             self._session = session
         return session
@@ -189,33 +197,121 @@ async def _empty() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover - makes this an async generator
 
 
+class _Inflater:
+    """Decodes a gzip or deflate body in steps of at most _PIECE bytes. aiohttp (before 3.13)
+    inflates each socket read whole, so one 64 KiB read of a bomb could become 64 MiB before
+    any limit could look at it; here the caller counts every step."""
+
+    __slots__ = ("_decoder", "_encoding", "_members", "_status")
+
+    def __init__(self, encoding: str, status: int) -> None:
+        self._encoding = encoding
+        self._status = status
+        self._decoder: zlib._Decompress | None = None
+        self._members = 0
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The decoded pieces of these compressed bytes."""
+        try:
+            while data:
+                decoder = self._decoder
+                if decoder is None:
+                    decoder = self._decoder = zlib.decompressobj(self._wbits(data))
+                    self._members += 1
+                    if self._members > _MAX_MEMBERS:
+                        raise zlib.error(f"more than {_MAX_MEMBERS} members")
+                piece = decoder.decompress(data, _PIECE)
+                data = decoder.unconsumed_tail
+                if decoder.eof:  # another gzip member may follow
+                    data, self._decoder = decoder.unused_data, None
+                if piece:
+                    yield piece
+        except zlib.error as exc:
+            raise self._error(f"could not decode the {self._encoding} answer ({exc})") from None
+
+    def finish(self) -> None:
+        """Check that the body did not end inside a compressed member."""
+        if self._decoder is not None:
+            raise self._error(f"the {self._encoding} answer ended before its end")
+
+    def _wbits(self, data: bytes) -> int:
+        if self._encoding != "deflate":
+            return 16 + zlib.MAX_WBITS
+        # HTTP's deflate is zlib-wrapped, but some servers send it raw (as aiohttp allows)
+        return zlib.MAX_WBITS if data[0] & 0x0F == 8 else -zlib.MAX_WBITS
+
+    def _error(self, message: str) -> MalformedResponseError:
+        return MalformedResponseError(message, status=self._status)
+
+
+def _inflater(resp: aiohttp.ClientResponse) -> _Inflater | None:
+    """The decoder for the answer's Content-Encoding (None: not encoded)."""
+    encoding = resp.headers.get("Content-Encoding")
+    if encoding is None:
+        return None
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return _Inflater(encoding, resp.status)
+    raise MalformedResponseError(
+        f"the answer's Content-Encoding {encoding[:40]!r} is not supported (flyllm asks for "
+        f"{_ACCEPT_ENCODING}; check headers= for an Accept-Encoding)",
+        status=resp.status,
+    )
+
+
+def _too_large(resp: aiohttp.ClientResponse, limit: int, what: str) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"{what} than {limit} bytes: cut off (max_response_bytes)", status=resp.status
+    )
+
+
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, or MalformedResponseError past ``limit`` bytes."""
+    """The whole (decoded) body, or MalformedResponseError past ``limit`` bytes, raw or
+    decoded."""
+    inflater = _inflater(resp)
     length = resp.content_length
-    if length is not None and length <= limit:
+    if inflater is None and length is not None and length <= limit:
         return await resp.read()
     body = bytearray()
+    raw = 0
     async for chunk in resp.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise MalformedResponseError(
-                f"answer larger than {limit} bytes: cut off", status=resp.status
-            )
+        raw += len(chunk)
+        if inflater is None:
+            body += chunk
+        else:
+            for piece in inflater.feed(chunk):
+                body += piece
+                if len(body) > limit:
+                    raise _too_large(resp, limit, "answer larger")
+        if len(body) > limit or raw > limit:
+            raise _too_large(resp, limit, "answer larger")
+    if inflater is not None:
+        inflater.finish()
     return bytes(body)
 
 
 async def _chunks(
     resp: aiohttp.ClientResponse, timeouts: Timeouts, limit: int
 ) -> AsyncIterator[bytes]:
-    received = 0
+    received = decoded = 0
     try:
+        inflater = _inflater(resp)
         async for chunk in resp.content.iter_any():
             received += len(chunk)
             if received > limit:
-                raise MalformedResponseError(
-                    f"stream longer than {limit} bytes: cut off", status=resp.status
-                )
-            yield chunk
+                raise _too_large(resp, limit, "stream longer")
+            if inflater is None:
+                yield chunk
+                continue
+            for piece in inflater.feed(chunk):
+                decoded += len(piece)
+                if decoded > limit:
+                    raise _too_large(resp, limit, "stream longer")
+                yield piece
+        if inflater is not None:
+            inflater.finish()
     except _TRANSPORT_ERRORS as exc:
         raise _classify(exc, timeouts) from exc
 

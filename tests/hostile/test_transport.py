@@ -1,0 +1,222 @@
+"""The transport against hostile servers: decompression bombs, redirects, slow drips, and
+requests aiohttp refuses to send. Each case runs in a budget of wall time and peak memory.
+
+Cases drive the Transport directly, and the same attacks go through ``LlmManager`` (openai and
+anthropic instances whose ``base_url`` is the hostile server, a well-behaved one behind it).
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import struct
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp import web
+
+from flyllm import LlmManager
+from flyllm.errors import MalformedResponseError
+from flyllm.providers.base import HttpRequest
+from flyllm.transport import Timeouts, Transport
+from flyllm.types import GenerationRequest
+from tests.fixtures import fixture_bytes
+from tests.hostile.conftest import Handler, budget, http_server
+
+MiB = 1024 * 1024
+LIMIT = MiB  # max_response_bytes of the transports under attack
+
+
+def fake_key() -> str:
+    """A key-shaped string built at run time (no key-shaped literal is committed)."""
+    return "sk-" + "hostile-" + secrets.token_hex(12)
+
+
+# -- decompression bombs ---------------------------------------------------------------------
+
+
+@functools.cache
+def bomb(encoding: str, mebibytes: int) -> bytes:
+    """``mebibytes`` MiB of zeros, compressed (about 1 KB per MiB). Built from one independent
+    deflate segment repeated (a full flush resets the compressor), as compressing the real
+    thing takes seconds; the trailer's checksum is not computed, since a client that stops at
+    its limit never reaches it."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    segment = compressor.compress(bytes(MiB)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    deflated = segment * mebibytes + b"\x03\x00"  # an empty final block
+    if encoding == "gzip":
+        return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + deflated + struct.pack("<II", 0, 0)
+    return b"\x78\xda" + deflated + b"\x00\x00\x00\x00"  # zlib-wrapped, as HTTP's deflate is
+
+
+def compressed(encoding: str, data: bytes) -> bytes:
+    """``data`` as a server would send it with this Content-Encoding."""
+    wbits = {"gzip": 31, "deflate": 15, "raw-deflate": -15}[encoding]
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return compressor.compress(data) + compressor.flush()
+
+
+def post(url: str, **headers: str) -> HttpRequest:
+    return HttpRequest("POST", url + "/v1/chat/completions", headers, b"{}")
+
+
+def served(body: bytes, *, status: int = 200, **headers: str) -> web.StreamResponse:
+    """A handler's answer: ``body`` as is, with these headers (underscores as dashes)."""
+    return web.Response(
+        status=status, body=body, headers={k.replace("_", "-"): v for k, v in headers.items()}
+    )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("status", [200, 500])
+async def test_a_compressed_bomb_is_cut_off_at_the_decoded_limit(
+    encoding: str, status: int
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return served(bomb(encoding, 512), status=status, Content_Encoding=encoding)
+
+    async with http_server(handler) as url:
+        transport = Transport(max_response_bytes=LIMIT)
+        try:
+            with (
+                budget(seconds=3, megabytes=40),
+                pytest.raises(MalformedResponseError, match="larger than 1048576 bytes"),
+            ):
+                await transport.send(post(url), Timeouts(read=10))
+        finally:
+            await transport.aclose()
+
+
+async def test_a_compressed_error_body_of_a_stream_is_cut_off() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return served(bomb("gzip", 256), status=429, Content_Encoding="gzip")
+
+    async with http_server(handler) as url:
+        transport = Transport(max_response_bytes=LIMIT)
+        try:
+            with (
+                budget(seconds=3, megabytes=40),
+                pytest.raises(MalformedResponseError, match="larger than 1048576 bytes"),
+            ):
+                async with transport.open_stream(post(url), Timeouts(read=10)):
+                    pass
+        finally:
+            await transport.aclose()
+
+
+async def test_a_compressed_stream_bomb_is_cut_off() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return served(bomb("gzip", 256), Content_Encoding="gzip", Content_Type="text/event-stream")
+
+    async with http_server(handler) as url:
+        transport = Transport(max_response_bytes=LIMIT)
+        received = 0
+        try:
+            with (
+                budget(seconds=3, megabytes=40),
+                pytest.raises(MalformedResponseError, match="longer than 1048576 bytes"),
+            ):
+                async with transport.open_stream(post(url), Timeouts(read=10)) as (_, body):
+                    async for chunk in body:
+                        received += len(chunk)
+        finally:
+            await transport.aclose()
+        assert received <= LIMIT
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+async def test_compressed_answers_are_decoded(encoding: str) -> None:
+    text = b'{"answer": "' + b"ok " * 5000 + b'"}'
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Accept-Encoding", ""))
+        header = "deflate" if encoding == "raw-deflate" else encoding
+        return served(compressed(encoding, text), Content_Encoding=header)
+
+    async with http_server(handler) as url:
+        transport = Transport(max_response_bytes=LIMIT)
+        try:
+            response = await transport.send(post(url), Timeouts(read=10))
+            async with transport.open_stream(post(url), Timeouts(read=10)) as (_, body):
+                streamed = b"".join([chunk async for chunk in body])
+        finally:
+            await transport.aclose()
+    assert response.body == text and streamed == text
+    assert seen == ["gzip, deflate"] * 2  # only what flyllm can inflate in bounded steps
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "message"),
+    [
+        ("br", b"\x0b\x02\x80hello\x03", "Content-Encoding 'br'"),
+        ("gzip", b"this is not gzip", "could not decode"),
+        ("gzip", compressed("gzip", secrets.token_bytes(4000))[:-100], "ended before"),
+    ],
+)
+async def test_undecodable_bodies_are_malformed(encoding: str, body: bytes, message: str) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return served(body, Content_Encoding=encoding)
+
+    async with http_server(handler) as url:
+        transport = Transport(max_response_bytes=LIMIT)
+        try:
+            with pytest.raises(MalformedResponseError, match=message):
+                await transport.send(post(url), Timeouts(read=10))
+            with pytest.raises(MalformedResponseError, match=message):
+                async with transport.open_stream(post(url), Timeouts(read=10)) as (_, body_):
+                    async for _chunk in body_:
+                        pass
+        finally:
+            await transport.aclose()
+
+
+# -- the same attacks through the manager ----------------------------------------------------
+
+OPENAI_ANSWER = fixture_bytes("openai", "chat_completion.json")
+ANTHROPIC_STREAM = fixture_bytes("anthropic", "stream_basic.txt")
+
+
+@asynccontextmanager
+async def hostile_then_good(
+    provider: str, handler: Handler, good_body: bytes, **manager_args: object
+) -> AsyncIterator[LlmManager]:
+    """A manager whose instance 0 is the hostile server and instance 1 a well-behaved one."""
+
+    async def good(request: web.Request) -> web.StreamResponse:
+        kind = "text/event-stream" if b"event:" in good_body else "application/json"
+        return served(good_body, Content_Type=kind)
+
+    async with http_server(handler) as bad_url, http_server(good) as good_url:
+        suffix = "/v1" if provider == "openai" else ""
+        async with LlmManager(max_response_bytes=LIMIT, **manager_args) as manager:  # type: ignore[arg-type]
+            manager.add_provider(provider, fake_key(), "m", base_url=bad_url + suffix)
+            manager.add_provider(provider, fake_key(), "m", base_url=good_url + suffix)
+            yield manager
+
+
+async def test_a_bomb_fails_over_through_generate() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return served(bomb("gzip", 512), Content_Encoding="gzip")
+
+    async with hostile_then_good("openai", handler, OPENAI_ANSWER) as manager:
+        with budget(seconds=4, megabytes=60):
+            response = await manager.generate(GenerationRequest(prompt="x"))
+        manager.disable_instance(1)
+        (failed,) = await manager.batch_generate([GenerationRequest(prompt="x")])
+    assert response.success and response.instance_id == 1
+    assert failed.error_kind == "malformed_response"
+    assert "larger than 1048576 bytes" in (failed.error or "")
+
+
+async def test_a_stream_bomb_fails_over_through_stream() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return served(bomb("gzip", 256), Content_Encoding="gzip", Content_Type="text/event-stream")
+
+    async with hostile_then_good("anthropic", handler, ANTHROPIC_STREAM) as manager:
+        with budget(seconds=4, megabytes=60):
+            async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                text = "".join([chunk.text async for chunk in stream])
+    assert text == "Hello there!" and stream.response.instance_id == 1
