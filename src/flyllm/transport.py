@@ -12,11 +12,12 @@ round trips per request, which tripled our client CPU).
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
@@ -25,6 +26,7 @@ from flyllm.errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    RedirectError,
 )
 from flyllm.providers.base import HttpRequest, HttpResponse
 
@@ -131,7 +133,10 @@ class Transport:
                 headers=request.headers,
                 timeout=client_timeout,
                 proxy=self._proxy(request.url),
+                allow_redirects=False,
             ) as resp:
+                if 300 <= resp.status < 400:
+                    raise _redirect(resp, request.url)
                 body = await _read_limited(resp, self.max_response_bytes)
                 return HttpResponse(resp.status, resp.headers, body)
         except _TRANSPORT_ERRORS as exc:
@@ -153,10 +158,13 @@ class Transport:
                 headers=request.headers,
                 timeout=self._client_timeout(timeouts, stream=True),
                 proxy=self._proxy(request.url),
+                allow_redirects=False,
             )
         except _TRANSPORT_ERRORS as exc:
             raise _classify(exc, timeouts) from exc
         try:
+            if 300 <= resp.status < 400:
+                raise _redirect(resp, request.url)
             if resp.status >= 300:
                 try:
                     body = await _read_limited(resp, self.max_response_bytes)
@@ -314,6 +322,44 @@ async def _chunks(
             inflater.finish()
     except _TRANSPORT_ERRORS as exc:
         raise _classify(exc, timeouts) from exc
+
+
+_HOST = re.compile(r"[A-Za-z0-9._~%:-]+")  # what a host may hold (an IPv6 one without brackets)
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of ``url``: never its userinfo, path or query (None when it
+    has no readable host)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not host or not _HOST.fullmatch(host):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" if port is None else f"{parts.scheme}://{host}:{port}"
+
+
+def _redirect(resp: aiohttp.ClientResponse, url: str) -> RedirectError:
+    """The error for a 3xx answer, naming where it pointed (its origin only)."""
+    location = resp.headers.get("Location", "")
+    try:
+        origin = _origin(urljoin(url, location)) if location else None
+    except ValueError:
+        origin = None
+    if origin:
+        where = f"to {origin}"
+    else:
+        where = "with an unreadable Location" if location else "without a Location"
+    return RedirectError(
+        f"the server answered a redirect {where}; flyllm never follows redirects (they would "
+        "carry the API key and the prompt to another host): set base_url to the API's own "
+        "address",
+        status=resp.status,
+        location=origin,
+    )
 
 
 def _classify(exc: BaseException, timeouts: Timeouts) -> ProviderError:

@@ -18,13 +18,14 @@ import pytest
 from aiohttp import web
 
 from flyllm import LlmManager
-from flyllm.errors import MalformedResponseError
+from flyllm.errors import AllAttemptsFailedError, MalformedResponseError, RedirectError
 from flyllm.providers.base import HttpRequest
 from flyllm.transport import Timeouts, Transport
 from flyllm.types import GenerationRequest
 from tests.fixtures import fixture_bytes
 from tests.hostile.conftest import Handler, budget, http_server
 
+OPENAI_ANSWER = fixture_bytes("openai", "chat_completion.json")
 MiB = 1024 * 1024
 LIMIT = MiB  # max_response_bytes of the transports under attack
 
@@ -173,25 +174,89 @@ async def test_undecodable_bodies_are_malformed(encoding: str, body: bytes, mess
             await transport.aclose()
 
 
-# -- the same attacks through the manager ----------------------------------------------------
-
-OPENAI_ANSWER = fixture_bytes("openai", "chat_completion.json")
-ANTHROPIC_STREAM = fixture_bytes("anthropic", "stream_basic.txt")
+# -- redirects -------------------------------------------------------------------------------
 
 
 @asynccontextmanager
-async def hostile_then_good(
-    provider: str, handler: Handler, good_body: bytes, **manager_args: object
-) -> AsyncIterator[LlmManager]:
-    """A manager whose instance 0 is the hostile server and instance 1 a well-behaved one."""
+async def redirecting(status: int) -> AsyncIterator[tuple[str, str, list[str]]]:
+    """A server answering ``status`` with a Location on a second server (with userinfo and a
+    key in its query); yields both URLs and the requests the second one saw."""
+    reached: list[str] = []
+
+    async def target(request: web.Request) -> web.StreamResponse:
+        reached.append(f"{request.method} {request.path}")
+        return served(OPENAI_ANSWER, Content_Type="application/json")
+
+    async with http_server(target) as target_url:
+        secret = secrets.token_hex(8)
+        location = target_url.replace("//", f"//user:{secret}@") + f"/v1/x?key={secret}"
+
+        async def redirect(request: web.Request) -> web.StreamResponse:
+            return served(b"moved", status=status, Location=location)
+
+        async with http_server(redirect) as url:
+            yield url, target_url, reached
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirects_are_never_followed(status: int) -> None:
+    async with redirecting(status) as (url, target_url, reached):
+        transport = Transport()
+        try:
+            with budget(seconds=2, megabytes=30):
+                with pytest.raises(RedirectError) as sent:
+                    await transport.send(post(url, **{"x-api-key": fake_key()}), Timeouts())
+                with pytest.raises(RedirectError) as streamed:
+                    async with transport.open_stream(post(url), Timeouts()):
+                        pass
+        finally:
+            await transport.aclose()
+    assert reached == []
+    for error in (sent.value, streamed.value):
+        assert error.status == status and error.location == target_url
+        assert f"HTTP {status}" in str(error) and target_url in str(error)
+        assert "key=" not in str(error) and "user" not in str(error) and "@" not in repr(error)
+
+
+async def test_a_relative_or_unreadable_location_is_named_safely() -> None:
+    locations = iter(["/v2/chat?key=abc", "http://[::1", ""])
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return served(b"", status=302, Location=next(locations))
+
+    async with http_server(handler) as url:
+        transport = Transport()
+        try:
+            errors = []
+            for _ in range(3):
+                with pytest.raises(RedirectError) as caught:
+                    await transport.send(post(url), Timeouts())
+                errors.append(caught.value)
+        finally:
+            await transport.aclose()
+    assert errors[0].location == url and "key=" not in str(errors[0])
+    assert errors[1].location is None and "unreadable" in str(errors[1])
+    assert errors[2].location is None
+
+
+# -- the same attacks through the manager ----------------------------------------------------
+
+
+@asynccontextmanager
+async def hostile_then_good(provider: str, handler: Handler) -> AsyncIterator[LlmManager]:
+    """A manager whose instance 0 is the hostile server and instance 1 a well-behaved one
+    (answering the provider's recorded answer or stream)."""
+    answer = "chat_completion.json" if provider == "openai" else "message.json"
 
     async def good(request: web.Request) -> web.StreamResponse:
-        kind = "text/event-stream" if b"event:" in good_body else "application/json"
-        return served(good_body, Content_Type=kind)
+        if (await request.json()).get("stream"):
+            body = fixture_bytes(provider, "stream_basic.txt")
+            return served(body, Content_Type="text/event-stream")
+        return served(fixture_bytes(provider, answer), Content_Type="application/json")
 
     async with http_server(handler) as bad_url, http_server(good) as good_url:
         suffix = "/v1" if provider == "openai" else ""
-        async with LlmManager(max_response_bytes=LIMIT, **manager_args) as manager:  # type: ignore[arg-type]
+        async with LlmManager(max_response_bytes=LIMIT) as manager:
             manager.add_provider(provider, fake_key(), "m", base_url=bad_url + suffix)
             manager.add_provider(provider, fake_key(), "m", base_url=good_url + suffix)
             yield manager
@@ -201,7 +266,7 @@ async def test_a_bomb_fails_over_through_generate() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return served(bomb("gzip", 512), Content_Encoding="gzip")
 
-    async with hostile_then_good("openai", handler, OPENAI_ANSWER) as manager:
+    async with hostile_then_good("openai", handler) as manager:
         with budget(seconds=4, megabytes=60):
             response = await manager.generate(GenerationRequest(prompt="x"))
         manager.disable_instance(1)
@@ -215,8 +280,49 @@ async def test_a_stream_bomb_fails_over_through_stream() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return served(bomb("gzip", 256), Content_Encoding="gzip", Content_Type="text/event-stream")
 
-    async with hostile_then_good("anthropic", handler, ANTHROPIC_STREAM) as manager:
+    async with hostile_then_good("anthropic", handler) as manager:
         with budget(seconds=4, megabytes=60):
             async with manager.stream(GenerationRequest(prompt="x")) as stream:
                 text = "".join([chunk.text async for chunk in stream])
     assert text == "Hello there!" and stream.response.instance_id == 1
+
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_redirect_fails_over_and_benches_the_instance(status: int) -> None:
+    reached: list[str] = []
+    hits: list[str] = []
+
+    async def target(request: web.Request) -> web.StreamResponse:
+        reached.append(request.path)
+        return served(OPENAI_ANSWER, Content_Type="application/json")
+
+    async with http_server(target) as target_url:
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            hits.append(request.path)
+            return served(b"", status=status, Location=target_url + request.path)
+
+        async with hostile_then_good("openai", handler) as manager:
+            with budget(seconds=3, megabytes=30):
+                first = await manager.generate(GenerationRequest(prompt="x"))
+                second = await manager.generate(GenerationRequest(prompt="x"))
+                async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                    async for _ in stream:
+                        pass
+            health = manager.instance_health()[0]
+    assert first.instance_id == second.instance_id == stream.response.instance_id == 1
+    assert len(hits) == 1 and reached == []  # tried once, then benched; the target never hit
+    assert health.reason == "not_found" and health.cooldown_left > 300
+
+
+async def test_a_redirect_through_anthropic_stream_names_the_origin() -> None:
+    async with redirecting(308) as (url, target_url, reached), LlmManager() as manager:
+        manager.add_provider("anthropic", fake_key(), "m", base_url=url)
+        with pytest.raises(AllAttemptsFailedError) as caught:
+            async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                async for _ in stream:
+                    pass
+    (error,) = caught.value.attempts
+    assert isinstance(error, RedirectError) and error.location == target_url
+    assert "HTTP 308" in str(caught.value) and "key=" not in str(caught.value)
+    assert reached == []
