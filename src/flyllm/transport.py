@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -30,15 +31,16 @@ from flyllm.errors import (
 )
 from flyllm.providers.base import HttpRequest, HttpResponse
 
-__all__ = ["Timeouts", "Transport"]
+__all__ = ["StreamBody", "Timeouts", "Transport"]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 @dataclass(slots=True, frozen=True)
 class Timeouts:
-    """One attempt's limits in seconds: ``connect`` to open a connection, ``read`` between two
-    reads (for a non-streamed answer: until it arrives; for a stream: per chunk), ``total`` for
+    """One attempt's limits in seconds: ``connect`` to open a connection; ``read`` for the
+    whole response head, then for a non-streamed answer until all of it has arrived, for a
+    stream between two complete events (bytes that complete none do not count); ``total`` for
     the whole attempt (None: no limit; the manager sets it from the request's deadline)."""
 
     connect: float = 10.0
@@ -74,15 +76,15 @@ class Transport:
         self._timeouts: dict[tuple[Timeouts, bool], aiohttp.ClientTimeout] = {}
 
     def _client_timeout(self, timeouts: Timeouts, stream: bool) -> aiohttp.ClientTimeout:
-        """aiohttp's timeouts for an attempt. A stream gets a timer per read (the read timeout
-        is per chunk); a non-streamed answer one timer for the whole wait, which costs less
-        than re-arming a read timer on every packet (about 6 us of CPU per request here)."""
+        """aiohttp's timeouts for an attempt. A non-streamed answer gets one timer for the whole
+        wait, which costs less than re-arming a read timer on every packet (about 6 us of CPU
+        per request here). A stream gets none for reads: aiohttp's restarts on every byte, so a
+        server dripping bytes would never time out; open_stream and StreamBody keep the read
+        timeout instead."""
         found = self._timeouts.get((timeouts, stream))
         if found is None:
             if stream:
-                found = aiohttp.ClientTimeout(
-                    total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
-                )
+                found = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
             else:
                 total = (
                     timeouts.read if timeouts.total is None else min(timeouts.read, timeouts.total)
@@ -145,36 +147,42 @@ class Transport:
     @asynccontextmanager
     async def open_stream(
         self, request: HttpRequest, timeouts: Timeouts
-    ) -> AsyncIterator[tuple[HttpResponse, AsyncIterator[bytes]]]:
+    ) -> AsyncIterator[tuple[HttpResponse, StreamBody]]:
         """Open a streamed request. Yields the response head (with the whole body when the status
-        is not 2xx, since errors are plain JSON) and an iterator of raw body chunks. Leaving the
-        block closes the connection at once."""
+        is not 2xx, since errors are plain JSON) and the body, an iterator of decoded chunks
+        whose reader calls ``progress()`` on each complete event. The head, an error body and
+        each event must arrive within ``timeouts.read``. Leaving the block closes the
+        connection at once."""
         session = self._get_session()
         try:
-            resp = await session.request(
-                request.method,
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=self._client_timeout(timeouts, stream=True),
-                proxy=self._proxy(request.url),
-                allow_redirects=False,
+            resp = await _within(  # the whole head, however slowly it drips
+                session.request(
+                    request.method,
+                    request.url,
+                    data=request.body,
+                    headers=request.headers,
+                    timeout=self._client_timeout(timeouts, stream=True),
+                    proxy=self._proxy(request.url),
+                    allow_redirects=False,
+                ),
+                timeouts.read,
             )
         except _TRANSPORT_ERRORS as exc:
             raise _classify(exc, timeouts) from exc
+        body = StreamBody(resp, timeouts, self.max_response_bytes)
         try:
             if 300 <= resp.status < 400:
                 raise _redirect(resp, request.url)
             if resp.status >= 300:
                 try:
-                    body = await _read_limited(resp, self.max_response_bytes)
+                    data = await _read_limited(resp, self.max_response_bytes)
                 except _TRANSPORT_ERRORS as exc:
                     raise _classify(exc, timeouts) from exc
-                yield HttpResponse(resp.status, resp.headers, body), _empty()
+                yield HttpResponse(resp.status, resp.headers, data), body
             else:
-                chunks = _chunks(resp, timeouts, self.max_response_bytes)
-                yield HttpResponse(resp.status, resp.headers, b""), chunks
+                yield HttpResponse(resp.status, resp.headers, b""), body
         finally:
+            body.close()
             # close() drops the connection instead of draining it: an abandoned stream must
             # not keep the provider generating (and billing) tokens.
             resp.close()
@@ -200,9 +208,60 @@ def _bypassed(host: str) -> bool:
     return bool(urllib.request.proxy_bypass(host))
 
 
-async def _empty() -> AsyncIterator[bytes]:
-    return
-    yield b""  # pragma: no cover - makes this an async generator
+async def _within(
+    answer: Awaitable[aiohttp.ClientResponse], seconds: float
+) -> aiohttp.ClientResponse:
+    """``answer`` awaited in this task, cut off after ``seconds`` (asyncio.TimeoutError).
+    wait_for before 3.12 runs it in a task of its own, one loop turn later: data and a cut
+    that followed the head would then be buffered together, and aiohttp reports the cut
+    before the data, losing chunks the server did send."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await answer
+    return await asyncio.wait_for(answer, seconds)  # pragma: no cover - Python 3.10
+
+
+class StreamBody:
+    """A streamed answer's body: iterate it for decoded chunks. The read timeout runs from the
+    response head to the first complete event and then between complete events: the reader,
+    which knows the framing, calls ``progress()`` whenever a chunk completed one. A stream that
+    stalls or drips bytes completing nothing fails with ProviderTimeoutError.
+
+    One timer per stream: ``progress()`` only moves the deadline, and the timer, when it
+    fires early, sleeps again until the deadline (no re-arming per chunk)."""
+
+    __slots__ = ("_chunks", "_deadline", "_handle", "_loop", "_read", "_resp")
+
+    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, limit: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._resp = resp
+        self._read = timeouts.read
+        self._deadline = self._loop.time() + timeouts.read
+        self._handle = self._loop.call_at(self._deadline, self._expire)
+        self._chunks = _chunks(resp, timeouts, limit)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+    def progress(self) -> None:
+        """A complete event arrived: the read timeout starts again."""
+        self._deadline = self._loop.time() + self._read
+
+    def close(self) -> None:
+        """Stop the timer (the transport closes the connection)."""
+        self._handle.cancel()
+
+    def _expire(self) -> None:
+        if self._loop.time() < self._deadline:
+            self._handle = self._loop.call_at(self._deadline, self._expire)
+            return
+        # wakes the pending read (or fails the next one) with the error, as aiohttp's own
+        # read timeout does
+        self._resp.content.set_exception(
+            ProviderTimeoutError(
+                f"the stream sent no complete event within the read timeout ({self._read:g} s)"
+            )
+        )
 
 
 class _Inflater:

@@ -7,6 +7,7 @@ anthropic instances whose ``base_url`` is the hostile server, a well-behaved one
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import secrets
 import struct
@@ -18,12 +19,23 @@ import pytest
 from aiohttp import web
 
 from flyllm import LlmManager
-from flyllm.errors import AllAttemptsFailedError, MalformedResponseError, RedirectError
+from flyllm.errors import (
+    AllAttemptsFailedError,
+    MalformedResponseError,
+    ProviderTimeoutError,
+    RedirectError,
+)
 from flyllm.providers.base import HttpRequest
 from flyllm.transport import Timeouts, Transport
 from flyllm.types import GenerationRequest
 from tests.fixtures import fixture_bytes
-from tests.hostile.conftest import Handler, budget, http_server
+from tests.hostile.conftest import (
+    RawHandler,
+    budget,
+    http_server,
+    raw_server,
+    read_request_head,
+)
 
 OPENAI_ANSWER = fixture_bytes("openai", "chat_completion.json")
 MiB = 1024 * 1024
@@ -239,13 +251,77 @@ async def test_a_relative_or_unreadable_location_is_named_safely() -> None:
     assert errors[2].location is None
 
 
+# -- slow drips ------------------------------------------------------------------------------
+
+DRIP = 0.05  # seconds between two bytes of a drip
+READ = 0.5  # the read timeout the drips are up against
+SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+
+
+def dripping(sent: bytes, dripped: bytes = b"", forever: bytes = b"") -> RawHandler:
+    """A raw server sending ``sent`` at once, ``dripped`` one byte per DRIP seconds, then
+    ``forever`` again and again, DRIP seconds apart, until the client leaves."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(sent)
+        for byte in dripped:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(DRIP)
+        while forever:
+            writer.write(forever)
+            await writer.drain()
+            await asyncio.sleep(DRIP)
+
+    return handler
+
+
+async def test_a_dripped_response_head_is_bounded_by_the_read_timeout() -> None:
+    head = SSE_HEAD.replace(b"\r\n\r\n", b"\r\nX-Pad: " + b"p" * 200 + b"\r\n\r\n")
+    async with raw_server(dripping(b"", head)) as url:
+        transport = Transport()
+        try:
+            with budget(seconds=2.5, megabytes=30):
+                with pytest.raises(ProviderTimeoutError, match=r"read timeout 0\.5 s"):
+                    async with transport.open_stream(post(url), Timeouts(read=READ)):
+                        pass
+                with pytest.raises(ProviderTimeoutError, match=r"read timeout 0\.5 s"):
+                    await transport.send(post(url), Timeouts(read=READ))
+        finally:
+            await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    "forever", [b":", b"\n", b"x"], ids=["comment bytes", "blank lines", "an endless line"]
+)
+async def test_a_stream_completing_no_event_times_out(forever: bytes) -> None:
+    body = b"data: " if forever == b"x" else b""
+    async with raw_server(dripping(SSE_HEAD, body, forever)) as url:
+        transport = Transport()
+        received = 0
+        try:
+            with (
+                budget(seconds=2, megabytes=30),
+                pytest.raises(ProviderTimeoutError, match="no complete event"),
+            ):
+                async with transport.open_stream(post(url), Timeouts(read=READ)) as (_, b):
+                    async for chunk in b:
+                        received += len(chunk)
+        finally:
+            await transport.aclose()
+    assert received > 0  # bytes arrived all along: only whole events count
+
+
 # -- the same attacks through the manager ----------------------------------------------------
 
 
 @asynccontextmanager
-async def hostile_then_good(provider: str, handler: Handler) -> AsyncIterator[LlmManager]:
-    """A manager whose instance 0 is the hostile server and instance 1 a well-behaved one
-    (answering the provider's recorded answer or stream)."""
+async def hostile_then_good(
+    provider: str, bad_url: str, *, read_timeout: float = 120.0
+) -> AsyncIterator[LlmManager]:
+    """A manager whose instance 0 is the hostile server at ``bad_url`` and instance 1 a
+    well-behaved one (answering the provider's recorded answer or stream)."""
     answer = "chat_completion.json" if provider == "openai" else "message.json"
 
     async def good(request: web.Request) -> web.StreamResponse:
@@ -254,9 +330,9 @@ async def hostile_then_good(provider: str, handler: Handler) -> AsyncIterator[Ll
             return served(body, Content_Type="text/event-stream")
         return served(fixture_bytes(provider, answer), Content_Type="application/json")
 
-    async with http_server(handler) as bad_url, http_server(good) as good_url:
+    async with http_server(good) as good_url:
         suffix = "/v1" if provider == "openai" else ""
-        async with LlmManager(max_response_bytes=LIMIT) as manager:
+        async with LlmManager(max_response_bytes=LIMIT, read_timeout=read_timeout) as manager:
             manager.add_provider(provider, fake_key(), "m", base_url=bad_url + suffix)
             manager.add_provider(provider, fake_key(), "m", base_url=good_url + suffix)
             yield manager
@@ -266,7 +342,7 @@ async def test_a_bomb_fails_over_through_generate() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return served(bomb("gzip", 512), Content_Encoding="gzip")
 
-    async with hostile_then_good("openai", handler) as manager:
+    async with http_server(handler) as bad, hostile_then_good("openai", bad) as manager:
         with budget(seconds=4, megabytes=60):
             response = await manager.generate(GenerationRequest(prompt="x"))
         manager.disable_instance(1)
@@ -280,7 +356,7 @@ async def test_a_stream_bomb_fails_over_through_stream() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return served(bomb("gzip", 256), Content_Encoding="gzip", Content_Type="text/event-stream")
 
-    async with hostile_then_good("anthropic", handler) as manager:
+    async with http_server(handler) as bad, hostile_then_good("anthropic", bad) as manager:
         with budget(seconds=4, megabytes=60):
             async with manager.stream(GenerationRequest(prompt="x")) as stream:
                 text = "".join([chunk.text async for chunk in stream])
@@ -302,7 +378,7 @@ async def test_a_redirect_fails_over_and_benches_the_instance(status: int) -> No
             hits.append(request.path)
             return served(b"", status=status, Location=target_url + request.path)
 
-        async with hostile_then_good("openai", handler) as manager:
+        async with http_server(handler) as bad, hostile_then_good("openai", bad) as manager:
             with budget(seconds=3, megabytes=30):
                 first = await manager.generate(GenerationRequest(prompt="x"))
                 second = await manager.generate(GenerationRequest(prompt="x"))
@@ -326,3 +402,62 @@ async def test_a_redirect_through_anthropic_stream_names_the_origin() -> None:
     assert isinstance(error, RedirectError) and error.location == target_url
     assert "HTTP 308" in str(caught.value) and "key=" not in str(caught.value)
     assert reached == []
+
+
+async def test_a_stalled_stream_fails_over_through_stream() -> None:
+    async def stalled(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        while True:  # one comment byte at a time: never an event
+            await response.write(b":")
+            await asyncio.sleep(DRIP)
+
+    async with (
+        http_server(stalled) as bad,
+        hostile_then_good("openai", bad, read_timeout=READ) as manager,
+    ):
+        with budget(seconds=2, megabytes=30):
+            async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                text = "".join([chunk.text async for chunk in stream])
+    assert text and stream.response.instance_id == 1
+    assert manager.instance_health()[0].failures == 1
+
+
+@pytest.mark.parametrize("call", ["stream", "generate"])
+async def test_a_dripped_head_fails_over_through_anthropic(call: str) -> None:
+    async with (
+        raw_server(dripping(b"", SSE_HEAD + b"x" * 100)) as bad,
+        hostile_then_good("anthropic", bad, read_timeout=READ) as manager,
+    ):
+        with budget(seconds=2, megabytes=30):
+            if call == "stream":
+                async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                    text = "".join([chunk.text async for chunk in stream])
+                response = stream.response
+            else:
+                response = await manager.generate(GenerationRequest(prompt="x"))
+                text = response.content
+    assert text and response.instance_id == 1
+    assert manager.instance_health()[0].failures == 1
+
+
+async def test_a_slow_but_steady_stream_is_not_cut() -> None:
+    events = [e + b"\n\n" for e in fixture_bytes("openai", "stream_basic.txt").split(b"\n\n")]
+    size = -(-len(events) // 6)
+    batches = [b"".join(events[i : i + size]) for i in range(0, len(events), size)]
+
+    async def steady(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for batch in batches:  # each within the read timeout, the whole stream not
+            await response.write(batch)
+            await asyncio.sleep(READ * 0.4)
+        return response
+
+    async with http_server(steady) as url, LlmManager(read_timeout=READ) as manager:
+        manager.add_provider("openai", fake_key(), "m", base_url=url + "/v1")
+        with budget(seconds=3, megabytes=30):
+            async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                text = "".join([chunk.text async for chunk in stream])
+    assert text and stream.response.success
+    assert READ * 0.4 * len(batches) > 2 * READ  # the whole stream outlasts the read timeout
