@@ -12,10 +12,11 @@ round trips per request, which tripled our client CPU).
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import sys
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -23,6 +24,8 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from flyllm.errors import (
+    FlyLLMError,
+    InvalidRequestError,
     MalformedResponseError,
     ProviderConnectionError,
     ProviderError,
@@ -34,6 +37,11 @@ from flyllm.providers.base import HttpRequest, HttpResponse
 __all__ = ["StreamBody", "Timeouts", "Transport"]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+# what aiohttp raises for a request it refuses to send (a header with CR/LF or not a string)
+_UNSENDABLE = (ValueError, TypeError, UnicodeError, OverflowError)
+# causes chained to flyllm's errors (a cause shows in tracebacks and logs): their text names
+# at most a host and port, never a URL's userinfo or query
+_SAFE_CAUSES = (asyncio.TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
 
 
 @dataclass(slots=True, frozen=True)
@@ -83,6 +91,7 @@ class Transport:
         timeout instead."""
         found = self._timeouts.get((timeouts, stream))
         if found is None:
+            _check_timeouts(timeouts)
             if stream:
                 found = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
             else:
@@ -141,8 +150,8 @@ class Transport:
                     raise _redirect(resp, request.url)
                 body = await _read_limited(resp, self.max_response_bytes)
                 return HttpResponse(resp.status, resp.headers, body)
-        except _TRANSPORT_ERRORS as exc:
-            raise _classify(exc, timeouts) from exc
+        except (*_TRANSPORT_ERRORS, *_UNSENDABLE) as exc:
+            raise _failure(exc, request, timeouts) from _cause(exc)
 
     @asynccontextmanager
     async def open_stream(
@@ -167,8 +176,8 @@ class Transport:
                 ),
                 timeouts.read,
             )
-        except _TRANSPORT_ERRORS as exc:
-            raise _classify(exc, timeouts) from exc
+        except (*_TRANSPORT_ERRORS, *_UNSENDABLE) as exc:
+            raise _failure(exc, request, timeouts) from _cause(exc)
         body = StreamBody(resp, timeouts, self.max_response_bytes)
         try:
             if 300 <= resp.status < 400:
@@ -177,7 +186,7 @@ class Transport:
                 try:
                     data = await _read_limited(resp, self.max_response_bytes)
                 except _TRANSPORT_ERRORS as exc:
-                    raise _classify(exc, timeouts) from exc
+                    raise _failure(exc, request, timeouts) from _cause(exc)
                 yield HttpResponse(resp.status, resp.headers, data), body
             else:
                 yield HttpResponse(resp.status, resp.headers, b""), body
@@ -238,7 +247,7 @@ class StreamBody:
         self._read = timeouts.read
         self._deadline = self._loop.time() + timeouts.read
         self._handle = self._loop.call_at(self._deadline, self._expire)
-        self._chunks = _chunks(resp, timeouts, limit)
+        self._chunks = _chunks(resp, timeouts, limit, str(resp.url))
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks
@@ -360,7 +369,7 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 
 
 async def _chunks(
-    resp: aiohttp.ClientResponse, timeouts: Timeouts, limit: int
+    resp: aiohttp.ClientResponse, timeouts: Timeouts, limit: int, url: str
 ) -> AsyncIterator[bytes]:
     received = decoded = 0
     try:
@@ -380,7 +389,7 @@ async def _chunks(
         if inflater is not None:
             inflater.finish()
     except _TRANSPORT_ERRORS as exc:
-        raise _classify(exc, timeouts) from exc
+        raise _classify(exc, timeouts, url) from _cause(exc)
 
 
 _HOST = re.compile(r"[A-Za-z0-9._~%:-]+")  # what a host may hold (an IPv6 one without brackets)
@@ -421,7 +430,77 @@ def _redirect(resp: aiohttp.ClientResponse, url: str) -> RedirectError:
     )
 
 
-def _classify(exc: BaseException, timeouts: Timeouts) -> ProviderError:
+def _check_timeouts(timeouts: Timeouts) -> None:
+    """InvalidRequestError unless every limit is a positive finite number of seconds (aiohttp
+    would raise OverflowError for an infinite one, or never time out for a NaN)."""
+    for name, value in (("connect", timeouts.connect), ("read", timeouts.read),
+                        ("total", timeouts.total)):  # fmt: skip
+        if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+            raise InvalidRequestError(
+                f"{name} timeout {value!r} is not a positive finite number of seconds"
+            )
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """The cause to chain: ``exc`` unless its text may hold a URL or a header value."""
+    return exc if isinstance(exc, _SAFE_CAUSES) else None
+
+
+def _failure(exc: BaseException, request: HttpRequest, timeouts: Timeouts) -> FlyLLMError:
+    """The typed error for anything sending ``request`` raised."""
+    if isinstance(exc, aiohttp.InvalidURL):
+        return InvalidRequestError(
+            f"{_mask_url(request.url)} is not a valid http(s) URL: check the instance's base_url"
+        )
+    if isinstance(exc, _UNSENDABLE) and not isinstance(exc, _TRANSPORT_ERRORS):
+        where = _origin(request.url) or _mask_url(request.url)
+        problem = _header_problem(request.headers) or f"the HTTP client raised {type(exc).__name__}"
+        return InvalidRequestError(f"could not send the request to {where}: {problem}")
+    return _classify(exc, timeouts, request.url)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _header_problem(headers: Mapping[str, str]) -> str | None:
+    """Which header aiohttp refused, named without its value (it may be a key)."""
+    for name, value in headers.items():
+        label = repr(name)[:60]
+        if not isinstance(name, str) or not isinstance(value, str):
+            return (
+                f"header {label} is not a string ({type(value).__name__}): check the instance's "
+                "headers="
+            )
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            return (
+                f"header {label} holds a line break or another control character: check the "
+                "instance's headers= and API key (a key read from a file often ends in a newline)"
+            )
+    return None
+
+
+def _mask_url(url: str) -> str:
+    """``url`` fit for a message: its userinfo and query as ``***``, no fragment."""
+    base, query, _ = url.partition("#")[0].partition("?")
+    scheme, sep, rest = base.partition("://")
+    if sep:
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            authority = "***@" + authority.rpartition("@")[2]
+        base = f"{scheme}://{authority}{slash}{path}"
+    masked = base + ("?***" if query else "")
+    return masked if len(masked) <= 200 else masked[:200] + "..."
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with ``url`` and any other URL in it masked."""
+    return _URL.sub(lambda m: _mask_url(m.group()), text.replace(url, _mask_url(url)))
+
+
+def _classify(exc: BaseException, timeouts: Timeouts, url: str) -> ProviderError:
     """aiohttp's and asyncio's failures as flyllm's two transport errors."""
     if isinstance(exc, ProviderError):
         return exc
@@ -432,7 +511,5 @@ def _classify(exc: BaseException, timeouts: Timeouts) -> ProviderError:
         if timeouts.total is not None:
             limits += f", deadline {timeouts.total:.3g} s"
         return ProviderTimeoutError(f"no answer in time ({limits})")
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        detail = str(exc) or type(exc).__name__
-        return ProviderConnectionError(f"{type(exc).__name__}: {detail}")
-    return ProviderConnectionError(f"{type(exc).__name__}: {exc}")
+    detail = _scrub(str(exc), url) or type(exc).__name__
+    return ProviderConnectionError(f"{type(exc).__name__}: {detail}")

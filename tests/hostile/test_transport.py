@@ -8,19 +8,26 @@ anthropic instances whose ``base_url`` is the hostile server, a well-behaved one
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import math
 import secrets
+import socket
 import struct
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
 
 from flyllm import LlmManager
+from flyllm.attempts import Attempt, Plan
 from flyllm.errors import (
     AllAttemptsFailedError,
+    FlyLLMError,
+    InvalidRequestError,
     MalformedResponseError,
     ProviderTimeoutError,
     RedirectError,
@@ -313,6 +320,90 @@ async def test_a_stream_completing_no_event_times_out(forever: bytes) -> None:
     assert received > 0  # bytes arrived all along: only whole events count
 
 
+# -- requests aiohttp refuses to send, and URLs in messages ---------------------------------
+
+
+async def ok(request: web.Request) -> web.StreamResponse:
+    return served(OPENAI_ANSWER, Content_Type="application/json")
+
+
+async def both_ways(transport: Transport, request: HttpRequest, timeouts: Timeouts) -> list[str]:
+    """What send and open_stream raise for ``request``: each error's str and repr, checking
+    that both are typed (FlyLLMError) and that no raw exception escapes."""
+    texts = []
+    with pytest.raises(FlyLLMError) as sent:
+        await transport.send(request, timeouts)
+    with pytest.raises(FlyLLMError) as streamed:
+        async with transport.open_stream(request, timeouts):
+            pass
+    for error in (sent.value, streamed.value):
+        assert error.__cause__ is None or isinstance(error.__cause__, FlyLLMError | OSError)
+        texts += [str(error), repr(error), type(error).__name__]
+    return texts
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("\r\nX-Injected: 1", "line break"), ("\n", "line break"), (5, "not a string")],
+    ids=["CRLF", "LF", "int"],
+)
+async def test_a_header_aiohttp_refuses_is_an_invalid_request(value: object, says: str) -> None:
+    key = fake_key()
+    async with http_server(ok) as url:
+        transport = Transport()
+        try:
+            header: Any = key + value if isinstance(value, str) else value  # as a bug might
+            request = HttpRequest("POST", url + "/v1", {"x-api-key": header}, b"{}")
+            texts = await both_ways(transport, request, Timeouts())
+        finally:
+            await transport.aclose()
+    assert texts[2] == texts[5] == "InvalidRequestError"
+    assert "x-api-key" in texts[0] and says in texts[0] and url in texts[0]
+    assert not any(key in text for text in texts)
+
+
+@pytest.mark.parametrize(
+    "timeouts",
+    [Timeouts(read=math.inf), Timeouts(connect=math.nan), Timeouts(total=math.inf)],
+    ids=["read inf", "connect nan", "total inf"],
+)
+async def test_a_timeout_that_is_no_number_of_seconds_is_an_invalid_request(
+    timeouts: Timeouts,
+) -> None:
+    async with http_server(ok) as url:
+        transport = Transport()
+        try:
+            texts = await both_ways(transport, post(url), timeouts)
+        finally:
+            await transport.aclose()
+    assert texts[2] == texts[5] == "InvalidRequestError"
+    assert "timeout" in texts[0] and "finite" in texts[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:{s}@127.0.0.1:99999/v1?key={s}",
+        "not a url?key={s}",
+        "ftp://user:{s}@127.0.0.1/v1?key={s}",
+        "http://user:{s}@127.0.0.1:{closed}/v1?key={s}",
+    ],
+    ids=["bad port", "no scheme", "ftp", "refused"],
+)
+async def test_urls_in_transport_errors_are_masked(url: str) -> None:
+    secret = secrets.token_hex(8)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        url = url.format(s=secret, closed=closed.getsockname()[1])
+        transport = Transport()
+        try:
+            texts = await both_ways(transport, post(url), Timeouts(connect=2))
+        finally:
+            await transport.aclose()
+    assert not any(secret in text for text in texts)
+    assert "?***" in texts[0] or "key" not in texts[0]
+
+
 # -- the same attacks through the manager ----------------------------------------------------
 
 
@@ -461,3 +552,38 @@ async def test_a_slow_but_steady_stream_is_not_cut() -> None:
                 text = "".join([chunk.text async for chunk in stream])
     assert text and stream.response.success
     assert READ * 0.4 * len(batches) > 2 * READ  # the whole stream outlasts the read timeout
+
+
+async def test_unsendable_requests_fail_alone_through_the_manager(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Set-up checks keep bad headers and timeouts out; should one reach the transport anyway
+    (defence in depth), only its own request fails, with a typed error."""
+    async with http_server(ok) as url, LlmManager() as manager:
+        manager.add_provider("openai", fake_key(), "m", base_url=url + "/v1")
+        manager.add_provider("anthropic", fake_key(), "m", base_url=url)
+        build = manager._build
+
+        def poisoned(attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
+            request = build(attempt, plan, stream=stream)
+            if plan.messages[-1].content == "bad":
+                request = dataclasses.replace(
+                    request, headers={**request.headers, "x-k": cast(str, 1)}
+                )
+            return request
+
+        monkeypatch.setattr(manager, "_build", poisoned)
+        with budget(seconds=2, megabytes=30):
+            bad, good = await manager.batch_generate(
+                [GenerationRequest(prompt="bad", task=None), GenerationRequest(prompt="good")]
+            )
+            with pytest.raises(InvalidRequestError, match="'x-k' is not a string"):
+                async with manager.stream(GenerationRequest(prompt="bad")) as stream:
+                    async for _ in stream:
+                        pass
+            manager._instances[0].default_timeouts = Timeouts(read=math.inf)
+            manager.disable_instance(1)
+            with pytest.raises(InvalidRequestError, match="read timeout inf"):
+                await manager.generate(GenerationRequest(prompt="good"))
+    assert bad.error_kind == "invalid_request" and "'x-k' is not a string" in (bad.error or "")
+    assert good.success
