@@ -178,7 +178,7 @@ class Transport:
             )
         except (*_TRANSPORT_ERRORS, *_UNSENDABLE) as exc:
             raise _failure(exc, request, timeouts) from _cause(exc)
-        body = StreamBody(resp, timeouts, self.max_response_bytes)
+        body = StreamBody(resp, timeouts, self.max_response_bytes, request.url)
         try:
             if 300 <= resp.status < 400:
                 raise _redirect(resp, request.url)
@@ -234,33 +234,51 @@ class StreamBody:
     """A streamed answer's body: iterate it for decoded chunks. The read timeout runs from the
     response head to the first complete event and then between complete events: the reader,
     which knows the framing, calls ``progress()`` whenever a chunk completed one. A stream that
-    stalls or drips bytes completing nothing fails with ProviderTimeoutError.
+    stalls or drips bytes completing nothing fails with ProviderTimeoutError. The time the
+    reader spends on a chunk (the caller's own work) does not count: the timeout measures the
+    server.
 
     One timer per stream: ``progress()`` only moves the deadline, and the timer, when it
     fires early, sleeps again until the deadline (no re-arming per chunk)."""
 
-    __slots__ = ("_chunks", "_deadline", "_handle", "_loop", "_read", "_resp")
+    __slots__ = ("_chunks", "_deadline", "_handle", "_loop", "_paused_at", "_read", "_resp")
 
-    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, limit: int) -> None:
+    def __init__(
+        self, resp: aiohttp.ClientResponse, timeouts: Timeouts, limit: int, url: str
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._resp = resp
         self._read = timeouts.read
         self._deadline = self._loop.time() + timeouts.read
-        self._handle = self._loop.call_at(self._deadline, self._expire)
-        self._chunks = _chunks(resp, timeouts, limit, str(resp.url))
+        self._paused_at: float | None = None  # when the reader took the chunk it is busy with
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(self._deadline, self._expire)
+        self._chunks = _chunks(resp, timeouts, limit, url)
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        loop = self._loop
+        async for chunk in self._chunks:
+            self._paused_at = paused_at = loop.time()
+            yield chunk
+            self._deadline += loop.time() - paused_at
+            self._paused_at = None
+            if self._handle is None:  # the timer came due while the reader was busy
+                self._handle = loop.call_at(self._deadline, self._expire)
 
     def progress(self) -> None:
         """A complete event arrived: the read timeout starts again."""
-        self._deadline = self._loop.time() + self._read
+        at = self._paused_at
+        self._deadline = (self._loop.time() if at is None else at) + self._read
 
     def close(self) -> None:
         """Stop the timer (the transport closes the connection)."""
-        self._handle.cancel()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
     def _expire(self) -> None:
+        self._handle = None
+        if self._paused_at is not None:
+            return  # the reader is busy: __aiter__ re-arms when it asks for more
         if self._loop.time() < self._deadline:
             self._handle = self._loop.call_at(self._deadline, self._expire)
             return

@@ -587,3 +587,28 @@ async def test_unsendable_requests_fail_alone_through_the_manager(
                 await manager.generate(GenerationRequest(prompt="good"))
     assert bad.error_kind == "invalid_request" and "'x-k' is not a string" in (bad.error or "")
     assert good.success
+
+
+async def test_a_slow_reader_does_not_time_out_a_prompt_stream() -> None:
+    """The read timeout measures the server, not the caller: time spent on a chunk by the code
+    iterating the stream does not count against it."""
+    events = [e + b"\n\n" for e in fixture_bytes("openai", "stream_basic.txt").split(b"\n\n")]
+
+    async def prompt(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(event)
+            await asyncio.sleep(0.01)
+        return response
+
+    async with http_server(prompt) as url, LlmManager(read_timeout=READ) as manager:
+        manager.add_provider("openai", fake_key(), "m", base_url=url + "/v1")
+        with budget(seconds=3, megabytes=30):
+            async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                parts: list[str] = []
+                async for chunk in stream:
+                    if not parts:
+                        await asyncio.sleep(READ * 1.5)  # the caller is busy, the server is not
+                    parts.append(chunk.text)
+    assert stream.response.success and "".join(parts) == stream.response.content
