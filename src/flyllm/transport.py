@@ -185,6 +185,12 @@ class Transport:
             if resp.status >= 300:
                 try:
                     data = await _read_limited(resp, self.max_response_bytes)
+                except ProviderTimeoutError:  # StreamBody's timer: not an event but a body
+                    raise ProviderTimeoutError(
+                        f"the error answer's body did not arrive within the read timeout "
+                        f"({timeouts.read:g} s)",
+                        status=resp.status,
+                    ) from None
                 except _TRANSPORT_ERRORS as exc:
                     raise _failure(exc, request, timeouts) from _cause(exc)
                 yield HttpResponse(resp.status, resp.headers, data), body

@@ -321,6 +321,21 @@ async def test_a_stream_completing_no_event_times_out(forever: bytes) -> None:
     assert received > 0  # bytes arrived all along: only whole events count
 
 
+async def test_a_dripped_error_body_of_a_stream_is_bounded_by_the_read_timeout() -> None:
+    head = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 10000\r\n\r\n"
+    async with raw_server(dripping(head, forever=b"x")) as url:
+        transport = Transport()
+        try:
+            with (
+                budget(seconds=2, megabytes=30),
+                pytest.raises(ProviderTimeoutError, match=r"body did not arrive within the read"),
+            ):
+                async with transport.open_stream(post(url), Timeouts(read=READ)):
+                    pass
+        finally:
+            await transport.aclose()
+
+
 # -- requests aiohttp refuses to send, and URLs in messages ---------------------------------
 
 
