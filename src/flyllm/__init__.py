@@ -24,6 +24,7 @@ from flyllm.errors import (
     ProviderTimeoutError,
     QuotaError,
     RateLimitError,
+    RedirectError,
     ServerError,
     StreamInterruptedError,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "ProviderType",
     "QuotaError",
     "RateLimitError",
+    "RedirectError",
     "RetryPolicy",
     "ServerError",
     "Strategy",

@@ -16,6 +16,7 @@ retry, failover or give-up from the class (its ``kind``) alone.
     │   ├── AuthenticationError     bad key                             fail over
     │   ├── PermissionDeniedError   key not allowed                     fail over
     │   ├── NotFoundError           unknown model (misconfigured)       fail over
+    │   │   └── RedirectError       3xx: never followed (wrong base_url) fail over
     │   ├── BadRequestError         the request itself is wrong         give up
     │   ├── ContextLengthError      prompt too long for the model       give up
     │   ├── ContentFilterError      refused or blocked                  give up
@@ -29,6 +30,7 @@ Messages never contain API keys: providers build them from status and body text 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from flyllm.types import ErrorKind
 
@@ -51,6 +53,7 @@ __all__ = [
     "ProviderTimeoutError",
     "QuotaError",
     "RateLimitError",
+    "RedirectError",
     "ServerError",
     "StreamInterruptedError",
     "error_for_kind",
@@ -184,6 +187,18 @@ class NotFoundError(ProviderError):
     """The model (or route) does not exist: a misconfigured instance."""
 
     kind = ErrorKind.NOT_FOUND
+
+
+class RedirectError(NotFoundError):
+    """The server answered a redirect (3xx). flyllm never follows one: it would carry the API
+    key and the prompt to another host. ``location`` is the target's origin (scheme, host and
+    port only; None when there was no readable Location). Like an unknown model it means a
+    misconfigured instance (usually ``base_url``), so its kind is NOT_FOUND: the request fails
+    over and the instance sits out the long cooldown."""
+
+    def __init__(self, message: str, *, location: str | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.location = location
 
 
 class BadRequestError(ProviderError):

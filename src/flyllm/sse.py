@@ -50,7 +50,7 @@ class SseDecoder:
         self._tail: list[str] = []  # pieces of the current, unfinished line
         self._skip_lf = False  # the last read ended with CR: an LF opening the next is its pair
         self._started = False  # a byte-order mark is only stripped at the very start
-        self._data: str | None = None  # None: no data line yet in the pending event
+        self._data: list[str] | None = None  # the pending event's data lines (None: none yet)
         self._event: str | None = None
 
     def feed(self, data: bytes) -> list[SseEvent]:
@@ -68,7 +68,7 @@ class SseDecoder:
             self._tail = []
             self._lines([line], events)
         if self._data is not None:
-            events.append(SseEvent(self._data, self._event))
+            events.append(SseEvent("\n".join(self._data), self._event))
         self._data = self._event = None
         self._skip_lf = self._started = False
         self._decoder.reset()
@@ -107,14 +107,22 @@ class SseDecoder:
         for line in lines:
             if not line:
                 if self._data is not None:
-                    events.append(SseEvent(self._data, self._event))
+                    data = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+                    events.append(SseEvent(data, self._event))
                     self._data = None
                 self._event = None
             elif line.startswith("data:"):
-                value = line[6:] if line.startswith(" ", 5) else line[5:]
-                self._data = value if self._data is None else f"{self._data}\n{value}"
+                self._add_data(line[6:] if line.startswith(" ", 5) else line[5:])
             elif line[0] != ":":
                 self._field(line, events)
+
+    def _add_data(self, value: str) -> None:
+        # a list joined at dispatch: appending to a string made an event of many data lines
+        # cost time quadratic in its length
+        if self._data is None:
+            self._data = [value]
+        else:
+            self._data.append(value)
 
     def _field(self, line: str, events: list[SseEvent]) -> None:
         name, _, value = line.partition(":")
@@ -123,31 +131,39 @@ class SseDecoder:
         if name == "event":
             self._event = value or None
         elif name == "data":  # "data" alone, without a colon: an empty data line
-            self._data = value if self._data is None else f"{self._data}\n{value}"
+            self._add_data(value)
         elif name not in _IGNORED_FIELDS:
             events.append(SseEvent(line, NON_SSE_LINE))
 
 
 class NdjsonDecoder:
     """Newline-delimited JSON (Ollama's streams): each non-empty line is one event's data.
-    Same interface as SseDecoder, so stream parsers see the same SseEvent shape."""
+    Same interface as SseDecoder, so stream parsers see the same SseEvent shape. An unfinished
+    line is kept in pieces, joined once it ends, so a line that never ends costs linear time."""
 
     __slots__ = ("_decoder", "_tail")
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._tail = ""
+        self._tail: list[str] = []  # pieces of the current, unfinished line
 
     def feed(self, data: bytes) -> list[SseEvent]:
         """The lines completed by these bytes."""
-        text = self._tail + self._decoder.decode(data)
-        *lines, self._tail = text.split("\n")
+        text = self._decoder.decode(data)
+        if "\n" not in text:
+            if text:
+                self._tail.append(text)
+            return []
+        *lines, last = text.split("\n")
+        if self._tail:
+            lines[0] = "".join(self._tail) + lines[0]
+        self._tail = [last] if last else []
         return [SseEvent(line.rstrip("\r")) for line in lines if line.strip()]
 
     def close(self) -> list[SseEvent]:
         """A last line without a line end; resets the decoder."""
-        last = (self._tail + self._decoder.decode(b"", final=True)).strip()
-        self._tail = ""
+        last = ("".join(self._tail) + self._decoder.decode(b"", final=True)).strip()
+        self._tail = []
         self._decoder.reset()
         return [SseEvent(last)] if last else []
 

@@ -165,7 +165,10 @@ async def _attempt(
             decoder = decoder_for(provider.stream_framing)
             try:
                 async for data in body:
-                    for event in decoder.feed(data):
+                    events = decoder.feed(data)
+                    if events:  # only whole events hold off the read timeout
+                        body.progress()
+                    for event in events:
                         text = parser.feed(event)
                         if text:
                             parts.append(text)

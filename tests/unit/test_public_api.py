@@ -16,6 +16,7 @@ EXPECTED = {
     "PermissionDeniedError", "ProviderConnectionError", "ProviderError", "ProviderTimeoutError",
     "ProviderType", "QuotaError", "RateLimitError", "RetryPolicy", "ServerError", "Strategy",
     "StreamChunk", "StreamInterruptedError", "SyncLlmManager", "TaskDefinition", "Usage",
+    "RedirectError",
     "__version__", "use_logging",
 }  # fmt: skip
 

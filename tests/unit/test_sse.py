@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from flyllm.providers.base import NON_SSE_LINE, SseEvent
-from flyllm.sse import SseDecoder
+from flyllm.sse import NdjsonDecoder, SseDecoder
 from tests.fixtures import chunks, decode, fixture_bytes, one_byte, random_reads
 
 TWO_EVENTS = [SseEvent('{"a":1}'), SseEvent("second", "named")]
@@ -170,3 +172,27 @@ def test_ndjson_decoder_splits_lines_across_reads() -> None:
     assert isinstance(decoder_for("ndjson"), NdjsonDecoder)
     with pytest.raises(ValueError, match="framing"):
         decoder_for("xml")
+
+
+def test_an_event_of_many_data_lines_decodes_in_linear_time() -> None:
+    """A hostile server's event of 400,000 data lines (within any size limit) once cost time
+    quadratic in its length, blocking the event loop (and so every timer) for seconds."""
+    lines = 400_000
+    data = b"data: x\n" * lines + b"\n"
+    decoder = SseDecoder()
+    started = time.perf_counter()
+    events = [
+        e for read in chunks(data, [65536] * (len(data) // 65536)) for e in decoder.feed(read)
+    ]
+    assert time.perf_counter() - started < 1.0
+    assert events == [SseEvent("\n".join(["x"] * lines))]
+
+
+def test_an_endless_ndjson_line_decodes_in_linear_time() -> None:
+    decoder = NdjsonDecoder()
+    started = time.perf_counter()
+    for _ in range(4000):  # 16 MB of one line, 4 KB per read
+        assert decoder.feed(b"x" * 4096) == []
+    assert decoder.feed(b'\n{"a": 1}\n') == [SseEvent("x" * 4096 * 4000), SseEvent('{"a": 1}')]
+    assert time.perf_counter() - started < 1.0
+    assert decoder.close() == []

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
+import zlib
 
 import pytest
 
-from flyllm.errors import ProviderConnectionError
+from flyllm.errors import MalformedResponseError, ProviderConnectionError
 from flyllm.providers.base import HttpRequest
-from flyllm.transport import Timeouts, Transport
+from flyllm.transport import Timeouts, Transport, _Inflater, _mask_url, _origin
 
 
 async def test_proxies_come_from_the_environment_and_no_proxy_is_honoured(
@@ -48,3 +50,56 @@ async def test_a_refused_connection_is_a_connection_error() -> None:
         with pytest.raises(ProviderConnectionError, match=r"127\.0\.0\.1"):
             await transport.send(request, Timeouts())
         await transport.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("https://api.example.com/v1/chat", "https://api.example.com/v1/chat"),
+        (
+            "https://u:pw@api.example.com:8443/v1?key=abc#frag",
+            "https://***@api.example.com:8443/v1?***",
+        ),
+        ("http://a@b@host/x", "http://***@host/x"),
+        ("not a url?key=abc", "not a url?***"),
+        ("http://host/" + "p" * 300, "http://host/" + "p" * 188 + "..."),
+    ],
+)
+def test_urls_in_messages_lose_userinfo_and_query(url: str, masked: str) -> None:
+    assert _mask_url(url) == masked
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://u:pw@Example.com:8443/v1?key=abc", "https://example.com:8443"),
+        ("http://[::1]:80/x", "http://[::1]:80"),
+        ("http://host/x", "http://host"),
+        ("http://[::1/x", None),
+        ("http://bad host/x", None),
+        ("/relative", None),
+    ],
+)
+def test_an_origin_is_scheme_host_and_port_only(url: str, origin: str | None) -> None:
+    assert _origin(url) == origin
+
+
+def test_concatenated_gzip_members_decode_and_their_number_is_bounded() -> None:
+    member = gzip.compress(b"abc")
+    inflater = _Inflater("gzip", 200)
+    assert b"".join(inflater.feed(member * 3)) == b"abc" * 3
+    inflater.finish()
+    with pytest.raises(MalformedResponseError, match="members"):
+        list(_Inflater("gzip", 200).feed(gzip.compress(b"") * 1025))
+
+
+def test_a_body_cut_inside_a_member_is_malformed() -> None:
+    inflater = _Inflater("gzip", 200)
+    list(inflater.feed(gzip.compress(b"abc" * 100)[:-4]))
+    with pytest.raises(MalformedResponseError, match="ended before its end"):
+        inflater.finish()
+
+
+def test_inflating_goes_in_bounded_steps() -> None:
+    pieces = list(_Inflater("deflate", 200).feed(zlib.compress(bytes(3 * 1024 * 1024), 9)))
+    assert max(len(p) for p in pieces) <= 256 * 1024 and sum(map(len, pieces)) == 3 * 1024 * 1024
