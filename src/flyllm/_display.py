@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["json_text", "mask_url", "table_cell", "terminal_text"]
+__all__ = ["json_text", "mask_url", "mask_urls", "table_cell", "terminal_text"]
 
 _ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
@@ -42,22 +43,36 @@ def json_text(data: Any, indent: int | None = None) -> str:
     return _C1_AND_DEL.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
-_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/?#@'\"]*@)?([^\s?#'\"]*)(\?[^\s#'\"]*)?")
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
+_URL_LIMIT = 300
 
 
-def mask_url(text: str) -> str:
-    """``text`` with the secrets of every URL in it masked: a password (``redis://:***@h``), a
-    user-info without one (a token: ``https://***@h``) and every query value (``?key=***``).
-    For whatever prints a URL or a message that may quote one (a state URL, a base URL)."""
-    return _URL.sub(_mask_match, text)
+def mask_url(url: str) -> str:
+    """One URL as it may be shown (reprs, logs, error messages, CLI output): its whole user-info
+    (a password, or a token used as a user name) as ``***@``, every query value as ``***`` (the
+    names stay: ``?key=***``), the fragment dropped, control characters as ``?``, and cut to a
+    few hundred characters. The one place flyllm masks a URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unreadable URL>"
+    if parts.netloc:
+        _, at, host = parts.netloc.rpartition("@")
+        shown = f"{parts.scheme}://{'***@' if at else ''}{host}{parts.path}"
+    else:  # no "//": "user:pass@host" parses as scheme "user" and path "pass@host"
+        shown = f"{parts.scheme}:{parts.path}" if parts.scheme else parts.path
+        if "@" in shown:
+            shown = "***@" + shown.rpartition("@")[2]
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***" if "=" in pair else "***"
+        for pair in parts.query.split("&")
+        if pair
+    )
+    shown = _CONTROLS.sub("?", f"{shown}?{query}" if query else shown)
+    return shown if len(shown) <= _URL_LIMIT else shown[:_URL_LIMIT] + "..."
 
 
-def _mask_match(found: re.Match[str]) -> str:
-    scheme, userinfo, rest, query = found.groups()
-    if userinfo:
-        user, colon, _ = userinfo[:-1].partition(":")
-        userinfo = f"{user}:***@" if colon else "***@"
-    if query:
-        pairs = (part.partition("=") for part in query[1:].split("&"))
-        query = "?" + "&".join(f"{name}=***" if sep else "***" for name, sep, _ in pairs)
-    return f"{scheme}{userinfo or ''}{rest}{query or ''}"
+def mask_urls(text: str) -> str:
+    """``text`` (a message that may quote URLs: a state URL, a base URL, an exception's words)
+    with every ``scheme://...`` in it masked by :func:`mask_url`."""
+    return _URL_IN_TEXT.sub(lambda found: mask_url(found.group()), text)

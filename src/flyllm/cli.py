@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flyllm._display import json_text, mask_url, terminal_text
+from flyllm._display import json_text, mask_url, mask_urls, terminal_text
 from flyllm.discovery import ModelInfo
 from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
 from flyllm.events import Event
@@ -546,16 +546,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
     if isinstance(value, str):
-        return mask_url(value)
+        return mask_urls(value)
     if value is None or isinstance(value, int | float | bool):
         return value
-    return mask_url(repr(value))
+    return mask_urls(repr(value))
 
 
 def _err(text: str) -> None:
     """Print one message line on stderr: URL secrets masked, no control characters (it may
     quote a server), no line breaks."""
-    print(terminal_text(mask_url(text)).replace("\n", " "), file=sys.stderr)
+    print(terminal_text(mask_urls(text)).replace("\n", " "), file=sys.stderr)
 
 
 class _TerminalLog(logging.Filter):

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flyllm._display import mask_url
+from flyllm._display import mask_urls
 from flyllm.builder import instance_option_names, manager_option_names
 from flyllm.errors import ConfigurationError
 from flyllm.manager import LlmManager
@@ -115,19 +115,19 @@ class ManagerConfig:
         try:
             manager = LlmManager(**self.options)
         except (ConfigurationError, TypeError, ValueError) as exc:
-            raise src.error((), mask_url(str(exc))) from None
+            raise src.error((), mask_urls(str(exc))) from None
         for task in self.tasks:
             try:
                 manager.define_task(task)
             except ConfigurationError as exc:
-                raise src.error(("tasks", task.name), mask_url(str(exc))) from None
+                raise src.error(("tasks", task.name), mask_urls(str(exc))) from None
         for index, inst in enumerate(self.instances):
             try:
                 manager.add_provider(
                     inst.provider, inst.api_key, inst.model, inst.tasks, **inst.options
                 )
             except (ConfigurationError, TypeError, ValueError) as exc:
-                raise src.error(("instances", index), mask_url(str(exc))) from None
+                raise src.error(("instances", index), mask_urls(str(exc))) from None
         return manager
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from flyllm._display import mask_url
 from flyllm.errors import ConfigurationError
 from flyllm.params import validate_params, validate_provider_params
 from flyllm.providers import resolve_provider_type
@@ -98,29 +99,6 @@ def check_headers(headers: Any) -> dict[str, str]:
                 f"header {name!r} has a control character (CR, LF...) in its value"
             )
     return dict(headers)
-
-
-def mask_url(url: str) -> str:
-    """``url`` as it may be shown (reprs, logs, errors): credentials in the userinfo and every
-    query value (``?key=...``) become ``***``; the fragment is dropped."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<an unreadable URL>"
-    if parts.netloc:
-        _, at, host = parts.netloc.rpartition("@")
-        shown = f"{parts.scheme}://{'***@' if at else ''}{host}{parts.path}"
-    else:  # no "//": "user:pass@host" parses as scheme "user" and path "pass@host"
-        shown = f"{parts.scheme}:{parts.path}" if parts.scheme else parts.path
-        if "@" in shown:
-            shown = "***@" + shown.rpartition("@")[2]
-    query = "&".join(
-        f"{pair.partition('=')[0]}=***" if "=" in pair else "***"
-        for pair in parts.query.split("&")
-        if pair
-    )
-    shown = _CONTROL.sub("?", shown)
-    return f"{shown}?{query}" if query else shown
 
 
 def scrub_text(text: str, api_key: str, base_url: str, headers: Mapping[str, str]) -> str:

@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from flyllm._display import mask_url, mask_urls
 from flyllm.errors import (
     FlyLLMError,
     InvalidRequestError,
@@ -474,10 +475,10 @@ def _failure(exc: BaseException, request: HttpRequest, timeouts: Timeouts) -> Fl
     """The typed error for anything sending ``request`` raised."""
     if isinstance(exc, aiohttp.InvalidURL):
         return InvalidRequestError(
-            f"{_mask_url(request.url)} is not a valid http(s) URL: check the instance's base_url"
+            f"{mask_url(request.url)} is not a valid http(s) URL: check the instance's base_url"
         )
     if isinstance(exc, _UNSENDABLE) and not isinstance(exc, _TRANSPORT_ERRORS):
-        where = _origin(request.url) or _mask_url(request.url)
+        where = _origin(request.url) or mask_url(request.url)
         problem = _header_problem(request.headers) or f"the HTTP client raised {type(exc).__name__}"
         return InvalidRequestError(f"could not send the request to {where}: {problem}")
     return _classify(exc, timeouts, request.url)
@@ -503,25 +504,9 @@ def _header_problem(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def _mask_url(url: str) -> str:
-    """``url`` fit for a message: its userinfo and query as ``***``, no fragment."""
-    base, query, _ = url.partition("#")[0].partition("?")
-    scheme, sep, rest = base.partition("://")
-    if sep:
-        authority, slash, path = rest.partition("/")
-        if "@" in authority:
-            authority = "***@" + authority.rpartition("@")[2]
-        base = f"{scheme}://{authority}{slash}{path}"
-    masked = base + ("?***" if query else "")
-    return masked if len(masked) <= 200 else masked[:200] + "..."
-
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>()]+")
-
-
 def _scrub(text: str, url: str) -> str:
-    """``text`` with ``url`` and any other URL in it masked."""
-    return _URL.sub(lambda m: _mask_url(m.group()), text.replace(url, _mask_url(url)))
+    """``text`` with ``url`` (which may not even parse as one) and any other URL in it masked."""
+    return mask_urls(text.replace(url, mask_url(url)))
 
 
 def _classify(exc: BaseException, timeouts: Timeouts, url: str) -> ProviderError:

@@ -417,7 +417,8 @@ async def test_urls_in_transport_errors_are_masked(url: str) -> None:
         finally:
             await transport.aclose()
     assert not any(secret in text for text in texts)
-    assert "?***" in texts[0] or "key" not in texts[0]
+    assert "?key=***" in texts[0] or "key" not in texts[0]  # the name stays, never the value
+    assert "user" not in texts[0]  # the whole user-info goes
 
 
 # -- the same attacks through the manager ----------------------------------------------------

@@ -472,12 +472,12 @@ def test_config_check_masks_secrets_in_urls(
         assert main(args) == 0
         out, err = capsys.readouterr()
         assert secret not in out + err
-        assert "redis://:***@127.0.0.1:1/0" in out
+        assert "redis://***@127.0.0.1:1/0" in out
     bad = tmp_path / "bad.toml"
     bad.write_text(path.read_text().replace("redis://", "postgres://"))
     assert main(["config", "check", str(bad)]) == 2
     out, err = capsys.readouterr()
-    assert secret not in out + err and "postgres://:***@127.0.0.1:1/0" in err
+    assert secret not in out + err and "postgres://***@127.0.0.1:1/0" in err
 
 
 def test_foreseeable_failures_are_one_line_errors(

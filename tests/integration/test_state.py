@@ -294,7 +294,7 @@ async def test_cli_usage_with_redis_down_is_a_one_line_error() -> None:
     out, err = (b.decode() for b in await done.communicate())
     assert done.returncode == 1 and out == ""
     assert err.startswith(
-        "flyllm: the shared state store at redis://:***@127.0.0.1:1/0 cannot be read"
+        "flyllm: the shared state store at redis://***@127.0.0.1:1/0 cannot be read"
     )
     assert err.count("\n") == 1 and secret not in err
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flyllm import ConfigurationError, LlmManager, ProviderType, RetryPolicy, TaskDefinition
-from flyllm._display import mask_url
+from flyllm._display import mask_urls
 from flyllm.config import load_config, read_config
 from flyllm.instance import LlmInstance
 from flyllm.resilience import BreakerPolicy
@@ -353,22 +353,22 @@ def test_example_config_without_a_key() -> None:
 def test_mask_url_hides_passwords_and_query_values() -> None:
     secret = "pw-" + KEY[::-1]
     cases = {
-        f"redis://:{secret}@127.0.0.1:6379/0": "redis://:***@127.0.0.1:6379/0",
-        f"rediss://default:{secret}@h:1/2": "rediss://default:***@h:1/2",
+        f"redis://:{secret}@127.0.0.1:6379/0": "redis://***@127.0.0.1:6379/0",
+        f"rediss://default:{secret}@h:1/2": "rediss://***@h:1/2",
         f"https://{secret}@api.example/v1": "https://***@api.example/v1",
-        f"https://api.example/v1?key={secret}&alt=sse#x": "https://api.example/v1?key=***&alt=***#x",
+        f"https://api.example/v1?key={secret}&alt=sse#x": "https://api.example/v1?key=***&alt=***",
         "http://127.0.0.1:9/v1": "http://127.0.0.1:9/v1",
         f"unknown state store 'postgres://u:{secret}@h/db': use": (
-            "unknown state store 'postgres://u:***@h/db': use"
+            "unknown state store 'postgres://***@h/db': use"
         ),
         "no url here: a:b@c": "no url here: a:b@c",
     }
     for text, masked in cases.items():
-        assert mask_url(text) == masked
+        assert mask_urls(text) == masked
 
 
 def test_config_errors_mask_urls(tmp_path: pathlib.Path) -> None:
     secret = "pw-" + KEY[::-1]
     text = f'state = "postgres://user:{secret}@db.example/x"\n' + OPENAI
     message = _error(tmp_path, text, "unknown state store")
-    assert secret not in message and "postgres://user:***@db.example/x" in message
+    assert secret not in message and "postgres://***@db.example/x" in message

@@ -8,9 +8,10 @@ import zlib
 
 import pytest
 
+from flyllm._display import mask_url
 from flyllm.errors import MalformedResponseError, ProviderConnectionError
 from flyllm.providers.base import HttpRequest
-from flyllm.transport import Timeouts, Transport, _Inflater, _mask_url, _origin
+from flyllm.transport import Timeouts, Transport, _Inflater, _origin
 
 
 async def test_proxies_come_from_the_environment_and_no_proxy_is_honoured(
@@ -58,15 +59,15 @@ async def test_a_refused_connection_is_a_connection_error() -> None:
         ("https://api.example.com/v1/chat", "https://api.example.com/v1/chat"),
         (
             "https://u:pw@api.example.com:8443/v1?key=abc#frag",
-            "https://***@api.example.com:8443/v1?***",
+            "https://***@api.example.com:8443/v1?key=***",
         ),
         ("http://a@b@host/x", "http://***@host/x"),
-        ("not a url?key=abc", "not a url?***"),
-        ("http://host/" + "p" * 300, "http://host/" + "p" * 188 + "..."),
+        ("not a url?key=abc", "not a url?key=***"),
+        ("http://host/" + "p" * 400, "http://host/" + "p" * 288 + "..."),
     ],
 )
 def test_urls_in_messages_lose_userinfo_and_query(url: str, masked: str) -> None:
-    assert _mask_url(url) == masked
+    assert mask_url(url) == masked
 
 
 @pytest.mark.parametrize(
