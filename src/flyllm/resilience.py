@@ -13,11 +13,13 @@ in seconds), so tests of backoff, cooldowns and half-open run instantly and dete
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from flyllm.errors import ConfigurationError
 from flyllm.types import ErrorKind
 
 __all__ = [
@@ -58,6 +60,9 @@ class RetryPolicy:
     max_wait: float = 60.0
     rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        _check_policy(self, seconds=("base", "cap", "max_wait"), fractions=("jitter",))
+
     def delay(self, round_number: int, retry_after: float | None) -> float:
         """Seconds to wait before round ``round_number`` of retries."""
         if retry_after is not None and retry_after >= 0:
@@ -87,6 +92,43 @@ class BreakerPolicy:
     max_cooldown: float = 300.0
     rate_limit_cooldown: float = 1.0
     long_cooldown: float = 600.0
+
+    def __post_init__(self) -> None:
+        _check_policy(
+            self,
+            seconds=("cooldown", "max_cooldown", "rate_limit_cooldown", "long_cooldown"),
+            fractions=("error_rate",),
+            counts=("failure_threshold", "window", "min_samples"),
+        )
+
+
+def _check_policy(
+    policy: RetryPolicy | BreakerPolicy,
+    *,
+    seconds: tuple[str, ...] = (),
+    fractions: tuple[str, ...] = (),
+    counts: tuple[str, ...] = (),
+) -> None:
+    """A policy's numbers checked when it is made: a NaN or infinite duration would disable
+    cooldowns (every comparison with NaN is false) or bench an instance for good."""
+    name = type(policy).__name__
+    for field_name in seconds + fractions:
+        value = getattr(policy, field_name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ConfigurationError(f"{name}.{field_name} must be a finite number, got {value!r}")
+        if value < 0 or (field_name in fractions and value > 1):
+            bound = "between 0 and 1" if field_name in fractions else "0 or more"
+            raise ConfigurationError(f"{name}.{field_name} must be {bound}, got {value!r}")
+    for field_name in counts:
+        value = getattr(policy, field_name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(
+                f"{name}.{field_name} must be a positive integer, got {value!r}"
+            )
 
 
 class CircuitBreaker:

@@ -631,3 +631,16 @@ def test_gemini_error_given_as_plain_text_keeps_its_text() -> None:
     with pytest.raises(ProviderError) as caught:
         parser.feed(SseEvent(json.dumps({"error": "quota exhausted"})))
     assert caught.value.message == "quota exhausted"
+
+
+def test_an_endpoints_repr_shows_no_secret() -> None:
+    secret = "-".join(["sk", "repr", "9f8e7d6c5b4a"])  # built at run time
+    endpoint = Endpoint(
+        model="m",
+        api_key=secret,
+        base_url=f"https://user:{secret}@gw.example/v1?key={secret}",
+        headers={"X-Gateway-Key": secret, "Authorization": f"Bearer {secret}"},
+    )
+    shown = repr(endpoint)
+    assert secret not in shown and "user" not in shown
+    assert "gw.example" in shown and "X-Gateway-Key" in shown  # what it is, not what it holds

@@ -4,9 +4,11 @@ an injected clock: no test here sleeps."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
+from flyllm.errors import ConfigurationError
 from flyllm.limits import RateLimiter, estimate_tokens
 from flyllm.providers.headroom import spent_for
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
@@ -199,3 +201,26 @@ def test_an_absurd_retry_hint_holds_no_longer_than_the_long_cooldown(kind: Error
     breaker = CircuitBreaker(BreakerPolicy(failure_threshold=1, long_cooldown=600.0))
     breaker.failure(kind, now=0.0, retry_after=1e9)  # a hostile or broken server's hint
     assert breaker.cooldown_left(0.0) == 600.0
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: RetryPolicy(base=float("nan")), "base"),
+        (lambda: RetryPolicy(max_wait=float("inf")), "max_wait"),
+        (lambda: RetryPolicy(jitter=1.5), "jitter"),
+        (lambda: RetryPolicy(cap=-1), "cap"),
+        (lambda: BreakerPolicy(cooldown=float("nan")), "cooldown"),
+        (lambda: BreakerPolicy(long_cooldown=float("inf")), "long_cooldown"),
+        (lambda: BreakerPolicy(error_rate=2.0), "error_rate"),
+        (lambda: BreakerPolicy(failure_threshold=0), "failure_threshold"),
+        (lambda: BreakerPolicy(window=True), "window"),
+        (lambda: BreakerPolicy(rate_limit_cooldown="1"), "rate_limit_cooldown"),  # type: ignore[arg-type]
+    ],
+)
+def test_policies_refuse_numbers_that_would_break_cooldowns(
+    make: Callable[[], object], field: str
+) -> None:
+    # A NaN cooldown compares false with every clock reading: the breaker would never hold.
+    with pytest.raises(ConfigurationError, match=field):
+        make()

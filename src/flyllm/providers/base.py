@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from flyllm._display import mask_url
 from flyllm.errors import ProviderError
 from flyllm.types import FinishReason, Message, Usage
 
@@ -57,6 +58,13 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "secrets", credential_values(self.api_key, self.headers))
+
+    def __repr__(self) -> str:
+        # Written by hand: header values and the URL's user-info or query may carry keys.
+        return (
+            f"Endpoint(model={self.model!r}, base_url={mask_url(self.base_url)!r}, "
+            f"api_version={self.api_version!r}, headers={sorted(self.headers)!r})"
+        )
 
 
 def credential_values(api_key: Any, headers: Mapping[Any, Any]) -> tuple[str, ...]:
