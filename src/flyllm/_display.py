@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["json_text", "mask_url", "mask_urls", "table_cell", "terminal_text"]
+__all__ = ["json_text", "mask_url", "mask_urls", "table_cell", "terminal_text", "url_secrets"]
 
 _ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
@@ -52,6 +52,9 @@ def mask_url(url: str) -> str:
     (a password, or a token used as a user name) as ``***@``, every query value as ``***`` (the
     names stay: ``?key=***``), the fragment dropped, control characters as ``?``, and cut to a
     few hundred characters. The one place flyllm masks a URL."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:  # a password may hold "/", "?" or "#", which end urlsplit's netloc
+        url = f"{scheme}://***@{rest.rpartition('@')[2]}"
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -76,3 +79,17 @@ def mask_urls(text: str) -> str:
     """``text`` (a message that may quote URLs: a state URL, a base URL, an exception's words)
     with every ``scheme://...`` in it masked by :func:`mask_url`."""
     return _URL_IN_TEXT.sub(lambda found: mask_url(found.group()), text)
+
+
+def url_secrets(url: object) -> list[str]:
+    """The secrets a URL carries, decoded: its user-info (user and password) and its query
+    values. A gateway's key often rides there (``https://user:KEY@gw/v1``, ``...?key=KEY``), and
+    servers and libraries echo URLs, so whoever shows their words redacts these."""
+    if not isinstance(url, str):
+        return []
+    _, sep, rest = url.partition("://")
+    userinfo = rest.rpartition("@")[0] if sep else ""  # to the last "@": a password may hold "/"
+    found = [unquote(part) for part in userinfo.split(":", 1) if part]
+    query = url.partition("?")[2].partition("#")[0]
+    found += [unquote(pair.partition("=")[2]) for pair in query.split("&") if "=" in pair]
+    return found

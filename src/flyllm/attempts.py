@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from flyllm._display import mask_urls
 from flyllm.errors import (
     AllAttemptsFailedError,
     FlyLLMError,
@@ -29,10 +30,10 @@ from flyllm.errors import (
 )
 from flyllm.events import Event, EventKind
 from flyllm.instance import LlmInstance
-from flyllm.providers._common import scrub
+from flyllm.providers._common import clip, redact_secrets, scrub
+from flyllm.providers.base import Endpoint
 from flyllm.providers.headroom import spent_for
 from flyllm.resilience import PERMANENT_KINDS
-from flyllm.settings import scrub_text
 from flyllm.state import Booking
 from flyllm.transport import Timeouts
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
@@ -487,19 +488,21 @@ def unexpected_error(
     phase: Literal["build", "send", "read", "request"],
     status: int | None = None,
     instance: LlmInstance | None = None,
+    *,
+    endpoint: Endpoint | None = None,
 ) -> FlyLLMError:
     """An exception that escaped every classification below (a RecursionError on deeply nested
     JSON, a TypeError in a provider module...) as the typed error its phase means, with the
     cause chained: building the request -> InvalidRequestError (the request fails); sending it
     -> ProviderConnectionError and reading the answer -> MalformedResponseError (both fail
     over); anywhere else -> InvalidRequestError naming it a bug to report. The message quotes
-    the exception without the ``instance``'s secrets (a URL or header may be in it)."""
+    the exception without the secrets of the ``instance`` (or ``endpoint``) it came from, with
+    every URL in it masked, on one bounded line."""
+    endpoint = instance.endpoint if instance is not None else endpoint
     detail = f"{type(exc).__name__}: {exc}"
-    if instance is not None:
-        e = instance.endpoint
-        detail = scrub_text(detail, e.api_key, e.base_url, e.headers)
-    if len(detail) > 200:
-        detail = detail[:200] + "..."
+    if endpoint is not None:
+        detail = redact_secrets(detail, endpoint.secrets)
+    detail = clip(mask_urls(detail), 200)
     err: FlyLLMError
     if phase == "build":
         err = InvalidRequestError(f"the request could not be built: {detail}")

@@ -747,5 +747,5 @@ def _dry_build(impl: Provider, endpoint: Endpoint, label: str) -> None:
     except ConfigurationError as exc:
         raise ConfigurationError(f"instance {label!r}: {exc}") from None
     except Exception as exc:  # a provider tripping over an odd option: still set-up
-        err = unexpected_error(exc, "build", None)
+        err = unexpected_error(exc, "build", None, endpoint=endpoint)
         raise ConfigurationError(f"instance {label!r}: {err}") from exc

@@ -218,8 +218,11 @@ class RedisStore:
             self._client: Any = aioredis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
             )
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid Redis URL {mask_url(url)}: {exc}") from None
+        except ValueError:  # redis-py's own words may quote part of a password: not shown
+            raise ConfigurationError(
+                f"invalid Redis URL {mask_url(url)}: expected redis://[user:password@]host:port/db "
+                "(or rediss://, unix://), with a password's special characters percent-encoded"
+            ) from None
         self._acquire_script = self._client.register_script(_ACQUIRE)
         self._record_script = self._client.register_script(_RECORD)
         self._local = MemoryStore(clock)
@@ -372,7 +375,7 @@ class RedisStore:
             keys = [f"{ns}:i:{sk}", f"{ns}:f:{sk}", f"{ns}:w:{sk}"]
             self._keys[id(instance)] = keys
             labels = {"name": instance.name, "provider": instance.provider_type.value,
-                      "model": endpoint.model, "base_url": endpoint.base_url}  # fmt: skip
+                      "model": endpoint.model, "base_url": mask_url(endpoint.base_url)}  # fmt: skip
             self._enqueue((keys, labels))  # so any process can list it (never the key)
         return keys
 

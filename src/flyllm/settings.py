@@ -36,7 +36,6 @@ __all__ = [
     "non_negative_number",
     "positive_int",
     "positive_number",
-    "scrub_text",
 ]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
@@ -101,22 +100,6 @@ def check_headers(headers: Any) -> dict[str, str]:
     return dict(headers)
 
 
-def scrub_text(text: str, api_key: str, base_url: str, headers: Mapping[str, str]) -> str:
-    """``text`` (an exception's message, say) with an instance's secrets replaced by ``***``:
-    its key, its extra header values and its base URL's credentials and query values."""
-    secrets = [api_key, *headers.values()]
-    try:
-        parts = urlsplit(base_url)
-        secrets += [parts.username or "", parts.password or ""]
-        secrets += [pair.partition("=")[2] for pair in parts.query.split("&")]
-    except ValueError:
-        pass
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:  # shorter ones are noise, not keys
-            text = text.replace(secret, "***")
-    return text
-
-
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """``headers`` as they may be shown: every value ``***`` (any may carry a key)."""
     return {name: "***" for name in headers}
@@ -138,6 +121,10 @@ def check_addressing(api_key: str, base_url: str, api_version: Any, headers: Any
 def check_base_url(url: str) -> str:
     """``url`` if it is an http(s) URL with a host, else ConfigurationError (the URL masked)."""
     parts = urlsplit(url) if isinstance(url, str) and not _CONTROL.search(url) else None
+    try:
+        _ = parts and parts.port  # urlsplit reads the port only when asked: "h:99999", "h:abc"
+    except ValueError:
+        parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in url:
         shown = mask_url(url) if isinstance(url, str) else repr(url)
         raise ConfigurationError(

@@ -28,6 +28,7 @@ from flyllm.errors import (
     FlyLLMError,
     InvalidRequestError,
     MalformedResponseError,
+    NotFoundError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
@@ -473,8 +474,8 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 def _failure(exc: BaseException, request: HttpRequest, timeouts: Timeouts) -> FlyLLMError:
     """The typed error for anything sending ``request`` raised."""
-    if isinstance(exc, aiohttp.InvalidURL):
-        return InvalidRequestError(
+    if isinstance(exc, aiohttp.InvalidURL):  # built from the instance's base URL and model:
+        return NotFoundError(  # its failing says nothing of the request, so fail over, bench it
             f"{mask_url(request.url)} is not a valid http(s) URL: check the instance's base_url"
         )
     if isinstance(exc, _UNSENDABLE) and not isinstance(exc, _TRANSPORT_ERRORS):

@@ -372,3 +372,12 @@ def test_config_errors_mask_urls(tmp_path: pathlib.Path) -> None:
     text = f'state = "postgres://user:{secret}@db.example/x"\n' + OPENAI
     message = _error(tmp_path, text, "unknown state store")
     assert secret not in message and "postgres://***@db.example/x" in message
+
+
+def test_a_bad_redis_url_shows_no_part_of_its_password() -> None:
+    from flyllm.redis_state import RedisStore
+
+    secret = "-".join(["pw", "slash", "9a8b7c"])
+    with pytest.raises(ConfigurationError) as caught:
+        RedisStore(f"redis://:Pa55/{secret}@127.0.0.1:1/0")  # "/" ends redis-py's netloc early
+    assert "Pa55" not in str(caught.value) and secret not in str(caught.value)

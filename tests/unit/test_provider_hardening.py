@@ -644,3 +644,14 @@ def test_an_endpoints_repr_shows_no_secret() -> None:
     shown = repr(endpoint)
     assert secret not in shown and "user" not in shown
     assert "gw.example" in shown and "X-Gateway-Key" in shown  # what it is, not what it holds
+
+
+def test_a_base_url_secret_echoed_by_the_server_is_redacted() -> None:
+    # A gateway key in the base URL's query or user-info is a secret like the API key: servers
+    # echo the path they could not serve ("Cannot POST /v1?key=...").
+    secret = "-".join(["gw", "query", "7c1e5a9b3d"])  # built at run time
+    for base_url in (f"https://gw.example/v1?key={secret}", f"https://u:{secret}@gw.example/v1"):
+        endpoint = Endpoint(model="m", api_key="k" * 12, base_url=base_url)
+        body = f"Cannot POST /v1/chat/completions?key={secret}: no such route".encode()
+        err = get_provider("openai").classify_error(HttpResponse(404, {}, body), endpoint)
+        assert secret not in str(err) and secret not in repr(err)

@@ -189,3 +189,19 @@ def test_a_provider_tripping_over_a_setting_is_a_configuration_error(
     with pytest.raises(ConfigurationError, match=r"'claude-edge'.*TypeError") as caught:
         LlmManager().add_provider("anthropic", "k", "c", name="claude-edge")
     assert isinstance(caught.value.__cause__, TypeError)
+
+
+@pytest.mark.parametrize("port", ["99999", "abc", "-1"])
+def test_a_base_url_with_a_bad_port_is_refused_at_set_up(port: str) -> None:
+    # Found by review: without this, every request to the instance ended as the request's own
+    # error at send time instead of the set-up failing (or the request failing over).
+    manager = LlmManager()
+    with pytest.raises(ConfigurationError, match="base_url"):
+        manager.add_provider("openai", "k", "m", base_url=f"http://127.0.0.1:{port}/v1")
+
+
+def test_a_password_holding_url_delimiters_is_masked_whole() -> None:
+    for password in ("pa/ss" + SECRET, "s3cr#" + SECRET, "a?b" + SECRET):
+        for url in (f"http://user:{password}@host/v1", f"redis://:{password}@host:6379/0"):
+            shown = mask_url(url)
+            assert SECRET not in shown and "***@host" in shown, shown

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from flyllm._display import mask_url
+from flyllm._display import mask_url, url_secrets
 from flyllm.errors import ProviderError
 from flyllm.types import FinishReason, Message, Usage
 
@@ -57,7 +57,8 @@ class Endpoint:
     longest first. Providers redact them from everything a server answers."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "secrets", credential_values(self.api_key, self.headers))
+        secrets = credential_values(self.api_key, self.headers, self.base_url)
+        object.__setattr__(self, "secrets", secrets)
 
     def __repr__(self) -> str:
         # Written by hand: header values and the URL's user-info or query may carry keys.
@@ -67,9 +68,12 @@ class Endpoint:
         )
 
 
-def credential_values(api_key: Any, headers: Mapping[Any, Any]) -> tuple[str, ...]:
+def credential_values(
+    api_key: Any, headers: Mapping[Any, Any], base_url: Any = ""
+) -> tuple[str, ...]:
     """The secrets of an instance (see ``Endpoint.secrets``); non-text values are skipped."""
     values = [api_key] + [v for k, v in headers.items() if _CREDENTIAL_HEADER.search(str(k))]
+    values += url_secrets(base_url)
     found: set[str] = set()
     for value in values:
         if not isinstance(value, str):
