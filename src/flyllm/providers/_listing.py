@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from flyllm.errors import MalformedResponseError
 from flyllm.providers._common import excerpt, join_url, rfc3339_delay
@@ -21,6 +22,7 @@ __all__ = [
     "items_of",
     "malformed",
     "name_of",
+    "paged_url",
     "path_url",
     "text",
     "whole",
@@ -94,3 +96,19 @@ def name_of(item: Mapping[str, Any], keys: tuple[str, ...], provider: str) -> st
 def path_url(path: str) -> Callable[[Endpoint, str | None], str]:
     """The URL of a list that has one page: ``path`` after the base URL."""
     return lambda endpoint, _cursor: join_url(endpoint.base_url, path)
+
+
+def paged_url(
+    endpoint: Endpoint,
+    path: str,
+    cursor: str | None,
+    keys: tuple[str, str],
+    extra: Mapping[str, str] | None = None,
+) -> str:
+    """The URL of one page of a paginated list: ``path`` after the base URL, the largest page
+    size under ``keys[0]``, the ``extra`` query, and the cursor (none on the first page) under
+    ``keys[1]``."""
+    query: dict[str, Any] = {keys[0]: PAGE_SIZE, **(extra or {})}
+    if cursor is not None:
+        query[keys[1]] = cursor
+    return join_url(endpoint.base_url, f"{path}?{urlencode(query)}")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 from flyllm.errors import (
     ContentFilterError,
@@ -79,7 +78,7 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
-from flyllm.providers._listing import PAGE_SIZE, epoch, items_of, name_of, text, whole
+from flyllm.providers._listing import epoch, items_of, name_of, paged_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
 from flyllm.providers.base import (
     NON_SSE_LINE,
@@ -442,10 +441,7 @@ def anthropic_auth(endpoint: Endpoint) -> dict[str, str]:
 
 
 def _models_url(endpoint: Endpoint, cursor: str | None) -> str:
-    query: dict[str, Any] = {"limit": PAGE_SIZE}
-    if cursor is not None:
-        query["after_id"] = cursor
-    return join_url(endpoint.base_url, "/v1/models?" + urlencode(query))
+    return paged_url(endpoint, "/v1/models", cursor, ("limit", "after_id"))
 
 
 def _models_page(data: Any, provider: str) -> Page:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 from flyllm.errors import (
     AuthenticationError,
@@ -75,7 +74,7 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
-from flyllm.providers._listing import PAGE_SIZE, items_of, name_of, text, whole
+from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
@@ -345,10 +344,8 @@ class CohereStream:
 
 
 def _models_url(endpoint: Endpoint, cursor: str | None) -> str:
-    query: dict[str, Any] = {"page_size": PAGE_SIZE, "endpoint": "chat"}
-    if cursor is not None:
-        query["page_token"] = cursor
-    return join_url(endpoint.base_url, "/v1/models?" + urlencode(query))
+    keys = ("page_size", "page_token")
+    return paged_url(endpoint, "/v1/models", cursor, keys, {"endpoint": "chat"})
 
 
 def _models_page(data: Any, provider: str) -> Page:

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from flyllm.errors import (
     AuthenticationError,
@@ -98,7 +98,7 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
-from flyllm.providers._listing import PAGE_SIZE, items_of, name_of, text, whole
+from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
@@ -582,11 +582,8 @@ def google_auth(endpoint: Endpoint) -> dict[str, str]:
 
 
 def _models_url(endpoint: Endpoint, cursor: str | None) -> str:
-    query: dict[str, Any] = {"pageSize": PAGE_SIZE}
-    if cursor is not None:
-        query["pageToken"] = cursor
     version = endpoint.api_version or DEFAULT_GOOGLE_VERSION
-    return join_url(endpoint.base_url, f"/{version}/models?" + urlencode(query))
+    return paged_url(endpoint, f"/{version}/models", cursor, ("pageSize", "pageToken"))
 
 
 def _models_page(data: Any, provider: str) -> Page:
