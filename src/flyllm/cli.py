@@ -25,7 +25,7 @@ from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
 from flyllm.events import Event
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
-from flyllm.types import GenerationRequest, LlmResponse, ProviderType, Usage
+from flyllm.types import GenerationRequest, LlmResponse, Usage
 
 __all__ = ["main"]
 
@@ -50,16 +50,6 @@ command again skips the ids whose last line succeeded and asks the others again.
 Every finished result is on disk whatever stops the run (Ctrl-C, a crash, kill -9).
 Malformed input lines are reported with their line numbers and skipped (exit 1).
 One run at a time per output: a second run on an output in use is refused (exit 1)."""
-
-
-_KEY_ENV: dict[ProviderType, tuple[str, ...]] = {
-    ProviderType.GOOGLE: ("GOOGLE_API_KEY", "GEMINI_API_KEY"),  # google-genai's precedence
-    ProviderType.AZURE: ("AZURE_OPENAI_API_KEY",),
-    ProviderType.COHERE: ("CO_API_KEY", "COHERE_API_KEY"),
-    ProviderType.PERPLEXITY: ("PERPLEXITY_API_KEY", "PPLX_API_KEY"),
-}
-"""Where ``flyllm models`` finds a key the command line does not give: the variables the
-official SDKs read; any other provider reads ``<NAME>_API_KEY`` (OPENAI_API_KEY...)."""
 
 
 class UsageError(Exception):
@@ -452,10 +442,10 @@ def _usage_from_state(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from flyllm.providers import requires_key, resolve_provider_type
+    from flyllm.providers import requires_key, resolve_provider_type, spec_for
 
     ptype = resolve_provider_type(args.provider)
-    names = _KEY_ENV.get(ptype, (f"{ptype.value.upper()}_API_KEY",))
+    names = spec_for(ptype).key_env  # the variables the official SDKs read
     key = args.api_key
     if key is None:
         key = next((os.environ[n] for n in names if os.environ.get(n)), "")

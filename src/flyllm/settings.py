@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from flyllm._display import mask_url
 from flyllm.errors import ConfigurationError
 from flyllm.params import validate_params, validate_provider_params
-from flyllm.providers import resolve_provider_type
+from flyllm.providers import SPECS, resolve_provider_type, spec_for
 from flyllm.state import MemoryStore, StateStore
 from flyllm.types import ProviderType
 
@@ -42,17 +42,12 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but tab
 
 
-BASE_URL_ENV = {
-    ProviderType.OPENAI: "OPENAI_BASE_URL",
-    ProviderType.ANTHROPIC: "ANTHROPIC_BASE_URL",
-    ProviderType.GOOGLE: "GOOGLE_GEMINI_BASE_URL",
-    ProviderType.MISTRAL: "MISTRAL_BASE_URL",
-    ProviderType.AZURE: "AZURE_OPENAI_ENDPOINT",
-    ProviderType.COHERE: "CO_API_URL",
-    ProviderType.OLLAMA: "OLLAMA_HOST",
+BASE_URL_ENV: dict[ProviderType, str] = {
+    spec.kind: spec.base_url_env for spec in SPECS if spec.base_url_env
 }
 """Environment variables that move a provider's default base URL, as the official SDKs read
-them (MISTRAL_BASE_URL is ours; OLLAMA_HOST may be a bare host or host:port)."""
+them (each provider's ``SPEC.base_url_env``; MISTRAL_BASE_URL is ours; OLLAMA_HOST may be a
+bare host or host:port)."""
 
 
 def check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -167,18 +162,9 @@ def non_negative_number(name: str, value: Any) -> None:
 
 def env_base_url(ptype: ProviderType) -> str | None:
     """The base URL the provider's SDK environment variable gives, if set."""
-    name = BASE_URL_ENV.get(ptype)
-    value = os.environ.get(name, "").strip() if name else ""
-    if not value:
-        return None
-    if ptype is ProviderType.OLLAMA:  # OLLAMA_HOST: "host", "host:port" or a URL
-        if "://" not in value:
-            value = "http://" + value
-        scheme, _, rest = value.partition("://")
-        host = rest.split("/", 1)[0]
-        if ":" not in host.rsplit("]", 1)[-1]:
-            value = f"{scheme}://{host}:11434" + rest[len(host) :]
-    return value
+    spec = spec_for(ptype)
+    value = os.environ.get(spec.base_url_env, "").strip() if spec.base_url_env else ""
+    return spec.read_base_url_env(value) if value else None
 
 
 def make_store(state: str | StateStore | None, clock: Callable[[], float]) -> StateStore:

@@ -13,13 +13,13 @@ import random
 import string
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply
+from flyllm.emulator.text import Reply, count_words
 
 __all__ = [
     "Answer",
@@ -28,6 +28,8 @@ __all__ = [
     "Dialect",
     "Route",
     "StreamPlan",
+    "bearer_token",
+    "chat_route",
     "dumps",
     "find_trigger",
     "go_duration",
@@ -35,6 +37,7 @@ __all__ = [
     "random_hex",
     "retry_after_headers",
     "rfc3339",
+    "text_parts",
 ]
 
 TRIGGERS = ("context_length", "blocked", "refusal")
@@ -149,6 +152,37 @@ class Route:
     listing: bool = False
 
 
+def chat_route(method: str, path: str, chat: str, models: str) -> Route | None:
+    """``POST chat`` (the chat endpoint), ``GET models`` (the models list), else None: the
+    routes of every dialect whose URLs name no model."""
+    if method == "GET" and path == models:
+        return Route(models, listing=True)
+    return Route(chat) if method == "POST" and path == chat else None
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (scheme in any case), None without one."""
+    auth = headers.get("Authorization", "")
+    if auth[:7].lower() != "bearer ":
+        return None
+    return auth[7:].strip() or None
+
+
+def text_parts(content: Any) -> str:
+    """The text of a message ``content``: a string, or the ``text`` of its ``type: "text"``
+    parts (OpenAI's parts, Anthropic's blocks, Mistral's chunks) joined with newlines; ''
+    for anything else."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
 @dataclass(slots=True)
 class Conversation:
     """A valid request, reduced to what the answer depends on."""
@@ -162,6 +196,35 @@ class Conversation:
     include_usage: bool = False
     trigger: str | None = None
     sse: bool = True
+
+    @classmethod
+    def from_texts(
+        cls,
+        model: str,
+        texts: Sequence[str],
+        prompt: str,
+        *,
+        max_tokens: int | None = None,
+        stop: tuple[str, ...] = (),
+        stream: bool = False,
+        include_usage: bool = False,
+        sse: bool = True,
+    ) -> Conversation:
+        """The conversation of a request whose turns read as ``texts`` (system included):
+        ``prompt`` is the last user turn (the last text when '', the answer echoes it), its
+        tokens are counted as words plus 3 a turn, and a fault trigger is looked for in every
+        text."""
+        return cls(
+            model,
+            prompt or (texts[-1] if texts else ""),
+            sum(count_words(t) + 3 for t in texts),
+            max_tokens,
+            stop,
+            stream,
+            include_usage,
+            find_trigger(texts),
+            sse,
+        )
 
 
 @dataclass(slots=True)

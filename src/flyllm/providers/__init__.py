@@ -1,6 +1,10 @@
 """The provider registry: one stateless :class:`~flyllm.providers.base.Provider` per wire format.
 
-The manager looks providers up here instead of branching on names::
+Each provider module declares a ``SPEC`` (:class:`~flyllm.providers.base.ProviderSpec`: its
+names, base URL and environment variables, key headers, models listing, rate-limit headers);
+the OpenAI-compatible services are rows of :data:`~flyllm.providers.presets.PRESETS`. The
+registry below is built from those specs, and the manager looks providers up here instead of
+branching on names::
 
     kind = resolve_provider_type("Gemini")      # ProviderType.GOOGLE
     provider = get_provider(kind)               # shared GoogleProvider
@@ -50,9 +54,10 @@ The presets translate as "openai_compatible" with the differences in their table
 from __future__ import annotations
 
 from flyllm.errors import ConfigurationError
+from flyllm.providers import anthropic, azure, cohere, google, mistral, ollama, openai
 from flyllm.providers.anthropic import AnthropicProvider
 from flyllm.providers.azure import AzureOpenAIProvider
-from flyllm.providers.base import Provider
+from flyllm.providers.base import Provider, ProviderSpec
 from flyllm.providers.cohere import CohereProvider
 from flyllm.providers.google import GoogleProvider
 from flyllm.providers.mistral import MistralProvider
@@ -64,6 +69,7 @@ from flyllm.types import ProviderType
 __all__ = [
     "PRESETS",
     "PROVIDER_NAMES",
+    "SPECS",
     "AnthropicProvider",
     "AzureOpenAIProvider",
     "CohereProvider",
@@ -72,39 +78,36 @@ __all__ = [
     "OllamaProvider",
     "OpenAIProvider",
     "Preset",
+    "ProviderSpec",
     "get_provider",
     "requires_base_url",
     "requires_key",
     "resolve_provider_type",
+    "spec_for",
 ]
 
-_PROVIDERS: dict[ProviderType, Provider] = {
-    ProviderType.OPENAI: OpenAIProvider(),
-    ProviderType.ANTHROPIC: AnthropicProvider(),
-    ProviderType.GOOGLE: GoogleProvider(),
-    ProviderType.MISTRAL: MistralProvider(),
-    ProviderType.OPENAI_COMPATIBLE: OpenAIProvider.compatible(),
-    ProviderType.AZURE: AzureOpenAIProvider(),
-    ProviderType.OLLAMA: OllamaProvider(),
-    ProviderType.COHERE: CohereProvider(),
-}
-_PROVIDERS.update({preset.kind: preset.provider() for preset in PRESETS})
-
-_ALIASES = {
-    "gemini": ProviderType.GOOGLE,
-    "openai-compatible": ProviderType.OPENAI_COMPATIBLE,
-    "azure_openai": ProviderType.AZURE,
-    "azure-openai": ProviderType.AZURE,
-    "togetherai": ProviderType.TOGETHER,
-    "fireworks_ai": ProviderType.FIREWORKS,
-    "lm_studio": ProviderType.LMSTUDIO,
-    "lm-studio": ProviderType.LMSTUDIO,
-}
-_KEY_OPTIONAL = frozenset(
-    {ProviderType.OPENAI_COMPATIBLE, ProviderType.OLLAMA}
-    | {preset.kind for preset in PRESETS if not preset.key_required}
+_MODULE_SPECS = (
+    openai.SPEC,
+    openai.COMPATIBLE_SPEC,
+    anthropic.SPEC,
+    google.SPEC,
+    mistral.SPEC,
+    azure.SPEC,
+    ollama.SPEC,
+    cohere.SPEC,
 )
-_NAMES: dict[str, ProviderType] = {kind.value: kind for kind in ProviderType} | _ALIASES
+_BY_KIND: dict[ProviderType, ProviderSpec] = {
+    spec.kind: spec for spec in (*_MODULE_SPECS, *(preset.spec() for preset in PRESETS))
+}
+
+SPECS: tuple[ProviderSpec, ...] = tuple(_BY_KIND[kind] for kind in ProviderType)
+"""Every provider's :class:`~flyllm.providers.base.ProviderSpec`, in ProviderType order (a
+ProviderType without one fails here, at import)."""
+
+_NAMES: dict[str, ProviderType] = {spec.name: spec.kind for spec in SPECS} | {
+    alias: spec.kind for spec in SPECS for alias in spec.aliases
+}
+_ALIASES = tuple(alias for spec in SPECS for alias in spec.aliases)
 
 PROVIDER_NAMES: tuple[str, ...] = tuple(_NAMES)
 """Every name :func:`resolve_provider_type` accepts: the ProviderType values in declaration
@@ -125,17 +128,22 @@ def resolve_provider_type(value: str | ProviderType) -> ProviderType:
     raise ConfigurationError(f"unknown provider {value!r}; valid names: {_VALID}")
 
 
+def spec_for(kind: ProviderType | str) -> ProviderSpec:
+    """The spec of a ProviderType (a name or alias is resolved first)."""
+    return _BY_KIND[resolve_provider_type(kind)]
+
+
 def get_provider(kind: ProviderType | str) -> Provider:
     """The shared provider for a ProviderType (a name or alias is resolved first)."""
-    return _PROVIDERS[resolve_provider_type(kind)]
+    return spec_for(kind).provider
 
 
 def requires_base_url(kind: ProviderType | str) -> bool:
     """True when instances of this provider must give a base_url (it has no default one)."""
-    return not get_provider(kind).default_base_url
+    return not spec_for(kind).default_base_url
 
 
 def requires_key(kind: ProviderType | str) -> bool:
     """Whether instances of this provider need an API key (local servers may not:
     openai_compatible, ollama, lmstudio, vllm)."""
-    return resolve_provider_type(kind) not in _KEY_OPTIONAL
+    return spec_for(kind).key_required

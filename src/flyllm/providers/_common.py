@@ -151,17 +151,28 @@ def add_extra(body: dict[str, Any], key: str, value: Any) -> None:
         body[key] = value
 
 
-def bearer_headers(endpoint: Endpoint, stream: bool) -> dict[str, str]:
-    """JSON headers with ``authorization: Bearer`` (none for an empty key), then the endpoint's
-    own headers, which replace ours case-insensitively."""
+def bearer_auth(endpoint: Endpoint) -> dict[str, str]:
+    """``authorization: Bearer <key>``, or nothing for an empty key."""
+    return {"authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+
+
+def json_headers(
+    endpoint: Endpoint, stream: bool, auth: Callable[[Endpoint], dict[str, str]]
+) -> dict[str, str]:
+    """JSON headers (``accept: text/event-stream`` on a stream) with the provider's ``auth``
+    headers, then the endpoint's own headers, which replace ours case-insensitively."""
     headers = {"content-type": "application/json"}
     if stream:
         headers["accept"] = "text/event-stream"
-    if endpoint.api_key:
-        headers["authorization"] = f"Bearer {endpoint.api_key}"
+    headers.update(auth(endpoint))
     if endpoint.headers:
         merge_headers(headers, endpoint.headers)
     return headers
+
+
+def bearer_headers(endpoint: Endpoint, stream: bool) -> dict[str, str]:
+    """:func:`json_headers` with ``authorization: Bearer`` (none for an empty key)."""
+    return json_headers(endpoint, stream, bearer_auth)
 
 
 def merge_headers(headers: dict[str, str], extra: Mapping[str, str]) -> None:

@@ -63,12 +63,12 @@ from flyllm.providers._common import (
     fallback_message,
     header_retry_after,
     join_url,
+    json_headers,
     left_out,
     load_event,
     load_object,
     make_error,
     malformed,
-    merge_headers,
     parse_error_body,
     redacted_stream,
     reset_delay,
@@ -78,23 +78,32 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
+from flyllm.providers._listing import epoch, items_of, name_of, paged_url, text, whole
+from flyllm.providers._listing import malformed as list_malformed
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
     Endpoint,
     HttpRequest,
     HttpResponse,
+    ModelInfo,
+    ModelListing,
+    Page,
+    ProviderSpec,
+    RateLimitHeaders,
     SseEvent,
     StreamParser,
 )
-from flyllm.types import FinishReason, Message, Usage
+from flyllm.types import FinishReason, Message, ProviderType, Usage
 
 __all__ = [
     "ANTHROPIC_BASE_URL",
     "DEFAULT_ANTHROPIC_VERSION",
     "DEFAULT_MAX_TOKENS",
+    "SPEC",
     "AnthropicProvider",
     "AnthropicStream",
+    "anthropic_auth",
 ]
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -185,13 +194,7 @@ class AnthropicProvider(ClockedProvider):
             body["stream"] = True
         notes: list[str] = []
         self._params(body, params, version, notes)
-        headers = {"content-type": "application/json", "anthropic-version": version}
-        if stream:
-            headers["accept"] = "text/event-stream"
-        if endpoint.api_key:
-            headers["x-api-key"] = endpoint.api_key
-        if endpoint.headers:
-            merge_headers(headers, endpoint.headers)
+        headers = json_headers(endpoint, stream, anthropic_auth)
         url = join_url(endpoint.base_url or ANTHROPIC_BASE_URL, "/v1/messages")
         return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
 
@@ -426,3 +429,57 @@ class AnthropicStream:
             )
         usage = anthropic_usage(self._counts)
         return self._provider.conclude(text, self._stop_reason, usage, self._model, None)
+
+
+def anthropic_auth(endpoint: Endpoint) -> dict[str, str]:
+    """``anthropic-version`` (the endpoint's api_version, else the default) and ``x-api-key``
+    (none for an empty key)."""
+    headers = {"anthropic-version": endpoint.api_version or DEFAULT_ANTHROPIC_VERSION}
+    if endpoint.api_key:
+        headers["x-api-key"] = endpoint.api_key
+    return headers
+
+
+def _models_url(endpoint: Endpoint, cursor: str | None) -> str:
+    return paged_url(endpoint, "/v1/models", cursor, ("limit", "after_id"))
+
+
+def _models_page(data: Any, provider: str) -> Page:
+    """``{"data": [{"id", "display_name", "created_at", "max_input_tokens", "max_tokens"...}],
+    "has_more", "first_id", "last_id"}``; the next page is ``after_id=last_id``."""
+    models = [
+        ModelInfo(
+            name_of(item, ("id",), provider),
+            provider,
+            display_name=text(item.get("display_name")),
+            created=epoch(item.get("created_at")),
+            context_window=whole(item.get("max_input_tokens")),
+            max_output_tokens=whole(item.get("max_tokens")),
+            raw=item,
+        )
+        for item in items_of(data, "data", provider)
+    ]
+    if data.get("has_more") is not True:
+        return models, None
+    last = text(data.get("last_id"))
+    if last is None:
+        raise list_malformed(provider, "has_more without a last_id")
+    return models, last
+
+
+SPEC = ProviderSpec(
+    ProviderType.ANTHROPIC,
+    AnthropicProvider(),
+    anthropic_auth,
+    ModelListing(_models_url, _models_page),
+    base_url_env="ANTHROPIC_BASE_URL",
+    rate_limits=RateLimitHeaders(
+        "anthropic-ratelimit-requests-remaining",
+        "anthropic-ratelimit-requests-reset",
+        "anthropic-ratelimit-tokens-remaining",
+        "anthropic-ratelimit-tokens-reset",
+        rfc3339_delay,
+    ),
+)
+"""Anthropic's Messages API: ``GET {base}/v1/models?limit=1000`` paged by ``after_id``;
+``anthropic-ratelimit-*`` headers with RFC 3339 resets."""

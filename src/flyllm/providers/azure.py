@@ -28,6 +28,8 @@ Answers and errors are OpenAI's: streams may start with a chunk that has ``choic
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -36,16 +38,18 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from flyllm.errors import ConfigurationError
-from flyllm.providers._common import Clock, dumps, merge_headers
-from flyllm.providers.base import Endpoint, HttpRequest
-from flyllm.providers.openai import ChatDialect, OpenAIProvider
-from flyllm.types import Message
+from flyllm.providers._common import Clock, dumps, json_headers
+from flyllm.providers.base import Endpoint, HttpRequest, ModelListing, ProviderSpec
+from flyllm.providers.openai import OPENAI_RATE_LIMITS, ChatDialect, OpenAIProvider, openai_page
+from flyllm.types import Message, ProviderType
 
 __all__ = [
     "AZURE_BASE_URL",
     "DEFAULT_AZURE_API_VERSION",
+    "SPEC",
     "AzureOpenAIProvider",
     "AzureTarget",
+    "azure_auth",
     "azure_target",
 ]
 
@@ -152,13 +156,7 @@ class AzureOpenAIProvider(OpenAIProvider):
             dialect=self._v1_dialect if target.v1 else None,
             stream_usage=target.stream_usage,
         )
-        headers = {"content-type": "application/json"}
-        if stream:
-            headers["accept"] = "text/event-stream"
-        if endpoint.api_key:
-            headers["api-key"] = endpoint.api_key
-        if endpoint.headers:
-            merge_headers(headers, endpoint.headers)
+        headers = json_headers(endpoint, stream, azure_auth)
         return HttpRequest("POST", target.url, headers, dumps(body), tuple(notes))
 
     def rate_limit_hint(
@@ -169,3 +167,42 @@ class AzureOpenAIProvider(OpenAIProvider):
         hint = super().rate_limit_hint(headers, etype, message)
         match = _RETRY_TEXT.search(message) if hint is None else None
         return float(match.group(1)) if match else hint
+
+
+def azure_auth(endpoint: Endpoint) -> dict[str, str]:
+    """``api-key`` (none for an empty key)."""
+    return {"api-key": endpoint.api_key} if endpoint.api_key else {}
+
+
+def _models_url(endpoint: Endpoint, cursor: str | None) -> str:
+    """``{endpoint}/openai/models?api-version=V`` (dated) or ``{endpoint}/openai/v1/models``."""
+    if "/openai/deployments/" in urlsplit(endpoint.base_url).path:
+        raise ConfigurationError(
+            "this azure base_url names one deployment, and Azure OpenAI cannot list deployments "
+            "with an API key (only the Azure management API can, e.g. `az cognitiveservices "
+            "account deployment list`); give the resource endpoint "
+            "(https://<resource>.openai.azure.com) to list the models the resource offers"
+        )
+    # The chat URL's addressing rules (resource, v1 surface) apply as they are; "-" stands
+    # for the deployment, which a model list does not name.
+    target = azure_target(dataclasses.replace(endpoint, model="-"))
+    root, _, query = target.url.partition("/chat/completions")
+    if target.v1:
+        return f"{root}/models{query}"
+    resource = root.rpartition("/openai/deployments/")[0]
+    version = quote(endpoint.api_version or DEFAULT_AZURE_API_VERSION, safe="")
+    return f"{resource}/openai/models?api-version={version}"
+
+
+SPEC = ProviderSpec(
+    ProviderType.AZURE,
+    AzureOpenAIProvider(),
+    azure_auth,
+    ModelListing(_models_url, functools.partial(openai_page, chat_flag="chat_completion")),
+    aliases=("azure_openai", "azure-openai"),
+    base_url_env="AZURE_OPENAI_ENDPOINT",
+    key_env=("AZURE_OPENAI_API_KEY",),
+    rate_limits=OPENAI_RATE_LIMITS,
+)
+"""Azure OpenAI: the models a resource offers (not its deployments: listing those takes the
+Azure management API), one page, without those whose ``capabilities.chat_completion`` is false."""

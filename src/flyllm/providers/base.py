@@ -5,16 +5,17 @@ back to ``parse`` (or, for streams, SSE events to a ``StreamParser``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from flyllm._display import mask_url, url_secrets
 from flyllm.errors import ProviderError
-from flyllm.types import FinishReason, Message, Usage
+from flyllm.types import FinishReason, Message, ProviderType, Usage
 
 __all__ = [
     "NON_SSE_LINE",
@@ -22,7 +23,11 @@ __all__ = [
     "Endpoint",
     "HttpRequest",
     "HttpResponse",
+    "ModelInfo",
+    "ModelListing",
     "Provider",
+    "ProviderSpec",
+    "RateLimitHeaders",
     "SseEvent",
     "StreamParser",
 ]
@@ -191,3 +196,100 @@ class Provider(Protocol):
         """A fresh parser for one streamed answer (redacting the ``endpoint``'s secrets from
         every event)."""
         ...
+
+
+@dataclass(slots=True, frozen=True)
+class ModelInfo:
+    """One model a provider offers.
+
+    ``id`` is the name to pass as ``model=`` to ``add_provider`` (on Azure: the model, whose
+    deployment is often but not always named alike); ``provider`` the flyllm provider name;
+    ``created`` epoch seconds when the provider says; ``context_window`` and
+    ``max_output_tokens`` in tokens when the provider says; ``raw`` the provider's own entry.
+    """
+
+    id: str
+    provider: str
+    display_name: str | None = None
+    created: int | None = None
+    owned_by: str | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised fields as a JSON-able dict (``raw`` left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "raw"}
+
+
+Page = tuple[list[ModelInfo], str | None]
+"""One page of a model list read: its models and the cursor of the next page (None on the
+last one)."""
+
+
+@dataclass(slots=True, frozen=True)
+class ModelListing:
+    """How a provider lists its models: the URL of a page (the cursor is None for the first)
+    and the reading of one page's JSON (with the provider's name for messages). The paging,
+    the sending and the key headers are :mod:`flyllm.discovery`'s and the spec's."""
+
+    url: Callable[[Endpoint, str | None], str]
+    page: Callable[[Any, str], Page]
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimitHeaders:
+    """One family of rate-limit headers (remaining requests and tokens, and when each window
+    resets) and how its reset values read: ``reset_delay(value, clock)`` in seconds, or None."""
+
+    remaining_requests: str
+    reset_requests: str
+    remaining_tokens: str
+    reset_tokens: str
+    reset_delay: Callable[[str, Callable[[], float]], float | None]
+
+
+def no_auth(endpoint: Endpoint) -> dict[str, str]:
+    """Auth headers of a provider that takes none."""
+    return {}
+
+
+@dataclass(slots=True, frozen=True)
+class ProviderSpec:
+    """Every fact flyllm knows about one provider, in one value; the registry, the settings
+    and the CLI read these instead of tables of their own.
+
+    ``kind``'s value is the provider's name; ``aliases`` other names it answers to (lower
+    case); ``provider`` the shared translator (its ``default_base_url`` is the spec's);
+    ``base_url_env`` the environment variable that moves the default base URL, as the
+    official SDK reads it, and ``read_base_url_env`` how its value becomes a URL;
+    ``key_env`` the variables the CLI reads a key from (default ``<NAME>_API_KEY``);
+    ``key_required`` False lets instances have an empty key (local servers); ``auth`` the
+    key headers of a request (the provider's ``build`` and the model listing use the same);
+    ``models`` how its models are listed; ``rate_limits`` the family of rate-limit headers
+    its answers carry, if any."""
+
+    kind: ProviderType
+    provider: Provider
+    auth: Callable[[Endpoint], dict[str, str]]
+    models: ModelListing
+    aliases: tuple[str, ...] = ()
+    base_url_env: str | None = None
+    read_base_url_env: Callable[[str], str] = str.strip
+    key_env: tuple[str, ...] = ()
+    key_required: bool = True
+    rate_limits: RateLimitHeaders | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key_env:
+            object.__setattr__(self, "key_env", (f"{self.kind.value.upper()}_API_KEY",))
+
+    @property
+    def name(self) -> str:
+        """The provider's name: its ProviderType's value."""
+        return self.kind.value
+
+    @property
+    def default_base_url(self) -> str:
+        """The base URL instances use when they give none ('' when they must give one)."""
+        return self.provider.default_base_url

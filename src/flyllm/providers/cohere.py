@@ -52,6 +52,7 @@ from flyllm.providers._common import (
     add_extra,
     as_str,
     at_least,
+    bearer_auth,
     bearer_headers,
     block_text,
     clamp,
@@ -73,18 +74,23 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
+from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
     Endpoint,
     HttpRequest,
     HttpResponse,
+    ModelInfo,
+    ModelListing,
+    Page,
+    ProviderSpec,
     SseEvent,
     StreamParser,
 )
-from flyllm.types import FinishReason, Message, Usage
+from flyllm.types import FinishReason, Message, ProviderType, Usage
 
-__all__ = ["COHERE_BASE_URL", "CohereProvider", "CohereStream"]
+__all__ = ["COHERE_BASE_URL", "SPEC", "CohereProvider", "CohereStream"]
 
 COHERE_BASE_URL = "https://api.cohere.com"
 """The official SDK's default base URL; requests go to ``{base}/v2/chat``."""
@@ -335,3 +341,35 @@ class CohereStream:
                 partial_content=text,
             )
         return self._provider.conclude(text, self._finish, self._usage, self._id, self._error)
+
+
+def _models_url(endpoint: Endpoint, cursor: str | None) -> str:
+    keys = ("page_size", "page_token")
+    return paged_url(endpoint, "/v1/models", cursor, keys, {"endpoint": "chat"})
+
+
+def _models_page(data: Any, provider: str) -> Page:
+    """``{"models": [{"name", "endpoints", "context_length", "is_deprecated"...}],
+    "next_page_token"}``; only models whose ``endpoints`` include ``chat``."""
+    models = [
+        ModelInfo(
+            name_of(item, ("name",), provider),
+            provider,
+            context_window=whole(item.get("context_length")),
+            raw=item,
+        )
+        for item in items_of(data, "models", provider)
+        if isinstance(item.get("endpoints"), list) and "chat" in item["endpoints"]
+    ]
+    return models, text(data.get("next_page_token"))
+
+
+SPEC = ProviderSpec(
+    ProviderType.COHERE,
+    CohereProvider(),
+    bearer_auth,
+    ModelListing(_models_url, _models_page),
+    base_url_env="CO_API_URL",
+    key_env=("CO_API_KEY", "COHERE_API_KEY"),
+)
+"""Cohere v2 chat: ``GET {base}/v1/models?endpoint=chat`` paged by ``page_token``."""

@@ -83,13 +83,13 @@ from flyllm.providers._common import (
     fallback_message,
     header_retry_after,
     join_url,
+    json_headers,
     left_out,
     load_event,
     load_object,
     loads,
     make_error,
     malformed,
-    merge_headers,
     parse_error_body,
     proto_duration,
     redacted_stream,
@@ -98,18 +98,30 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
+from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
     Endpoint,
     HttpRequest,
     HttpResponse,
+    ModelInfo,
+    ModelListing,
+    Page,
+    ProviderSpec,
     SseEvent,
     StreamParser,
 )
-from flyllm.types import FinishReason, Message, Usage
+from flyllm.types import FinishReason, Message, ProviderType, Usage
 
-__all__ = ["DEFAULT_GOOGLE_VERSION", "GOOGLE_BASE_URL", "GeminiStream", "GoogleProvider"]
+__all__ = [
+    "DEFAULT_GOOGLE_VERSION",
+    "GOOGLE_BASE_URL",
+    "SPEC",
+    "GeminiStream",
+    "GoogleProvider",
+    "google_auth",
+]
 
 GOOGLE_BASE_URL = "https://generativelanguage.googleapis.com"
 """The official SDK's default base URL; the API version and model path follow it."""
@@ -235,13 +247,7 @@ class GoogleProvider(ClockedProvider):
             body["systemInstruction"] = {"parts": system}
         notes: list[str] = []
         self._params(body, params, notes)
-        headers = {"content-type": "application/json"}
-        if stream:
-            headers["accept"] = "text/event-stream"
-        if endpoint.api_key:
-            headers["x-goog-api-key"] = endpoint.api_key
-        if endpoint.headers:
-            merge_headers(headers, endpoint.headers)
+        headers = json_headers(endpoint, stream, google_auth)
         model = model_path(endpoint.model)
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
         version = endpoint.api_version or DEFAULT_GOOGLE_VERSION
@@ -568,3 +574,48 @@ class GeminiStream:
         return self._provider.conclude(
             text, self._finish, self._usage, self._model, self._call, self._finish_message
         )
+
+
+def google_auth(endpoint: Endpoint) -> dict[str, str]:
+    """``x-goog-api-key`` (none for an empty key)."""
+    return {"x-goog-api-key": endpoint.api_key} if endpoint.api_key else {}
+
+
+def _models_url(endpoint: Endpoint, cursor: str | None) -> str:
+    version = endpoint.api_version or DEFAULT_GOOGLE_VERSION
+    return paged_url(endpoint, f"/{version}/models", cursor, ("pageSize", "pageToken"))
+
+
+def _models_page(data: Any, provider: str) -> Page:
+    """``{"models": [{"name": "models/x", "displayName", "inputTokenLimit",
+    "outputTokenLimit", "supportedGenerationMethods"}], "nextPageToken"}``; an empty page
+    omits ``models``. Only generateContent models, ids without ``models/``."""
+    models = []
+    for item in items_of(data, "models", provider, required=False):
+        name = name_of(item, ("name",), provider)
+        methods = item.get("supportedGenerationMethods")
+        if not isinstance(methods, list) or "generateContent" not in methods:
+            continue
+        models.append(
+            ModelInfo(
+                name.removeprefix("models/"),
+                provider,
+                display_name=text(item.get("displayName")),
+                context_window=whole(item.get("inputTokenLimit")),
+                max_output_tokens=whole(item.get("outputTokenLimit")),
+                raw=item,
+            )
+        )
+    return models, text(data.get("nextPageToken"))
+
+
+SPEC = ProviderSpec(
+    ProviderType.GOOGLE,
+    GoogleProvider(),
+    google_auth,
+    ModelListing(_models_url, _models_page),
+    aliases=("gemini",),
+    base_url_env="GOOGLE_GEMINI_BASE_URL",
+    key_env=("GOOGLE_API_KEY", "GEMINI_API_KEY"),  # google-genai's precedence
+)
+"""Gemini: ``GET {base}/{api_version}/models`` paged by ``pageToken``; no rate-limit headers."""

@@ -35,6 +35,7 @@ overloaded, 504 timeout, other 5xx server. ``retry_after`` from ``retry-after-ms
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,6 +52,7 @@ from flyllm.errors import (
 from flyllm.providers._common import (
     ClockedProvider,
     as_str,
+    bearer_auth,
     bearer_headers,
     brief,
     clip,
@@ -64,17 +66,27 @@ from flyllm.providers._common import (
     redacted_stream,
     without_secrets,
 )
-from flyllm.providers.base import Completion, Endpoint, HttpRequest, HttpResponse, StreamParser
+from flyllm.providers._listing import path_url
+from flyllm.providers.base import (
+    Completion,
+    Endpoint,
+    HttpRequest,
+    HttpResponse,
+    ModelListing,
+    ProviderSpec,
+    StreamParser,
+)
 from flyllm.providers.openai import (
     ChatCompletionsStream,
     ChatDialect,
     chat_messages,
     chat_params,
+    openai_page,
     parse_chat,
 )
-from flyllm.types import FinishReason, Message, Usage
+from flyllm.types import FinishReason, Message, ProviderType, Usage
 
-__all__ = ["MISTRAL_BASE_URL", "MistralProvider"]
+__all__ = ["MISTRAL_BASE_URL", "SPEC", "MistralProvider"]
 
 MISTRAL_BASE_URL = "https://api.mistral.ai"
 """The official SDK's default server; requests go to ``{base}/v1/chat/completions``."""
@@ -246,3 +258,16 @@ def _error_class(status: int, etype: str | None, message: str) -> type[ProviderE
             return OverloadedError
         return QuotaError if "monthly" in lowered else RateLimitError
     return error_class_for_status(status)
+
+
+SPEC = ProviderSpec(
+    ProviderType.MISTRAL,
+    MistralProvider(),
+    bearer_auth,
+    ModelListing(
+        path_url("/v1/models"), functools.partial(openai_page, chat_flag="completion_chat")
+    ),
+    base_url_env="MISTRAL_BASE_URL",  # ours: the official SDK reads none
+)
+"""Mistral: ``GET {base}/v1/models``, one page, without the models whose
+``capabilities.completion_chat`` is false; no rate-limit headers relied on (undocumented)."""

@@ -55,6 +55,7 @@ from flyllm.providers._common import (
     add_extra,
     as_str,
     at_least,
+    bearer_auth,
     brief,
     clamp,
     count,
@@ -76,18 +77,23 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
+from flyllm.providers._listing import items_of, name_of, path_url
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
     Endpoint,
     HttpRequest,
     HttpResponse,
+    ModelInfo,
+    ModelListing,
+    Page,
+    ProviderSpec,
     SseEvent,
     StreamParser,
 )
-from flyllm.types import FinishReason, Message, Usage
+from flyllm.types import FinishReason, Message, ProviderType, Usage
 
-__all__ = ["OLLAMA_BASE_URL", "OllamaProvider", "OllamaStream"]
+__all__ = ["OLLAMA_BASE_URL", "SPEC", "OllamaProvider", "OllamaStream", "ollama_host"]
 
 OLLAMA_BASE_URL = "http://localhost:11434"
 """Where a local Ollama listens by default; requests go to ``{base}/api/chat``."""
@@ -134,8 +140,7 @@ class OllamaProvider(ClockedProvider):
         for key, value in extras:
             add_extra(body, key, value)
         headers = {"content-type": "application/json", "accept": "application/json"}
-        if endpoint.api_key:
-            headers["authorization"] = f"Bearer {endpoint.api_key}"
+        headers.update(bearer_auth(endpoint))
         if endpoint.headers:
             merge_headers(headers, endpoint.headers)
         url = join_url(endpoint.base_url or OLLAMA_BASE_URL, "/api/chat")
@@ -308,3 +313,38 @@ class OllamaStream:
                 partial_content=text,
             )
         return self._provider.conclude(text, self._final)
+
+
+def ollama_host(value: str) -> str:
+    """The base URL of an ``OLLAMA_HOST`` value: "host", "host:port" or a URL (the port
+    11434 and the scheme http when it names none)."""
+    value = value.strip()
+    if "://" not in value:
+        value = "http://" + value
+    scheme, _, rest = value.partition("://")
+    host = rest.split("/", 1)[0]
+    if ":" not in host.rsplit("]", 1)[-1]:
+        value = f"{scheme}://{host}:11434" + rest[len(host) :]
+    return value
+
+
+def _models_page(data: Any, provider: str) -> Page:
+    """``{"models": [{"name", "model", "modified_at", "size", "digest", "details"}]}``;
+    ``model`` is the name ``/api/chat`` takes (e.g. ``llama3.2:latest``)."""
+    models = [
+        ModelInfo(name_of(item, ("model", "name"), provider), provider, raw=item)
+        for item in items_of(data, "models", provider, required=False)
+    ]
+    return models, None
+
+
+SPEC = ProviderSpec(
+    ProviderType.OLLAMA,
+    OllamaProvider(),
+    bearer_auth,
+    ModelListing(path_url("/api/tags"), _models_page),
+    base_url_env="OLLAMA_HOST",
+    read_base_url_env=ollama_host,
+    key_required=False,
+)
+"""Ollama's native API: ``GET {base}/api/tags``, one page; the key optional (a local server)."""

@@ -56,6 +56,7 @@ from flyllm.providers._common import (
     add_extra,
     as_str,
     at_least,
+    bearer_auth,
     bearer_headers,
     brief,
     clamp,
@@ -77,18 +78,29 @@ from flyllm.providers._common import (
     stop_sequences,
     without_secrets,
 )
+from flyllm.providers._listing import first, items_of, name_of, path_url, text, whole
+from flyllm.providers._listing import malformed as list_malformed
 from flyllm.providers.base import (
     Completion,
     Endpoint,
     HttpRequest,
     HttpResponse,
+    ModelInfo,
+    ModelListing,
+    Page,
+    ProviderSpec,
+    RateLimitHeaders,
     StreamParser,
 )
 from flyllm.providers.chat_stream import ChatCompletionsStream, Conclude, chat_usage, content_text
-from flyllm.types import FinishReason, Message, Usage
+from flyllm.types import FinishReason, Message, ProviderType, Usage
 
 __all__ = [
+    "COMPATIBLE_SPEC",
     "OPENAI_BASE_URL",
+    "OPENAI_MODELS",
+    "OPENAI_RATE_LIMITS",
+    "SPEC",
     "ChatCompletionsStream",
     "ChatDialect",
     "OpenAIProvider",
@@ -96,6 +108,7 @@ __all__ = [
     "chat_params",
     "chat_usage",
     "content_text",
+    "openai_page",
     "parse_chat",
 ]
 
@@ -476,3 +489,76 @@ def _reset_hint(headers: Mapping[str, str], etype: str | None) -> float | None:
     if etype in windows and windows[etype][1] is not None:
         return windows[etype][1]
     return reset_delay(list(windows.values()))
+
+
+# --- models listing and rate-limit headers -----------------------------------------------
+
+_CONTEXT_KEYS = ("context_window", "context_length", "max_context_length", "max_model_len")
+
+
+def openai_page(data: Any, provider: str, *, chat_flag: str | None = None) -> Page:
+    """``{"object": "list", "data": [...]}`` (or a bare array, as Together sends). Services add
+    their own fields: Groq ``context_window`` and ``max_completion_tokens``; Together
+    ``display_name``, ``organization`` and ``context_length``; OpenRouter ``name``,
+    ``context_length`` and ``top_provider.max_completion_tokens``; vLLM ``max_model_len``;
+    Mistral ``name`` and ``max_context_length``; Azure ``created_at``. ``chat_flag`` names the
+    capability that says whether a model can chat (Mistral, Azure)."""
+    items = data if isinstance(data, list) else items_of(data, "data", provider)
+    if not all(isinstance(i, dict) for i in items):
+        raise list_malformed(provider, "an entry that is not an object")
+    models = []
+    for item in items:
+        capabilities = item.get("capabilities")
+        if chat_flag and isinstance(capabilities, dict) and capabilities.get(chat_flag) is False:
+            continue
+        top = item.get("top_provider")
+        max_output = first(item, ("max_completion_tokens", "max_output_tokens"), whole)
+        if max_output is None and isinstance(top, dict):
+            max_output = whole(top.get("max_completion_tokens"))
+        models.append(
+            ModelInfo(
+                name_of(item, ("id",), provider),
+                provider,
+                display_name=first(item, ("display_name", "name"), text),
+                created=first(item, ("created", "created_at"), whole),
+                owned_by=first(item, ("owned_by", "organization"), text),
+                context_window=first(item, _CONTEXT_KEYS, whole),
+                max_output_tokens=max_output,
+                raw=item,
+            )
+        )
+    return models, None
+
+
+OPENAI_MODELS = ModelListing(path_url("/models"), openai_page)
+"""``GET {base}/models``, one page; every model is listed (the list does not say which chat)."""
+
+OPENAI_RATE_LIMITS = RateLimitHeaders(
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    lambda value, _clock: go_duration(value),
+)
+"""OpenAI's (and most OpenAI-compatible servers') headers, with Go-style reset durations."""
+
+SPEC = ProviderSpec(
+    ProviderType.OPENAI,
+    OpenAIProvider(),
+    bearer_auth,
+    OPENAI_MODELS,
+    base_url_env="OPENAI_BASE_URL",
+    rate_limits=OPENAI_RATE_LIMITS,
+)
+"""OpenAI itself."""
+
+COMPATIBLE_SPEC = ProviderSpec(
+    ProviderType.OPENAI_COMPATIBLE,
+    OpenAIProvider.compatible(),
+    bearer_auth,
+    OPENAI_MODELS,
+    aliases=("openai-compatible",),
+    key_required=False,
+    rate_limits=OPENAI_RATE_LIMITS,
+)
+"""Any OpenAI-compatible server: no default base URL, the key optional."""

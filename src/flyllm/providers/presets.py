@@ -34,8 +34,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from flyllm.providers._common import Clock
-from flyllm.providers.openai import OpenAIProvider
+from flyllm.providers._common import Clock, bearer_auth
+from flyllm.providers.base import ProviderSpec
+from flyllm.providers.openai import OPENAI_MODELS, OPENAI_RATE_LIMITS, OpenAIProvider
 from flyllm.types import ProviderType
 
 __all__ = ["PRESETS", "Preset", "preset_for"]
@@ -49,7 +50,9 @@ class Preset:
     ``max_stop`` None keeps every stop sequence; ``stop`` False leaves ``stop`` out (the service
     does not take it); ``stream_usage`` sends ``stream_options.include_usage`` on streams;
     ``require_done`` False accepts a stream that ends at EOF after a finish reason (no
-    ``data: [DONE]``); ``key_required`` False lets instances have an empty key.
+    ``data: [DONE]``); ``key_required`` False lets instances have an empty key; ``aliases``
+    other names the service answers to; ``key_env`` where the CLI finds its key (default
+    ``<NAME>_API_KEY``).
     """
 
     kind: ProviderType
@@ -62,6 +65,8 @@ class Preset:
     stream_usage: bool = False
     require_done: bool = True
     key_required: bool = True
+    aliases: tuple[str, ...] = ()
+    key_env: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -83,6 +88,20 @@ class Preset:
             clock=clock,
         )
 
+    def spec(self) -> ProviderSpec:
+        """The service's :class:`~flyllm.providers.base.ProviderSpec`: OpenAI's auth, models
+        listing and rate-limit headers with this row's facts."""
+        return ProviderSpec(
+            self.kind,
+            self.provider(),
+            bearer_auth,
+            OPENAI_MODELS,
+            aliases=self.aliases,
+            key_env=self.key_env,
+            key_required=self.key_required,
+            rate_limits=OPENAI_RATE_LIMITS,
+        )
+
 
 PRESETS: tuple[Preset, ...] = (
     Preset(
@@ -91,7 +110,9 @@ PRESETS: tuple[Preset, ...] = (
         max_tokens_field="max_completion_tokens",
         max_stop=4,
     ),
-    Preset(ProviderType.TOGETHER, "https://api.together.xyz/v1", top_k=True),
+    Preset(
+        ProviderType.TOGETHER, "https://api.together.xyz/v1", top_k=True, aliases=("togetherai",)
+    ),
     Preset(
         ProviderType.PERPLEXITY,
         "https://api.perplexity.ai",
@@ -99,6 +120,7 @@ PRESETS: tuple[Preset, ...] = (
         top_k=True,
         seed=False,
         require_done=False,
+        key_env=("PERPLEXITY_API_KEY", "PPLX_API_KEY"),
     ),
     Preset(
         ProviderType.DEEPSEEK,
@@ -108,13 +130,19 @@ PRESETS: tuple[Preset, ...] = (
         stream_usage=True,
     ),
     Preset(ProviderType.OPENROUTER, "https://openrouter.ai/api/v1", top_k=True),
-    Preset(ProviderType.FIREWORKS, "https://api.fireworks.ai/inference/v1", top_k=True),
+    Preset(
+        ProviderType.FIREWORKS,
+        "https://api.fireworks.ai/inference/v1",
+        top_k=True,
+        aliases=("fireworks_ai",),
+    ),
     Preset(
         ProviderType.LMSTUDIO,
         "http://localhost:1234/v1",
         top_k=True,
         stream_usage=True,
         key_required=False,
+        aliases=("lm_studio", "lm-studio"),
     ),
     Preset(
         ProviderType.VLLM,

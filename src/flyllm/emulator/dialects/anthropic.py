@@ -10,7 +10,7 @@ from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog, page_size
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
     Answer,
     Bucket,
@@ -18,11 +18,13 @@ from flyllm.emulator.wire import (
     Dialect,
     Route,
     StreamPlan,
+    bearer_token,
+    chat_route,
     dumps,
-    find_trigger,
     random_base62,
     retry_after_headers,
     rfc3339,
+    text_parts,
 )
 
 __all__ = ["VERSIONS", "AnthropicDialect"]
@@ -89,19 +91,6 @@ def invalid(message: str, rid: str) -> Answer:
     return error(400, "invalid_request_error", message, rid)
 
 
-def block_text(content: Any) -> str:
-    """The text of a string or of the ``text`` blocks of a block list, joined with newlines."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(block.get("text", ""))
-            for block in content
-            if isinstance(block, dict) and block.get("type") == "text"
-        )
-    return ""
-
-
 def _check_blocks(index: int, role: str, content: Any, rid: str) -> Answer | None:
     """The 2026-10-21 rules on blocks: no assistant documents, no user text citations."""
     if not isinstance(content, list):
@@ -153,9 +142,7 @@ class AnthropicDialect(Dialect):
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
         """``POST /v1/messages`` and ``GET /v1/models``."""
-        if method == "GET" and path == MODELS_ROUTE:
-            return Route(MODELS_ROUTE, listing=True)
-        return Route(ROUTE) if method == "POST" and path == ROUTE else None
+        return chat_route(method, path, ROUTE, MODELS_ROUTE)
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """A page of ``ModelInfo`` objects, most recent first: ``limit`` (1..1000, default 20;
@@ -189,10 +176,7 @@ class AnthropicDialect(Dialect):
         key = headers.get("x-api-key", "").strip()
         if key:
             return key
-        auth = headers.get("Authorization", "")
-        if auth[:7].lower() != "bearer ":
-            return None
-        return auth[7:].strip() or None
+        return bearer_token(headers)
 
     def request_id(self) -> str:
         """``req_011C`` and 20 base62 characters, like the API's ids."""
@@ -260,7 +244,7 @@ class AnthropicDialect(Dialect):
         version: str,
         rid: str,
     ) -> Conversation | Answer:
-        texts = [block_text(body["system"])] if body.get("system") else []
+        texts = [text_parts(body["system"])] if body.get("system") else []
         prompt = ""
         for i, message in enumerate(messages):
             role = message.get("role") if isinstance(message, dict) else None
@@ -272,18 +256,17 @@ class AnthropicDialect(Dialect):
             content = message.get("content")
             if version == V2026 and (problem := _check_blocks(i, role, content, rid)) is not None:
                 return problem
-            text = block_text(content)
+            text = text_parts(content)
             texts.append(text)
             if role == "user":
                 prompt = text
-        return Conversation(
-            model=model,
-            prompt=prompt or texts[-1],
-            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+        return Conversation.from_texts(
+            model,
+            texts,
+            prompt,
             max_tokens=limit,
             stop=stops,
             stream=body.get("stream") is True,
-            trigger=find_trigger(texts),
         )
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:

@@ -22,15 +22,16 @@ from flyllm.emulator.catalog import (
     read_page_token,
 )
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
     Answer,
     Conversation,
     Dialect,
     Route,
     StreamPlan,
+    bearer_token,
+    chat_route,
     dumps,
-    find_trigger,
 )
 
 __all__ = ["CohereDialect"]
@@ -143,9 +144,7 @@ class CohereDialect(Dialect):
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
         """``POST /v2/chat`` and ``GET /v1/models``."""
-        if method == "GET" and path == MODELS_ROUTE:
-            return Route(MODELS_ROUTE, listing=True)
-        return Route(ROUTE) if method == "POST" and path == ROUTE else None
+        return chat_route(method, path, ROUTE, MODELS_ROUTE)
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """``{"models": [...], "next_page_token"}``: ``endpoint`` keeps the models of one
@@ -175,10 +174,7 @@ class CohereDialect(Dialect):
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The ``Authorization: Bearer`` token."""
-        auth = headers.get("Authorization", "")
-        if auth[:7].lower() != "bearer ":
-            return None
-        return auth[7:].strip() or None
+        return bearer_token(headers)
 
     def request_id(self) -> str:
         """A UUID, as Cohere's ids are."""
@@ -219,14 +215,13 @@ class CohereDialect(Dialect):
             texts.append(text)
             if role == "user":
                 prompt = text
-        return Conversation(
-            model=model,
-            prompt=prompt or texts[-1],
-            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+        return Conversation.from_texts(
+            model,
+            texts,
+            prompt,
             max_tokens=body.get("max_tokens"),
             stop=tuple(body.get("stop_sequences") or ()),
             stream=body.get("stream") is True,
-            trigger=find_trigger(texts),
         )
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:

@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
-from flyllm.emulator.dialects.openai import ROLES, OpenAIDialect, content_text, error, invalid
+from flyllm.emulator.dialects.openai import ROLES, OpenAIDialect, error, invalid
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
     Answer,
     Conversation,
     Route,
     StreamPlan,
     dumps,
-    find_trigger,
     random_base62,
     random_hex,
+    text_parts,
 )
 
 __all__ = ["FLAVOURS", "CompatDialect", "Flavour"]
@@ -131,7 +131,7 @@ class CompatDialect(OpenAIDialect):
             if role not in ROLES:
                 return invalid(f"invalid role {role!r}", f"messages[{i}].role")
             assert isinstance(message, dict)
-            texts.append(content_text(message.get("content")))
+            texts.append(text_parts(message.get("content")))
             prompt = texts[-1] if role == "user" else prompt
         limit = _limit(body)
         stop = _stops(body.get("stop"), self.flavour.max_stop)
@@ -140,15 +140,14 @@ class CompatDialect(OpenAIDialect):
         if isinstance(stop, Answer):
             return stop
         options = body.get("stream_options")
-        return Conversation(
-            model=model,
-            prompt=prompt or texts[-1],
-            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+        return Conversation.from_texts(
+            model,
+            texts,
+            prompt,
             max_tokens=limit,
             stop=stop,
             stream=body.get("stream") is True,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
-            trigger=find_trigger(texts),
         )
 
     def fault_answer(self, fault: Fault, conv: Conversation, rid: str) -> Answer:

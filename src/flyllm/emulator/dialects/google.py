@@ -28,7 +28,6 @@ from flyllm.emulator.wire import (
     Dialect,
     Route,
     StreamPlan,
-    find_trigger,
     random_base62,
 )
 
@@ -273,14 +272,13 @@ class GoogleDialect(Dialect):
                 "* GenerateContentRequest.generation_config.stop_sequences: "
                 "at most 5 stop sequences\n"
             )
-        return Conversation(
-            model=route.model or "",
-            prompt=prompt or texts[-1],
-            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+        return Conversation.from_texts(
+            route.model or "",
+            texts,
+            prompt,
             max_tokens=limit if limit else None,
             stop=tuple(stops),
             stream=route.stream,
-            trigger=find_trigger(texts),
             sse=route.sse,
         )
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
     Answer,
     Bucket,
@@ -23,10 +23,12 @@ from flyllm.emulator.wire import (
     Dialect,
     Route,
     StreamPlan,
+    bearer_token,
+    chat_route,
     dumps,
-    find_trigger,
     random_hex,
     retry_after_headers,
+    text_parts,
 )
 
 __all__ = ["MistralDialect"]
@@ -75,19 +77,6 @@ def unprocessable(details: list[dict[str, Any]]) -> Answer:
     return error(422, {"detail": details}, "invalid_request_error")
 
 
-def content_text(content: Any) -> str:
-    """The text of a message ``content`` (string, or text chunks joined with newlines)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(chunk.get("text", ""))
-            for chunk in content
-            if isinstance(chunk, dict) and chunk.get("type") == "text"
-        )
-    return ""
-
-
 def _check_fields(body: dict[str, Any]) -> Answer | None:
     details: list[dict[str, Any]] = [
         {
@@ -122,7 +111,7 @@ def _read_messages(messages: list[Any]) -> tuple[list[str], str] | Answer:
             }
             return unprocessable([detail])
         assert isinstance(message, dict)
-        text = content_text(message.get("content"))
+        text = text_parts(message.get("content"))
         texts.append(text)
         if role == "user":
             prompt = text
@@ -169,9 +158,7 @@ class MistralDialect(Dialect):
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
         """``POST /v1/chat/completions`` and ``GET /v1/models``."""
-        if method == "GET" and path == MODELS_ROUTE:
-            return Route(MODELS_ROUTE, listing=True)
-        return Route(ROUTE) if method == "POST" and path == ROUTE else None
+        return chat_route(method, path, ROUTE, MODELS_ROUTE)
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """``{"object": "list", "data": [card...]}``, every model at once; ``created`` is the
@@ -182,10 +169,7 @@ class MistralDialect(Dialect):
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The ``Authorization: Bearer`` token."""
-        auth = headers.get("Authorization", "")
-        if auth[:7].lower() != "bearer ":
-            return None
-        return auth[7:].strip() or None
+        return bearer_token(headers)
 
     def request_id(self) -> str:
         """32 hex digits, like Mistral's completion ids."""
@@ -243,14 +227,13 @@ class MistralDialect(Dialect):
         stops = (
             (stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str))
         )
-        return Conversation(
-            model=model,
-            prompt=prompt or texts[-1],
-            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+        return Conversation.from_texts(
+            model,
+            texts,
+            prompt,
             max_tokens=limit,
             stop=stops,
             stream=body.get("stream") is True,
-            trigger=find_trigger(texts),
         )
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:

@@ -17,15 +17,15 @@ from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
     Answer,
     Conversation,
     Dialect,
     Route,
     StreamPlan,
+    bearer_token,
     dumps,
-    find_trigger,
     random_hex,
     retry_after_headers,
 )
@@ -141,8 +141,7 @@ class OllamaDialect(Dialect):
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The Bearer token, or '' without one (a local server needs no key)."""
-        auth = headers.get("Authorization", "")
-        return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        return bearer_token(headers) or ""
 
     def request_id(self) -> str:
         """Ollama has no request ids; one for the emulator's own log."""
@@ -179,14 +178,13 @@ class OllamaDialect(Dialect):
         stream = body.get("stream", True)
         if not isinstance(stream, bool):
             return error(400, "json: cannot unmarshal string into Go struct field .stream")
-        return Conversation(
-            model=model,
-            prompt=prompt or (texts[-1] if texts else ""),
-            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+        return Conversation.from_texts(
+            model,
+            texts,
+            prompt,
             max_tokens=limit,
             stop=stop,
             stream=stream,
-            trigger=find_trigger(texts),
             sse=False,
         )
 

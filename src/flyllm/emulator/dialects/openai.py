@@ -10,7 +10,7 @@ from typing import Any
 
 from flyllm.emulator.catalog import catalog
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
     Answer,
     Bucket,
@@ -18,12 +18,14 @@ from flyllm.emulator.wire import (
     Dialect,
     Route,
     StreamPlan,
+    bearer_token,
+    chat_route,
     dumps,
-    find_trigger,
     go_duration,
     random_base62,
     random_hex,
     retry_after_headers,
+    text_parts,
 )
 
 __all__ = ["OpenAIDialect"]
@@ -89,19 +91,6 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
     return error(400, message, "invalid_request_error", param, code)
 
 
-def content_text(content: Any) -> str:
-    """The text of a message ``content`` (a string, or text parts joined with newlines)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
 class OpenAIDialect(Dialect):
     """OpenAI's dialect: Bearer auth, ``x-ratelimit-*`` headers, ``data:``-only SSE with [DONE]."""
 
@@ -119,9 +108,7 @@ class OpenAIDialect(Dialect):
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
         """``POST /v1/chat/completions`` and ``GET /v1/models``."""
-        if method == "GET" and path == MODELS_ROUTE:
-            return Route(MODELS_ROUTE, listing=True)
-        return Route(ROUTE) if method == "POST" and path == ROUTE else None
+        return chat_route(method, path, ROUTE, MODELS_ROUTE)
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """``{"object": "list", "data": [{"id", "object", "created", "owned_by"}]}``, every
@@ -134,10 +121,7 @@ class OpenAIDialect(Dialect):
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The ``Authorization: Bearer`` token."""
-        auth = headers.get("Authorization", "")
-        if auth[:7].lower() != "bearer ":
-            return None
-        return auth[7:].strip() or None
+        return bearer_token(headers)
 
     def request_id(self) -> str:
         """``req_`` and 32 hex digits."""
@@ -199,7 +183,7 @@ class OpenAIDialect(Dialect):
                     "invalid_value",
                 )
             assert isinstance(message, dict)
-            text = content_text(message.get("content"))
+            text = text_parts(message.get("content"))
             texts.append(text)
             if role == "user":
                 prompt = text
@@ -216,15 +200,14 @@ class OpenAIDialect(Dialect):
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 "stream_options",
             )
-        return Conversation(
-            model=model,
-            prompt=prompt or texts[-1],
-            prompt_tokens=sum(count_words(t) + 3 for t in texts),
+        return Conversation.from_texts(
+            model,
+            texts,
+            prompt,
             max_tokens=limit,
             stop=stop,
             stream=stream,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
-            trigger=find_trigger(texts),
         )
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
