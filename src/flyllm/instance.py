@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from flyllm.limits import RateLimiter
@@ -14,7 +17,7 @@ from flyllm.settings import mask_headers, mask_url
 from flyllm.transport import Timeouts
 from flyllm.types import ProviderType, Usage
 
-__all__ = ["InstanceHealth", "InstanceStats", "LlmInstance"]
+__all__ = ["InstanceHealth", "InstanceInfo", "InstanceStats", "LlmInstance"]
 
 _log = logging.getLogger("flyllm")
 
@@ -76,6 +79,35 @@ class InstanceHealth:
     requests: int
     cooldown_left: float
     reason: str
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class InstanceInfo:
+    """A read-only snapshot of one instance, as ``manager.instances()`` returns it.
+
+    ``base_url`` is masked (no userinfo, no query values); ``parameters`` are the instance's
+    defaults; ``state`` is its health (closed, cooling, open, half_open or disabled, as in
+    ``instance_health()``); the counts are attempts since the manager started, ``in_flight``
+    those running now and ``average_latency`` a moving average in seconds. Change an instance
+    through the manager (``enable_instance``, ``disable_instance``, ``remove_instance``).
+    """
+
+    id: int
+    name: str
+    provider: str
+    model: str
+    base_url: str
+    tasks: frozenset[str]
+    enabled: bool
+    weight: float
+    parameters: Mapping[str, Any]
+    state: str
+    requests: int
+    successes: int
+    failures: int
+    consecutive_failures: int
+    in_flight: int
+    average_latency: float
 
 
 @dataclass(slots=True, eq=False, repr=False)
@@ -159,6 +191,28 @@ class LlmInstance:
             breaker.consecutive_failures, self.stats.failures, self.stats.requests, left,
             breaker.reason if state != "closed" else "",
         )  # fmt: skip
+
+    def info(self, now: float) -> InstanceInfo:
+        """A read-only snapshot of this instance for ``manager.instances()``."""
+        stats = self.stats
+        return InstanceInfo(
+            id=self.id,
+            name=self.name,
+            provider=self.provider_type.value,
+            model=self.model,
+            base_url=mask_url(self.endpoint.base_url),
+            tasks=self.tasks,
+            enabled=self.enabled,
+            weight=self.weight,
+            parameters=MappingProxyType(copy.deepcopy(self.parameters)),
+            state=self.health(now).state,
+            requests=stats.requests,
+            successes=stats.successes,
+            failures=stats.failures,
+            consecutive_failures=stats.consecutive_failures,
+            in_flight=stats.in_flight,
+            average_latency=stats.latency_avg,
+        )
 
     def note_once(self, notes: tuple[str, ...]) -> None:
         """Log each parameter adjustment the provider made, once per instance."""

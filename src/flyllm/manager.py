@@ -38,7 +38,7 @@ from flyllm.errors import (
     ProviderError,
 )
 from flyllm.events import Event, Hook
-from flyllm.instance import InstanceHealth, LlmInstance
+from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
 from flyllm.limits import RateLimiter, estimate_tokens
 from flyllm.params import conversation, merge_params
 from flyllm.pricing import ModelPrice
@@ -335,10 +335,12 @@ class LlmManager:
         for task_name in instance.tasks:
             self._by_task[task_name] = [i for i in self._by_task[task_name] if i is not instance]
 
-    @property
-    def instances(self) -> tuple[LlmInstance, ...]:
-        """The instances, in order of adding."""
-        return tuple(self._all)
+    def instances(self) -> list[InstanceInfo]:
+        """A read-only snapshot of each instance (id, name, provider, model, tasks, enabled,
+        weight, masked base URL, health and counts), in order of adding. Change instances
+        through ``enable_instance``/``disable_instance``/``remove_instance``."""
+        now = self.clock()
+        return [i.info(now) for i in self._all]
 
     @property
     def tasks(self) -> Mapping[str, TaskDefinition]:
@@ -360,12 +362,21 @@ class LlmManager:
             raise response.exception
         return response
 
+    async def try_generate(self, request: GenerationRequest) -> LlmResponse:
+        """Answer one request without raising for its failure: what ``generate`` would raise
+        comes back as an LlmResponse with ``success=False``, ``error`` and ``error_kind`` (as
+        a batch item does). Only leaving (cancellation, Ctrl-C) still raises."""
+        try:
+            return await self._answer(request)
+        except Exception as exc:  # a bug below must not escape a call promised not to raise
+            return failure_response(unexpected_error(exc, "request"), 0, 0.0)
+
     async def generate_sequentially(
         self, requests: Iterable[GenerationRequest]
     ) -> list[LlmResponse]:
         """Answer the requests one after another; one LlmResponse each, in order. Never raises
         for one request's failure."""
-        return [await self._answer(r) for r in requests]
+        return [await self.try_generate(r) for r in requests]
 
     async def batch_generate(
         self,
@@ -390,10 +401,7 @@ class LlmManager:
 
         async def worker() -> None:
             for i in indices:
-                try:
-                    response = await self._answer(batch[i])
-                except Exception as exc:  # never lose the siblings' answers to one request
-                    response = failure_response(unexpected_error(exc, "request"), 0, 0.0)
+                response = await self.try_generate(batch[i])
                 results[i] = response
                 if bar is not None:
                     bar.update(response.success)

@@ -132,7 +132,7 @@ def _by_hand() -> LlmManager:
 def test_file_builds_the_same_manager_as_code(tmp_path: pathlib.Path, name: str, text: str) -> None:
     loaded = load_config(_write(tmp_path, text, name), env=ENV)
     expected = _by_hand()
-    assert [_snapshot(i) for i in loaded.instances] == [_snapshot(i) for i in expected.instances]
+    assert [_snapshot(i) for i in loaded._all] == [_snapshot(i) for i in expected._all]
     assert loaded.tasks == expected.tasks
     assert type(loaded.strategy) is type(expected.strategy)
     assert (loaded.max_attempts, loaded.read_timeout) == (4, 30.0)
@@ -145,7 +145,7 @@ def test_from_config_reads_the_environment(
     assert hasattr(LlmManager, "from_config")
     monkeypatch.setenv("OPENAI_KEY", KEY)
     manager = LlmManager.from_config(_write(tmp_path, OPENAI))
-    assert manager.instances[0].endpoint.api_key == KEY
+    assert manager._instance(0).endpoint.api_key == KEY
 
 
 def test_dataclass_options_take_tables(tmp_path: pathlib.Path) -> None:
@@ -158,7 +158,7 @@ def test_instance_limits_pass_through(tmp_path: pathlib.Path) -> None:
     # Any add_provider keyword is an instance key, checked against its type hint.
     text = OPENAI + "rpm = 60\nmax_concurrent = 4\n"
     manager = load_config(_write(tmp_path, text), env=ENV)
-    assert len(manager.instances) == 1
+    assert len(manager.instances()) == 1
     _error(
         tmp_path, OPENAI + 'rpm = "many"\n', "flyllm.toml: instances[0].rpm: expected an integer"
     )
@@ -168,7 +168,7 @@ def test_keyless_local_server(tmp_path: pathlib.Path) -> None:
     text = '[[instances]]\nprovider = "openai_compatible"\nmodel = "llama"\n'
     text += 'base_url = "${LOCAL:-http://127.0.0.1:11434/v1}"\n'
     manager = load_config(_write(tmp_path, text), env={})
-    assert manager.instances[0].endpoint.base_url == "http://127.0.0.1:11434/v1"
+    assert manager._instance(0).endpoint.base_url == "http://127.0.0.1:11434/v1"
 
 
 # -- ${VAR} substitution -----------------------------------------------------------------------
@@ -330,11 +330,11 @@ EXAMPLE_ENV = {
 
 def test_example_config_loads() -> None:
     manager = load_config(EXAMPLE, env=EXAMPLE_ENV)
-    providers = [i.provider_type.value for i in manager.instances]
+    providers = [i.provider_type.value for i in manager._all]
     assert providers == ["openai", "anthropic", "google", "mistral", "openai_compatible"]
-    assert [i.endpoint.api_key for i in manager.instances[:4]] == list(EXAMPLE_ENV.values())
+    assert [i.endpoint.api_key for i in manager._all[:4]] == list(EXAMPLE_ENV.values())
     assert set(manager.tasks) == {"summary", "code_generation", "qa"}
-    assert not manager.instances[4].enabled
+    assert not manager.instances()[4].enabled
 
 
 def test_example_config_without_a_key() -> None:
