@@ -16,6 +16,7 @@ from flyllm.resilience import BreakerPolicy, CircuitBreaker
 from flyllm.settings import mask_headers, mask_url
 from flyllm.transport import Timeouts
 from flyllm.types import ProviderType, Usage
+from flyllm.usage import UsageTally
 
 __all__ = ["InstanceHealth", "InstanceInfo", "InstanceStats", "LlmInstance"]
 
@@ -27,39 +28,60 @@ LATENCY_SMOOTHING = 0.2
 
 @dataclass(slots=True)
 class InstanceStats:
-    """What the manager knows of an instance now: strategies read it, the manager writes it."""
+    """What the manager knows of an instance now: strategies read it, the manager writes it.
+    Attempts and tokens are counted in ``tally``; the properties below read it."""
 
     last_selected: int = -1
     in_flight: int = 0
     remote_in_flight: int = 0  # other processes' requests in flight (a shared state store)
-    requests: int = 0
     successes: int = 0
-    failures: int = 0
     consecutive_failures: int = 0
     latency_avg: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cached_tokens: int = 0
+    tally: UsageTally = field(default_factory=UsageTally)
+
+    @property
+    def requests(self) -> int:
+        """Attempts sent to the instance."""
+        return self.tally.requests
+
+    @property
+    def failures(self) -> int:
+        """Attempts that failed."""
+        return self.tally.failures
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens of the successful attempts (cached ones included)."""
+        return self.tally.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        """Completion tokens of the successful attempts."""
+        return self.tally.completion_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Total tokens of the successful attempts, as the providers reported them."""
+        return self.tally.total_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens served from the provider's cache."""
+        return self.tally.cached_tokens
 
     def record_success(self, latency: float, usage: Usage) -> None:
         """Count a successful attempt and its usage."""
-        self.requests += 1
+        self.tally.record(usage)
         self.successes += 1
         self.consecutive_failures = 0
         if self.successes == 1:
             self.latency_avg = latency
         else:
             self.latency_avg += LATENCY_SMOOTHING * (latency - self.latency_avg)
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.total_tokens += usage.total_tokens
-        self.cached_tokens += usage.cached_tokens
 
     def record_failure(self) -> None:
         """Count a failed attempt."""
-        self.requests += 1
-        self.failures += 1
+        self.tally.record(None)
         self.consecutive_failures += 1
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -72,6 +73,7 @@ from flyllm.types import (
 )
 from flyllm.usage import (
     InstanceUsage,
+    UsageTally,
     format_health_table,
     format_usage_table,
     instance_cost,
@@ -154,8 +156,7 @@ class LlmManager:
         self._broken_hooks: set[int] = set()
         self._request_seq = 0
         self._prices = dict(prices or {})
-        # (task, instance id) -> [requests, failures, prompt, completion, total, cached tokens]
-        self._task_usage: dict[tuple[str | None, int], list[int]] = {}
+        self._task_usage: dict[tuple[str | None, int], UsageTally] = {}  # (task, instance id)
 
     @classmethod
     def builder(cls) -> LlmManagerBuilder:
@@ -656,17 +657,10 @@ class LlmManager:
     ) -> None:
         """Per-task accounting for usage_report(): a failure when ``usage`` is None."""
         key = (task.name if task else None, instance_id)
-        row = self._task_usage.get(key)
-        if row is None:
-            row = self._task_usage[key] = [0, 0, 0, 0, 0, 0]
-        row[0] += 1
-        if usage is None:
-            row[1] += 1
-        else:
-            row[2] += usage.prompt_tokens
-            row[3] += usage.completion_tokens
-            row[4] += usage.total_tokens
-            row[5] += usage.cached_tokens
+        tally = self._task_usage.get(key)
+        if tally is None:
+            tally = self._task_usage[key] = UsageTally()
+        tally.record(usage)
 
     def _emit(self, event: Event) -> None:
         for hook in self._hooks:
@@ -699,12 +693,7 @@ class LlmManager:
                 name=i.name,
                 provider=i.provider_type.value,
                 model=i.model,
-                prompt_tokens=i.stats.prompt_tokens,
-                completion_tokens=i.stats.completion_tokens,
-                total_tokens=i.stats.total_tokens,
-                requests=i.stats.requests,
-                failures=i.stats.failures,
-                cached_tokens=i.stats.cached_tokens,
+                **dataclasses.asdict(i.stats.tally),
                 average_latency=i.stats.latency_avg,
             )
             for i in self._all

@@ -226,3 +226,20 @@ def test_sync_manager_has_every_public_method_with_the_same_parameters() -> None
         if kwargs:
             theirs = [p for p in theirs if p[1] is not inspect.Parameter.KEYWORD_ONLY]
         assert ours == theirs, name
+
+
+# -- the usage ledger -----------------------------------------------------------------------
+
+
+def test_usage_tally_counts_successes_failures_and_sums() -> None:
+    from flyllm.usage import UsageTally
+
+    tally = UsageTally()
+    tally.record(flyllm.Usage(10, 5, 15, 4))
+    tally.record(None)
+    assert tally == UsageTally(requests=2, failures=1, prompt_tokens=10, completion_tokens=5,
+                               total_tokens=15, cached_tokens=4)  # fmt: skip
+    other = UsageTally(requests=1, prompt_tokens=1, completion_tokens=2, total_tokens=3)
+    tally.add(other)
+    assert tally.usage == flyllm.Usage(11, 7, 18, 4) and tally.requests == 3
+    assert other == UsageTally(1, 0, 1, 2, 3, 0)  # adding leaves the other one as it was
