@@ -12,6 +12,7 @@ import pytest
 from flyllm import (
     GenerationRequest,
     InstanceInfo,
+    ModelPrice,
     LlmManager,
     SyncLlmManager,
     TaskDefinition,
@@ -131,3 +132,38 @@ def test_sync_manager_mirrors_the_new_calls() -> None:
         sync.print_instance_health(table)
         assert "--- Instance Health ---" in table.getvalue()
         assert json.loads(sync.usage_report_json())["total"]["requests"] == 1
+
+
+async def test_usage_report_sums_per_task_and_in_total(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    emu = await emulators("openai")
+    price = ModelPrice(1_000_000.0, 2_000_000.0)  # 1 USD per prompt token, 2 per completion
+    priced = manager.add_provider(
+        "openai", "k", "priced", [TaskDefinition("a")], base_url=emu.base_url, price=price
+    )
+    manager.add_provider(
+        "openai", "k", "no-such-price", [TaskDefinition("b")], base_url=emu.base_url
+    )
+    ok = await manager.try_generate(GenerationRequest(prompt="hello there", task="a"))
+    emu.set_faults([Fault("server_error")])
+    failing = GenerationRequest(prompt="x", task="a", max_attempts=1)
+    assert not (await manager.try_generate(failing)).success
+    emu.set_faults([])
+    await manager.try_generate(GenerationRequest(prompt="y", task="b"))
+    report = manager.usage_report()
+    a, b = report["tasks"]
+    usage = ok.usage
+    assert a == {
+        "task": "a", "requests": 2, "failures": 1, "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens, "total_tokens": usage.total_tokens,
+        "cached_tokens": usage.cached_tokens, "cost_usd": price.cost(usage), "cost_complete": True,
+    }  # fmt: skip
+    assert b["task"] == "b" and b["requests"] == 1 and b["failures"] == 0
+    assert b["cost_usd"] == 0.0 and b["cost_complete"] is False  # tokens spent, price unknown
+    total = report["total"]
+    assert "task" not in total and total["requests"] == 3 and total["failures"] == 1
+    assert total["total_tokens"] == a["total_tokens"] + b["total_tokens"]
+    assert total["cost_usd"] == a["cost_usd"] and total["cost_complete"] is False
+    by_id = {row["id"]: row for row in report["instances"]}
+    assert by_id[priced]["requests"] == 2 and by_id[priced]["cost_usd"] == price.cost(usage)
