@@ -85,7 +85,7 @@ class InstanceStats:
         self.consecutive_failures += 1
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class InstanceHealth:
     """One instance's health: ``state`` is closed (healthy), cooling (rate-limited or backing
     off), open (circuit open), half_open (one probe allowed) or disabled; ``cooldown_left`` in
@@ -132,7 +132,7 @@ class InstanceInfo:
     average_latency: float
 
 
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass(slots=True, eq=False, repr=False, kw_only=True)
 class LlmInstance:
     """One provider + model + key, the tasks it serves, its defaults and its stats.
 
@@ -209,10 +209,17 @@ class LlmInstance:
         if state == "closed" and left > 0:
             state = "cooling"
         return InstanceHealth(
-            self.id, self.name, self.provider_type.value, self.model, state,
-            breaker.consecutive_failures, self.stats.failures, self.stats.requests, left,
-            breaker.reason if state != "closed" else "",
-        )  # fmt: skip
+            id=self.id,
+            name=self.name,
+            provider=self.provider_type.value,
+            model=self.model,
+            state=state,
+            consecutive_failures=breaker.consecutive_failures,
+            failures=self.stats.failures,
+            requests=self.stats.requests,
+            cooldown_left=left,
+            reason=breaker.reason if state != "closed" else "",
+        )
 
     def info(self, now: float) -> InstanceInfo:
         """A read-only snapshot of this instance for ``manager.instances()``."""

@@ -280,13 +280,25 @@ class LlmManager:
         )
         _dry_build(impl, endpoint, label)
         instance = LlmInstance(
-            instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
-            float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),
-            limiter=RateLimiter(rpm, tpm, max_concurrent), connect_timeout=connect_timeout,
-            read_timeout=read_timeout, price=price or self._prices.get(model),
-            default_timeouts=Timeouts(connect_timeout or self.connect_timeout,
-                                      read_timeout or self.read_timeout),
-        )  # fmt: skip
+            id=instance_id,
+            name=label,
+            provider_type=ptype,
+            provider=impl,
+            endpoint=endpoint,
+            tasks=frozenset(task_names),
+            enabled=bool(enabled),
+            weight=float(weight),
+            parameters=params,
+            provider_params=pparams,
+            breaker=CircuitBreaker(self.breaker_policy),
+            limiter=RateLimiter(rpm, tpm, max_concurrent),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            price=price or self._prices.get(model),
+            default_timeouts=Timeouts(
+                connect_timeout or self.connect_timeout, read_timeout or self.read_timeout
+            ),
+        )
         self._tier_cache.clear()
         self._next_id += 1
         self._instances[instance_id] = instance

@@ -12,8 +12,8 @@ import pytest
 from flyllm import (
     GenerationRequest,
     InstanceInfo,
-    ModelPrice,
     LlmManager,
+    ModelPrice,
     SyncLlmManager,
     TaskDefinition,
 )

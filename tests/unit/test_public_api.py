@@ -243,3 +243,13 @@ def test_usage_tally_counts_successes_failures_and_sums() -> None:
     tally.add(other)
     assert tally.usage == flyllm.Usage(11, 7, 18, 4) and tally.requests == 3
     assert other == UsageTally(1, 0, 1, 2, 3, 0)  # adding leaves the other one as it was
+
+
+@pytest.mark.parametrize("cls", [flyllm.Event, flyllm.InstanceHealth, flyllm.InstanceInfo,
+                                 flyllm.LlmInstance])  # fmt: skip
+def test_wide_dataclasses_are_keyword_only(cls: type) -> None:
+    # swapping two ints in a positional call would still type-check: keywords make it visible
+    fields = dataclasses.fields(cls)
+    assert all(f.kw_only for f in fields), [f.name for f in fields if not f.kw_only]
+    with pytest.raises(TypeError, match="positional"):
+        cls(*range(len(fields)))
