@@ -185,10 +185,6 @@ class LlmInstance:
             f"enabled={self.enabled}, weight={self.weight}, parameters={self.parameters!r})"
         )
 
-    def serves(self, task: str | None) -> bool:
-        """Whether a request for ``task`` (None: any) may go here."""
-        return task is None or task in self.tasks
-
     def ready_at(self, now: float, tokens: int) -> float | None:
         """When this instance may take a request of about ``tokens`` tokens: ``now``, a later
         time (cooling down, circuit open, rate limit; infinity: when a running request ends),
