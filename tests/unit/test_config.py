@@ -5,6 +5,7 @@ appear in messages."""
 from __future__ import annotations
 
 import pathlib
+import re
 import sys
 from typing import Any
 
@@ -372,3 +373,22 @@ def test_config_errors_mask_urls(tmp_path: pathlib.Path) -> None:
     text = f'state = "postgres://user:{secret}@db.example/x"\n' + OPENAI
     message = _error(tmp_path, text, "unknown state store")
     assert secret not in message and "postgres://user:***@db.example/x" in message
+
+
+def _keywords_in_comments(doc: str, start: str, end: str) -> set[str]:
+    """The snake_case words the schema's ``# ...`` comments list after ``start``, up to ``end``."""
+    block = doc[doc.index(start) : doc.index(end)]
+    comments = " ".join(line.split("#", 1)[1] for line in block.splitlines() if "#" in line)
+    listed = comments.split("keyword:", 1)[1].split("...", 1)[0]
+    return set(re.findall(r"\b[a-z]+(?:_[a-z]+)*\b", listed)) - {"and", "any", "other"}
+
+
+def test_the_schema_docstring_names_only_real_keywords() -> None:
+    import flyllm.config
+    from flyllm.builder import instance_option_names, manager_option_names
+
+    doc = flyllm.config.__doc__ or ""
+    manager = _keywords_in_comments(doc, "strategy = ", "[retry_policy]")
+    assert "connect_timeout" in manager and manager <= set(manager_option_names()), manager
+    instance = _keywords_in_comments(doc, "[[instances]]", "The manager and")
+    assert "base_url" in instance and instance <= set(instance_option_names()), instance
