@@ -405,8 +405,10 @@ class LlmManager:
         terminal, and nothing otherwise."""
         batch = list(requests)
         limit = self.max_concurrency if max_concurrency is None else max_concurrency
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidRequestError(f"max_concurrency must be a positive integer, got {limit!r}")
+        try:  # the set-up rule for the number; a bad value here is the call's own error
+            positive_int("max_concurrency", limit)
+        except ConfigurationError as exc:
+            raise InvalidRequestError(f"bad parameter: {exc}") from None
         results: list[LlmResponse | None] = [None] * len(batch)
         indices = iter(range(len(batch)))
 

@@ -12,6 +12,7 @@ import pytest
 from flyllm import (
     GenerationRequest,
     InstanceInfo,
+    InvalidRequestError,
     LlmManager,
     ModelPrice,
     SyncLlmManager,
@@ -167,3 +168,11 @@ async def test_usage_report_sums_per_task_and_in_total(
     assert total["cost_usd"] == a["cost_usd"] and total["cost_complete"] is False
     by_id = {row["id"]: row for row in report["instances"]}
     assert by_id[priced]["requests"] == 2 and by_id[priced]["cost_usd"] == price.cost(usage)
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 1.5, "2"])
+async def test_batch_concurrency_is_checked_as_the_call_s_own_error(
+    manager: LlmManager, limit: object
+) -> None:
+    with pytest.raises(InvalidRequestError, match=r"bad parameter: max_concurrency must be a pos"):
+        await manager.batch_generate([GenerationRequest(prompt="p")], limit)  # type: ignore[arg-type]
