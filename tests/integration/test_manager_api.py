@@ -176,3 +176,18 @@ async def test_batch_concurrency_is_checked_as_the_call_s_own_error(
 ) -> None:
     with pytest.raises(InvalidRequestError, match=r"bad parameter: max_concurrency must be a pos"):
         await manager.batch_generate([GenerationRequest(prompt="p")], limit)  # type: ignore[arg-type]
+
+
+def test_sync_manager_from_a_config_file(tmp_path: pathlib.Path) -> None:
+    with emulator_in_thread("openai") as emu:
+        path = tmp_path / "flyllm.toml"
+        path.write_text(
+            'max_attempts = 2\n[[instances]]\nprovider = "openai_compatible"\nmodel = "llama"\n'
+            f'api_key = "k"\nbase_url = "{emu.base_url}"\n'
+        )
+        with SyncLlmManager.from_config(path) as sync:
+            assert isinstance(sync, SyncLlmManager) and sync.manager.max_attempts == 2
+            assert [i.model for i in sync.instances()] == ["llama"]
+            assert sync.try_generate(GenerationRequest(prompt="hi")).success
+        with pytest.raises(RuntimeError, match="closed"):
+            sync.try_generate(GenerationRequest(prompt="hi"))
