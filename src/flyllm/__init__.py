@@ -3,7 +3,12 @@
 Each instance is a provider + model + API key + the tasks it serves. The manager routes every
 request to a fitting instance by a strategy, fails over when a provider errs or rate-limits,
 runs batches in parallel and tracks tokens. See the README for a tour.
+
+This module only re-exports. ``ModelInfo`` and ``LlmManagerBuilder`` are imported on first use,
+so that ``import flyllm`` stays cheap.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from flyllm.errors import (
     AllAttemptsFailedError,
@@ -28,11 +33,16 @@ from flyllm.errors import (
     ServerError,
     StreamInterruptedError,
 )
+from flyllm.events import Event, EventKind, Hook
+from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
+from flyllm.pricing import ModelPrice
 from flyllm.resilience import BreakerPolicy, RetryPolicy
-from flyllm.strategies import Strategy
-from flyllm.sync import SyncLlmManager
+from flyllm.state import Booking, StateStore
+from flyllm.strategies import Candidate, CandidateStats, Strategy
+from flyllm.streaming import LlmStream
+from flyllm.sync import SyncLlmManager, SyncStream
 from flyllm.types import (
     ErrorKind,
     GenerationRequest,
@@ -45,25 +55,57 @@ from flyllm.types import (
 )
 from flyllm.usage import InstanceUsage
 
+if TYPE_CHECKING:
+    from flyllm.builder import LlmManagerBuilder
+    from flyllm.discovery import ModelInfo
+
 __version__ = "0.1.0"
+
+_LAZY = {"LlmManagerBuilder": "flyllm.builder", "ModelInfo": "flyllm.discovery"}
+
+
+def __getattr__(name: str) -> Any:
+    """The exports whose modules load only when first asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flyllm' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AllAttemptsFailedError",
     "AuthenticationError",
     "BadRequestError",
+    "Booking",
     "BreakerPolicy",
+    "Candidate",
+    "CandidateStats",
     "ConfigurationError",
     "ContentFilterError",
     "ContextLengthError",
     "ErrorKind",
+    "Event",
+    "EventKind",
     "FlyLLMError",
     "GenerationRequest",
+    "Hook",
+    "InstanceHealth",
+    "InstanceInfo",
     "InstanceUsage",
     "InvalidRequestError",
+    "LlmInstance",
     "LlmManager",
+    "LlmManagerBuilder",
     "LlmResponse",
+    "LlmStream",
     "MalformedResponseError",
     "Message",
+    "ModelInfo",
+    "ModelPrice",
     "NoInstanceAvailableError",
     "NotFoundError",
     "OverloadedError",
@@ -77,10 +119,12 @@ __all__ = [
     "RedirectError",
     "RetryPolicy",
     "ServerError",
+    "StateStore",
     "Strategy",
     "StreamChunk",
     "StreamInterruptedError",
     "SyncLlmManager",
+    "SyncStream",
     "TaskDefinition",
     "Usage",
     "__version__",

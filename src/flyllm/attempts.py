@@ -283,11 +283,11 @@ class AttemptLoop:
             task = self._plan.tiers[0].task
             m._emit(
                 Event(
-                    kind,
-                    self._request_id,
-                    time.time(),
-                    task.name if task else None,
-                    self._stream,
+                    kind=kind,
+                    request_id=self._request_id,
+                    time=time.time(),
+                    task=task.name if task else None,
+                    stream=self._stream,
                     **fields,
                 )
             )
@@ -296,17 +296,17 @@ class AttemptLoop:
         instance = attempt.instance
         self._m._emit(
             Event(
-                kind,
-                self._request_id,
-                time.time(),
-                attempt.task.name if attempt.task else None,
-                self._stream,
-                attempt.number,
-                instance.id,
-                instance.name,
-                instance.provider_type.value,
-                instance.model,
-                attempt.params,
+                kind=kind,
+                request_id=self._request_id,
+                time=time.time(),
+                task=attempt.task.name if attempt.task else None,
+                stream=self._stream,
+                attempt=attempt.number,
+                instance_id=instance.id,
+                instance_name=instance.name,
+                provider=instance.provider_type.value,
+                model=instance.model,
+                params=attempt.params,
                 **fields,
             )
         )

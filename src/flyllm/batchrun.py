@@ -264,8 +264,7 @@ async def _work(
             item = next(items, None)
             if item is None:
                 return
-            # generate_sequentially returns a failed LlmResponse where generate would raise.
-            response = (await manager.generate_sequentially([item.request]))[0]
+            response = await manager.try_generate(item.request)
             writer.write(response_record(response, item.id))
             if response.success:
                 report.succeeded += 1

@@ -319,7 +319,7 @@ async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
     async with manager:
         if args.stream:
             return await _ask_stream(manager, request)
-        response = (await manager.generate_sequentially([request]))[0]
+        response = await manager.try_generate(request)
     if args.json:
         from flyllm.batchfile import response_record
 
@@ -492,14 +492,14 @@ def _config_check(args: argparse.Namespace) -> int:
             {
                 "id": i.id,
                 "name": i.name,
-                "provider": i.provider_type.value,
+                "provider": i.provider,
                 "model": i.model,
                 "tasks": sorted(i.tasks),
                 "enabled": i.enabled,
                 "weight": i.weight,
-                "base_url": mask_url(i.endpoint.base_url),
+                "base_url": i.base_url,
             }
-            for i in manager.instances
+            for i in manager.instances()
         ],
     }
     if args.json:

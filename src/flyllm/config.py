@@ -5,7 +5,7 @@
 The schema (TOML shown; YAML has the same keys)::
 
     strategy = "least_recently_used"   # and any other LlmManager() keyword: max_attempts,
-    max_attempts = 3                   # timeout, connect_timeout, max_concurrency, ...
+    max_attempts = 3                   # connect_timeout, read_timeout, deadline, ...
     [retry_policy]                     # a keyword typed as a dataclass takes a table
     base = 0.5
 
@@ -14,8 +14,8 @@ The schema (TOML shown; YAML has the same keys)::
     provider_params = { anthropic = { top_k = 40 } }
 
     [[instances]]
-    provider = "openai"                # openai, anthropic, google (gemini), mistral,
-    model = "gpt-4o-mini"              # openai_compatible
+    provider = "openai"                # a flyllm.ProviderType value (any of the 16) or an
+    model = "gpt-4o-mini"              # alias such as "gemini" (see flyllm.providers)
     api_key = "${OPENAI_API_KEY}"      # optional only for providers that need no key
     tasks = ["summary"]                # names of tasks defined above
     # and any add_provider keyword: enabled, base_url, name, weight, parameters,

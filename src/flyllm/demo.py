@@ -97,8 +97,8 @@ async def _demo(n_requests: int) -> int:
         )
         add("openai", "demo-key-5", "gpt-4o", [code, summary], base_url=openai.base_url)
 
-        print(f"\n{len(manager.instances)} instances:")
-        for inst in manager.instances:
+        print(f"\n{len(manager.instances())} instances:")
+        for inst in manager.instances():
             print(f"  #{inst.id} {inst.name:<34} tasks: {', '.join(sorted(inst.tasks))}")
 
         requests = [

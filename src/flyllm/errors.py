@@ -56,7 +56,6 @@ __all__ = [
     "RedirectError",
     "ServerError",
     "StreamInterruptedError",
-    "error_for_kind",
 ]
 
 
@@ -243,32 +242,3 @@ class AllAttemptsFailedError(FlyLLMError):
         lines = [f"all {len(self.attempts)} attempt(s) failed{'; ' + note if note else ''}:"]
         lines += [f"  {i}. {err}" for i, err in enumerate(self.attempts, 1)]
         super().__init__("\n".join(lines))
-
-
-_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
-    cls.kind: cls
-    for cls in (
-        RateLimitError,
-        QuotaError,
-        OverloadedError,
-        ServerError,
-        ProviderTimeoutError,
-        ProviderConnectionError,
-        AuthenticationError,
-        PermissionDeniedError,
-        NotFoundError,
-        BadRequestError,
-        ContextLengthError,
-        ContentFilterError,
-        MalformedResponseError,
-        StreamInterruptedError,
-    )
-}
-
-
-def error_for_kind(kind: ErrorKind) -> type[ProviderError]:
-    """The ProviderError subclass for an ErrorKind (providers classify through this)."""
-    try:
-        return _BY_KIND[kind]
-    except KeyError:
-        raise ValueError(f"{kind!r} is not a provider error kind") from None

@@ -19,7 +19,7 @@ __all__ = ["Event", "EventKind", "Hook"]
 EventKind = Literal["attempt_start", "attempt_end", "wait", "request_end"]
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class Event:
     """What happened. Every event has ``kind``, ``request_id`` (a per-manager counter tying a
     request's events together), ``time`` (epoch seconds), ``task`` and ``stream``.
@@ -35,7 +35,8 @@ class Event:
       ``reason`` is "cancelled" when the caller left (a cancelled task, a stream closed or
       dropped before its end).
 
-    ``messages`` (the conversation) is on attempt_start. No event carries an API key.
+    ``messages`` (the conversation) is on attempt_start. No event carries an API key. Fields
+    are keyword-only: ``Event(kind="wait", request_id=1, time=time.time(), wait=2.0)``.
     """
 
     kind: EventKind

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from flyllm.limits import RateLimiter
@@ -13,8 +16,9 @@ from flyllm.resilience import BreakerPolicy, CircuitBreaker
 from flyllm.settings import mask_headers, mask_url
 from flyllm.transport import Timeouts
 from flyllm.types import ProviderType, Usage
+from flyllm.usage import UsageTally
 
-__all__ = ["InstanceHealth", "InstanceStats", "LlmInstance"]
+__all__ = ["InstanceHealth", "InstanceInfo", "InstanceStats", "LlmInstance"]
 
 _log = logging.getLogger("flyllm")
 
@@ -24,43 +28,64 @@ LATENCY_SMOOTHING = 0.2
 
 @dataclass(slots=True)
 class InstanceStats:
-    """What the manager knows of an instance now: strategies read it, the manager writes it."""
+    """What the manager knows of an instance now: strategies read it, the manager writes it.
+    Attempts and tokens are counted in ``tally``; the properties below read it."""
 
     last_selected: int = -1
     in_flight: int = 0
     remote_in_flight: int = 0  # other processes' requests in flight (a shared state store)
-    requests: int = 0
     successes: int = 0
-    failures: int = 0
     consecutive_failures: int = 0
     latency_avg: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cached_tokens: int = 0
+    tally: UsageTally = field(default_factory=UsageTally)
+
+    @property
+    def requests(self) -> int:
+        """Attempts sent to the instance."""
+        return self.tally.requests
+
+    @property
+    def failures(self) -> int:
+        """Attempts that failed."""
+        return self.tally.failures
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens of the successful attempts (cached ones included)."""
+        return self.tally.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        """Completion tokens of the successful attempts."""
+        return self.tally.completion_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Total tokens of the successful attempts, as the providers reported them."""
+        return self.tally.total_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens served from the provider's cache."""
+        return self.tally.cached_tokens
 
     def record_success(self, latency: float, usage: Usage) -> None:
         """Count a successful attempt and its usage."""
-        self.requests += 1
+        self.tally.record(usage)
         self.successes += 1
         self.consecutive_failures = 0
         if self.successes == 1:
             self.latency_avg = latency
         else:
             self.latency_avg += LATENCY_SMOOTHING * (latency - self.latency_avg)
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.total_tokens += usage.total_tokens
-        self.cached_tokens += usage.cached_tokens
 
     def record_failure(self) -> None:
         """Count a failed attempt."""
-        self.requests += 1
-        self.failures += 1
+        self.tally.record(None)
         self.consecutive_failures += 1
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, frozen=True, kw_only=True)
 class InstanceHealth:
     """One instance's health: ``state`` is closed (healthy), cooling (rate-limited or backing
     off), open (circuit open), half_open (one probe allowed) or disabled; ``cooldown_left`` in
@@ -78,7 +103,36 @@ class InstanceHealth:
     reason: str
 
 
-@dataclass(slots=True, eq=False, repr=False)
+@dataclass(slots=True, frozen=True, kw_only=True)
+class InstanceInfo:
+    """A read-only snapshot of one instance, as ``manager.instances()`` returns it.
+
+    ``base_url`` is masked (no userinfo, no query values); ``parameters`` are the instance's
+    defaults; ``state`` is its health (closed, cooling, open, half_open or disabled, as in
+    ``instance_health()``); the counts are attempts since the manager started, ``in_flight``
+    those running now and ``average_latency`` a moving average in seconds. Change an instance
+    through the manager (``enable_instance``, ``disable_instance``, ``remove_instance``).
+    """
+
+    id: int
+    name: str
+    provider: str
+    model: str
+    base_url: str
+    tasks: frozenset[str]
+    enabled: bool
+    weight: float
+    parameters: Mapping[str, Any]
+    state: str
+    requests: int
+    successes: int
+    failures: int
+    consecutive_failures: int
+    in_flight: int
+    average_latency: float
+
+
+@dataclass(slots=True, eq=False, repr=False, kw_only=True)
 class LlmInstance:
     """One provider + model + key, the tasks it serves, its defaults and its stats.
 
@@ -131,10 +185,6 @@ class LlmInstance:
             f"enabled={self.enabled}, weight={self.weight}, parameters={self.parameters!r})"
         )
 
-    def serves(self, task: str | None) -> bool:
-        """Whether a request for ``task`` (None: any) may go here."""
-        return task is None or task in self.tasks
-
     def ready_at(self, now: float, tokens: int) -> float | None:
         """When this instance may take a request of about ``tokens`` tokens: ``now``, a later
         time (cooling down, circuit open, rate limit; infinity: when a running request ends),
@@ -155,10 +205,39 @@ class LlmInstance:
         if state == "closed" and left > 0:
             state = "cooling"
         return InstanceHealth(
-            self.id, self.name, self.provider_type.value, self.model, state,
-            breaker.consecutive_failures, self.stats.failures, self.stats.requests, left,
-            breaker.reason if state != "closed" else "",
-        )  # fmt: skip
+            id=self.id,
+            name=self.name,
+            provider=self.provider_type.value,
+            model=self.model,
+            state=state,
+            consecutive_failures=breaker.consecutive_failures,
+            failures=self.stats.failures,
+            requests=self.stats.requests,
+            cooldown_left=left,
+            reason=breaker.reason if state != "closed" else "",
+        )
+
+    def info(self, now: float) -> InstanceInfo:
+        """A read-only snapshot of this instance for ``manager.instances()``."""
+        stats = self.stats
+        return InstanceInfo(
+            id=self.id,
+            name=self.name,
+            provider=self.provider_type.value,
+            model=self.model,
+            base_url=mask_url(self.endpoint.base_url),
+            tasks=self.tasks,
+            enabled=self.enabled,
+            weight=self.weight,
+            parameters=MappingProxyType(copy.deepcopy(self.parameters)),
+            state=self.health(now).state,
+            requests=stats.requests,
+            successes=stats.successes,
+            failures=stats.failures,
+            consecutive_failures=stats.consecutive_failures,
+            in_flight=stats.in_flight,
+            average_latency=stats.latency_avg,
+        )
 
     def note_once(self, notes: tuple[str, ...]) -> None:
         """Log each parameter adjustment the provider made, once per instance."""

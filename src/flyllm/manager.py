@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from flyllm.errors import (
     ProviderError,
 )
 from flyllm.events import Event, Hook
-from flyllm.instance import InstanceHealth, LlmInstance
+from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
 from flyllm.limits import RateLimiter, estimate_tokens
 from flyllm.params import conversation, merge_params
 from flyllm.pricing import ModelPrice
@@ -72,6 +73,7 @@ from flyllm.types import (
 )
 from flyllm.usage import (
     InstanceUsage,
+    UsageTally,
     format_health_table,
     format_usage_table,
     instance_cost,
@@ -154,8 +156,7 @@ class LlmManager:
         self._broken_hooks: set[int] = set()
         self._request_seq = 0
         self._prices = dict(prices or {})
-        # (task, instance id) -> [requests, failures, prompt, completion, total, cached tokens]
-        self._task_usage: dict[tuple[str | None, int], list[int]] = {}
+        self._task_usage: dict[tuple[str | None, int], UsageTally] = {}  # (task, instance id)
 
     @classmethod
     def builder(cls) -> LlmManagerBuilder:
@@ -279,13 +280,25 @@ class LlmManager:
         )
         _dry_build(impl, endpoint, label)
         instance = LlmInstance(
-            instance_id, label, ptype, impl, endpoint, frozenset(task_names), bool(enabled),
-            float(weight), params, pparams, breaker=CircuitBreaker(self.breaker_policy),
-            limiter=RateLimiter(rpm, tpm, max_concurrent), connect_timeout=connect_timeout,
-            read_timeout=read_timeout, price=price or self._prices.get(model),
-            default_timeouts=Timeouts(connect_timeout or self.connect_timeout,
-                                      read_timeout or self.read_timeout),
-        )  # fmt: skip
+            id=instance_id,
+            name=label,
+            provider_type=ptype,
+            provider=impl,
+            endpoint=endpoint,
+            tasks=frozenset(task_names),
+            enabled=bool(enabled),
+            weight=float(weight),
+            parameters=params,
+            provider_params=pparams,
+            breaker=CircuitBreaker(self.breaker_policy),
+            limiter=RateLimiter(rpm, tpm, max_concurrent),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            price=price or self._prices.get(model),
+            default_timeouts=Timeouts(
+                connect_timeout or self.connect_timeout, read_timeout or self.read_timeout
+            ),
+        )
         self._tier_cache.clear()
         self._next_id += 1
         self._instances[instance_id] = instance
@@ -335,10 +348,12 @@ class LlmManager:
         for task_name in instance.tasks:
             self._by_task[task_name] = [i for i in self._by_task[task_name] if i is not instance]
 
-    @property
-    def instances(self) -> tuple[LlmInstance, ...]:
-        """The instances, in order of adding."""
-        return tuple(self._all)
+    def instances(self) -> list[InstanceInfo]:
+        """A read-only snapshot of each instance (id, name, provider, model, tasks, enabled,
+        weight, masked base URL, health and counts), in order of adding. Change instances
+        through ``enable_instance``/``disable_instance``/``remove_instance``."""
+        now = self.clock()
+        return [i.info(now) for i in self._all]
 
     @property
     def tasks(self) -> Mapping[str, TaskDefinition]:
@@ -360,12 +375,21 @@ class LlmManager:
             raise response.exception
         return response
 
+    async def try_generate(self, request: GenerationRequest) -> LlmResponse:
+        """Answer one request without raising for its failure: what ``generate`` would raise
+        comes back as an LlmResponse with ``success=False``, ``error`` and ``error_kind`` (as
+        a batch item does). Only leaving (cancellation, Ctrl-C) still raises."""
+        try:
+            return await self._answer(request)
+        except Exception as exc:  # a bug below must not escape a call promised not to raise
+            return failure_response(unexpected_error(exc, "request"), 0, 0.0)
+
     async def generate_sequentially(
         self, requests: Iterable[GenerationRequest]
     ) -> list[LlmResponse]:
         """Answer the requests one after another; one LlmResponse each, in order. Never raises
         for one request's failure."""
-        return [await self._answer(r) for r in requests]
+        return [await self.try_generate(r) for r in requests]
 
     async def batch_generate(
         self,
@@ -381,8 +405,10 @@ class LlmManager:
         terminal, and nothing otherwise."""
         batch = list(requests)
         limit = self.max_concurrency if max_concurrency is None else max_concurrency
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidRequestError(f"max_concurrency must be a positive integer, got {limit!r}")
+        try:  # the set-up rule for the number; a bad value here is the call's own error
+            positive_int("max_concurrency", limit)
+        except ConfigurationError as exc:
+            raise InvalidRequestError(f"bad parameter: {exc}") from None
         results: list[LlmResponse | None] = [None] * len(batch)
         indices = iter(range(len(batch)))
 
@@ -390,10 +416,7 @@ class LlmManager:
 
         async def worker() -> None:
             for i in indices:
-                try:
-                    response = await self._answer(batch[i])
-                except Exception as exc:  # never lose the siblings' answers to one request
-                    response = failure_response(unexpected_error(exc, "request"), 0, 0.0)
+                response = await self.try_generate(batch[i])
                 results[i] = response
                 if bar is not None:
                     bar.update(response.success)
@@ -648,17 +671,10 @@ class LlmManager:
     ) -> None:
         """Per-task accounting for usage_report(): a failure when ``usage`` is None."""
         key = (task.name if task else None, instance_id)
-        row = self._task_usage.get(key)
-        if row is None:
-            row = self._task_usage[key] = [0, 0, 0, 0, 0, 0]
-        row[0] += 1
-        if usage is None:
-            row[1] += 1
-        else:
-            row[2] += usage.prompt_tokens
-            row[3] += usage.completion_tokens
-            row[4] += usage.total_tokens
-            row[5] += usage.cached_tokens
+        tally = self._task_usage.get(key)
+        if tally is None:
+            tally = self._task_usage[key] = UsageTally()
+        tally.record(usage)
 
     def _emit(self, event: Event) -> None:
         for hook in self._hooks:
@@ -691,12 +707,7 @@ class LlmManager:
                 name=i.name,
                 provider=i.provider_type.value,
                 model=i.model,
-                prompt_tokens=i.stats.prompt_tokens,
-                completion_tokens=i.stats.completion_tokens,
-                total_tokens=i.stats.total_tokens,
-                requests=i.stats.requests,
-                failures=i.stats.failures,
-                cached_tokens=i.stats.cached_tokens,
+                **dataclasses.asdict(i.stats.tally),
                 average_latency=i.stats.latency_avg,
             )
             for i in self._all

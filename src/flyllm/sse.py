@@ -1,8 +1,8 @@
 """An incremental server-sent-events decoder: bytes in, :class:`SseEvent` values out.
 
 Pure (no I/O) and provider-neutral; the transport feeds it whatever the socket delivers and hands
-the events to a provider's stream parser. It follows the WHATWG event-stream rules as WIRE.md
-section 5 spells them out:
+the events to a provider's stream parser. It follows the WHATWG event-stream rules (HTML
+Living Standard, "Server-sent events", parsing an event stream):
 
 - lines end in LF, CRLF or CR, and a CR ending one read followed by an LF starting the next is a
   single line end (Gemini streams use CRLF);

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from flyllm.events import Hook
+from flyllm.instance import InstanceHealth, InstanceInfo
 from flyllm.manager import LlmManager
 from flyllm.strategies import Strategy
 from flyllm.streaming import LlmStream
@@ -38,7 +41,10 @@ class SyncLlmManager:
     def __init__(
         self, strategy: str | Strategy = "least_recently_used", max_attempts: int = 3, **kwargs: Any
     ) -> None:
-        self.manager = LlmManager(strategy, max_attempts, **kwargs)
+        self._start(LlmManager(strategy, max_attempts, **kwargs))
+
+    def _start(self, manager: LlmManager) -> None:
+        self.manager = manager
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="flyllm-sync", daemon=True
@@ -93,6 +99,10 @@ class SyncLlmManager:
         """See LlmManager.generate (raises on failure)."""
         return self._call(self.manager.generate(request))
 
+    def try_generate(self, request: GenerationRequest) -> LlmResponse:
+        """See LlmManager.try_generate (a failure is a response with ``success=False``)."""
+        return self._call(self.manager.try_generate(request))
+
     def generate_sequentially(self, requests: Iterable[GenerationRequest]) -> list[LlmResponse]:
         """See LlmManager.generate_sequentially."""
         return self._call(self.manager.generate_sequentially(list(requests)))
@@ -119,6 +129,30 @@ class SyncLlmManager:
         """See LlmManager.list_models."""
         return self._call(self.manager.list_models(provider, api_key, base_url, **kwargs))
 
+    def add_hook(self, hook: Hook) -> None:
+        """See LlmManager.add_hook (hooks run on the background loop's thread)."""
+        self.manager.add_hook(hook)
+
+    def remove_hook(self, hook: Hook) -> None:
+        """See LlmManager.remove_hook."""
+        self.manager.remove_hook(hook)
+
+    def instance_health(self) -> list[InstanceHealth]:
+        """See LlmManager.instance_health."""
+        return self.manager.instance_health()
+
+    def print_instance_health(self, file: TextIO | None = None) -> None:
+        """See LlmManager.print_instance_health."""
+        self.manager.print_instance_health(file)
+
+    def usage_report(self) -> dict[str, Any]:
+        """See LlmManager.usage_report."""
+        return self.manager.usage_report()
+
+    def usage_report_json(self, indent: int | None = 2) -> str:
+        """See LlmManager.usage_report_json."""
+        return self.manager.usage_report_json(indent)
+
     def token_usage(self) -> list[InstanceUsage]:
         """See LlmManager.token_usage."""
         return self.manager.token_usage()
@@ -127,10 +161,28 @@ class SyncLlmManager:
         """See LlmManager.print_token_usage."""
         self.manager.print_token_usage(file)
 
+    def instances(self) -> list[InstanceInfo]:
+        """See LlmManager.instances."""
+        return self.manager.instances()
+
     @property
     def tasks(self) -> Mapping[str, TaskDefinition]:
         """See LlmManager.tasks."""
         return self.manager.tasks
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str]) -> SyncLlmManager:
+        """See LlmManager.from_config: the same file, a SyncLlmManager."""
+        from flyllm.config import load_config
+
+        return cls._around(load_config(path))
+
+    @classmethod
+    def _around(cls, manager: LlmManager) -> SyncLlmManager:
+        """A SyncLlmManager driving an LlmManager built elsewhere (a config file, a builder)."""
+        sync = cls.__new__(cls)
+        sync._start(manager)
+        return sync
 
     def close(self) -> None:
         """Close the connections and stop the background loop. Safe to call twice."""

@@ -1,4 +1,5 @@
-"""Usage accounting: per-instance token totals and the printed usage table."""
+"""Usage accounting: the ledger entry every count goes through (``UsageTally``), per-instance
+totals and the printed usage and health tables."""
 
 from __future__ import annotations
 
@@ -15,11 +16,52 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InstanceUsage",
+    "UsageTally",
     "format_health_table",
     "format_usage_table",
     "instance_cost",
     "usage_report",
 ]
+
+
+@dataclass(slots=True)
+class UsageTally:
+    """Attempts and tokens counted together: one instance's, one (task, instance) pair's, one
+    model's in a batch output. ``prompt_tokens`` includes ``cached_tokens``."""
+
+    requests: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+
+    def record(self, usage: Usage | None) -> None:
+        """Count one attempt: a success with its ``usage``, or a failure when None."""
+        self.requests += 1
+        if usage is None:
+            self.failures += 1
+            return
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.total_tokens += usage.total_tokens
+        self.cached_tokens += usage.cached_tokens
+
+    def add(self, other: UsageTally) -> None:
+        """Add another tally's counts to this one."""
+        self.requests += other.requests
+        self.failures += other.failures
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+        self.cached_tokens += other.cached_tokens
+
+    @property
+    def usage(self) -> Usage:
+        """The token counts as a Usage, the shape a price takes."""
+        return Usage(
+            self.prompt_tokens, self.completion_tokens, self.total_tokens, self.cached_tokens
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -123,26 +165,8 @@ def _cost(instance: LlmInstance | None, usage: Usage) -> float | None:
     return None if price is None else price.cost(usage)
 
 
-def _empty_totals(task: str | None) -> dict[str, Any]:
-    return {
-        "task": task, "requests": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0,
-        "total_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0, "cost_complete": True,
-    }  # fmt: skip
-
-
-def _add_row(entry: dict[str, Any], row: list[int], instance: LlmInstance | None) -> None:
-    requests, failures, prompt, completion, total, cached = row
-    entry["requests"] += requests
-    entry["failures"] += failures
-    entry["prompt_tokens"] += prompt
-    entry["completion_tokens"] += completion
-    entry["total_tokens"] += total
-    entry["cached_tokens"] += cached
-    cost = _cost(instance, Usage(prompt, completion, total, cached))
-    if cost is None:
-        entry["cost_complete"] = entry["cost_complete"] and prompt + completion == 0
-    else:
-        entry["cost_usd"] += cost
+def _task_entry(task: str | None, tally: UsageTally, cost: float, complete: bool) -> dict[str, Any]:
+    return {"task": task, **dataclasses.asdict(tally), "cost_usd": cost, "cost_complete": complete}
 
 
 def instance_cost(instance: LlmInstance, row: InstanceUsage) -> float | None:
@@ -154,22 +178,28 @@ def usage_report(
     instances: Sequence[LlmInstance],
     rows: Sequence[InstanceUsage],
     by_id: Mapping[int, LlmInstance],
-    task_usage: Mapping[tuple[str | None, int], list[int]],
+    task_usage: Mapping[tuple[str | None, int], UsageTally],
 ) -> dict[str, Any]:
     """The data of LlmManager.usage_report(): per instance, per task and total."""
     report_rows = [
         {**dataclasses.asdict(r), "cost_usd": instance_cost(i, r)}
         for i, r in zip(instances, rows, strict=True)
     ]
-    by_task: dict[str | None, dict[str, Any]] = {}
-    for (task, instance_id), row in task_usage.items():
-        entry = by_task.setdefault(task, _empty_totals(task))
-        _add_row(entry, row, by_id.get(instance_id))
-    total = _empty_totals(None)
-    for entry in by_task.values():
-        for key in ("requests", "failures", "prompt_tokens", "completion_tokens",
-                    "total_tokens", "cached_tokens", "cost_usd"):  # fmt: skip
-            total[key] += entry[key]
-        total["cost_complete"] &= entry["cost_complete"]
-    del total["task"]
-    return {"instances": report_rows, "tasks": list(by_task.values()), "total": total}
+    tallies: dict[str | None, UsageTally] = {}
+    costs: dict[str | None, tuple[float, bool]] = {}
+    for (task, instance_id), tally in task_usage.items():
+        tallies.setdefault(task, UsageTally()).add(tally)
+        cost = _cost(by_id.get(instance_id), tally.usage)
+        known, complete = costs.get(task, (0.0, True))
+        if cost is None:  # an unknown price matters only when something was spent
+            costs[task] = (known, complete and tally.prompt_tokens + tally.completion_tokens == 0)
+        else:
+            costs[task] = (known + cost, complete)
+    total = UsageTally()
+    for tally in tallies.values():
+        total.add(tally)
+    by_task = [_task_entry(task, tallies[task], *costs[task]) for task in tallies]
+    total_entry = _task_entry(None, total, sum((c for c, _ in costs.values()), 0.0),
+                              all(ok for _, ok in costs.values()))  # fmt: skip
+    del total_entry["task"]
+    return {"instances": report_rows, "tasks": by_task, "total": total_entry}

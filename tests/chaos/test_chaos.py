@@ -155,7 +155,7 @@ async def test_batch_through_the_bad_hour(fleet: Fleet) -> None:
     print(f"chaos batch: {succeeded}/{len(responses)} succeeded, {injected} faults injected, "
           f"{attempts / len(responses):.3f} attempts per request, revoked instance "
           f"{revoked.requests} request(s), out-of-quota {broke.requests}")  # fmt: skip
-    assert all(i.stats.in_flight == 0 for i in manager.instances)
+    assert all(i.stats.in_flight == 0 for i in manager._all)
 
 
 async def test_streams_through_the_bad_hour(fleet: Fleet) -> None:
@@ -219,12 +219,12 @@ async def test_a_server_stopped_mid_run_is_left_and_taken_back(fleet: Fleet) -> 
     port = victim.port
     await manager.batch_generate([GenerationRequest(prompt=f"warm {i}") for i in range(40)])
     await victim.stop()
-    failures_before = manager.instances[2].stats.failures
+    failures_before = manager._instance(2).stats.failures
     down = await manager.batch_generate(
         [GenerationRequest(prompt=f"down {i}") for i in range(400)], max_concurrency=16
     )
     assert all(r.success for r in down)
-    lost = manager.instances[2].stats.failures - failures_before
+    lost = manager._instance(2).stats.failures - failures_before
     assert 5 <= lost <= 5 + 16  # its breaker threshold, plus requests already in flight
     print(f"stopped server: {lost} failed attempts before its circuit opened")
     assert manager.instance_health()[2].state in ("open", "half_open")

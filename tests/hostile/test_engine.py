@@ -94,7 +94,7 @@ async def test_a_stream_never_iterated_holds_no_connection_or_slot() -> None:
         async with emulator() as emu, LlmManager() as manager:
             manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
             streams = [manager.stream(GenerationRequest(prompt=f"p{i}")) for i in range(5)]
-            assert manager.instances[0].stats.in_flight == 0
+            assert manager._instance(0).stats.in_flight == 0
             answer = await manager.generate(GenerationRequest(prompt="next", deadline=2.0))
             assert answer.success and emu.stats()["requests"] == 1
             del streams
@@ -116,7 +116,7 @@ async def test_a_dropped_stream_frees_its_slot_and_connection_without_a_gc() -> 
 
             await read_one_and_drop()
             assert await settle(lambda: emu.stats()["streams_cancelled"] == 1)
-            assert manager.instances[0].stats.in_flight == 0
+            assert manager._instance(0).stats.in_flight == 0
             ends = [e for e in events if e.kind == "request_end"]
             assert len(ends) == 1 and ends[0].reason == "cancelled" and not ends[0].success
             # max_concurrent=1: the next request gets the slot at once.
@@ -143,7 +143,7 @@ def test_a_dropped_sync_stream_frees_its_slot_without_a_gc() -> None:
                 break
             time.sleep(0.01)
         assert emu.stats()["streams_cancelled"] == 1
-        assert manager.manager.instances[0].stats.in_flight == 0
+        assert manager.manager._instance(0).stats.in_flight == 0
         assert manager.generate(GenerationRequest(prompt="next", deadline=2.0)).success
 
 
@@ -162,11 +162,11 @@ async def test_cancelled_requests_end_as_cancelled_and_leave_no_state() -> None:
                     if i % 2
                     else _drain(manager, GenerationRequest(prompt="y"))
                 )
-                await settle(lambda: manager.instances[0].stats.in_flight == 1)
+                await settle(lambda: manager._instance(0).stats.in_flight == 1)
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
-                assert manager.instances[0].stats.in_flight == 0
+                assert manager._instance(0).stats.in_flight == 0
             ends = [e for e in events if e.kind == "request_end"]
             assert len(ends) == 20 and {e.reason for e in ends} == {"cancelled"}
             assert {e.request_id for e in ends} == set(range(1, 21))
@@ -178,7 +178,7 @@ async def test_cancelled_requests_end_as_cancelled_and_leave_no_state() -> None:
                 "flyllm_requests_total", {"task": "", "stream": "false", "outcome": "cancelled"}
             )
             assert cancelled == 10
-            assert manager.instances[0].stats.failures == 0  # leaving is not the server's fault
+            assert manager._instance(0).stats.failures == 0  # leaving is not the server's fault
 
 
 async def test_leaving_after_the_last_chunk_is_a_success_not_a_cancel() -> None:
@@ -194,7 +194,7 @@ async def test_leaving_after_the_last_chunk_is_a_success_not_a_cancel() -> None:
             assert stream.response.success and stream.response.attempts == 1
             (end,) = [e for e in events if e.kind == "request_end"]
             assert end.success and end.reason is None
-            assert manager.instances[0].stats.successes == 1
+            assert manager._instance(0).stats.successes == 1
 
 
 async def test_a_request_cancelled_while_waiting_ends_as_cancelled() -> None:
@@ -204,7 +204,7 @@ async def test_a_request_cancelled_while_waiting_ends_as_cancelled() -> None:
             events: list[Event] = []
             manager.add_hook(events.append)
             busy = asyncio.ensure_future(manager.generate(GenerationRequest(prompt="busy")))
-            await settle(lambda: manager.instances[0].stats.in_flight == 1)
+            await settle(lambda: manager._instance(0).stats.in_flight == 1)
             waiting = asyncio.ensure_future(manager.generate(GenerationRequest(prompt="waits")))
             await settle(lambda: any(e.kind == "wait" for e in events))
             waiting.cancel()
@@ -212,7 +212,7 @@ async def test_a_request_cancelled_while_waiting_ends_as_cancelled() -> None:
             await asyncio.gather(busy, waiting, return_exceptions=True)
             ends = [e for e in events if e.kind == "request_end"]
             assert len(ends) == 2 and {e.reason for e in ends} == {"cancelled"}
-            assert manager.instances[0].stats.in_flight == 0
+            assert manager._instance(0).stats.in_flight == 0
 
 
 async def _drain(manager: LlmManager, request: GenerationRequest) -> None:
@@ -278,7 +278,7 @@ async def test_a_raw_exception_below_is_one_typed_failure(
     with budget(seconds=10, megabytes=50):
         async with http_server(poisoned) as url, LlmManager(max_attempts=1) as manager:
             manager.add_provider("openai", "k", "m", base_url=url)
-            instance = manager.instances[0]
+            instance = manager._instance(0)
             instance.provider = _Broken(instance.provider, where, exc)
             events: list[Event] = []
             manager.add_hook(events.append)
@@ -314,7 +314,7 @@ async def test_a_deeply_nested_stream_event_is_a_typed_failure() -> None:
                 async for _ in stream:
                     pass
             assert isinstance(caught.value.attempts[0], MalformedResponseError)
-            assert not stream.response.success and manager.instances[0].stats.in_flight == 0
+            assert not stream.response.success and manager._instance(0).stats.in_flight == 0
 
 
 async def test_a_raw_exception_quoting_secrets_is_scrubbed() -> None:
@@ -326,7 +326,7 @@ async def test_a_raw_exception_quoting_secrets_is_scrubbed() -> None:
                 "anthropic", secret, "c", base_url=f"http://u:{secret}x@{host}/?key={secret}y",
                 headers={"X-Gateway-Key": secret + "z"},
             )  # fmt: skip
-            instance = manager.instances[0]
+            instance = manager._instance(0)
             endpoint = instance.endpoint
             leak = ValueError(f"{endpoint.base_url} {endpoint.headers} {endpoint.api_key}")
             instance.provider = _Broken(instance.provider, "build", leak)
@@ -357,7 +357,7 @@ def test_an_interrupted_sync_call_cancels_its_request() -> None:
             time.sleep(0.01)
         ends = [e for e in events if e.kind == "request_end"]
         assert len(ends) == 1 and ends[0].reason == "cancelled"
-        assert manager.manager.instances[0].stats.in_flight == 0
+        assert manager.manager._instance(0).stats.in_flight == 0
 
 
 async def test_an_attempt_is_released_once_whatever_happens_after_its_outcome() -> None:
@@ -374,5 +374,5 @@ async def test_an_attempt_is_released_once_whatever_happens_after_its_outcome() 
             manager.add_hook(hook)
             with pytest.raises(asyncio.CancelledError):
                 await manager.generate(GenerationRequest(prompt="x"))
-            assert manager.instances[0].stats.in_flight == 0  # not -1: released once
+            assert manager._instance(0).stats.in_flight == 0  # not -1: released once
             assert [e.kind for e in events][-1] == "request_end"

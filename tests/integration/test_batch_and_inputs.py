@@ -145,7 +145,7 @@ def test_bad_setup_raises_configuration_errors() -> None:
         LlmManager(strategy="best")
     with pytest.raises(ConfigurationError, match="max_attempts"):
         LlmManager(max_attempts=0)
-    assert [i.id for i in manager.instances] == [0, 1]
+    assert [i.id for i in manager.instances()] == [0, 1]
 
 
 async def test_usage_is_tracked_per_instance(
@@ -264,7 +264,7 @@ def test_addressing_mistakes_fail_at_setup_and_env_base_urls(
         manager.add_provider("azure", "k", "gpt-4o"),
         manager.add_provider("openai", "k", "gpt-4o-mini"),
     ]
-    by_id = {instance.id: instance for instance in manager.instances}
+    by_id = {instance.id: instance for instance in manager._all}
     urls = [by_id[i].endpoint.base_url for i in ids]
     assert urls == [
         "http://10.1.2.3:11434",

@@ -613,7 +613,7 @@ def test_wait_line_uses_the_events_message_when_it_has_one() -> None:
     manager = LlmManager()
     told = SimpleNamespace(kind="wait", wait=2.0, reason="cooldown", time=0.0, message="oa: 2 s")
     assert _wait_line(manager, cast(Event, told)) == "flyllm: oa: 2 s"
-    capacity = Event("wait", 1, time.time(), wait=30.0, reason="capacity")
+    capacity = Event(kind="wait", request_id=1, time=time.time(), wait=30.0, reason="capacity")
     line = _wait_line(manager, capacity)
     assert line.startswith("flyllm: waiting up to 30.0 s (capacity) until ")
     assert line.endswith(": every instance is at its limits")

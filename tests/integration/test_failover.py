@@ -191,7 +191,7 @@ async def test_keys_never_reach_logs_or_reprs(
     with caplog.at_level(logging.DEBUG, logger="flyllm"):
         responses = await manager.batch_generate([GenerationRequest(prompt="x")] * 3)
     assert all(r.error_kind == "authentication" for r in responses)
-    everything = caplog.text + repr(responses) + repr(manager.instances)
+    everything = caplog.text + repr(responses) + repr(manager.instances()) + repr(manager._all)
     everything += "".join(str(r.exception) + repr(r.exception) for r in responses)
     assert key not in everything
     assert "attempt 1 instance=0 provider=openai model=gpt-4o-mini status=401" in caplog.text
@@ -216,7 +216,14 @@ async def test_header_values_and_url_credentials_are_masked_wherever_shown(
     table = io.StringIO()
     manager.print_instance_health(table)
     manager.print_token_usage(table)
-    shown = repr(manager.instances) + str(manager.instances) + table.getvalue() + caplog.text
+    shown = (
+        repr(manager.instances())
+        + repr(manager._all)
+        + str(manager.instances())
+        + str(manager._all)
+        + table.getvalue()
+        + caplog.text
+    )
     shown += repr(manager.instance_health()) + repr(responses) + str(responses[0].exception)
     assert secret not in shown
     assert "X-Gateway-Key" in shown and "gw.example/v1" in shown and "gpt-x" in shown

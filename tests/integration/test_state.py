@@ -81,7 +81,7 @@ async def test_contract_cooldown_steers_traffic_and_totals_add_up(
         responses = await manager.generate_sequentially([GenerationRequest(prompt="x")] * 6)
         assert all(r.success for r in responses)
         assert a.stats()["requests"] == 1 and b.stats()["requests"] == 6
-        totals = await store.totals(manager.instances)
+        totals = await store.totals(manager._all)
     served = sum(r.usage.total_tokens for r in responses)
     assert totals[1]["total_tokens"] == served and totals[1]["requests"] == 6
     assert totals[0]["failures"] == totals[0]["requests"] == 1
@@ -158,7 +158,7 @@ async def test_four_processes_share_two_instances_within_their_limits(
     async with LlmManager(state=store) as reader:  # usage survives the processes
         reader.add_provider("openai", "key-a", "m", base_url=a.base_url)
         reader.add_provider("openai", "key-b", "m", base_url=b.base_url)
-        totals = await store.totals(reader.instances)
+        totals = await store.totals(reader._all)
     assert totals[0]["total_tokens"] + totals[1]["total_tokens"] == sum(served)
     assert totals[0]["requests"] == 5 and totals[1]["requests"] == 5
 
@@ -217,9 +217,9 @@ async def test_redis_coming_back_resyncs_pending_records(
                 response = await manager.generate(GenerationRequest(prompt="after"))
                 assert response.success
                 after += 1
-                if (await store.totals(manager.instances))[0]["requests"] >= 1:
+                if (await store.totals(manager._all))[0]["requests"] >= 1:
                     break
-            totals = await store.totals(manager.instances)
+            totals = await store.totals(manager._all)
             # Every attempt made during the outage is written once Redis is back: 12
             # answered, 2 failed first, then every one made since.
             assert (totals[0]["requests"], totals[0]["failures"]) == (14 + after, 2)
@@ -314,7 +314,7 @@ async def test_least_busy_sees_other_processes_requests_in_flight(
     )
     await asyncio.sleep(0.1)  # four requests in flight on the busy instance, in the other manager
     await mine.generate(GenerationRequest(prompt="first"))  # learns the others' load
-    assert mine.instances[0].stats.remote_in_flight >= 3
+    assert mine._instance(0).stats.remote_in_flight >= 3
     before = busy.stats()["requests"]
     await mine.generate(GenerationRequest(prompt="second"))
     assert busy.stats()["requests"] == before  # it went to the idle instance

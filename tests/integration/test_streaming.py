@@ -211,7 +211,7 @@ async def test_leaving_early_closes_the_connection_at_once(
         await asyncio.sleep(0.01)
     assert emu.stats()["streams_cancelled"] == 1
     assert emu.stats()["in_flight"] == 0
-    assert manager.instances[0].stats.in_flight == 0
+    assert manager._instance(0).stats.in_flight == 0
     # The pool still works for the next requests.
     response = await manager.generate(GenerationRequest(prompt="next", params={"max_tokens": 5}))
     assert response.success
@@ -266,7 +266,7 @@ async def test_an_abandoned_stream_is_closed_when_collected(
             break
         await asyncio.sleep(0.01)
     assert emu.stats()["streams_cancelled"] == 1
-    assert manager.instances[0].stats.in_flight == 0
+    assert manager._instance(0).stats.in_flight == 0
 
 
 async def test_streams_follow_task_routing_and_parameters(

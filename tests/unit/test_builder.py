@@ -74,7 +74,7 @@ def test_builder_equals_the_add_provider_calls() -> None:
         "anthropic", "k2", "claude-sonnet-4-5", ["code"], False, api_version="2023-06-01",
         provider_params={"anthropic": {"top_k": 10}}, options={"region": "eu"},
     )  # fmt: skip
-    assert [_snapshot(i) for i in built.instances] == [_snapshot(i) for i in manual.instances]
+    assert [_snapshot(i) for i in built._all] == [_snapshot(i) for i in manual._all]
     assert built.tasks == manual.tasks
     assert type(built.strategy) is type(manual.strategy)
     assert (built.max_attempts, built.max_concurrency) == (4, 8)
@@ -87,7 +87,7 @@ def test_llm_manager_builder_entry_point() -> None:
     builder = LlmManager.builder()
     assert isinstance(builder, LlmManagerBuilder)
     manager = builder.add_instance("openai", model="m", api_key="k").build()
-    assert [i.model for i in manager.instances] == ["m"]
+    assert [i.model for i in manager.instances()] == ["m"]
 
 
 def test_generic_options_follow_the_signatures() -> None:
@@ -104,7 +104,7 @@ def test_generic_options_follow_the_signatures() -> None:
         .build()
     )
     assert manager.max_attempts == 7
-    assert manager.instances[0].weight == 3.0
+    assert manager.instances()[0].weight == 3.0
 
 
 def test_every_keyword_of_add_provider_passes_through() -> None:
@@ -113,7 +113,7 @@ def test_every_keyword_of_add_provider_passes_through() -> None:
     parameters = inspect.signature(LlmManager.add_provider).parameters
     for name in instance_option_names():
         builder.instance_option(name, parameters[name].default)
-    assert len(builder.build().instances) == 1
+    assert len(builder.build().instances()) == 1
 
 
 def _misuse(build: Callable[[], object], *fragments: str) -> str:
@@ -209,4 +209,4 @@ def test_errors_of_add_provider_and_the_manager_name_the_instance() -> None:
 
 def test_defining_the_same_task_twice_is_harmless() -> None:
     manager = _one().define_task(SUMMARY).supports(SUMMARY).supports("summary").build()
-    assert manager.instances[0].tasks == frozenset({"summary"})
+    assert manager.instances()[0].tasks == frozenset({"summary"})

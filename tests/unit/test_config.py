@@ -5,6 +5,7 @@ appear in messages."""
 from __future__ import annotations
 
 import pathlib
+import re
 import sys
 from typing import Any
 
@@ -132,7 +133,7 @@ def _by_hand() -> LlmManager:
 def test_file_builds_the_same_manager_as_code(tmp_path: pathlib.Path, name: str, text: str) -> None:
     loaded = load_config(_write(tmp_path, text, name), env=ENV)
     expected = _by_hand()
-    assert [_snapshot(i) for i in loaded.instances] == [_snapshot(i) for i in expected.instances]
+    assert [_snapshot(i) for i in loaded._all] == [_snapshot(i) for i in expected._all]
     assert loaded.tasks == expected.tasks
     assert type(loaded.strategy) is type(expected.strategy)
     assert (loaded.max_attempts, loaded.read_timeout) == (4, 30.0)
@@ -145,7 +146,7 @@ def test_from_config_reads_the_environment(
     assert hasattr(LlmManager, "from_config")
     monkeypatch.setenv("OPENAI_KEY", KEY)
     manager = LlmManager.from_config(_write(tmp_path, OPENAI))
-    assert manager.instances[0].endpoint.api_key == KEY
+    assert manager._instance(0).endpoint.api_key == KEY
 
 
 def test_dataclass_options_take_tables(tmp_path: pathlib.Path) -> None:
@@ -158,7 +159,7 @@ def test_instance_limits_pass_through(tmp_path: pathlib.Path) -> None:
     # Any add_provider keyword is an instance key, checked against its type hint.
     text = OPENAI + "rpm = 60\nmax_concurrent = 4\n"
     manager = load_config(_write(tmp_path, text), env=ENV)
-    assert len(manager.instances) == 1
+    assert len(manager.instances()) == 1
     _error(
         tmp_path, OPENAI + 'rpm = "many"\n', "flyllm.toml: instances[0].rpm: expected an integer"
     )
@@ -168,7 +169,7 @@ def test_keyless_local_server(tmp_path: pathlib.Path) -> None:
     text = '[[instances]]\nprovider = "openai_compatible"\nmodel = "llama"\n'
     text += 'base_url = "${LOCAL:-http://127.0.0.1:11434/v1}"\n'
     manager = load_config(_write(tmp_path, text), env={})
-    assert manager.instances[0].endpoint.base_url == "http://127.0.0.1:11434/v1"
+    assert manager._instance(0).endpoint.base_url == "http://127.0.0.1:11434/v1"
 
 
 # -- ${VAR} substitution -----------------------------------------------------------------------
@@ -330,11 +331,11 @@ EXAMPLE_ENV = {
 
 def test_example_config_loads() -> None:
     manager = load_config(EXAMPLE, env=EXAMPLE_ENV)
-    providers = [i.provider_type.value for i in manager.instances]
+    providers = [i.provider_type.value for i in manager._all]
     assert providers == ["openai", "anthropic", "google", "mistral", "openai_compatible"]
-    assert [i.endpoint.api_key for i in manager.instances[:4]] == list(EXAMPLE_ENV.values())
+    assert [i.endpoint.api_key for i in manager._all[:4]] == list(EXAMPLE_ENV.values())
     assert set(manager.tasks) == {"summary", "code_generation", "qa"}
-    assert not manager.instances[4].enabled
+    assert not manager.instances()[4].enabled
 
 
 def test_example_config_without_a_key() -> None:
@@ -381,3 +382,22 @@ def test_a_bad_redis_url_shows_no_part_of_its_password() -> None:
     with pytest.raises(ConfigurationError) as caught:
         RedisStore(f"redis://:Pa55/{secret}@127.0.0.1:1/0")  # "/" ends redis-py's netloc early
     assert "Pa55" not in str(caught.value) and secret not in str(caught.value)
+
+
+def _keywords_in_comments(doc: str, start: str, end: str) -> set[str]:
+    """The snake_case words the schema's ``# ...`` comments list after ``start``, up to ``end``."""
+    block = doc[doc.index(start) : doc.index(end)]
+    comments = " ".join(line.split("#", 1)[1] for line in block.splitlines() if "#" in line)
+    listed = comments.split("keyword:", 1)[1].split("...", 1)[0]
+    return set(re.findall(r"\b[a-z]+(?:_[a-z]+)*\b", listed)) - {"and", "any", "other"}
+
+
+def test_the_schema_docstring_names_only_real_keywords() -> None:
+    import flyllm.config
+    from flyllm.builder import instance_option_names, manager_option_names
+
+    doc = flyllm.config.__doc__ or ""
+    manager = _keywords_in_comments(doc, "strategy = ", "[retry_policy]")
+    assert "connect_timeout" in manager and manager <= set(manager_option_names()), manager
+    instance = _keywords_in_comments(doc, "[[instances]]", "The manager and")
+    assert "base_url" in instance and instance <= set(instance_option_names()), instance

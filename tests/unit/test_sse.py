@@ -1,4 +1,4 @@
-"""SseDecoder: WIRE.md section 5, read by read, including the awkward splits."""
+"""SseDecoder: the WHATWG event-stream rules, read by read, including the awkward splits."""
 
 from __future__ import annotations
 

@@ -3,9 +3,10 @@ OpenAI, Ollama's native API, Cohere's v2 chat and the OpenAI-compatible services
 together, perplexity, deepseek, openrouter, fireworks, lmstudio, vllm; see
 ``dialects/compat.py`` and docs/WIRE-more.md).
 
-It stands in for the real providers in tests, the demo and benchmarks, so it follows
-``WIRE.md`` byte for byte where it matters: routes, auth, validation, error bodies, SSE
-framing and usage placement, request-id and rate-limit headers. It is an independent
+It stands in for the real providers in tests, the demo and benchmarks, so it follows their
+API references (docs/WIRE-more.md, docs/WIRE-models.md) byte for byte where it matters: routes,
+auth, validation, error bodies, SSE framing and usage placement, request-id and rate-limit
+headers. It is an independent
 implementation: nothing here imports the client side of flyllm.
 
     async with Emulator(provider="anthropic", api_keys={"k1"}) as emu:

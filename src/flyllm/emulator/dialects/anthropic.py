@@ -1,5 +1,5 @@
-"""Anthropic Messages (``POST /v1/messages``), WIRE.md section 2 and its late-2026 changes, and
-the models list (``GET /v1/models``, docs/WIRE-models.md section 3)."""
+"""Anthropic Messages (``POST /v1/messages``), after Anthropic's API reference with its late-2026
+changes, and the models list (``GET /v1/models``, docs/WIRE-models.md section 3)."""
 
 from __future__ import annotations
 

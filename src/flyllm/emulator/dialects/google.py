@@ -1,7 +1,7 @@
 """Gemini ``generateContent`` / ``streamGenerateContent`` under ``/v1`` and ``/v1beta``.
 
-WIRE.md section 3. Non-streaming and error bodies are pretty-printed like Google's servers;
-SSE chunks use Google's ``": "``/``,"`` spacing and CRLF event separators and end at EOF.
+After Gemini's API reference. Non-streaming and error bodies are pretty-printed like Google's
+servers; SSE chunks use Google's ``": "``/``,"`` spacing and CRLF event separators and end at EOF.
 The models list is ``GET /{v1,v1beta}/models`` with ``pageSize``/``pageToken`` paging
 (docs/WIRE-models.md section 4).
 """

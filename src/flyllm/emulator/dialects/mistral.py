@@ -1,4 +1,4 @@
-"""Mistral chat completions (``POST /v1/chat/completions``), WIRE.md section 4.
+"""Mistral chat completions (``POST /v1/chat/completions``), after Mistral's API reference.
 
 OpenAI-like on the surface, but with a strict schema (unknown fields are a 422 whose
 ``message`` is an object), usage always on the finish chunk, and Kong gateway errors. The

@@ -1,5 +1,5 @@
-"""OpenAI Chat Completions (``POST /v1/chat/completions``), WIRE.md section 1, and the models
-list (``GET /v1/models``, docs/WIRE-models.md section 1)."""
+"""OpenAI Chat Completions (``POST /v1/chat/completions``), after OpenAI's API reference, and
+the models list (``GET /v1/models``, docs/WIRE-models.md section 1)."""
 
 from __future__ import annotations
 
