@@ -4,7 +4,7 @@ Each instance is a provider + model + API key + the tasks it serves. The manager
 request to a fitting instance by a strategy, fails over when a provider errs or rate-limits,
 runs batches in parallel and tracks tokens. See the README for a tour.
 
-This module only re-exports. ``ModelInfo`` and ``LlmManagerBuilder`` are imported on first use,
+This module only re-exports. ``LlmManagerBuilder`` is imported on first use,
 so that ``import flyllm`` stays cheap.
 """
 
@@ -38,6 +38,7 @@ from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
 from flyllm.pricing import ModelPrice
+from flyllm.providers.base import ModelInfo
 from flyllm.resilience import BreakerPolicy, RetryPolicy
 from flyllm.state import Booking, StateStore
 from flyllm.strategies import Candidate, CandidateStats, Strategy
@@ -57,11 +58,10 @@ from flyllm.usage import InstanceUsage
 
 if TYPE_CHECKING:
     from flyllm.builder import LlmManagerBuilder
-    from flyllm.discovery import ModelInfo
 
 __version__ = "0.1.0"
 
-_LAZY = {"LlmManagerBuilder": "flyllm.builder", "ModelInfo": "flyllm.discovery"}
+_LAZY = {"LlmManagerBuilder": "flyllm.builder"}
 
 
 def __getattr__(name: str) -> Any:

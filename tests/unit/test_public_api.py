@@ -94,7 +94,7 @@ def test_lazy_exports_load_on_first_use() -> None:
         "print(flyllm.ModelInfo.__module__, flyllm.LlmManagerBuilder.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "flyllm.discovery", "flyllm.builder"]
+    assert out.stdout.split() == ["False", "flyllm.providers.base", "flyllm.builder"]
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = flyllm.Nope
 
