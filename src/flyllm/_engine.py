@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -62,21 +63,14 @@ class Settings(Protocol):
 
 
 class Outcome:
-    """A request's final response, shared by its caller (an LlmStream, or ``complete``) and the
-    driving generator; ``None`` until the request has an answer or has failed."""
+    """A request's final ``response``, shared by its caller (an LlmStream, or ``complete``)
+    and the driving generator; ``None`` until the request has an answer or has failed. While
+    it runs, the attempt's parsed ``completion`` and response ``headers`` land here too."""
 
-    __slots__ = ("response",)
+    __slots__ = ("completion", "headers", "response")
 
     def __init__(self) -> None:
         self.response: LlmResponse | None = None
-
-
-class _Answer:
-    """What one attempt read: the completion and the response headers."""
-
-    __slots__ = ("completion", "headers")
-
-    def __init__(self) -> None:
         self.completion: Completion | None = None
         self.headers: Mapping[str, str] = {}
 
@@ -99,12 +93,14 @@ class Engine:
         self._settings = settings
         self.store = store
         self.transport = transport
-        self._hooks = hooks  # the manager's list: hooks added later are seen
-        self._count_task = count_task
+        self.hooks = hooks  # the manager's list: hooks added later are seen
+        self.count_task = count_task
+        # Bound once, like the store's: the clock of a manager's whole life.
+        self.clock = settings.clock
+        self.next_request_id = itertools.count(1).__next__
+        self.next_selection = itertools.count(1).__next__
         self._broken_hooks: set[int] = set()
         self._capacity: asyncio.Event | None = None  # set when a running attempt ends
-        self._request_seq = 0
-        self._selection_seq = 0
         self._seen: object = None  # the manager's strategy object last seen, and its form
         self._strategy: Strategy | None = None
 
@@ -129,38 +125,13 @@ class Engine:
         """The manager's (connect, read) timeouts."""
         return self._settings.connect_timeout, self._settings.read_timeout
 
-    @property
-    def hooked(self) -> bool:
-        """Whether any hook listens."""
-        return bool(self._hooks)
-
-    def clock(self) -> float:
-        """The manager's monotonic clock."""
-        return self._settings.clock()
-
     async def sleep(self, seconds: float) -> None:
         """The manager's sleep (injectable, so tests of waits run instantly)."""
         await self._settings.sleep(seconds)
 
-    def next_request_id(self) -> int:
-        """A new request id."""
-        self._request_seq += 1
-        return self._request_seq
-
-    def next_selection(self) -> int:
-        """A new selection stamp."""
-        self._selection_seq += 1
-        return self._selection_seq
-
-    def count_task(
-        self, task: TaskDefinition | None, instance_id: int, usage: Usage | None
-    ) -> None:
-        """Per-task accounting, in the manager's usage ledger."""
-        self._count_task(task, instance_id, usage)
-
     def emit(self, event: Event) -> None:
         """Call every hook; one that raises is logged once and never breaks a request."""
-        for hook in self._hooks:
+        for hook in self.hooks:
             try:
                 hook(event)
             except Exception:
@@ -212,25 +183,53 @@ class Engine:
         """The request's response, failed or not; raises only when the caller leaves (the
         request then ends as "cancelled", its attempt in flight freed)."""
         outcome = Outcome()
-        with contextlib.suppress(StopAsyncIteration, FlyLLMError):
+        try:
             await self.run(plan, outcome, stream=False, start=start).__anext__()
-        assert outcome.response is not None
-        return outcome.response
+        except (StopAsyncIteration, FlyLLMError):  # it yields nothing; its end is recorded
+            response = outcome.response
+        else:
+            response = None
+        assert response is not None
+        return response
 
     async def run(
         self, plan: Plan, outcome: Outcome, *, stream: bool, start: float | None = None
     ) -> AsyncGenerator[StreamChunk, None]:
-        """THE driver of one request: its chunks (none unless ``stream``) over its attempts.
-        Its end (success, error or the caller leaving) is recorded on ``outcome`` and
-        reported once; a failure raises as a FlyLLMError after that."""
+        """THE driver of one request: attempt after attempt until one succeeds or the loop
+        gives up, yielding the chunks (none unless ``stream``). Each attempt's outcome is
+        recorded once, in one order; the request's end (success, error or the caller leaving)
+        is recorded on ``outcome`` and reported once; a failure then raises a FlyLLMError."""
         if start is None:
             start = time.perf_counter()
         loop = AttemptLoop(self, plan, stream=stream)
         try:
-            async with aclosing(self._attempts(plan, loop, outcome, stream, start)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-            _complete(outcome, loop, start, stream)
+            while not isinstance(attempt := await loop.next(), FlyLLMError):
+                parts: list[str] = []  # the text that reached the caller
+                try:
+                    http_request = self._build(attempt, plan, stream=stream)
+                    if stream:  # closed with this generator, not at a GC
+                        chunks = self._read_stream(attempt, http_request, outcome, parts)
+                        async with aclosing(chunks):
+                            async for chunk in chunks:
+                                yield chunk
+                    else:
+                        await self._send(attempt, http_request, outcome)
+                except ProviderError as err:
+                    if _failed(loop, attempt, err, parts):
+                        continue
+                    raise
+                except FlyLLMError:  # e.g. a provider refusing to build this request
+                    loop.abandoned(attempt)
+                    raise
+                completion = outcome.completion
+                assert completion is not None
+                loop.succeeded(attempt, completion.usage, outcome.headers, completion.content)
+                outcome.response = _response(attempt.instance, completion, start, loop.attempts)
+                if stream:
+                    yield _last_chunk(attempt.instance, completion)
+                _complete(outcome, loop, start, stream)
+                return
+            raise attempt
         except FlyLLMError as err:
             outcome.response = loop.failed_response(err, start)
             raise
@@ -244,46 +243,6 @@ class Engine:
             else:
                 loop.cancelled(start)
             raise
-
-    async def _attempts(
-        self, plan: Plan, loop: AttemptLoop, outcome: Outcome, stream: bool, start: float
-    ) -> AsyncGenerator[StreamChunk, None]:
-        """Attempt after attempt until one succeeds or the loop gives up; each attempt's
-        outcome recorded once, in one order."""
-        while not isinstance(attempt := await loop.next(), FlyLLMError):
-            answer, parts = _Answer(), list[str]()
-            try:
-                http_request = self._build(attempt, plan, stream=stream)
-                if stream:
-                    chunks = self._read_stream(attempt, http_request, answer, parts)
-                    async with aclosing(chunks):
-                        async for chunk in chunks:
-                            yield chunk
-                else:
-                    await self._send(attempt, http_request, answer)
-            except ProviderError as err:
-                if parts:  # text reached the caller: no failover, no spliced answer
-                    err.partial_content = "".join(parts)
-                    loop.failed(attempt, err, may_go_on=False)
-                    raise
-                if not loop.failed(attempt, err):
-                    raise
-                continue
-            except FlyLLMError:  # e.g. a provider refusing to build this request
-                loop.abandoned(attempt)
-                raise
-            completion = answer.completion
-            assert completion is not None
-            loop.succeeded(attempt, completion.usage, answer.headers, completion.content)
-            outcome.response = _response(attempt.instance, completion, start, loop.attempts)
-            if stream:
-                instance = attempt.instance
-                yield StreamChunk(
-                    "", instance.id, instance.provider_type.value, instance.model,
-                    completion.finish_reason, completion.usage,
-                )  # fmt: skip
-            return
-        raise attempt
 
     def _build(self, attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
         """The attempt's HTTP request; raises only FlyLLMErrors."""
@@ -300,7 +259,7 @@ class Engine:
             instance.note_once(http_request.notes)
         return http_request
 
-    async def _send(self, attempt: Attempt, http_request: HttpRequest, answer: _Answer) -> None:
+    async def _send(self, attempt: Attempt, http_request: HttpRequest, answer: Outcome) -> None:
         """Send the request and parse the answer into ``answer`` (raises the classified
         ProviderError; anything else as the typed error of the phase it came from)."""
         instance = attempt.instance
@@ -319,7 +278,7 @@ class Engine:
         answer.headers = response.headers
 
     async def _read_stream(
-        self, attempt: Attempt, http_request: HttpRequest, answer: _Answer, parts: list[str]
+        self, attempt: Attempt, http_request: HttpRequest, answer: Outcome, parts: list[str]
     ) -> AsyncGenerator[StreamChunk, None]:
         """Open the stream and yield its text chunks; the completion goes into ``answer`` once
         the stream has ended and its connection is released. Every text yielded is appended
@@ -361,6 +320,24 @@ class Engine:
             raise
         except Exception as exc:  # e.g. RecursionError on a deeply nested event
             raise unexpected_error(exc, phase, status, instance) from exc
+
+
+def _failed(loop: AttemptLoop, attempt: Attempt, err: ProviderError, parts: list[str]) -> bool:
+    """Record a failed attempt; True to go on. Once text reached the caller, no failover (no
+    spliced answer): the error carries the partial content."""
+    if not parts:
+        return loop.failed(attempt, err)
+    err.partial_content = "".join(parts)
+    loop.failed(attempt, err, may_go_on=False)
+    return False
+
+
+def _last_chunk(instance: LlmInstance, completion: Completion) -> StreamChunk:
+    """A stream's closing chunk: no text, the finish reason and the usage."""
+    ptype = instance.provider_type.value
+    return StreamChunk(
+        "", instance.id, ptype, instance.model, completion.finish_reason, completion.usage
+    )
 
 
 def _response(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -29,7 +29,7 @@ from flyllm.errors import (
     ProviderConnectionError,
     ProviderError,
 )
-from flyllm.events import Event, EventKind
+from flyllm.events import Event, EventKind, Hook
 from flyllm.instance import LlmInstance
 from flyllm.providers._common import scrub
 from flyllm.providers.headroom import spent_for
@@ -98,7 +98,9 @@ class Attempt:
 class AttemptEngine(Protocol):
     """What the attempt loop needs from the engine that drives it (flyllm._engine.Engine; a
     fake in the unit tests): the stats store, the current strategy and retry policy, the
-    default timeouts, the clock, hooks, per-task counting, capacity and id sources."""
+    default timeouts, the clock, hooks, per-task counting, capacity and id sources. The
+    members called on every attempt are plain attributes where they can be (each layer of
+    calls costs on the hot path)."""
 
     @property
     def store(self) -> StateStore:
@@ -121,12 +123,28 @@ class AttemptEngine(Protocol):
         ...
 
     @property
-    def hooked(self) -> bool:
-        """Whether any hook listens (events are built only then)."""
+    def hooks(self) -> Sequence[Hook]:
+        """The hooks listening: events are built only when there is one."""
         ...
 
-    def clock(self) -> float:
+    @property
+    def clock(self) -> Callable[[], float]:
         """Monotonic seconds."""
+        ...
+
+    @property
+    def count_task(self) -> Callable[[TaskDefinition | None, int, Usage | None], None]:
+        """Per-task accounting of one attempt: (task, instance id, usage or None: failed)."""
+        ...
+
+    @property
+    def next_request_id(self) -> Callable[[], int]:
+        """A new request id (1, 2, 3...)."""
+        ...
+
+    @property
+    def next_selection(self) -> Callable[[], int]:
+        """A new selection stamp, for least-recently-used ordering."""
         ...
 
     async def sleep(self, seconds: float) -> None:
@@ -145,24 +163,10 @@ class AttemptEngine(Protocol):
         """Report ``event`` to the hooks."""
         ...
 
-    def count_task(
-        self, task: TaskDefinition | None, instance_id: int, usage: Usage | None
-    ) -> None:
-        """Per-task accounting of one attempt: a failure when ``usage`` is None."""
-        ...
-
     def params_for(
         self, instance: LlmInstance, task: TaskDefinition | None, plan: Plan
     ) -> dict[str, Any]:
         """The merged parameters to send to ``instance`` for ``task``."""
-        ...
-
-    def next_request_id(self) -> int:
-        """A new request id (1, 2, 3...)."""
-        ...
-
-    def next_selection(self) -> int:
-        """A new selection stamp, for least-recently-used ordering."""
         ...
 
 
@@ -345,7 +349,7 @@ class AttemptLoop:
         attempt = Attempt(
             instance, task, level, self.attempts, params, timeouts, booking, time.perf_counter()
         )
-        if e.hooked:
+        if e.hooks:
             self._attempt_event("attempt_start", attempt, messages=plan.messages)
         self._current = attempt
         self._waiting_since, self._told = None, False
@@ -353,7 +357,7 @@ class AttemptLoop:
 
     def _event(self, kind: EventKind, **fields: Any) -> None:
         e = self._e
-        if e.hooked:
+        if e.hooks:
             task = self._plan.tiers[0].task
             e.emit(
                 Event(
@@ -392,7 +396,7 @@ class AttemptLoop:
         if self._done:
             return
         self._done = True
-        if self._e.hooked:
+        if self._e.hooks:
             self._event(
                 "request_end", success=success, error_kind=error_kind, latency=latency,
                 attempt=self.attempts, reason=reason,
@@ -428,7 +432,7 @@ class AttemptLoop:
         e.store.succeeded(attempt.booking, latency, usage, hold_until)
         e.count_task(attempt.task, instance.id, usage)
         e.notify_capacity()
-        if e.hooked:
+        if e.hooks:
             self._attempt_event(
                 "attempt_end", attempt, success=True, status=200, latency=latency, usage=usage,
                 content=content, health=instance.breaker.state,
@@ -455,7 +459,7 @@ class AttemptLoop:
         e.count_task(attempt.task, instance.id, None)
         e.notify_capacity()
         self.errors.append(err)
-        if e.hooked:
+        if e.hooks:
             self._attempt_event(
                 "attempt_end", attempt, success=False, error_kind=err.kind.value,
                 status=err.status, latency=time.perf_counter() - attempt.started,
@@ -486,7 +490,7 @@ class AttemptLoop:
         self._current = None
         e.store.abandoned(attempt.booking)
         e.notify_capacity()
-        if e.hooked:
+        if e.hooks:
             self._attempt_event(
                 "attempt_end", attempt, success=False, reason="abandoned",
                 latency=time.perf_counter() - attempt.started, health=instance.breaker.state,

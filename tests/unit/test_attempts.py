@@ -20,7 +20,7 @@ from flyllm.errors import (
     RateLimitError,
     ServerError,
 )
-from flyllm.events import Event
+from flyllm.events import Event, Hook
 from flyllm.instance import LlmInstance
 from flyllm.limits import RateLimiter
 from flyllm.providers import get_provider
@@ -42,8 +42,8 @@ class FakeEngine:
         self.strategy: Strategy = strategy or LeastRecentlyUsed()
         self.retry_policy = retry
         self.default_timeouts = (10.0, 120.0)
-        self.hooked = True
         self.events: list[Event] = []
+        self.hooks: list[Hook] = [self.events.append]  # emit() records, this says "listen"
         self.sleeps: list[float] = []
         self.capacity_waits: list[float] = []
         self.counted: list[tuple[str | None, int, bool]] = []
@@ -305,7 +305,7 @@ def test_a_stream_with_text_may_not_go_on() -> None:
 
 def test_no_hooks_no_events() -> None:
     engine = FakeEngine()
-    engine.hooked = False
+    engine.hooks = []
     loop = AttemptLoop(engine, plan((None, [instance(0)])))
     loop.succeeded(next_attempt(loop), Usage(1, 1, 2), {})
     loop.finish(True, None, 0.1)
