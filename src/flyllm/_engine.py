@@ -75,7 +75,7 @@ class Outcome:
         self.headers: Mapping[str, str] = {}
 
 
-CountTask = Callable[[TaskDefinition | None, int, Usage | None], None]
+_CountTask = Callable[[TaskDefinition | None, int, Usage | None], None]
 
 
 class Engine:
@@ -88,7 +88,7 @@ class Engine:
         store: StateStore,
         transport: Transport,
         hooks: list[Hook],
-        count_task: CountTask,
+        count_task: _CountTask,
     ) -> None:
         self._settings = settings
         self.store = store

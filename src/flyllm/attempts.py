@@ -97,77 +97,45 @@ class Attempt:
 
 class AttemptEngine(Protocol):
     """What the attempt loop needs from the engine that drives it (flyllm._engine.Engine; a
-    fake in the unit tests): the stats store, the current strategy and retry policy, the
-    default timeouts, the clock, hooks, per-task counting, capacity and id sources. The
-    members called on every attempt are plain attributes where they can be (each layer of
-    calls costs on the hot path)."""
+    fake in the unit tests), so that it never reaches into the manager:
+
+    - ``store`` books instances and records outcomes; ``strategy`` is the one in force now
+      (the manager's may be reassigned); ``retry_policy`` paces new rounds and bounds waits;
+      ``default_timeouts`` the manager's (connect, read) for instances without their own;
+    - ``hooks`` the hooks listening (events are built only when there is one), ``emit`` reports
+      an event; ``count_task(task, instance_id, usage)`` counts an attempt (usage None: failed);
+    - ``clock`` monotonic seconds, ``sleep``, ``wait_for_capacity(timeout)`` until a running
+      request ends, ``notify_capacity`` when one ends; ``params_for`` the merged parameters;
+      ``next_request_id`` and ``next_selection`` the id and least-recently-used stamp sources.
+
+    Members called on every attempt are plain attributes where they can be: each layer of
+    calls costs on the hot path."""
 
     @property
-    def store(self) -> StateStore:
-        """Where instances are booked and their outcomes recorded."""
-        ...
-
+    def store(self) -> StateStore: ...
     @property
-    def strategy(self) -> Strategy:
-        """The strategy in force now (the manager's may be reassigned at any time)."""
-        ...
-
+    def strategy(self) -> Strategy: ...
     @property
-    def retry_policy(self) -> RetryPolicy:
-        """Paces new rounds over failed instances, and bounds every wait."""
-        ...
-
+    def retry_policy(self) -> RetryPolicy: ...
     @property
-    def default_timeouts(self) -> tuple[float, float]:
-        """The manager's (connect, read) timeouts, for instances without their own."""
-        ...
-
+    def default_timeouts(self) -> tuple[float, float]: ...
     @property
-    def hooks(self) -> Sequence[Hook]:
-        """The hooks listening: events are built only when there is one."""
-        ...
-
+    def hooks(self) -> Sequence[Hook]: ...
     @property
-    def clock(self) -> Callable[[], float]:
-        """Monotonic seconds."""
-        ...
-
+    def clock(self) -> Callable[[], float]: ...
     @property
-    def count_task(self) -> Callable[[TaskDefinition | None, int, Usage | None], None]:
-        """Per-task accounting of one attempt: (task, instance id, usage or None: failed)."""
-        ...
-
+    def count_task(self) -> Callable[[TaskDefinition | None, int, Usage | None], None]: ...
     @property
-    def next_request_id(self) -> Callable[[], int]:
-        """A new request id (1, 2, 3...)."""
-        ...
-
+    def next_request_id(self) -> Callable[[], int]: ...
     @property
-    def next_selection(self) -> Callable[[], int]:
-        """A new selection stamp, for least-recently-used ordering."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``."""
-        ...
-
-    async def wait_for_capacity(self, timeout: float) -> None:
-        """Wait until a running request ends, at most ``timeout`` seconds."""
-        ...
-
-    def notify_capacity(self) -> None:
-        """A running attempt ended: wake the requests waiting for capacity."""
-        ...
-
-    def emit(self, event: Event) -> None:
-        """Report ``event`` to the hooks."""
-        ...
-
+    def next_selection(self) -> Callable[[], int]: ...
+    async def sleep(self, seconds: float) -> None: ...
+    async def wait_for_capacity(self, timeout: float) -> None: ...
+    def notify_capacity(self) -> None: ...
+    def emit(self, event: Event) -> None: ...
     def params_for(
         self, instance: LlmInstance, task: TaskDefinition | None, plan: Plan
-    ) -> dict[str, Any]:
-        """The merged parameters to send to ``instance`` for ``task``."""
-        ...
+    ) -> dict[str, Any]: ...
 
 
 class AttemptLoop:
