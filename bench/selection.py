@@ -86,7 +86,7 @@ def select(manager: LlmManager, request: GenerationRequest) -> LlmInstance:
     """One selection, exactly as a first attempt makes it (see the module docstring), then
     the booking released so that every selection meets the same state."""
     plan = manager._plan(request)
-    loop = AttemptLoop(manager, plan)
+    loop = AttemptLoop(manager._engine, plan)
     coro: Coroutine[Any, Any, Attempt | FlyLLMError] = loop.next()
     try:
         coro.send(None)

@@ -1,6 +1,8 @@
 """The attempt loop: which instance each attempt of one request goes to, and when to wait.
 
-Shared by generate() and stream(). Per attempt it takes the strategy's first choice among the
+Shared by generate() and stream(), and driven by the engine (flyllm._engine). It works over a
+small ``AttemptEngine`` interface, not over the manager, so that it can be tested with fake
+instances and a fake clock. Per attempt it takes the strategy's first choice among the
 candidates that are ready now (enabled, not tried yet for this request, circuit not open, not
 cooling down, within their rate limits), trying the request's task first and then its fallback
 tasks in order. When nothing is ready it waits, never longer than needed: until the earliest
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from flyllm._display import mask_urls
 from flyllm.errors import (
@@ -28,20 +30,26 @@ from flyllm.errors import (
     ProviderConnectionError,
     ProviderError,
 )
-from flyllm.events import Event, EventKind
+from flyllm.events import Event, EventKind, Hook
 from flyllm.instance import LlmInstance
 from flyllm.providers._common import clip, redact_secrets, scrub
 from flyllm.providers.base import Endpoint
 from flyllm.providers.headroom import spent_for
-from flyllm.resilience import PERMANENT_KINDS
-from flyllm.state import Booking
+from flyllm.resilience import PERMANENT_KINDS, RetryPolicy
+from flyllm.state import Booking, StateStore
+from flyllm.strategies import Strategy
 from flyllm.transport import Timeouts
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
 
-if TYPE_CHECKING:
-    from flyllm.manager import LlmManager
-
-__all__ = ["Attempt", "AttemptLoop", "Plan", "Tier", "failure_response", "unexpected_error"]
+__all__ = [
+    "Attempt",
+    "AttemptEngine",
+    "AttemptLoop",
+    "Plan",
+    "Tier",
+    "failure_response",
+    "unexpected_error",
+]
 
 _log = logging.getLogger("flyllm")
 
@@ -88,13 +96,56 @@ class Attempt:
     started: float
 
 
+class AttemptEngine(Protocol):
+    """What the attempt loop needs from the engine that drives it (flyllm._engine.Engine; a
+    fake in the unit tests), so that it never reaches into the manager:
+
+    - ``store`` books instances and records outcomes; ``strategy`` is the one in force now
+      (the manager's may be reassigned); ``retry_policy`` paces new rounds and bounds waits;
+      ``default_timeouts`` the manager's (connect, read) for instances without their own;
+    - ``hooks`` the hooks listening (events are built only when there is one), ``emit`` reports
+      an event; ``count_task(task, instance_id, usage)`` counts an attempt (usage None: failed);
+    - ``clock`` monotonic seconds, ``sleep``, ``wait_for_capacity(timeout)`` until a running
+      request ends, ``notify_capacity`` when one ends; ``params_for`` the merged parameters;
+      ``next_request_id`` and ``next_selection`` the id and least-recently-used stamp sources.
+
+    Members called on every attempt are plain attributes where they can be: each layer of
+    calls costs on the hot path."""
+
+    @property
+    def store(self) -> StateStore: ...
+    @property
+    def strategy(self) -> Strategy: ...
+    @property
+    def retry_policy(self) -> RetryPolicy: ...
+    @property
+    def default_timeouts(self) -> tuple[float, float]: ...
+    @property
+    def hooks(self) -> Sequence[Hook]: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def count_task(self) -> Callable[[TaskDefinition | None, int, Usage | None], None]: ...
+    @property
+    def next_request_id(self) -> Callable[[], int]: ...
+    @property
+    def next_selection(self) -> Callable[[], int]: ...
+    async def sleep(self, seconds: float) -> None: ...
+    async def wait_for_capacity(self, timeout: float) -> None: ...
+    def notify_capacity(self) -> None: ...
+    def emit(self, event: Event) -> None: ...
+    def params_for(
+        self, instance: LlmInstance, task: TaskDefinition | None, plan: Plan
+    ) -> dict[str, Any]: ...
+
+
 class AttemptLoop:
     """Hands out attempts for one request and records their outcomes on the instances."""
 
     __slots__ = (
         "_current",
         "_done",
-        "_m",
+        "_e",
         "_out",
         "_plan",
         "_request_id",
@@ -108,12 +159,11 @@ class AttemptLoop:
         "errors",
     )
 
-    def __init__(self, manager: LlmManager, plan: Plan, *, stream: bool = False) -> None:
-        self._m = manager
+    def __init__(self, engine: AttemptEngine, plan: Plan, *, stream: bool = False) -> None:
+        self._e = engine
         self._plan = plan
         self._stream = stream
-        manager._request_seq += 1
-        self._request_id = manager._request_seq
+        self._request_id = engine.next_request_id()
         self._tried: set[int] = set()
         self._out: set[int] = set()  # permanent failures: not again for this request
         self._used = [0] * len(plan.tiers)  # attempts per task of the chain
@@ -127,26 +177,26 @@ class AttemptLoop:
 
     async def next(self) -> Attempt | FlyLLMError:
         """The next attempt, already booked on its instance; or the error to give up with."""
-        m, plan = self._m, self._plan
+        e, plan = self._e, self._plan
         while True:
-            now = m.clock()
+            now = e.clock()
             if plan.deadline is not None and now >= plan.deadline:
                 return self._give_up("the request's deadline passed")
             ready, levels, ready_at, soonest = self._choose(now)
             if ready:
-                store = m._store
+                store = e.store
                 if not store.shared:  # local readiness was just checked: no await needed
                     return self._book(ready[0], levels[0], now)
                 index, wait = await store.acquire(ready, plan.tokens)
                 if index is not None:
-                    return self._book(ready[index], levels[index], m.clock())
+                    return self._book(ready[index], levels[index], e.clock())
                 ready_at = min(ready_at, now + wait)  # other processes hold them
                 soonest = soonest or ready[0]
             retry_at = self._round_at(now)
             wait_until = min(ready_at, retry_at)
             if wait_until == float("inf") and soonest is None and retry_at == float("inf"):
                 return self._give_up("")
-            limit = now + m.retry_policy.max_wait
+            limit = now + e.retry_policy.max_wait
             if plan.deadline is not None:
                 limit = min(limit, plan.deadline)
             if wait_until > limit and wait_until != float("inf"):
@@ -167,12 +217,12 @@ class AttemptLoop:
                 else:
                     message = self._tell(now, seconds, "capacity")
                 self._event("wait", wait=seconds, reason="capacity", message=message)
-                await m._wait_for_capacity(seconds)  # a running request must end first
+                await e.wait_for_capacity(seconds)  # a running request must end first
             elif wait_until > now:
                 seconds = wait_until - now
                 message = self._tell(now, seconds, reason) if seconds > LONG_WAIT else None
                 self._event("wait", wait=seconds, reason=reason, message=message)
-                await m.sleep(seconds)
+                await e.sleep(seconds)
 
     def _tell(self, now: float, seconds: float, reason: str) -> str | None:
         """Log a long wait at INFO (once per stretch of waiting), so that it never looks like a
@@ -213,7 +263,8 @@ class AttemptLoop:
         earliest, soonest = float("inf"), None
         chosen: list[LlmInstance] = []
         levels: list[int] = []
-        shared = self._m._store.shared
+        shared = self._e.store.shared
+        strategy = self._e.strategy
         for level, tier in enumerate(plan.tiers):
             if self._used[level] >= plan.max_attempts:
                 continue
@@ -229,11 +280,7 @@ class AttemptLoop:
                 elif at < earliest or soonest is None:
                     earliest, soonest = at, c
             if ready:
-                strategy = self._m.strategy
-                if self._m._strategy_uses_estimate:
-                    ordered = strategy.order(ready, plan.estimate)  # type: ignore[call-arg]
-                else:
-                    ordered = strategy.order(ready)
+                ordered = strategy.order(ready, plan.estimate)
                 chosen += ordered
                 levels += [level] * len(ordered)
                 if not shared:
@@ -248,40 +295,40 @@ class AttemptLoop:
                 continue
             if any(c.enabled and c.id in self._tried and c.id not in out for c in tier.candidates):
                 hint = self.errors[-1].retry_after if self.errors else None
-                return now + self._m.retry_policy.delay(self._rounds + 1, hint)
+                return now + self._e.retry_policy.delay(self._rounds + 1, hint)
         return float("inf")
 
     def _book(self, instance: LlmInstance, level: int, now: float) -> Attempt:
-        m, plan = self._m, self._plan
-        m._selection_seq += 1
-        booking = m._store.begin(instance, now, plan.tokens, m._selection_seq)
+        e, plan = self._e, self._plan
+        booking = e.store.begin(instance, now, plan.tokens, e.next_selection())
         self._tried.add(instance.id)
         self._used[level] += 1
         self.attempts += 1
         if plan.deadline is None and plan.connect_timeout is None and plan.read_timeout is None:
             timeouts = instance.default_timeouts
         else:
+            connect, read = e.default_timeouts
             timeouts = Timeouts(
-                plan.connect_timeout or instance.connect_timeout or m.connect_timeout,
-                plan.read_timeout or instance.read_timeout or m.read_timeout,
+                plan.connect_timeout or instance.connect_timeout or connect,
+                plan.read_timeout or instance.read_timeout or read,
                 None if plan.deadline is None else max(plan.deadline - now, 0.001),
             )
         task = plan.tiers[level].task
-        params = m._params_for(instance, task, plan)
+        params = e.params_for(instance, task, plan)
         attempt = Attempt(
             instance, task, level, self.attempts, params, timeouts, booking, time.perf_counter()
         )
-        if m._hooks:
+        if e.hooks:
             self._attempt_event("attempt_start", attempt, messages=plan.messages)
         self._current = attempt
         self._waiting_since, self._told = None, False
         return attempt
 
     def _event(self, kind: EventKind, **fields: Any) -> None:
-        m = self._m
-        if m._hooks:
+        e = self._e
+        if e.hooks:
             task = self._plan.tiers[0].task
-            m._emit(
+            e.emit(
                 Event(
                     kind=kind,
                     request_id=self._request_id,
@@ -294,7 +341,7 @@ class AttemptLoop:
 
     def _attempt_event(self, kind: EventKind, attempt: Attempt, **fields: Any) -> None:
         instance = attempt.instance
-        self._m._emit(
+        self._e.emit(
             Event(
                 kind=kind,
                 request_id=self._request_id,
@@ -318,7 +365,7 @@ class AttemptLoop:
         if self._done:
             return
         self._done = True
-        if self._m._hooks:
+        if self._e.hooks:
             self._event(
                 "request_end", success=success, error_kind=error_kind, latency=latency,
                 attempt=self.attempts, reason=reason,
@@ -348,12 +395,13 @@ class AttemptLoop:
         instance = attempt.instance
         latency = time.perf_counter() - attempt.started
         wait = spent_for(headers, self._plan.tokens, time.time)
-        hold_until = self._m.clock() + wait if wait else None
+        e = self._e
+        hold_until = e.clock() + wait if wait else None
         self._current = None
-        self._m._store.succeeded(attempt.booking, latency, usage, hold_until)
-        self._m._count_task(attempt.task, instance.id, usage)
-        self._m._notify_capacity()
-        if self._m._hooks:
+        e.store.succeeded(attempt.booking, latency, usage, hold_until)
+        e.count_task(attempt.task, instance.id, usage)
+        e.notify_capacity()
+        if e.hooks:
             self._attempt_event(
                 "attempt_end", attempt, success=True, status=200, latency=latency, usage=usage,
                 content=content, health=instance.breaker.state,
@@ -374,12 +422,13 @@ class AttemptLoop:
         scrub(err, instance.endpoint)  # last net: no key, one bounded line, whatever raised it
         err.instance_id = instance.id
         err.provider = err.provider or instance.provider_type.value
+        e = self._e
         self._current = None
-        self._m._store.failed(attempt.booking, err.kind, err.retry_after)
-        self._m._count_task(attempt.task, instance.id, None)
-        self._m._notify_capacity()
+        e.store.failed(attempt.booking, err.kind, err.retry_after)
+        e.count_task(attempt.task, instance.id, None)
+        e.notify_capacity()
         self.errors.append(err)
-        if self._m._hooks:
+        if e.hooks:
             self._attempt_event(
                 "attempt_end", attempt, success=False, error_kind=err.kind.value,
                 status=err.status, latency=time.perf_counter() - attempt.started,
@@ -406,10 +455,11 @@ class AttemptLoop:
         if attempt is not self._current:
             return
         instance = attempt.instance
+        e = self._e
         self._current = None
-        self._m._store.abandoned(attempt.booking)
-        self._m._notify_capacity()
-        if self._m._hooks:
+        e.store.abandoned(attempt.booking)
+        e.notify_capacity()
+        if e.hooks:
             self._attempt_event(
                 "attempt_end", attempt, success=False, reason="abandoned",
                 latency=time.perf_counter() - attempt.started, health=instance.breaker.state,

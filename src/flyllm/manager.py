@@ -12,7 +12,6 @@ attempts.py; circuit breakers and backoff in resilience.py; rate limits in limit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -23,29 +22,22 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
-from flyllm.attempts import (
-    Attempt,
-    AttemptLoop,
-    Plan,
-    Tier,
-    failure_response,
-    unexpected_error,
-)
+from flyllm._engine import Engine
+from flyllm.attempts import Plan, Tier, failure_response, unexpected_error
 from flyllm.errors import (
     ConfigurationError,
     FlyLLMError,
     InvalidRequestError,
     NoInstanceAvailableError,
-    ProviderError,
 )
-from flyllm.events import Event, Hook
+from flyllm.events import Hook
 from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
 from flyllm.limits import RateLimiter, estimate_tokens
-from flyllm.params import conversation, merge_params
+from flyllm.params import conversation
 from flyllm.pricing import ModelPrice
 from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
-from flyllm.providers.base import Completion, Endpoint, HttpRequest, Provider
+from flyllm.providers.base import Endpoint, Provider
 from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
 from flyllm.settings import (
     check_addressing,
@@ -132,7 +124,6 @@ class LlmManager:
                             ("deadline", deadline)):  # fmt: skip
             positive_number(name, value, allow_none=name == "deadline")
         self.strategy = make_strategy(strategy)
-        self._strategy_uses_estimate = bool(getattr(self.strategy, "uses_estimate", False))
         self.max_attempts = max_attempts
         self.max_concurrency = max_concurrency
         self.connect_timeout = float(connect_timeout)
@@ -149,14 +140,12 @@ class LlmManager:
         self._by_task: dict[str, list[LlmInstance]] = {}
         self._all: list[LlmInstance] = []
         self._next_id = 0
-        self._selection_seq = 0
-        self._capacity: asyncio.Event | None = None  # set when a running request ends
         self._tier_cache: dict[str | None, tuple[Tier, ...]] = {}
         self._hooks: list[Hook] = []
-        self._broken_hooks: set[int] = set()
-        self._request_seq = 0
         self._prices = dict(prices or {})
         self._task_usage: dict[tuple[str | None, int], UsageTally] = {}  # (task, instance id)
+        # Drives every attempt, streamed or not (flyllm._engine).
+        self._engine = Engine(self, self._store, self._transport, self._hooks, self._count_task)
 
     @classmethod
     def builder(cls) -> LlmManagerBuilder:
@@ -439,7 +428,7 @@ class LlmManager:
         stream``. Bad input raises here, before anything is sent; provider errors raise while
         iterating (failing over first when no text has reached the caller yet), only
         FlyLLMErrors. Nothing is sent, and no slot taken, until the first chunk is asked for."""
-        return LlmStream(self, self._plan(request))
+        return LlmStream(self._engine, self._plan(request))
 
     async def _answer(self, request: GenerationRequest) -> LlmResponse:
         """The response for one request, failed or not; never raises a FlyLLMError."""
@@ -448,7 +437,7 @@ class LlmManager:
             plan = self._plan(request)
         except FlyLLMError as exc:
             return failure_response(exc, 0, time.perf_counter() - start)
-        return await self._run(plan, start)
+        return await self._engine.complete(plan, start)
 
     def _plan(self, request: GenerationRequest) -> Plan:
         """The request resolved and checked; raises only FlyLLMErrors."""
@@ -521,118 +510,6 @@ class LlmManager:
                 pending.extend(task.fallback)
         return tuple(tiers)
 
-    async def _run(self, plan: Plan, start: float) -> LlmResponse:
-        """The request's response, failed or not; raises only when the caller leaves (the
-        request then ends as "cancelled", its attempt in flight freed)."""
-        loop = AttemptLoop(self, plan)
-        try:
-            return await self._attempts(loop, plan, start)
-        except Exception as exc:  # nothing may escape the typed tree, nor lose a batch
-            err = loop.crashed(exc)
-            return loop.failed_response(err, start)
-        except BaseException:
-            loop.cancelled(start)
-            raise
-
-    async def _attempts(self, loop: AttemptLoop, plan: Plan, start: float) -> LlmResponse:
-        while not isinstance(attempt := await loop.next(), FlyLLMError):
-            try:
-                completion, headers = await self._attempt(attempt, plan)
-            except ProviderError as err:
-                if not loop.failed(attempt, err):
-                    return loop.failed_response(err, start)
-                continue
-            except FlyLLMError as err:  # e.g. a provider refusing to build this request
-                loop.abandoned(attempt)
-                return loop.failed_response(err, start)
-            loop.succeeded(attempt, completion.usage, headers, completion.content)
-            instance = attempt.instance
-            latency = time.perf_counter() - start
-            loop.finish(True, None, latency)
-            return LlmResponse(
-                content=completion.content,
-                success=True,
-                provider=instance.provider_type.value,
-                model=instance.endpoint.model,
-                served_model=completion.model,
-                instance_id=instance.id,
-                usage=completion.usage,
-                finish_reason=completion.finish_reason,
-                raw_finish_reason=completion.raw_finish_reason,
-                latency=latency,
-                attempts=loop.attempts,
-            )
-        return loop.failed_response(attempt, start)
-
-    def _params_for(
-        self, instance: LlmInstance, task: TaskDefinition | None, plan: Plan
-    ) -> dict[str, Any]:
-        """The parameters for this instance: instance < task < request, then the same layers'
-        provider_params for its provider. Cached per task when the request brings none (the
-        providers only read them)."""
-        ptype = instance.provider_type.value
-        cacheable = not plan.params and not plan.provider_params
-        if cacheable:
-            cached = instance.param_cache.get(task.name if task else None)
-            if cached is not None:
-                return cached
-        merged = merge_params(
-            instance.parameters,
-            task.parameters if task else None,
-            plan.params,
-            instance.provider_params.get(ptype),
-            task.provider_params.get(ptype) if task else None,
-            plan.provider_params.get(ptype),
-        )
-        if cacheable:
-            instance.param_cache[task.name if task else None] = merged
-        return merged
-
-    def _build(self, attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
-        """The attempt's HTTP request; raises only FlyLLMErrors."""
-        instance = attempt.instance
-        try:
-            http_request = instance.provider.build(
-                instance.endpoint, plan.messages, attempt.params, stream=stream
-            )
-        except FlyLLMError:
-            raise
-        except Exception as exc:
-            raise unexpected_error(exc, "build", None, instance) from exc
-        if http_request.notes:
-            instance.note_once(http_request.notes)
-        return http_request
-
-    async def _attempt(self, attempt: Attempt, plan: Plan) -> tuple[Completion, Mapping[str, str]]:
-        """One attempt: build, send, parse (raises the classified ProviderError; anything else
-        as the typed error of the phase it came from)."""
-        http_request, instance = self._build(attempt, plan), attempt.instance
-        try:
-            response = await self._transport.send(http_request, attempt.timeouts)
-        except FlyLLMError:
-            raise
-        except Exception as exc:
-            raise unexpected_error(exc, "send", None, instance) from exc
-        try:
-            return instance.provider.parse(response, instance.endpoint), response.headers
-        except FlyLLMError:
-            raise
-        except Exception as exc:  # e.g. RecursionError on deeply nested JSON
-            raise unexpected_error(exc, "read", response.status, instance) from exc
-
-    async def _wait_for_capacity(self, timeout: float) -> None:
-        """Wait until a running request ends (or ``timeout`` seconds pass)."""
-        if self._capacity is None:
-            self._capacity = asyncio.Event()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._capacity.wait(), max(timeout, 0.0))
-
-    def _notify_capacity(self) -> None:
-        event = self._capacity
-        if event is not None:
-            self._capacity = None
-            event.set()
-
     # -- discovery ---------------------------------------------------------------------------
 
     async def list_models(
@@ -675,15 +552,6 @@ class LlmManager:
         if tally is None:
             tally = self._task_usage[key] = UsageTally()
         tally.record(usage)
-
-    def _emit(self, event: Event) -> None:
-        for hook in self._hooks:
-            try:
-                hook(event)
-            except Exception:
-                if id(hook) not in self._broken_hooks:  # logged once: never break a request
-                    self._broken_hooks.add(id(hook))
-                    _log.exception("hook %r raised; it keeps being called", hook)
 
     # -- health ------------------------------------------------------------------------------
 

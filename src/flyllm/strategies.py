@@ -1,7 +1,9 @@
 """Load-balancing strategies: from the candidates and their stats, an order of preference.
 
 A strategy never mutates an instance; the manager records the selection afterwards. Any object
-with an ``order(candidates)`` method (the ``Strategy`` protocol) can be passed to LlmManager.
+with an ``order(candidates, estimate)`` method (the ``Strategy`` protocol) can be passed to
+LlmManager, or assigned to ``manager.strategy`` at any time. ``estimate`` is the request's likely
+size, ``(prompt_tokens, completion_tokens)``; most strategies ignore it.
 
     least_recently_used  oldest last *selection* first, ties by id (the default)
     lowest_latency       untried first, then lowest moving average latency; failing-only last
@@ -11,22 +13,26 @@ with an ``order(candidates)`` method (the ``Strategy`` protocol) can be passed t
     least_busy           fewest requests in flight, then least recently used
     lowest_cost          cheapest expected price for the request, ties by least recently used
 
-A strategy that needs the request's size sets ``uses_estimate = True``; its ``order`` is then
-called as ``order(candidates, (prompt_tokens, completion_tokens))``.
+A strategy of the older one-argument form, ``order(candidates)``, still works for now: it is
+wrapped, with a DeprecationWarning, the first time the manager meets it.
 """
 
 from __future__ import annotations
 
+import inspect
 import random as _random
+import warnings
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from flyllm.errors import ConfigurationError
 from flyllm.pricing import ModelPrice
 
 __all__ = [
+    "DEFAULT_ESTIMATE",
     "STRATEGIES",
     "CandidateStats",
+    "Estimate",
     "LeastBusy",
     "LeastRecentlyUsed",
     "LowestCost",
@@ -73,11 +79,18 @@ class Candidate(Protocol):
 
 C = TypeVar("C", bound=Candidate)
 
+Estimate = tuple[int, int]
+"""A request's likely size: (prompt tokens, completion tokens)."""
+
+DEFAULT_ESTIMATE: Estimate = (1000, 256)
+"""The size assumed when a strategy is called without one (in tests, by hand)."""
+
 
 class Strategy(Protocol):
-    """Orders candidates by preference; the first is tried first, the next on failover."""
+    """Orders candidates by preference; the first is tried first, the next on failover.
+    ``estimate`` is the request's likely size, for strategies that price it (lowest_cost)."""
 
-    def order(self, candidates: Sequence[C]) -> list[C]: ...
+    def order(self, candidates: Sequence[C], estimate: Estimate) -> list[C]: ...
 
 
 class LeastRecentlyUsed:
@@ -88,7 +101,7 @@ class LeastRecentlyUsed:
 
     name = "least_recently_used"
 
-    def order(self, candidates: Sequence[C]) -> list[C]:
+    def order(self, candidates: Sequence[C], estimate: Estimate = DEFAULT_ESTIMATE) -> list[C]:
         return sorted(candidates, key=lambda c: (c.stats.last_selected, c.id))
 
 
@@ -98,7 +111,7 @@ class LowestLatency:
 
     name = "lowest_latency"
 
-    def order(self, candidates: Sequence[C]) -> list[C]:
+    def order(self, candidates: Sequence[C], estimate: Estimate = DEFAULT_ESTIMATE) -> list[C]:
         def key(c: C) -> tuple[int, float, int, int]:
             s = c.stats
             if s.successes:
@@ -118,7 +131,7 @@ class RoundRobin:
     def __init__(self) -> None:
         self._next = 0
 
-    def order(self, candidates: Sequence[C]) -> list[C]:
+    def order(self, candidates: Sequence[C], estimate: Estimate = DEFAULT_ESTIMATE) -> list[C]:
         if not candidates:
             return []
         ordered = sorted(candidates, key=lambda c: c.id)
@@ -137,7 +150,7 @@ class RandomChoice:
     def __init__(self, rng: _random.Random | None = None) -> None:
         self._rng = rng or _random.Random()
 
-    def order(self, candidates: Sequence[C]) -> list[C]:
+    def order(self, candidates: Sequence[C], estimate: Estimate = DEFAULT_ESTIMATE) -> list[C]:
         ordered = list(candidates)
         if len(ordered) > 1:
             i = int(self._rng.random() * len(ordered))
@@ -154,7 +167,7 @@ class WeightedRandom:
     def __init__(self, rng: _random.Random | None = None) -> None:
         self._rng = rng or _random.Random()
 
-    def order(self, candidates: Sequence[C]) -> list[C]:
+    def order(self, candidates: Sequence[C], estimate: Estimate = DEFAULT_ESTIMATE) -> list[C]:
         rand = self._rng.random
 
         def key(c: C) -> float:
@@ -171,9 +184,8 @@ class LowestCost:
     come last. Prices come from flyllm.pricing, loaded on first use."""
 
     name = "lowest_cost"
-    uses_estimate = True
 
-    def order(self, candidates: Sequence[C], estimate: tuple[int, int] = (1000, 256)) -> list[C]:
+    def order(self, candidates: Sequence[C], estimate: Estimate = DEFAULT_ESTIMATE) -> list[C]:
         prompt, completion = estimate
 
         def key(c: C) -> tuple[float, int, int]:
@@ -190,7 +202,7 @@ class LeastBusy:
 
     name = "least_busy"
 
-    def order(self, candidates: Sequence[C]) -> list[C]:
+    def order(self, candidates: Sequence[C], estimate: Estimate = DEFAULT_ESTIMATE) -> list[C]:
         def key(c: C) -> tuple[int, int, int]:
             s = c.stats
             return (s.in_flight + s.remote_in_flight, s.last_selected, c.id)
@@ -218,9 +230,50 @@ def make_strategy(strategy: str | Strategy) -> Strategy:
             valid = ", ".join(STRATEGIES)
             raise ConfigurationError(f"unknown strategy {strategy!r}; valid strategies: {valid}")
         return factory()
-    if not callable(getattr(strategy, "order", None)):
+    order = getattr(strategy, "order", None)
+    if not callable(order):
         raise ConfigurationError(
-            f"strategy must be a name or an object with an order(candidates) method, "
-            f"got {strategy!r}"
+            f"strategy must be a name or an object with an order(candidates, estimate) "
+            f"method, got {strategy!r}"
         )
-    return strategy
+    if _takes_estimate(order):
+        return strategy
+    warnings.warn(
+        f"strategy {type(strategy).__name__}.order(candidates) takes no estimate: write it as "
+        f"order(candidates, estimate); the one-argument form will stop working in a future "
+        f"release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return _OneArgument(cast(_OldStrategy, strategy))
+
+
+def _takes_estimate(order: Callable[..., object]) -> bool:
+    """Whether ``order`` accepts a second positional argument (unknown: assume it does)."""
+    try:
+        params = inspect.signature(order).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = 0
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            return True
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
+
+
+class _OldStrategy(Protocol):
+    def order(self, candidates: Sequence[C]) -> list[C]: ...
+
+
+class _OneArgument:
+    """A deprecated ``order(candidates)`` strategy seen through the one signature."""
+
+    __slots__ = ("wrapped",)
+
+    def __init__(self, wrapped: _OldStrategy) -> None:
+        self.wrapped = wrapped
+
+    def order(self, candidates: Sequence[C], estimate: Estimate = DEFAULT_ESTIMATE) -> list[C]:
+        return self.wrapped.order(candidates)

@@ -171,8 +171,8 @@ async def test_cancelled_requests_end_as_cancelled_and_leave_no_state() -> None:
             assert len(ends) == 20 and {e.reason for e in ends} == {"cancelled"}
             assert {e.request_id for e in ends} == set(range(1, 21))
             assert metrics._last_instance == {}  # no per-request entry outlives its request
-            assert manager._capacity is None and len(manager._task_usage) <= 1
-            assert len(manager._transport._timeouts) <= 2 and not manager._broken_hooks
+            assert manager._engine._capacity is None and len(manager._task_usage) <= 1
+            assert len(manager._transport._timeouts) <= 2 and not manager._engine._broken_hooks
             assert await settle(lambda: emu.stats()["in_flight"] == 0)  # connections dropped
             cancelled = registry.get_sample_value(
                 "flyllm_requests_total", {"task": "", "stream": "false", "outcome": "cancelled"}

@@ -579,7 +579,7 @@ async def test_unsendable_requests_fail_alone_through_the_manager(
     async with http_server(ok) as url, LlmManager() as manager:
         manager.add_provider("openai", fake_key(), "m", base_url=url + "/v1")
         manager.add_provider("anthropic", fake_key(), "m", base_url=url)
-        build = manager._build
+        build = manager._engine._build
 
         def poisoned(attempt: Attempt, plan: Plan, *, stream: bool = False) -> HttpRequest:
             request = build(attempt, plan, stream=stream)
@@ -589,7 +589,7 @@ async def test_unsendable_requests_fail_alone_through_the_manager(
                 )
             return request
 
-        monkeypatch.setattr(manager, "_build", poisoned)
+        monkeypatch.setattr(manager._engine, "_build", poisoned)
         with budget(seconds=2, megabytes=30):
             bad, good = await manager.batch_generate(
                 [GenerationRequest(prompt="bad", task=None), GenerationRequest(prompt="good")]

@@ -10,6 +10,7 @@ from flyllm.errors import ConfigurationError
 from flyllm.instance import InstanceStats
 from flyllm.pricing import ModelPrice
 from flyllm.strategies import (
+    DEFAULT_ESTIMATE,
     STRATEGIES,
     LeastBusy,
     LeastRecentlyUsed,
@@ -97,7 +98,7 @@ def test_least_busy() -> None:
 
 def test_make_strategy_by_name_object_and_errors() -> None:
     for name in STRATEGIES:
-        assert make_strategy(name).order([]) == []
+        assert make_strategy(name).order([], DEFAULT_ESTIMATE) == []
     assert isinstance(make_strategy("Least-Busy"), LeastBusy)
     custom = LeastBusy()
     assert make_strategy(custom) is custom
@@ -123,3 +124,24 @@ def test_lowest_cost_prefers_the_cheapest_expected_price_then_lru() -> None:
     long_answer = strategy.order([cheap_in, cheap_out, unknown], (10, 100_000))
     assert ids(long_answer) == [1, 0, 2]
     assert isinstance(make_strategy("lowest_cost"), LowestCost)
+
+
+async def test_lowest_cost_assigned_after_construction_uses_the_requests_estimate() -> None:
+    """Issue 14: ``manager.strategy = LowestCost()`` after construction must price the request
+    itself, not a default size. A long answer is cheapest on the cheap-output model, which the
+    default estimate (1000 prompt, 256 completion tokens) would rank second."""
+    from flyllm import GenerationRequest, LlmManager
+
+    manager = LlmManager(max_attempts=1)  # built with another strategy
+    key = "-".join(["fake", "key"])
+    url = "http://127.0.0.1:9/v1"  # refused at once on loopback: only the choice matters
+    manager.add_provider("openai", key, "a", base_url=url, price=ModelPrice(0.1, 10.0))
+    manager.add_provider("openai", key, "b", base_url=url, price=ModelPrice(5.0, 0.5))
+    first: list[int | None] = []
+    manager.add_hook(lambda e: first.append(e.instance_id) if e.kind == "attempt_start" else None)
+    manager.strategy = LowestCost()
+    request = GenerationRequest(prompt="hi", params={"max_tokens": 100_000})
+    async with manager:
+        (response,) = await manager.generate_sequentially([request])
+    assert not response.success
+    assert first[:1] == [1]  # the cheap-output model; the default estimate picks 0
