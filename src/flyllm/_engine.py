@@ -37,7 +37,7 @@ from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
 from flyllm.events import Event, Hook
 from flyllm.instance import LlmInstance
 from flyllm.params import merge_params
-from flyllm.providers.base import Completion, HttpRequest
+from flyllm.providers.base import NON_SSE_LINE, Completion, HttpRequest
 from flyllm.resilience import RetryPolicy
 from flyllm.sse import decoder_for
 from flyllm.state import StateStore
@@ -297,7 +297,9 @@ class Engine:
                 try:
                     async for data in body:
                         events = decoder.feed(data)
-                        if events:  # only whole events hold off the read timeout
+                        # Only whole events hold off the read timeout: not the pseudo-events of
+                        # lines that are not SSE (kept for Gemini's bare JSON errors).
+                        if events and any(e.event != NON_SSE_LINE for e in events):
                             body.progress()
                         for event in events:
                             text = parser.feed(event)

@@ -531,6 +531,27 @@ async def test_a_stalled_stream_fails_over_through_stream() -> None:
     assert manager.instance_health()[0].failures == 1
 
 
+async def test_lines_that_are_not_events_do_not_hold_off_the_read_timeout() -> None:
+    # Found by review: "x\n" lines decode as pseudo-events (kept only for Gemini's bare JSON
+    # errors); counting them as progress kept an OpenAI stream alive for ever.
+    async def not_sse(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        while True:
+            await response.write(b"x\n")
+            await asyncio.sleep(DRIP)
+
+    async with (
+        http_server(not_sse) as bad,
+        hostile_then_good("openai", bad, read_timeout=READ) as manager,
+    ):
+        with budget(seconds=2, megabytes=30):
+            async with manager.stream(GenerationRequest(prompt="x")) as stream:
+                text = "".join([chunk.text async for chunk in stream])
+    assert text and stream.response.instance_id == 1
+    assert manager.instance_health()[0].failures == 1
+
+
 @pytest.mark.parametrize("call", ["stream", "generate"])
 async def test_a_dripped_head_fails_over_through_anthropic(call: str) -> None:
     async with (
