@@ -54,7 +54,7 @@ from flyllm._display import mask_urls
 from flyllm.builder import instance_option_names, manager_option_names
 from flyllm.errors import ConfigurationError
 from flyllm.manager import LlmManager
-from flyllm.providers import PROVIDER_NAMES, requires_key, resolve_provider_type
+from flyllm.providers import PROVIDER_NAMES, requires_key, resolve_provider_type, spec_for
 from flyllm.strategies import make_strategy
 from flyllm.types import ProviderType, TaskDefinition
 
@@ -469,7 +469,7 @@ def _read_instances(src: _Source, instances: Any, task_names: set[str]) -> list[
             raise src.error(
                 (*path, "api_key"),
                 f"{ptype.value} instances need a key, e.g. api_key = "
-                f'"${{{ptype.value.upper()}_API_KEY}}"',
+                f'"${{{_key_variable(ptype)}}}"',
             )
         tasks = _instance_tasks(src, body.get("tasks", []), (*path, "tasks"), task_names)
         options = {
@@ -643,3 +643,10 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return f"a {type(value).__name__}"
+
+
+def _key_variable(ptype: ProviderType) -> str:
+    """The environment variable the provider's official SDK reads its key from (its spec's
+    first), so the hint matches what users already have set: CO_API_KEY, AZURE_OPENAI_API_KEY..."""
+    names = spec_for(ptype).key_env
+    return names[0] if names else f"{ptype.value.upper()}_API_KEY"

@@ -89,7 +89,8 @@ class LlmManager:
     ``strategy`` is a name from ``flyllm.strategies.STRATEGIES`` or a Strategy object;
     ``max_attempts`` bounds the attempts per request and per task of its fallback chain
     (overridable per request). Each attempt may take ``connect_timeout`` to connect and
-    ``read_timeout`` between reads (for a stream: per chunk); ``deadline`` bounds a whole
+    ``read_timeout`` for the response head and then the whole answer (for a stream: between two
+    complete events); ``deadline`` bounds a whole
     request across attempts and waits (None: no bound); all three are settable per instance and
     per request too. ``retry_policy`` paces new rounds over failed instances; ``breaker`` says
     when an instance's circuit opens. ``max_concurrency`` is batch_generate's default bound;

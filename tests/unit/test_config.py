@@ -266,6 +266,8 @@ def _error(
         (OPENAI + "weight = -1\n", ["instances[0]: weight must be a number >= 0"]),
         (OPENAI.replace('api_key = "${OPENAI_KEY}"\n', ""),
          ["instances[0].api_key: openai instances need a key", "${OPENAI_API_KEY}"]),
+        (OPENAI.replace('api_key = "${OPENAI_KEY}"\n', "").replace('"openai"', '"cohere"'),
+         ["instances[0].api_key: cohere instances need a key", "${CO_API_KEY}"]),  # the SDK's name
         ('strategy = "random"\n', ["no instances: add at least one [[instances]] table"]),
         ("instances = 3\n", ["instances: expected a list of tables"]),
         ("tasks = 3\n" + OPENAI, ["tasks: expected a table of tasks"]),
