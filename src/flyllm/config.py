@@ -468,8 +468,7 @@ def _read_instances(src: _Source, instances: Any, task_names: set[str]) -> list[
         if not api_key and requires_key(ptype):
             raise src.error(
                 (*path, "api_key"),
-                f"{ptype.value} instances need a key, e.g. api_key = "
-                f'"${{{_key_variable(ptype)}}}"',
+                f'{ptype.value} instances need a key, e.g. api_key = "${{{_key_variable(ptype)}}}"',
             )
         tasks = _instance_tasks(src, body.get("tasks", []), (*path, "tasks"), task_names)
         options = {
