@@ -164,8 +164,7 @@ def test_excerpt_strips_html_and_cuts() -> None:
     )
     assert excerpt(page) == "502 Bad gateway"
     long = excerpt("word " * 100)
-    assert len(long) == 200
-    assert long.endswith("…")
+    assert 190 <= len(long) <= 200 and long.endswith("word…")  # cut between words, never in one
     assert excerpt(b"   ") == "(empty body)"
     assert excerpt(b"\xff\xfe bad utf8") == "\ufffd\ufffd bad utf8"
 

@@ -18,7 +18,7 @@ from flyllm.errors import (
     ProviderError,
 )
 from flyllm.providers import get_provider
-from flyllm.providers._common import MESSAGE_LIMIT, count
+from flyllm.providers._common import MESSAGE_LIMIT, count, scrub
 from flyllm.providers.base import NON_SSE_LINE, Completion, Endpoint, HttpResponse, SseEvent
 from flyllm.providers.google import GoogleProvider
 from flyllm.types import Message, ProviderType, Usage
@@ -655,3 +655,16 @@ def test_a_base_url_secret_echoed_by_the_server_is_redacted() -> None:
         body = f"Cannot POST /v1/chat/completions?key={secret}: no such route".encode()
         err = get_provider("openai").classify_error(HttpResponse(404, {}, body), endpoint)
         assert secret not in str(err) and secret not in repr(err)
+
+
+def test_a_disguised_key_straddling_the_cut_is_never_half_shown() -> None:
+    # Found by review: a key the server wrote with JSON \u escapes passes the redaction of raw
+    # bytes; decoded, it straddled the 500-character cut and its first half was shown.
+    key = "-".join(["mistral0KEY", "abcdef0123456789"])  # built at run time
+    escaped = "".join(f"\\u{ord(c):04x}" for c in key)
+    for pad in range(470, 500, 3):
+        body = ('{"error": {"message": "' + "x" * pad + " " + escaped + '"}}').encode()
+        endpoint = Endpoint(model="m", api_key=key, base_url="https://api.example/v1")
+        err = get_provider("openai").classify_error(HttpResponse(401, {}, body), endpoint)
+        scrub(err, endpoint)  # the last net, where an error meets its instance
+        assert key[:8] not in str(err), pad

@@ -220,10 +220,23 @@ def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """Text from a server made safe to show: one line (escape sequences and control characters
     dropped, runs of white space made one space), key shapes redacted, cut to ``limit``
     characters with "…".
-    Redaction comes before the cut, so a key can never be half shown."""
+    Redaction comes before the cut, so a key of a known shape can never be half shown; and the
+    cut falls between tokens, so a secret of the instance that a server disguised (JSON
+    ``\\u`` escapes) and that is redacted only later, once decoded, is never half shown either."""
     text = text[: 4 * limit + 512]  # a window: redaction below sees whole keys, never MBs
     text = redact(" ".join(terminal_text(text).split()))
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    cut = max(head.rfind(c) for c in _TOKEN_ENDS)
+    if cut >= limit // 2:  # else one giant token: cut it where it is
+        head = head[: cut + 1]
+    return head.rstrip() + "…"
+
+
+_TOKEN_ENDS = " ,;\"'<>(){}[]"
+"""Characters that end a token: no key alphabet has them, so cutting after one never splits a
+key (base64 and URL-safe keys use letters, digits and ``-_./+=:~``)."""
 
 
 def brief(value: Any, limit: int = EXCERPT_LIMIT) -> str:
