@@ -6,10 +6,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["json_text", "mask_url", "mask_urls", "table_cell", "terminal_text", "url_secrets"]
+__all__ = [
+    "json_text",
+    "mask_headers",
+    "mask_url",
+    "mask_urls",
+    "table_cell",
+    "terminal_text",
+    "url_secrets",
+]
 
 _ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, clearing the screen
@@ -93,3 +102,9 @@ def url_secrets(url: object) -> list[str]:
     query = url.partition("?")[2].partition("#")[0]
     found += [unquote(pair.partition("=")[2]) for pair in query.split("&") if "=" in pair]
     return found
+
+
+def mask_headers(headers: Mapping[str, object]) -> dict[str, str]:
+    """Headers as they may be shown (reprs): the names, every value ``***`` (any may carry a
+    key: Authorization, a gateway's key, a cookie)."""
+    return {str(name): "***" for name in headers}

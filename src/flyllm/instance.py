@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from flyllm._display import mask_headers, mask_url
 from flyllm.limits import RateLimiter
 from flyllm.pricing import ModelPrice, lookup_price
 from flyllm.providers.base import Endpoint, Provider
 from flyllm.resilience import BreakerPolicy, CircuitBreaker
-from flyllm.settings import mask_headers, mask_url
 from flyllm.transport import Timeouts
 from flyllm.types import ProviderType, Usage
 from flyllm.usage import UsageTally

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
+from flyllm._display import mask_url
 from flyllm._engine import Engine
 from flyllm.attempts import Plan, Tier, failure_response, unexpected_error
 from flyllm.errors import (
@@ -46,7 +47,6 @@ from flyllm.settings import (
     check_provider_params,
     env_base_url,
     make_store,
-    mask_url,
     non_negative_number,
     positive_int,
     positive_number,

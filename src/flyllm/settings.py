@@ -30,8 +30,6 @@ __all__ = [
     "check_provider_params",
     "env_base_url",
     "make_store",
-    "mask_headers",
-    "mask_url",
     "non_negative_number",
     "positive_int",
     "positive_number",
@@ -85,11 +83,6 @@ def check_headers(headers: Any) -> dict[str, str]:
                 f"header {name!r} has a control character (CR, LF...) in its value"
             )
     return dict(headers)
-
-
-def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """``headers`` as they may be shown: every value ``***`` (any may carry a key)."""
-    return {name: "***" for name in headers}
 
 
 def check_addressing(api_key: str, base_url: str, api_version: Any, headers: Any) -> dict[str, str]:

@@ -17,8 +17,8 @@ from flyllm import (
     LlmManager,
     TaskDefinition,
 )
+from flyllm._display import mask_url
 from flyllm.providers import get_provider
-from flyllm.settings import mask_url
 from flyllm.types import ProviderType
 
 SECRET = "-".join(["gw", "secret", "4f9a1c"])  # built at run time: never a literal key

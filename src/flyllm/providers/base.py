@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from flyllm._display import mask_url, url_secrets
+from flyllm._display import mask_headers, mask_url, url_secrets
 from flyllm.errors import ProviderError
 from flyllm.types import FinishReason, Message, ProviderType, Usage
 
@@ -69,7 +69,7 @@ class Endpoint:
         # Written by hand: header values and the URL's user-info or query may carry keys.
         return (
             f"Endpoint(model={self.model!r}, base_url={mask_url(self.base_url)!r}, "
-            f"api_version={self.api_version!r}, headers={sorted(self.headers)!r})"
+            f"api_version={self.api_version!r}, headers={mask_headers(self.headers)!r})"
         )
 
 
