@@ -32,6 +32,8 @@ from flyllm.errors import (
     RedirectError,
     ServerError,
     StreamInterruptedError,
+    ToolLoopError,
+    UnsupportedFeatureError,
 )
 from flyllm.events import Event, EventKind, Hook
 from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
@@ -52,6 +54,9 @@ from flyllm.types import (
     ProviderType,
     StreamChunk,
     TaskDefinition,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
     Usage,
 )
 from flyllm.usage import InstanceUsage
@@ -126,6 +131,11 @@ __all__ = [
     "SyncLlmManager",
     "SyncStream",
     "TaskDefinition",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolLoopError",
+    "UnsupportedFeatureError",
     "Usage",
     "__version__",
     "use_logging",

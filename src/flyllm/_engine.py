@@ -37,7 +37,7 @@ from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
 from flyllm.events import Event, Hook
 from flyllm.instance import LlmInstance
 from flyllm.params import merge_params
-from flyllm.providers.base import NON_SSE_LINE, Completion, HttpRequest
+from flyllm.providers.base import NON_SSE_LINE, Completion, Delta, HttpRequest
 from flyllm.resilience import RetryPolicy
 from flyllm.sse import decoder_for
 from flyllm.state import StateStore
@@ -249,7 +249,7 @@ class Engine:
         instance = attempt.instance
         try:
             http_request = instance.provider.build(
-                instance.endpoint, plan.messages, attempt.params, stream=stream
+                instance.endpoint, plan.messages, attempt.params, stream=stream, tools=plan.tools
             )
         except FlyLLMError:
             raise
@@ -302,10 +302,9 @@ class Engine:
                         if events and any(e.event != NON_SSE_LINE for e in events):
                             body.progress()
                         for event in events:
-                            text = parser.feed(event)
-                            if text:
-                                parts.append(text)
-                                yield StreamChunk(text, instance.id, ptype, model)
+                            out = parser.feed(event)
+                            if out:
+                                yield _chunk(out, parts, instance.id, ptype, model)
                 except ProviderError as err:
                     if err.kind is not ErrorKind.CONNECTION:
                         raise
@@ -313,10 +312,9 @@ class Engine:
                         f"the stream broke off: {err.message}", status=head.status
                     ) from err
                 for event in decoder.close():
-                    text = parser.feed(event)
-                    if text:
-                        parts.append(text)
-                        yield StreamChunk(text, instance.id, ptype, model)
+                    out = parser.feed(event)
+                    if out:
+                        yield _chunk(out, parts, instance.id, ptype, model)
                 answer.completion, answer.headers = parser.finish(), head.headers
         except FlyLLMError:
             raise
@@ -324,12 +322,26 @@ class Engine:
             raise unexpected_error(exc, phase, status, instance) from exc
 
 
+def _chunk(
+    out: str | Delta, parts: list[str], instance_id: int, ptype: str, model: str
+) -> StreamChunk:
+    """The chunk for what one event added; its text is appended to ``parts`` first (a
+    tool-call piece appends its text too, even '': anything that reached the caller rules out
+    a failover that would splice two answers)."""
+    if type(out) is str:  # the common case: plain text
+        parts.append(out)
+        return StreamChunk(out, instance_id, ptype, model)
+    assert isinstance(out, Delta)
+    parts.append(out.text)
+    return StreamChunk(out.text, instance_id, ptype, model, tool_calls=out.tool_calls)
+
+
 def _failed(loop: AttemptLoop, attempt: Attempt, err: ProviderError, parts: list[str]) -> bool:
     """Record a failed attempt; True to go on. Once text reached the caller, no failover (no
     spliced answer): the error carries the partial content."""
     if not parts:
         return loop.failed(attempt, err)
-    err.partial_content = "".join(parts)
+    err.partial_content = "".join(parts)  # the text only; tool-call pieces are not content
     loop.failed(attempt, err, may_go_on=False)
     return False
 
@@ -357,6 +369,8 @@ def _response(
         raw_finish_reason=completion.raw_finish_reason,
         latency=time.perf_counter() - start,
         attempts=attempts,
+        tool_calls=completion.tool_calls,
+        provider_data=completion.provider_data,
     )
 
 

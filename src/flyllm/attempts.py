@@ -32,6 +32,7 @@ from flyllm.errors import (
 )
 from flyllm.events import Event, EventKind, Hook
 from flyllm.instance import LlmInstance
+from flyllm.params import ToolSet
 from flyllm.providers._common import clip, redact_secrets, scrub
 from flyllm.providers.base import Endpoint
 from flyllm.providers.headroom import spent_for
@@ -79,6 +80,7 @@ class Plan:
     deadline: float | None = None  # monotonic time by which the request must be answered
     connect_timeout: float | None = None
     read_timeout: float | None = None
+    tools: ToolSet | None = None
 
 
 @dataclass(slots=True)
@@ -444,7 +446,7 @@ class AttemptLoop:
             return False
         if not err.retryable:
             return self._fall_back(attempt, err)
-        if err.kind in PERMANENT_KINDS:
+        if err.kind in PERMANENT_KINDS or err.kind is ErrorKind.UNSUPPORTED:
             self._out.add(instance.id)
         _log.warning("failing over after attempt %d: %s", attempt.number, err)
         return True

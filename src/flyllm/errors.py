@@ -20,9 +20,12 @@ retry, failover or give-up from the class (its ``kind``) alone.
     │   ├── BadRequestError         the request itself is wrong         give up
     │   ├── ContextLengthError      prompt too long for the model       give up
     │   ├── ContentFilterError      refused or blocked                  give up
+    │   ├── UnsupportedFeatureError the instance cannot do what the     fail over (learned:
+    │   │                           request needs (.feature)            skipped from now on)
     │   ├── MalformedResponseError  an answer we cannot read            retryable
     │   └── StreamInterruptedError  a stream ended before its end       retryable before output
-    └── AllAttemptsFailedError      every allowed attempt failed (.attempts)
+    ├── AllAttemptsFailedError      every allowed attempt failed (.attempts)
+    └── ToolLoopError               run_tools reached max_steps (.messages, .response)
 
 Messages never contain API keys: providers build them from status and body text only.
 """
@@ -32,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flyllm.types import ErrorKind
+from flyllm.types import ErrorKind, LlmResponse, Message
 
 __all__ = [
     "AllAttemptsFailedError",
@@ -56,6 +59,8 @@ __all__ = [
     "RedirectError",
     "ServerError",
     "StreamInterruptedError",
+    "ToolLoopError",
+    "UnsupportedFeatureError",
 ]
 
 
@@ -221,6 +226,20 @@ class ContentFilterError(ProviderError):
     default_retryable = False
 
 
+class UnsupportedFeatureError(ProviderError):
+    """The instance cannot do what the request needs (``feature``: a Capability such as
+    "tools"), said by the provider before sending (Cohere cannot force a named tool) or learned
+    from its answer ("this model does not support tools"). Says nothing about the instance's
+    health: the request fails over, and the instance is skipped for such requests from then on.
+    """
+
+    kind = ErrorKind.UNSUPPORTED
+
+    def __init__(self, message: str, *, feature: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.feature = feature
+
+
 class MalformedResponseError(ProviderError):
     """The provider answered something we cannot read."""
 
@@ -242,3 +261,14 @@ class AllAttemptsFailedError(FlyLLMError):
         lines = [f"all {len(self.attempts)} attempt(s) failed{'; ' + note if note else ''}:"]
         lines += [f"  {i}. {err}" for i, err in enumerate(self.attempts, 1)]
         super().__init__("\n".join(lines))
+
+
+class ToolLoopError(FlyLLMError):
+    """``run_tools`` reached ``max_steps`` while the model still asked for tool calls.
+    ``messages`` is the transcript so far (ready to continue with more steps) and ``response``
+    the last answer, whose usage is summed over all steps."""
+
+    def __init__(self, message: str, messages: Sequence[Message], response: LlmResponse) -> None:
+        super().__init__(message)
+        self.messages = tuple(messages)
+        self.response = response

@@ -34,7 +34,7 @@ from flyllm.errors import (
 from flyllm.events import Hook
 from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
 from flyllm.limits import RateLimiter, estimate_tokens
-from flyllm.params import conversation
+from flyllm.params import conversation, tool_set
 from flyllm.pricing import ModelPrice
 from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
@@ -483,7 +483,7 @@ class LlmManager:
         return Plan(
             messages, tiers, params, provider_params, max_attempts, tokens, estimate,
             None if deadline is None else self.clock() + deadline,
-            request.connect_timeout, request.read_timeout,
+            request.connect_timeout, request.read_timeout, tool_set(request),
         )  # fmt: skip
 
     def _tiers(self, task_name: str | None) -> tuple[Tier, ...]:

@@ -10,15 +10,37 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flyllm.errors import InvalidRequestError
-from flyllm.types import GenerationRequest, Message
+from flyllm.types import GenerationRequest, Message, Tool, ToolCall, ToolChoice
 
-_ROLES = frozenset({"system", "user", "assistant"})
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CHOICES = frozenset({"auto", "none", "required"})
 
-__all__ = ["conversation", "merge_params", "validate_params", "validate_provider_params"]
+__all__ = [
+    "ToolSet",
+    "conversation",
+    "merge_params",
+    "tool_set",
+    "validate_params",
+    "validate_provider_params",
+]
+
+
+@dataclass(slots=True, frozen=True)
+class ToolSet:
+    """The tools of one request, validated: offered ``tools`` (at least one), the ``choice``
+    ("auto", "none", "required" or one offered tool's name) and ``parallel`` (None: the
+    provider's default)."""
+
+    tools: tuple[Tool, ...]
+    choice: ToolChoice = "auto"
+    parallel: bool | None = None
 
 
 def _int(name: str, value: Any, minimum: int | None) -> int:
@@ -132,12 +154,7 @@ def conversation(request: GenerationRequest) -> tuple[Message, ...]:
         for i, m in enumerate(request.messages):
             if not isinstance(m, Message):
                 raise InvalidRequestError(f"messages[{i}] must be a Message, got {m!r}")
-            if m.role not in _ROLES:
-                raise InvalidRequestError(
-                    f"messages[{i}] has role {m.role!r}; valid roles: system, user, assistant"
-                )
-            if not isinstance(m.content, str):
-                raise InvalidRequestError(f"messages[{i}].content must be a string")
+            _check_message(i, m)
             out.append(m)
     if request.prompt is not None:
         if not isinstance(request.prompt, str):
@@ -150,3 +167,94 @@ def conversation(request: GenerationRequest) -> tuple[Message, ...]:
             raise InvalidRequestError("the conversation is empty: messages has no user turn")
         raise InvalidRequestError("the request has neither a prompt nor messages")
     return tuple(out)
+
+
+def _check_message(i: int, m: Message) -> None:
+    """One turn of the caller's conversation checked: its role, text, and tool fields."""
+    if m.role not in _ROLES:
+        raise InvalidRequestError(
+            f"messages[{i}] has role {m.role!r}; valid roles: system, user, assistant, tool"
+        )
+    if not isinstance(m.content, str):
+        raise InvalidRequestError(f"messages[{i}].content must be a string")
+    if m.tool_calls:
+        if m.role != "assistant" or not isinstance(m.tool_calls, tuple):
+            raise InvalidRequestError(
+                f"messages[{i}]: only an assistant turn carries tool_calls (a tuple of ToolCall)"
+            )
+        for call in m.tool_calls:
+            _check_call(i, call)
+    if m.role == "tool":
+        if not isinstance(m.tool_call_id, str) or not m.tool_call_id:
+            raise InvalidRequestError(
+                f"messages[{i}] is a tool result without the tool_call_id of its call; "
+                "build it with Message.tool_result(call.id, ...)"
+            )
+    elif m.tool_call_id is not None:
+        raise InvalidRequestError(f"messages[{i}]: only a tool result has a tool_call_id")
+
+
+def _check_call(i: int, call: Any) -> None:
+    if not isinstance(call, ToolCall):
+        raise InvalidRequestError(f"messages[{i}].tool_calls holds {call!r}, not a ToolCall")
+    if not isinstance(call.id, str) or not call.id or not isinstance(call.name, str):
+        raise InvalidRequestError(f"messages[{i}] has a tool call without an id or a name")
+    if not isinstance(call.arguments, Mapping):
+        raise InvalidRequestError(f"messages[{i}]: tool call {call.id!r} arguments not a mapping")
+    try:
+        json.dumps(call.arguments, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidRequestError(
+            f"messages[{i}]: the arguments of tool call {call.id!r} cannot be sent as JSON"
+        ) from None
+
+
+def tool_set(request: GenerationRequest) -> ToolSet | None:
+    """The request's tools checked (names, schemas, choice); None when it offers none.
+    Raises InvalidRequestError naming the culprit."""
+    tools, choice, parallel = request.tools, request.tool_choice, request.parallel_tool_calls
+    if not tools:
+        if tools is not None and not isinstance(tools, Sequence):
+            raise InvalidRequestError("tools must be a sequence of Tool")
+        if choice not in (None, "none", "auto") or parallel is not None:
+            raise InvalidRequestError("tool_choice and parallel_tool_calls need tools")
+        return None
+    if isinstance(tools, str | bytes) or not isinstance(tools, Sequence):
+        raise InvalidRequestError("tools must be a sequence of Tool")
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        _check_tool(i, tool, names)
+    choice = "auto" if choice is None else choice
+    if not isinstance(choice, str) or (choice not in _CHOICES and choice not in names):
+        raise InvalidRequestError(
+            f"tool_choice must be 'auto', 'none', 'required' or an offered tool's name "
+            f"({', '.join(sorted(names))}), got {choice!r}"
+        )
+    if parallel is not None and not isinstance(parallel, bool):
+        raise InvalidRequestError("parallel_tool_calls must be True, False or None")
+    return ToolSet(tuple(tools), choice, parallel)
+
+
+def _check_tool(i: int, tool: Any, names: set[str]) -> None:
+    if not isinstance(tool, Tool):
+        raise InvalidRequestError(f"tools[{i}] must be a Tool, got {tool!r}")
+    if not isinstance(tool.name, str) or not _TOOL_NAME.fullmatch(tool.name):
+        raise InvalidRequestError(
+            f"tools[{i}] has name {tool.name!r}: use 1 to 64 letters, digits, '_' or '-' "
+            "(what every provider accepts)"
+        )
+    if tool.name in names:
+        raise InvalidRequestError(f"tools[{i}]: two tools are named {tool.name!r}")
+    names.add(tool.name)
+    if not isinstance(tool.description, str):
+        raise InvalidRequestError(f"tools[{i}] ({tool.name}): description must be a string")
+    schema = tool.parameters
+    if not isinstance(schema, Mapping) or schema.get("type", "object") != "object":
+        raise InvalidRequestError(
+            f"tools[{i}] ({tool.name}): parameters must be a JSON Schema of an object "
+            '({"type": "object", "properties": {...}})'
+        )
+    try:
+        _sendable(f"tools[{i}].parameters", schema)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None

@@ -38,9 +38,15 @@ PERMANENT_KINDS = frozenset(
 instance leaves the rotation for the long cooldown."""
 
 REQUEST_KINDS = frozenset(
-    {ErrorKind.BAD_REQUEST, ErrorKind.CONTEXT_LENGTH, ErrorKind.CONTENT_FILTER}
+    {
+        ErrorKind.BAD_REQUEST,
+        ErrorKind.CONTEXT_LENGTH,
+        ErrorKind.CONTENT_FILTER,
+        ErrorKind.UNSUPPORTED,
+    }
 )
-"""Failures of the request itself: they say nothing about the instance's health."""
+"""Failures of the request itself, or of what it asks of this instance: they say nothing
+about the instance's health."""
 
 BreakerState = Literal["closed", "open", "half_open"]
 

@@ -6,11 +6,13 @@ Plain typed dataclasses with slots; nothing here does I/O or knows a provider.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "Capability",
     "ErrorKind",
     "FinishReason",
     "GenerationRequest",
@@ -20,11 +22,24 @@ __all__ = [
     "Role",
     "StreamChunk",
     "TaskDefinition",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
     "Usage",
 ]
 
-Role = Literal["system", "user", "assistant"]
-"""The roles a conversation may use; each provider gets them in its own shape."""
+Role = Literal["system", "user", "assistant", "tool"]
+"""The roles a conversation may use; each provider gets them in its own shape. A "tool" turn
+is the result of one tool call (see ``Message.tool_result``)."""
+
+ToolChoice = str
+"""Whether and which tools the model must call: "auto" (the model decides), "none" (no tool),
+"required" (at least one tool) or the name of one offered tool (that tool)."""
+
+Capability = Literal["tools", "named_tool_choice"]
+"""What a request may need of an instance beyond text: "tools" (tool calling at all) and
+"named_tool_choice" (forcing one named tool; Cohere cannot)."""
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "other"]
 """A provider's stop reason, normalised; the raw value is kept beside it."""
@@ -71,6 +86,7 @@ class ErrorKind(str, enum.Enum):
     CONTENT_FILTER = "content_filter"
     MALFORMED_RESPONSE = "malformed_response"
     STREAM_INTERRUPTED = "stream_interrupted"
+    UNSUPPORTED = "unsupported"
     INVALID_REQUEST = "invalid_request"
     NO_INSTANCE = "no_instance"
 
@@ -79,11 +95,103 @@ class ErrorKind(str, enum.Enum):
 
 
 @dataclass(slots=True, frozen=True)
+class Tool:
+    """A function the model may call: its ``name`` (letters, digits, "_" and "-", at most 64),
+    a ``description`` the model reads, and its ``parameters`` as a JSON Schema of an object.
+    """
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCall:
+    """One call of a tool that the model asked for.
+
+    ``id`` is unique within the conversation (flyllm makes one up when the provider sends
+    none, and rewrites it per target provider when the conversation is sent on); ``arguments``
+    are the decoded JSON object. When the model's arguments are not a JSON object (a truncated
+    answer, plain text) ``arguments`` is empty and ``raw_arguments`` keeps the text as sent.
+    ``provider_data`` holds state a provider requires echoed back with the call (Gemini's
+    thought signature), keyed by provider family; it is only ever sent back to that family.
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    raw_arguments: str | None = field(default=None, kw_only=True)
+    provider_data: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, kw_only=True, repr=False, compare=False
+    )
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallDelta:
+    """A streamed piece of a tool call. ``index`` counts the answer's tool calls from 0 (not
+    the provider's own block index). The first delta of a call carries its ``id`` and
+    ``name``; later ones only ``arguments_delta``, a piece of the arguments' JSON text.
+    Providers that send whole calls give one delta per call with all of it."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments_delta: str = ""
+
+
+@dataclass(slots=True, frozen=True)
 class Message:
-    """One turn of a conversation: ``role`` is "system", "user" or "assistant"."""
+    """One turn of a conversation: ``role`` is "system", "user", "assistant" or "tool".
+
+    An assistant turn may carry the ``tool_calls`` the model made (its ``content`` then often
+    empty); a "tool" turn is the result of one call: ``tool_call_id`` names the call,
+    ``content`` is the result's text and ``is_error`` says the call failed. ``tool_name``
+    is the called tool's name (some providers need it; flyllm finds it in the conversation
+    when absent). ``provider_data`` keeps provider state of an assistant turn (such as
+    signed reasoning blocks) that only the same provider family is sent back.
+    Build turns with ``Message.user(...)``, ``Message.assistant(...)``, ``Message.system(...)``
+    and ``Message.tool_result(...)``.
+    """
 
     role: Role
-    content: str
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = field(default=(), kw_only=True)
+    tool_call_id: str | None = field(default=None, kw_only=True)
+    tool_name: str | None = field(default=None, kw_only=True)
+    is_error: bool = field(default=False, kw_only=True)
+    provider_data: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, kw_only=True, repr=False, compare=False
+    )
+
+    @classmethod
+    def user(cls, content: str) -> Message:
+        """A user turn."""
+        return cls("user", content)
+
+    @classmethod
+    def system(cls, content: str) -> Message:
+        """A system turn (each provider gets it where it wants system prompts)."""
+        return cls("system", content)
+
+    @classmethod
+    def assistant(cls, content: str = "", tool_calls: Sequence[ToolCall] = ()) -> Message:
+        """An assistant turn: its text and the tool calls it made."""
+        return cls("assistant", content, tool_calls=tuple(tool_calls))
+
+    @classmethod
+    def tool_result(
+        cls, call_id: str, content: Any, *, is_error: bool = False, name: str | None = None
+    ) -> Message:
+        """The result of the tool call ``call_id``: ``content`` is text, or any JSON-able
+        value (serialised once, here). ``is_error`` tells the model the call failed."""
+        if not isinstance(content, str):
+            try:
+                content = json.dumps(content, ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise TypeError(f"a tool result must be text or JSON-able: {exc}") from None
+        return cls("tool", content, tool_call_id=call_id, tool_name=name, is_error=is_error)
 
 
 @dataclass(slots=True, frozen=True)
@@ -112,6 +220,9 @@ class GenerationRequest:
     where each provider wants it; ``max_attempts`` overrides the manager's bound for this request.
     ``deadline`` (seconds) bounds the whole request across attempts and waits;
     ``connect_timeout`` and ``read_timeout`` override the instance's and manager's per attempt.
+    ``tools`` are offered to the model; ``tool_choice`` ("auto" when tools are given, "none",
+    "required" or a tool's name) and ``parallel_tool_calls`` (None: the provider's default)
+    steer how it calls them. Only instances that can take tools are chosen.
     """
 
     prompt: str | None = None
@@ -124,6 +235,9 @@ class GenerationRequest:
     deadline: float | None = field(default=None, kw_only=True)
     connect_timeout: float | None = field(default=None, kw_only=True)
     read_timeout: float | None = field(default=None, kw_only=True)
+    tools: Sequence[Tool] | None = field(default=None, kw_only=True)
+    tool_choice: ToolChoice | None = field(default=None, kw_only=True)
+    parallel_tool_calls: bool | None = field(default=None, kw_only=True)
 
 
 @dataclass(slots=True, frozen=True)
@@ -160,7 +274,9 @@ class LlmResponse:
     normalised (stop, length, content_filter, tool_calls, other) and ``raw_finish_reason`` keeps the
     provider's own; ``latency`` is in seconds; ``attempts`` counts the attempts made.
     On failure ``error`` is readable text, ``error_kind`` the ErrorKind's value and
-    ``exception`` the typed error itself.
+    ``exception`` the typed error itself. ``tool_calls`` are the calls the model asked for
+    (``finish_reason`` "tool_calls"), in its order; ``message`` is the answer as an assistant
+    turn; ``messages`` the whole transcript of a ``run_tools`` loop (empty otherwise).
     """
 
     content: str
@@ -177,12 +293,28 @@ class LlmResponse:
     error_kind: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     served_model: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    messages: tuple[Message, ...] = field(default=(), repr=False)
+    provider_data: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    @property
+    def message(self) -> Message:
+        """The answer as an assistant turn (text and tool calls), ready to append to the
+        conversation and send to any instance."""
+        return Message(
+            "assistant",
+            self.content,
+            tool_calls=self.tool_calls,
+            provider_data=self.provider_data,
+        )
 
 
 @dataclass(slots=True, frozen=True)
 class StreamChunk:
-    """One piece of a streamed answer: ``text`` is the delta; the last chunk has
-    ``finish_reason`` and ``usage``."""
+    """One piece of a streamed answer: ``text`` is the delta, ``tool_calls`` the tool-call
+    pieces it carries (see ToolCallDelta); the last chunk has ``finish_reason`` and ``usage``."""
 
     text: str
     instance_id: int
@@ -190,3 +322,4 @@ class StreamChunk:
     model: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()

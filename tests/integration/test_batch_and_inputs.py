@@ -78,7 +78,7 @@ async def test_conversations_and_system_prompts(
 
 
 NOT_A_STRING: Any = 42
-TOOL_ROLE: Any = "tool"
+TOOL_ROLE: Any = "robot"
 BAD_REQUESTS = [
     (GenerationRequest(), InvalidRequestError, "neither a prompt nor messages"),
     (GenerationRequest(messages=[]), InvalidRequestError, "empty"),
@@ -93,7 +93,7 @@ BAD_REQUESTS = [
     (GenerationRequest(prompt="x", params={"stop": 5}), InvalidRequestError, "stop"),
     (GenerationRequest(prompt="x", max_attempts=0), InvalidRequestError, "max_attempts"),
     (GenerationRequest(prompt=NOT_A_STRING), InvalidRequestError, "prompt must be a string"),
-    (GenerationRequest(messages=[Message(TOOL_ROLE, "x")]), InvalidRequestError, "role 'tool'"),
+    (GenerationRequest(messages=[Message(TOOL_ROLE, "x")]), InvalidRequestError, "role 'robot'"),
     (
         GenerationRequest(prompt="x", provider_params={"nosuch": {"a": 1}}),
         InvalidRequestError,

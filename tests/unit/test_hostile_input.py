@@ -322,9 +322,9 @@ def _replay(provider: str, path: Path, value: Any) -> str:
     events, names, at, _, _ = STREAMS[provider]
     events = [_set(e, path, value) if i == at else e for i, e in enumerate(events)]
     parser = get_provider(provider).stream_parser()
-    texts = [parser.feed(event) for event in _sse(events, names)]
+    texts = [str(parser.feed(event)) for event in _sse(events, names)]
     if provider in ("openai", "mistral", "groq"):
-        texts.append(parser.feed(SseEvent("[DONE]")))
+        texts.append(str(parser.feed(SseEvent("[DONE]"))))
     completion = parser.finish()
     assert "".join(texts) == completion.content
     assert _plausible(completion.usage)

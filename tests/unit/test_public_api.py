@@ -29,6 +29,7 @@ EXPECTED = {
     "Booking", "Candidate", "CandidateStats", "Event", "EventKind", "Hook", "InstanceHealth",
     "InstanceInfo", "LlmInstance", "LlmManagerBuilder", "LlmStream", "ModelInfo", "ModelPrice",
     "StateStore", "SyncStream",
+    "Tool", "ToolCall", "ToolCallDelta", "ToolLoopError", "UnsupportedFeatureError",
     "__version__", "use_logging",
 }  # fmt: skip
 
@@ -67,7 +68,7 @@ def test_fixed_names_and_fields() -> None:
         "rate_limit", "quota", "overloaded", "server", "timeout", "connection",
         "authentication", "permission", "not_found", "bad_request", "context_length",
         "content_filter", "malformed_response", "stream_interrupted", "invalid_request",
-        "no_instance",
+        "no_instance", "unsupported",
     }  # fmt: skip
 
 

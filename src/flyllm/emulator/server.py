@@ -30,6 +30,7 @@ from flyllm.emulator.dialects import canonical_provider, make_dialect
 from flyllm.emulator.faults import ERROR_KINDS, Fault, FaultPlan
 from flyllm.emulator.stats import RecordedRequest, Stats
 from flyllm.emulator.text import Reply, compose_reply
+from flyllm.emulator.tools import supports_tools, tool_reply
 from flyllm.emulator.wire import Answer, Conversation, Route
 
 __all__ = ["Emulator"]
@@ -418,9 +419,13 @@ class Emulator:
         if conv.trigger == "context_length" or (window is not None and conv.prompt_tokens > window):
             return self._respond(dialect.context_length(conv, rid), rid, started)
         refusal = conv.trigger == "refusal" and dialect.supports_refusal
-        reply = compose_reply(
-            conv.prompt, self._seed, self._reply_tokens, conv.max_tokens, conv.stop, refusal
-        )
+        if conv.tools and not supports_tools(conv.model):
+            return self._respond(dialect.tools_unsupported(conv, rid), rid, started)
+        reply = self._tool_reply(conv) if conv.tools or conv.tool_results else None
+        if reply is None:
+            reply = compose_reply(
+                conv.prompt, self._seed, self._reply_tokens, conv.max_tokens, conv.stop, refusal
+            )
         if conv.stream:
             return await self._stream(request, conv, reply, rid, started, fault, after_chunks)
         body = dialect.body(conv, reply, rid)
@@ -430,6 +435,13 @@ class Emulator:
         if fault == "stream_cut":
             return await self._cut_body(request, answer, rid, started)
         return self._respond(answer, rid, started, (conv.prompt_tokens, reply.tokens))
+
+    @staticmethod
+    def _tool_reply(conv: Conversation) -> Reply | None:
+        return tool_reply(
+            conv.tools, conv.tool_choice, conv.parallel_tools, conv.prompt, conv.last_role,
+            conv.tool_results, conv.max_tokens, conv.stop,
+        )  # fmt: skip
 
     async def _cut_body(
         self, request: web.BaseRequest, answer: Answer, rid: str, started: float

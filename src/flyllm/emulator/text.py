@@ -12,6 +12,10 @@ import hashlib
 import random
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flyllm.emulator.tools import PlannedCall
 
 __all__ = [
     "REFUSAL_TEXT",
@@ -21,6 +25,7 @@ __all__ = [
     "count_words",
     "generate_text",
     "prompt_tag",
+    "text_reply",
 ]
 
 MIN_REPLY_TOKENS = 12
@@ -58,7 +63,7 @@ class Reply:
     ``chunks`` are the streaming increments (one token each, with its leading space, the last
     one possibly cut by a stop sequence); ``"".join(chunks) == text``. ``tokens`` is the number
     of whitespace words in ``text``. ``finish`` is provider-neutral: ``"end"``, ``"length"``,
-    ``"stop_sequence"`` or ``"refusal"``.
+    ``"stop_sequence"``, ``"refusal"`` or ``"tool_calls"``.
     """
 
     text: str
@@ -66,6 +71,9 @@ class Reply:
     tokens: int
     finish: str
     stop_sequence: str | None = None
+    calls: tuple[PlannedCall, ...] = ()
+    """The tool calls of the answer (``finish`` is then ``"tool_calls"``); see
+    :mod:`flyllm.emulator.tools`."""
 
 
 def count_words(text: str) -> int:
@@ -140,6 +148,18 @@ def _compose(
     words: tuple[str, ...] = (
         tuple(REFUSAL_TEXT.split()) if refusal else _tokens(digest, seed, n_tokens)
     )
+    return _cut(words, max_tokens, stops, refusal)
+
+
+def text_reply(text: str, max_tokens: int | None, stops: tuple[str, ...] = ()) -> Reply:
+    """A reply of the given ``text`` (one token per word), after the max-tokens limit and
+    the first stop sequence, like every other reply."""
+    return _cut(tuple(text.split()), max_tokens, stops, False)
+
+
+def _cut(
+    words: tuple[str, ...], max_tokens: int | None, stops: tuple[str, ...], refusal: bool
+) -> Reply:
     truncated = max_tokens is not None and max_tokens < len(words)
     if max_tokens is not None:
         words = words[: max(max_tokens, 0)]

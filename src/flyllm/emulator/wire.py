@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
+from flyllm.emulator.tools import OfferedTool, ToolResult
 
 __all__ = [
     "Answer",
@@ -196,6 +197,15 @@ class Conversation:
     include_usage: bool = False
     trigger: str | None = None
     sse: bool = True
+    tools: tuple[OfferedTool, ...] = ()
+    """The tools the request offered (see :mod:`flyllm.emulator.tools`)."""
+    tool_choice: str = "auto"
+    """"auto", "none", "required" or a tool's name, whatever the provider's own spelling."""
+    parallel_tools: bool = True
+    last_role: str = "user"
+    """The role of the last turn: "user", or "tool" when it brought tool results."""
+    tool_results: tuple[ToolResult, ...] = ()
+    """The results of the last turn(s), when they are tool results, in order."""
 
     @classmethod
     def from_texts(
@@ -281,6 +291,12 @@ class Dialect(ABC):
     @abstractmethod
     def auth_error(self, key: str | None, rid: str) -> Answer:
         """The answer to a missing (``key is None``) or rejected key."""
+
+    def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
+        """The answer when the model cannot take tools (see ``tools.supports_tools``); dialects
+        give their provider's shape of it."""
+        message = f"{conv.model} does not support tools"
+        return Answer(400, dumps({"error": {"message": message, "type": "invalid_request_error"}}))
 
     def check_headers(self, headers: Mapping[str, str], rid: str) -> Answer | None:
         """Reject requests whose required headers are wrong (after auth)."""

@@ -39,7 +39,15 @@ from flyllm.errors import (
     RateLimitError,
     ServerError,
 )
-from flyllm.providers.base import Completion, Endpoint, HttpResponse, SseEvent, StreamParser
+from flyllm.providers.base import (
+    ALL_CAPABILITIES,
+    Completion,
+    Delta,
+    Endpoint,
+    HttpResponse,
+    SseEvent,
+    StreamParser,
+)
 
 Clock = Callable[[], float]
 """Seconds since the epoch, like ``time.time``; providers take one so tests can fix "now"."""
@@ -68,6 +76,8 @@ MAX_RETRY_HINT = 7 * 86_400.0
 class ClockedProvider:
     """What every stateless provider shares: a ``clock`` (epoch seconds, injectable in tests)
     that dates the HTTP-date and RFC 3339 forms of retry hints, and a repr with no secrets."""
+
+    capabilities = ALL_CAPABILITIES
 
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock
@@ -311,7 +321,7 @@ class RedactedStream:
         """The wrapped parser's ``done``."""
         return self._parser.done
 
-    def feed(self, event: SseEvent) -> str:
+    def feed(self, event: SseEvent) -> str | Delta:
         """The wrapped parser's ``feed`` of the event, secrets redacted."""
         data = redact_secrets(event.data, self._secrets)
         return self._parser.feed(event if data is event.data else SseEvent(data, event.event))

@@ -80,6 +80,7 @@ from flyllm.providers._common import (
 )
 from flyllm.providers._listing import epoch, items_of, name_of, paged_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
+from flyllm.providers._tools import refuse_tools
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
@@ -93,6 +94,7 @@ from flyllm.providers.base import (
     RateLimitHeaders,
     SseEvent,
     StreamParser,
+    ToolSet,
 )
 from flyllm.types import FinishReason, Message, ProviderType, Usage
 
@@ -176,8 +178,10 @@ class AnthropicProvider(ClockedProvider):
         params: Mapping[str, Any],
         *,
         stream: bool = False,
+        tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v1/messages`` for this conversation."""
+        refuse_tools(tools, self.name)
         version = endpoint.api_version or DEFAULT_ANTHROPIC_VERSION
         system: list[str] = []
         turns: list[dict[str, str]] = []

@@ -39,7 +39,8 @@ from urllib.parse import quote, urlsplit
 
 from flyllm.errors import ConfigurationError
 from flyllm.providers._common import Clock, dumps, json_headers
-from flyllm.providers.base import Endpoint, HttpRequest, ModelListing, ProviderSpec
+from flyllm.providers._tools import refuse_tools
+from flyllm.providers.base import Endpoint, HttpRequest, ModelListing, ProviderSpec, ToolSet
 from flyllm.providers.openai import OPENAI_RATE_LIMITS, ChatDialect, OpenAIProvider, openai_page
 from flyllm.types import Message, ProviderType
 
@@ -143,8 +144,10 @@ class AzureOpenAIProvider(OpenAIProvider):
         params: Mapping[str, Any],
         *,
         stream: bool = False,
+        tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to the deployment's (or the v1 surface's) chat completions URL."""
+        refuse_tools(tools, self.name)
         target = azure_target(endpoint)
         notes: list[str] = []
         body = self.chat_body(

@@ -15,11 +15,22 @@ from urllib.parse import quote
 
 from flyllm._display import mask_headers, mask_url, url_secrets
 from flyllm.errors import ProviderError
-from flyllm.types import FinishReason, Message, ProviderType, Usage
+from flyllm.params import ToolSet
+from flyllm.types import (
+    Capability,
+    FinishReason,
+    Message,
+    ProviderType,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 __all__ = [
+    "ALL_CAPABILITIES",
     "NON_SSE_LINE",
     "Completion",
+    "Delta",
     "Endpoint",
     "HttpRequest",
     "HttpResponse",
@@ -30,7 +41,11 @@ __all__ = [
     "RateLimitHeaders",
     "SseEvent",
     "StreamParser",
+    "ToolSet",
 ]
+
+ALL_CAPABILITIES: frozenset[Capability] = frozenset({"tools", "named_tool_choice"})
+"""What a provider's API can do unless it says less (``Provider.capabilities``)."""
 
 SECRET_MIN_LENGTH = 8
 """Credential values shorter than this are placeholders ("EMPTY", "x", "ollama"), not secrets:
@@ -132,7 +147,9 @@ collide with one a server sends.
 
 @dataclass(slots=True, frozen=True)
 class Completion:
-    """A provider's answer translated: text, normalised and raw finish reason, usage."""
+    """A provider's answer translated: text, normalised and raw finish reason, usage, and the
+    tool calls in the model's order. ``provider_data`` is state of the assistant turn that
+    must be sent back to the same provider family (see ``Message.provider_data``)."""
 
     content: str
     finish_reason: FinishReason
@@ -140,13 +157,25 @@ class Completion:
     usage: Usage
     model: str | None = None
     request_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    provider_data: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Delta:
+    """What one stream event adds when it is more than text: its ``text`` (may be '') and
+    the ``tool_calls`` pieces, in the canonical order (see ToolCallDelta)."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 class StreamParser(Protocol):
-    """Turns one stream's SSE events into text deltas; one parser per stream (it keeps state)."""
+    """Turns one stream's SSE events into deltas; one parser per stream (it keeps state)."""
 
-    def feed(self, event: SseEvent) -> str:
-        """The text this event adds ('' for none). Raises ProviderError on an error event."""
+    def feed(self, event: SseEvent) -> str | Delta:
+        """What this event adds: its text ('' for none) or, when it carries tool-call pieces,
+        a Delta. Raises ProviderError on an error event."""
         ...
 
     @property
@@ -167,6 +196,8 @@ class Provider(Protocol):
     default_base_url: str
     stream_framing: str
     """How its streams are framed: "sse" (server-sent events) or "ndjson" (one JSON per line)."""
+    capabilities: frozenset[Capability]
+    """What its API can do (ALL_CAPABILITIES unless it says less); instances may narrow it."""
 
     def build(
         self,
@@ -175,8 +206,10 @@ class Provider(Protocol):
         params: Mapping[str, Any],
         *,
         stream: bool = False,
+        tools: ToolSet | None = None,
     ) -> HttpRequest:
-        """The HTTP request for this conversation and merged, validated parameters."""
+        """The HTTP request for this conversation, merged validated parameters and the
+        request's tools. Raises UnsupportedFeatureError for what the provider cannot send."""
         ...
 
     def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:

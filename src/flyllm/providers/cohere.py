@@ -75,6 +75,7 @@ from flyllm.providers._common import (
     wrong_type,
 )
 from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
+from flyllm.providers._tools import refuse_tools
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
@@ -87,6 +88,7 @@ from flyllm.providers.base import (
     ProviderSpec,
     SseEvent,
     StreamParser,
+    ToolSet,
 )
 from flyllm.types import FinishReason, Message, ProviderType, Usage
 
@@ -145,8 +147,10 @@ class CohereProvider(ClockedProvider):
         params: Mapping[str, Any],
         *,
         stream: bool = False,
+        tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v2/chat`` for this conversation."""
+        refuse_tools(tools, self.name)
         notes: list[str] = []
         body: dict[str, Any] = {
             "model": endpoint.model,

@@ -99,6 +99,7 @@ from flyllm.providers._common import (
     wrong_type,
 )
 from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
+from flyllm.providers._tools import refuse_tools
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
@@ -111,6 +112,7 @@ from flyllm.providers.base import (
     ProviderSpec,
     SseEvent,
     StreamParser,
+    ToolSet,
 )
 from flyllm.types import FinishReason, Message, ProviderType, Usage
 
@@ -227,8 +229,10 @@ class GoogleProvider(ClockedProvider):
         params: Mapping[str, Any],
         *,
         stream: bool = False,
+        tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``.../models/{model}:generateContent`` (or the SSE stream URL)."""
+        refuse_tools(tools, self.name)
         system: list[dict[str, str]] = []
         contents: list[dict[str, Any]] = []
         last_role = ""

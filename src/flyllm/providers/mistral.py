@@ -67,6 +67,7 @@ from flyllm.providers._common import (
     without_secrets,
 )
 from flyllm.providers._listing import path_url
+from flyllm.providers._tools import refuse_tools
 from flyllm.providers.base import (
     Completion,
     Endpoint,
@@ -75,6 +76,7 @@ from flyllm.providers.base import (
     ModelListing,
     ProviderSpec,
     StreamParser,
+    ToolSet,
 )
 from flyllm.providers.openai import (
     ChatCompletionsStream,
@@ -122,8 +124,10 @@ class MistralProvider(ClockedProvider):
         params: Mapping[str, Any],
         *,
         stream: bool = False,
+        tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v1/chat/completions`` for this conversation."""
+        refuse_tools(tools, self.name)
         notes: list[str] = []
         body: dict[str, Any] = {"model": endpoint.model, "messages": chat_messages(messages)}
         if stream:

@@ -78,6 +78,7 @@ from flyllm.providers._common import (
     wrong_type,
 )
 from flyllm.providers._listing import items_of, name_of, path_url
+from flyllm.providers._tools import refuse_tools
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
@@ -90,6 +91,7 @@ from flyllm.providers.base import (
     ProviderSpec,
     SseEvent,
     StreamParser,
+    ToolSet,
 )
 from flyllm.types import FinishReason, Message, ProviderType, Usage
 
@@ -126,8 +128,10 @@ class OllamaProvider(ClockedProvider):
         params: Mapping[str, Any],
         *,
         stream: bool = False,
+        tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/api/chat`` for this conversation."""
+        refuse_tools(tools, self.name)
         notes: list[str] = []
         body: dict[str, Any] = {
             "model": endpoint.model,

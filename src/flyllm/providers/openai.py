@@ -80,7 +80,9 @@ from flyllm.providers._common import (
 )
 from flyllm.providers._listing import first, items_of, name_of, path_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
+from flyllm.providers._tools import refuse_tools
 from flyllm.providers.base import (
+    ALL_CAPABILITIES,
     Completion,
     Endpoint,
     HttpRequest,
@@ -91,6 +93,7 @@ from flyllm.providers.base import (
     ProviderSpec,
     RateLimitHeaders,
     StreamParser,
+    ToolSet,
 )
 from flyllm.providers.chat_stream import ChatCompletionsStream, Conclude, chat_usage, content_text
 from flyllm.types import FinishReason, Message, ProviderType, Usage
@@ -250,6 +253,7 @@ class OpenAIProvider:
 
     stream_framing = "sse"
     request_id_header = "x-request-id"
+    capabilities = ALL_CAPABILITIES
 
     def __init__(
         self,
@@ -300,8 +304,10 @@ class OpenAIProvider:
         params: Mapping[str, Any],
         *,
         stream: bool = False,
+        tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/chat/completions`` for this conversation."""
+        refuse_tools(tools, self.name)
         notes: list[str] = []
         body = self.chat_body(endpoint.model, messages, params, stream, notes)
         base_url = endpoint.base_url or self.default_base_url
