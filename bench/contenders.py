@@ -25,8 +25,16 @@ from typing import Protocol
 import aiohttp
 
 from bench.core import BatchResult, StreamResult, run_pool
-from bench.wire import Target, content_of, request_for, stream_delta
-from flyllm import FlyLLMError, GenerationRequest, LlmManager
+from bench.wire import (
+    TOOL,
+    Target,
+    content_of,
+    request_for,
+    stream_delta,
+    tool_calls_of,
+    tool_prompt,
+)
+from flyllm import FlyLLMError, GenerationRequest, LlmManager, Tool
 
 __all__ = ["CONTENDERS", "Contender", "Options", "make_contender"]
 
@@ -42,6 +50,9 @@ class Options:
     max_tokens: int = 64
     max_attempts: int = 3
     strategy: str = "random"
+    tools: bool = False
+    """Offer one tool on every request and require a call (the tools scenario): a request
+    succeeds only when its answer holds a call."""
 
 
 class Contender(Protocol):
@@ -81,20 +92,28 @@ class BareClient:
         """POST each request to the next target in turn; a non-200 answer is a failure. The
         answers are kept until the batch ends, as any batch's caller keeps them."""
         session, targets, out = self._get_session(), self._targets, BatchResult()
-        max_tokens = self._options.max_tokens
-        answers: list[str | None] = [None] * count
+        max_tokens, tools = self._options.max_tokens, self._options.tools
+        answers: list[object] = [None] * count
 
         async def one(i: int) -> None:
             n = start + i
             target = targets[n % len(targets)]
-            url, headers, body = request_for(target, f"prompt {n}", max_tokens)
+            prompt = tool_prompt(n) if tools else f"prompt {n}"
+            url, headers, body = request_for(target, prompt, max_tokens, tools=tools)
             t0 = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as resp:
                 raw = await resp.read()
                 if resp.status != 200:
                     out.failures += 1
                     return
-            answers[i] = content_of(target.provider, raw)
+            if tools:
+                calls = tool_calls_of(target.provider, raw)
+                if not calls:
+                    out.failures += 1
+                    return
+                answers[i] = calls
+            else:
+                answers[i] = content_of(target.provider, raw)
             out.latencies.append(time.perf_counter() - t0)
             out.successes += 1
 
@@ -142,6 +161,7 @@ class FlyllmClient:
     name = "flyllm"
 
     def __init__(self, targets: Sequence[Target], options: Options) -> None:
+        self._tools = options.tools
         self.manager = LlmManager(strategy=options.strategy, max_attempts=options.max_attempts)
         for target in targets:
             self.manager.add_provider(
@@ -154,11 +174,18 @@ class FlyllmClient:
 
     async def batch(self, start: int, count: int, concurrency: int) -> BatchResult:
         """One ``batch_generate`` call over all the requests."""
-        requests = [GenerationRequest(prompt=f"prompt {start + i}") for i in range(count)]
+        if self._tools:
+            tool = Tool(str(TOOL["name"]), str(TOOL["description"]), TOOL["parameters"])
+            requests = [
+                GenerationRequest(tool_prompt(start + i), tools=[tool], tool_choice="required")
+                for i in range(count)
+            ]
+        else:
+            requests = [GenerationRequest(prompt=f"prompt {start + i}") for i in range(count)]
         responses = await self.manager.batch_generate(requests, max_concurrency=concurrency)
         out = BatchResult()
         for r in responses:
-            if r.success:
+            if r.success and (r.tool_calls or not self._tools):
                 out.successes += 1
                 out.latencies.append(r.latency)
             else:

@@ -24,6 +24,7 @@ failures a minute, then 5 s out) are left at their defaults: they are how LiteLL
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import time
@@ -32,7 +33,7 @@ from typing import Any
 
 from bench.contenders import Options
 from bench.core import QUIET_ENV, BatchResult, StreamResult, run_pool
-from bench.wire import API_KEY, Target
+from bench.wire import API_KEY, TOOL, Target, tool_prompt
 
 __all__ = ["LiteLLMClient", "deployment", "router_settings"]
 
@@ -95,17 +96,31 @@ class LiteLLMClient:
         responses are kept until the batch ends, as ``asyncio.gather`` would keep them."""
         router, out, max_tokens = self.router, BatchResult(), self._options.max_tokens
         answers: list[Any] = [None] * count
+        tools = self._options.tools
+        extra: dict[str, Any] = {}
+        if tools:
+            extra = {"tools": [{"type": "function", "function": TOOL}], "tool_choice": "required"}
 
         async def one(i: int) -> None:
             t0 = time.perf_counter()
+            n = start + i
+            messages = [{"role": "user", "content": tool_prompt(n)}] if tools else self._messages(n)
             try:
                 response = await router.acompletion(
-                    model="bench", messages=self._messages(start + i), max_tokens=max_tokens
+                    model="bench", messages=messages, max_tokens=max_tokens, **extra
                 )
             except Exception:
                 out.failures += 1
                 return
-            _ = response.choices[0].message.content
+            message = response.choices[0].message
+            if tools:
+                calls = message.tool_calls or []
+                if not calls:
+                    out.failures += 1
+                    return
+                _ = [(c.function.name, json.loads(c.function.arguments)) for c in calls]
+            else:
+                _ = message.content
             answers[i] = response
             out.latencies.append(time.perf_counter() - t0)
             out.successes += 1

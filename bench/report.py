@@ -211,6 +211,11 @@ def memory_table(fig: Figures) -> str:
     return format_table("7. Memory while one batch is queued", headers, rows)
 
 
+def tools_table(fig: Figures) -> str:
+    """Scenario 8."""
+    return _requests_table("8. Tool calls (one required call), mixed providers", fig)
+
+
 TABLES: dict[str, Callable[[Figures], str]] = {
     "startup": startup_table,
     "throughput": throughput_table,
@@ -219,6 +224,7 @@ TABLES: dict[str, Callable[[Figures], str]] = {
     "faults": faults_table,
     "selection": selection_table,
     "memory": memory_table,
+    "tools": tools_table,
 }
 
 

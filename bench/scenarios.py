@@ -1,4 +1,4 @@
-"""The seven scenarios: emulators started for each, one child process per contender.
+"""The eight scenarios: emulators started for each, one child process per contender.
 
 Each function runs one :mod:`bench.run_one` child per contender, each against freshly started
 emulator process(es) with the same settings, and returns the figures by contender with the
@@ -16,6 +16,9 @@ on.
 6. selection   flyllm's routing cost at 10, 100 and 1,000 instances (:mod:`bench.selection`).
 7. memory      RSS while one batch of 10,000 requests is queued (flyllm, and the bare loop for
                reference: LiteLLM has no batch call to queue them in).
+8. tools       non-streamed requests that offer one tool and require a call, over one OpenAI,
+               Anthropic, Gemini and Mistral instance each: the tool translation's cost (a
+               request counts only when its answer holds the call).
 """
 
 from __future__ import annotations
@@ -322,6 +325,16 @@ def memory(settings: Settings) -> Figures:
     return _each_contender(settings, job, ("bare", "flyllm"), lambda: _openai(4))
 
 
+def tools(settings: Settings) -> Figures:
+    """8. Tool-call requests over the mixed providers, at the targets' concurrency (64)."""
+    n = settings.requests
+    job = {"kind": "requests", "requests": n, "concurrency": 64, "warmup": settings.warmup(n)}
+    job["options"] = {"tools": True}
+    by = _each_contender(settings, job, CONTENDERS, _mixed)
+    by["ratios"] = ratios(by, "cpu_ms_per_request")
+    return {"c64": by}
+
+
 SCENARIOS: dict[str, Callable[[Settings], Figures]] = {
     "startup": startup,
     "throughput": throughput,
@@ -330,5 +343,6 @@ SCENARIOS: dict[str, Callable[[Settings], Figures]] = {
     "faults": faults,
     "selection": selection,
     "memory": memory,
+    "tools": tools,
 }
 """The scenarios in the order they run, by the name ``--scenario`` takes."""

@@ -12,7 +12,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MODELS", "Target", "content_of", "request_for", "stream_delta"]
+__all__ = [
+    "MODELS",
+    "TOOL",
+    "Target",
+    "content_of",
+    "request_for",
+    "stream_delta",
+    "tool_calls_of",
+    "tool_prompt",
+]
 
 MODELS = {
     "openai": "gpt-4o-mini",
@@ -23,6 +32,41 @@ MODELS = {
 """The model each provider's instances are asked for (the emulator accepts any)."""
 
 API_KEY = "bench"
+
+TOOL: dict[str, Any] = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"],
+    },
+}
+"""The one tool the tools scenario offers (and requires) on every request."""
+
+
+def tool_prompt(n: int) -> str:
+    """The prompt of request ``n`` in the tools scenario (the emulator calls the tool once)."""
+    return f"Weather in Oslo in celsius, request {n}?"
+
+
+def _tool_fields(provider: str) -> dict[str, Any]:
+    """The body fields that offer TOOL and require a call, in each provider's shape."""
+    name, description, schema = TOOL["name"], TOOL["description"], TOOL["parameters"]
+    if provider in ("openai", "mistral"):
+        function = {"name": name, "description": description, "parameters": schema}
+        choice = "required" if provider == "openai" else "any"
+        return {"tools": [{"type": "function", "function": function}], "tool_choice": choice}
+    if provider == "anthropic":
+        tool = {"name": name, "description": description, "input_schema": schema}
+        return {"tools": [tool], "tool_choice": {"type": "any"}}
+    if provider == "google":
+        declaration = {"name": name, "description": description, "parametersJsonSchema": schema}
+        return {
+            "tools": [{"functionDeclarations": [declaration]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+        }
+    raise ValueError(f"unknown provider {provider!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +99,10 @@ class Target:
 
 
 def request_for(
-    target: Target, prompt: str, max_tokens: int, *, stream: bool = False
+    target: Target, prompt: str, max_tokens: int, *, stream: bool = False, tools: bool = False
 ) -> tuple[str, dict[str, str], bytes]:
-    """The URL, headers and body of one chat request to ``target``."""
+    """The URL, headers and body of one chat request to ``target`` (offering TOOL and
+    requiring a call when ``tools``)."""
     messages = [{"role": "user", "content": prompt}]
     provider, model = target.provider, target.model
     headers = {"Content-Type": "application/json"}
@@ -85,6 +130,8 @@ def request_for(
         }
     else:
         raise ValueError(f"unknown provider {provider!r}")
+    if tools:
+        body.update(_tool_fields(provider))
     if stream and provider != "google":
         body["stream"] = True
         if provider == "openai":
@@ -102,6 +149,27 @@ def content_of(provider: str, raw: bytes) -> str:
     if provider == "google":
         parts = data["candidates"][0]["content"]["parts"]
         return "".join(p.get("text", "") for p in parts)
+    raise ValueError(f"unknown provider {provider!r}")
+
+
+def tool_calls_of(provider: str, raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """The (name, arguments) of each tool call in a non-streamed response body, arguments
+    decoded (OpenAI and Mistral send them as JSON text)."""
+    data = json.loads(raw)
+    if provider in ("openai", "mistral"):
+        calls = data["choices"][0]["message"].get("tool_calls") or []
+        return [
+            (c["function"]["name"], json.loads(c["function"]["arguments"] or "{}")) for c in calls
+        ]
+    if provider == "anthropic":
+        return [(b["name"], b["input"]) for b in data["content"] if b.get("type") == "tool_use"]
+    if provider == "google":
+        parts = data["candidates"][0]["content"]["parts"]
+        return [
+            (p["functionCall"]["name"], p["functionCall"].get("args", {}))
+            for p in parts
+            if "functionCall" in p
+        ]
     raise ValueError(f"unknown provider {provider!r}")
 
 

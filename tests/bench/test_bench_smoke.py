@@ -81,7 +81,7 @@ def test_startup(smoke: tuple[Results, str]) -> None:
     assert positive(startup["ratios"]["flyllm/aiohttp"])
 
 
-@pytest.mark.parametrize("scenario", ["throughput", "mixed"])
+@pytest.mark.parametrize("scenario", ["throughput", "mixed", "tools"])
 def test_requests(smoke: tuple[Results, str], scenario: str) -> None:
     by_concurrency = smoke[0]["scenarios"][scenario]
     assert list(by_concurrency) == [f"c{c}" for c in QUICK.concurrencies]
