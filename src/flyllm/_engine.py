@@ -32,6 +32,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Literal, Protocol
 
+from flyllm._transport import Transport
+from flyllm._wire import decoder_for
 from flyllm.attempts import Attempt, AttemptLoop, Plan, unexpected_error
 from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
 from flyllm.events import Event, Hook
@@ -39,10 +41,8 @@ from flyllm.instance import LlmInstance
 from flyllm.params import merge_params
 from flyllm.providers.base import NON_SSE_LINE, Completion, HttpRequest
 from flyllm.resilience import RetryPolicy
-from flyllm.sse import decoder_for
 from flyllm.state import StateStore
 from flyllm.strategies import Strategy, make_strategy
-from flyllm.transport import Transport
 from flyllm.types import ErrorKind, LlmResponse, StreamChunk, TaskDefinition, Usage
 
 __all__ = ["Engine", "Outcome", "Settings"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from flyllm._display import mask_urls
+from flyllm._wire import Timeouts
 from flyllm.errors import (
     AllAttemptsFailedError,
     FlyLLMError,
@@ -38,7 +39,6 @@ from flyllm.providers.headroom import spent_for
 from flyllm.resilience import PERMANENT_KINDS, RetryPolicy
 from flyllm.state import Booking, StateStore
 from flyllm.strategies import Strategy
-from flyllm.transport import Timeouts
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
 
 __all__ = [

@@ -10,11 +10,11 @@ from types import MappingProxyType
 from typing import Any
 
 from flyllm._display import mask_headers, mask_url
+from flyllm._wire import Timeouts
 from flyllm.limits import RateLimiter
 from flyllm.pricing import ModelPrice, lookup_price
 from flyllm.providers.base import Endpoint, Provider
 from flyllm.resilience import BreakerPolicy, CircuitBreaker
-from flyllm.transport import Timeouts
 from flyllm.types import ProviderType, Usage
 from flyllm.usage import UsageTally
 

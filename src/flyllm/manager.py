@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 from flyllm._display import mask_url
 from flyllm._engine import Engine
+from flyllm._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
+from flyllm._wire import Timeouts
 from flyllm.attempts import Plan, Tier, failure_response, unexpected_error
 from flyllm.errors import (
     ConfigurationError,
@@ -54,7 +56,6 @@ from flyllm.settings import (
 from flyllm.state import StateStore
 from flyllm.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
-from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Timeouts, Transport
 from flyllm.types import (
     GenerationRequest,
     LlmResponse,

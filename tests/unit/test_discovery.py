@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from flyllm import discovery
+from flyllm._transport import Transport
+from flyllm._wire import Timeouts
 from flyllm.discovery import ModelInfo, list_models
 from flyllm.errors import (
     AuthenticationError,
@@ -22,7 +24,6 @@ from flyllm.errors import (
 )
 from flyllm.providers.base import HttpRequest, HttpResponse
 from flyllm.settings import BASE_URL_ENV
-from flyllm.transport import Timeouts, Transport
 
 TIMEOUTS = Timeouts(3.0, 5.0)
 KEY = "unit-key-0001"
