@@ -34,14 +34,14 @@ from flyllm.errors import (
     StreamInterruptedError,
 )
 from flyllm.events import Event, EventKind, Hook
-from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
 from flyllm.log import use_logging
 from flyllm.manager import LlmManager
 from flyllm.pricing import ModelPrice
 from flyllm.providers.base import ModelInfo
-from flyllm.resilience import BreakerPolicy, RetryPolicy
-from flyllm.state import Booking, StateStore
-from flyllm.strategies import Candidate, CandidateStats, Strategy
+from flyllm.routing.instance import InstanceHealth, InstanceInfo, LlmInstance
+from flyllm.routing.resilience import BreakerPolicy, RetryPolicy
+from flyllm.routing.state import Booking, StateStore
+from flyllm.routing.strategies import Candidate, CandidateStats, Strategy
 from flyllm.streaming import LlmStream
 from flyllm.sync import SyncLlmManager, SyncStream
 from flyllm.types import (

@@ -34,15 +34,15 @@ from typing import Any, Literal, Protocol
 
 from flyllm._transport import Transport
 from flyllm._wire import decoder_for
-from flyllm.attempts import Attempt, AttemptLoop, Plan, unexpected_error
 from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
 from flyllm.events import Event, Hook
-from flyllm.instance import LlmInstance
 from flyllm.params import merge_params
 from flyllm.providers.base import NON_SSE_LINE, Completion, HttpRequest
-from flyllm.resilience import RetryPolicy
-from flyllm.state import StateStore
-from flyllm.strategies import Strategy, make_strategy
+from flyllm.routing.attempts import Attempt, AttemptLoop, Plan, unexpected_error
+from flyllm.routing.instance import LlmInstance
+from flyllm.routing.resilience import RetryPolicy
+from flyllm.routing.state import StateStore
+from flyllm.routing.strategies import Strategy, make_strategy
 from flyllm.types import ErrorKind, LlmResponse, StreamChunk, TaskDefinition, Usage
 
 __all__ = ["Engine", "Outcome", "Settings"]

@@ -414,7 +414,7 @@ def _usage(args: argparse.Namespace) -> int:
 def _usage_from_state(args: argparse.Namespace) -> int:
     """The usage totals a shared state store kept, across processes and restarts."""
     from flyllm.pricing import lookup_price
-    from flyllm.redis_state import RedisStore
+    from flyllm.routing.redis_state import RedisStore
     from flyllm.usage import InstanceUsage, format_usage_table
 
     async def read() -> list[dict[str, Any]]:

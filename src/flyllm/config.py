@@ -55,7 +55,7 @@ from flyllm.builder import instance_option_names, manager_option_names
 from flyllm.errors import ConfigurationError
 from flyllm.manager import LlmManager
 from flyllm.providers import PROVIDER_NAMES, requires_key, resolve_provider_type, spec_for
-from flyllm.strategies import make_strategy
+from flyllm.routing.strategies import make_strategy
 from flyllm.types import ProviderType, TaskDefinition
 
 if sys.version_info >= (3, 11):

@@ -48,7 +48,7 @@ from flyllm.errors import ConfigurationError, MalformedResponseError
 from flyllm.providers import requires_key, resolve_provider_type, spec_for
 from flyllm.providers._common import excerpt, loads, merge_headers
 from flyllm.providers.base import Endpoint, ModelInfo, ProviderSpec
-from flyllm.settings import env_base_url as _env_base_url
+from flyllm.routing.settings import env_base_url as _env_base_url
 from flyllm.types import ProviderType
 
 __all__ = ["MAX_PAGES", "ModelInfo", "list_models"]

@@ -26,7 +26,6 @@ from flyllm._display import mask_url
 from flyllm._engine import Engine
 from flyllm._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from flyllm._wire import Timeouts
-from flyllm.attempts import Plan, Tier, failure_response, unexpected_error
 from flyllm.errors import (
     ConfigurationError,
     FlyLLMError,
@@ -34,15 +33,16 @@ from flyllm.errors import (
     NoInstanceAvailableError,
 )
 from flyllm.events import Hook
-from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
-from flyllm.limits import RateLimiter, estimate_tokens
 from flyllm.params import conversation
 from flyllm.pricing import ModelPrice
 from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Endpoint, Provider
-from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
-from flyllm.settings import (
+from flyllm.routing.attempts import Plan, Tier, failure_response, unexpected_error
+from flyllm.routing.instance import InstanceHealth, InstanceInfo, LlmInstance
+from flyllm.routing.limits import RateLimiter, estimate_tokens
+from flyllm.routing.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
+from flyllm.routing.settings import (
     check_addressing,
     check_headers,
     check_params,
@@ -53,8 +53,8 @@ from flyllm.settings import (
     positive_int,
     positive_number,
 )
-from flyllm.state import StateStore
-from flyllm.strategies import Strategy, make_strategy
+from flyllm.routing.state import StateStore
+from flyllm.routing.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
 from flyllm.types import (
     GenerationRequest,

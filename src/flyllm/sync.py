@@ -15,9 +15,9 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from flyllm.events import Hook
-from flyllm.instance import InstanceHealth, InstanceInfo
 from flyllm.manager import LlmManager
-from flyllm.strategies import Strategy
+from flyllm.routing.instance import InstanceHealth, InstanceInfo
+from flyllm.routing.strategies import Strategy
 from flyllm.streaming import LlmStream
 from flyllm.types import GenerationRequest, LlmResponse, ProviderType, StreamChunk, TaskDefinition
 from flyllm.usage import InstanceUsage

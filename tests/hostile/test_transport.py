@@ -25,7 +25,6 @@ from aiohttp import web
 from flyllm import LlmManager
 from flyllm._transport import Transport
 from flyllm._wire import Timeouts
-from flyllm.attempts import Attempt, Plan
 from flyllm.errors import (
     AllAttemptsFailedError,
     FlyLLMError,
@@ -35,6 +34,7 @@ from flyllm.errors import (
     RedirectError,
 )
 from flyllm.providers.base import HttpRequest
+from flyllm.routing.attempts import Attempt, Plan
 from flyllm.types import GenerationRequest
 from tests.fixtures import fixture_bytes
 from tests.hostile.conftest import (

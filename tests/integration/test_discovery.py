@@ -26,7 +26,7 @@ from flyllm.errors import (
     ServerError,
 )
 from flyllm.providers.base import HttpRequest, HttpResponse
-from flyllm.settings import BASE_URL_ENV
+from flyllm.routing.settings import BASE_URL_ENV
 from tests.integration.conftest import EmulatorFactory, emulator_in_thread
 
 KEY = "sk-discovery-canary-1a2b3c4d"

@@ -23,7 +23,7 @@ from flyllm.errors import (
     RateLimitError,
 )
 from flyllm.providers.base import HttpRequest, HttpResponse
-from flyllm.settings import BASE_URL_ENV
+from flyllm.routing.settings import BASE_URL_ENV
 
 TIMEOUTS = Timeouts(3.0, 5.0)
 KEY = "unit-key-0001"

@@ -182,7 +182,7 @@ def test_every_type_in_a_public_signature_is_exported() -> None:
 def test_the_walk_fails_on_a_type_that_is_not_exported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flyllm, "__all__", [n for n in flyllm.__all__ if n != "InstanceInfo"])
     monkeypatch.delattr(flyllm, "InstanceInfo")
-    with pytest.raises(AssertionError, match=r"flyllm\.instance\.InstanceInfo \(in "):
+    with pytest.raises(AssertionError, match=r"flyllm\.routing\.instance\.InstanceInfo \(in "):
         test_every_type_in_a_public_signature_is_exported()
 
 

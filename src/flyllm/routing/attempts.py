@@ -32,13 +32,13 @@ from flyllm.errors import (
     ProviderError,
 )
 from flyllm.events import Event, EventKind, Hook
-from flyllm.instance import LlmInstance
 from flyllm.providers._common import clip, redact_secrets, scrub
 from flyllm.providers.base import Endpoint
 from flyllm.providers.headroom import spent_for
-from flyllm.resilience import PERMANENT_KINDS, RetryPolicy
-from flyllm.state import Booking, StateStore
-from flyllm.strategies import Strategy
+from flyllm.routing.instance import LlmInstance
+from flyllm.routing.resilience import PERMANENT_KINDS, RetryPolicy
+from flyllm.routing.state import Booking, StateStore
+from flyllm.routing.strategies import Strategy
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
 
 __all__ = [
