@@ -33,9 +33,9 @@ from flyllm.errors import (
     ServerError,
     StreamInterruptedError,
 )
-from flyllm.events import Event, EventKind, Hook
-from flyllm.log import use_logging
 from flyllm.manager import LlmManager
+from flyllm.observe.events import Event, EventKind, Hook
+from flyllm.observe.log import use_logging
 from flyllm.pricing import ModelPrice
 from flyllm.providers.base import ModelInfo
 from flyllm.routing.instance import InstanceHealth, InstanceInfo, LlmInstance

@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol
 from flyllm._transport import Transport
 from flyllm._wire import decoder_for
 from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
-from flyllm.events import Event, Hook
+from flyllm.observe.events import Event, Hook
 from flyllm.params import merge_params
 from flyllm.providers.base import NON_SSE_LINE, Completion, HttpRequest
 from flyllm.routing.attempts import Attempt, AttemptLoop, Plan, unexpected_error

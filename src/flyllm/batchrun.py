@@ -39,7 +39,7 @@ from flyllm.batchfile import (
 )
 from flyllm.errors import FlyLLMError
 from flyllm.manager import LlmManager
-from flyllm.progress import Progress, format_duration
+from flyllm.observe.progress import Progress, format_duration
 
 __all__ = ["BatchReport", "OutputInUseError", "run_batch"]
 

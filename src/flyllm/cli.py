@@ -22,9 +22,9 @@ from typing import Any
 from flyllm._display import json_text, mask_url, mask_urls, terminal_text
 from flyllm.discovery import ModelInfo
 from flyllm.errors import ConfigurationError, FlyLLMError, InvalidRequestError
-from flyllm.events import Event
-from flyllm.log import use_logging
 from flyllm.manager import LlmManager
+from flyllm.observe.events import Event
+from flyllm.observe.log import use_logging
 from flyllm.types import GenerationRequest, LlmResponse, Usage
 
 __all__ = ["main"]

@@ -32,10 +32,10 @@ from flyllm.errors import (
     InvalidRequestError,
     NoInstanceAvailableError,
 )
-from flyllm.events import Hook
+from flyllm.observe.events import Hook
+from flyllm.observe.progress import Progress
 from flyllm.params import conversation
 from flyllm.pricing import ModelPrice
-from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Endpoint, Provider
 from flyllm.routing.attempts import Plan, Tier, failure_response, unexpected_error

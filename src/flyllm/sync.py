@@ -14,8 +14,8 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from flyllm.events import Hook
 from flyllm.manager import LlmManager
+from flyllm.observe.events import Hook
 from flyllm.routing.instance import InstanceHealth, InstanceInfo
 from flyllm.routing.strategies import Strategy
 from flyllm.streaming import LlmStream

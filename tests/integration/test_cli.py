@@ -608,7 +608,7 @@ def test_wait_line_uses_the_events_message_when_it_has_one() -> None:
 
     from flyllm import LlmManager
     from flyllm.cli import _wait_line
-    from flyllm.events import Event
+    from flyllm.observe.events import Event
 
     manager = LlmManager()
     told = SimpleNamespace(kind="wait", wait=2.0, reason="cooldown", time=0.0, message="oa: 2 s")

@@ -19,7 +19,7 @@ from flyllm.errors import (
     RateLimitError,
     ServerError,
 )
-from flyllm.events import Event, Hook
+from flyllm.observe.events import Event, Hook
 from flyllm.providers import get_provider
 from flyllm.providers.base import Endpoint
 from flyllm.routing.attempts import Attempt, AttemptLoop, Plan, Tier

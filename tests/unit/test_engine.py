@@ -14,7 +14,7 @@ from flyllm import GenerationRequest, LlmManager
 from flyllm._transport import Transport
 from flyllm._wire import Timeouts
 from flyllm.errors import AllAttemptsFailedError, ServerError
-from flyllm.events import Event
+from flyllm.observe.events import Event
 from flyllm.providers.base import HttpRequest, HttpResponse
 from flyllm.routing.strategies import LeastRecentlyUsed, LowestCost
 from tests.fixtures import fixture_bytes

@@ -31,7 +31,7 @@ from flyllm.errors import (
     ProviderConnectionError,
     ProviderError,
 )
-from flyllm.events import Event, EventKind, Hook
+from flyllm.observe.events import Event, EventKind, Hook
 from flyllm.providers._common import clip, redact_secrets, scrub
 from flyllm.providers.base import Endpoint
 from flyllm.providers.headroom import spent_for
