@@ -10,6 +10,7 @@ so that ``import flyllm`` stays cheap.
 
 from typing import TYPE_CHECKING, Any
 
+from flyllm.config.sync import SyncLlmManager, SyncStream
 from flyllm.errors import (
     AllAttemptsFailedError,
     AuthenticationError,
@@ -43,7 +44,6 @@ from flyllm.routing.resilience import BreakerPolicy, RetryPolicy
 from flyllm.routing.state import Booking, StateStore
 from flyllm.routing.strategies import Candidate, CandidateStats, Strategy
 from flyllm.streaming import LlmStream
-from flyllm.sync import SyncLlmManager, SyncStream
 from flyllm.types import (
     ErrorKind,
     GenerationRequest,
@@ -57,11 +57,11 @@ from flyllm.types import (
 from flyllm.usage import InstanceUsage
 
 if TYPE_CHECKING:
-    from flyllm.builder import LlmManagerBuilder
+    from flyllm.config.builder import LlmManagerBuilder
 
 __version__ = "0.1.0"
 
-_LAZY = {"LlmManagerBuilder": "flyllm.builder"}
+_LAZY = {"LlmManagerBuilder": "flyllm.config.builder"}
 
 
 def __getattr__(name: str) -> Any:

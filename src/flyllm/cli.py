@@ -260,7 +260,7 @@ def _config_path(given: str | None) -> str:
 
 
 def _load(given: str | None) -> LlmManager:
-    from flyllm.config import load_config
+    from flyllm.config.loader import load_config
 
     return load_config(_config_path(given))
 
@@ -477,7 +477,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from flyllm.config import read_config
+    from flyllm.config.loader import read_config
 
     config = read_config(_config_path(args.file))
     manager = config.build()

@@ -74,7 +74,7 @@ from flyllm.usage import (
 )
 
 if TYPE_CHECKING:
-    from flyllm.builder import LlmManagerBuilder
+    from flyllm.config.builder import LlmManagerBuilder
     from flyllm.discovery import ModelInfo
 
 __all__ = ["LlmManager"]
@@ -153,14 +153,14 @@ class LlmManager:
     def builder(cls) -> LlmManagerBuilder:
         """A fluent builder, as in the original FlyLLM: ``LlmManager.builder().define_task(...)
         .add_instance(...).supports(...).build()``."""
-        from flyllm.builder import LlmManagerBuilder
+        from flyllm.config.builder import LlmManagerBuilder
 
         return LlmManagerBuilder()
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str]) -> LlmManager:
         """A manager built from a TOML (or YAML) config file; see flyllm.config."""
-        from flyllm.config import load_config
+        from flyllm.config.loader import load_config
 
         return load_config(path)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flyllm import ConfigurationError, LlmManager, ProviderType, RetryPolicy, TaskDefinition
-from flyllm.builder import LlmManagerBuilder, instance_option_names, manager_option_names
+from flyllm.config.builder import LlmManagerBuilder, instance_option_names, manager_option_names
 from flyllm.routing.instance import LlmInstance
 
 SUMMARY = TaskDefinition("summary", {"max_tokens": 500, "temperature": 0.3})

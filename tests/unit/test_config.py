@@ -13,7 +13,7 @@ import pytest
 
 from flyllm import ConfigurationError, LlmManager, ProviderType, RetryPolicy, TaskDefinition
 from flyllm._display import mask_urls
-from flyllm.config import load_config, read_config
+from flyllm.config.loader import load_config, read_config
 from flyllm.routing.instance import LlmInstance
 from flyllm.routing.resilience import BreakerPolicy
 
@@ -395,10 +395,10 @@ def _keywords_in_comments(doc: str, start: str, end: str) -> set[str]:
 
 
 def test_the_schema_docstring_names_only_real_keywords() -> None:
-    import flyllm.config
-    from flyllm.builder import instance_option_names, manager_option_names
+    import flyllm.config.loader
+    from flyllm.config.builder import instance_option_names, manager_option_names
 
-    doc = flyllm.config.__doc__ or ""
+    doc = flyllm.config.loader.__doc__ or ""
     manager = _keywords_in_comments(doc, "strategy = ", "[retry_policy]")
     assert "connect_timeout" in manager and manager <= set(manager_option_names()), manager
     instance = _keywords_in_comments(doc, "[[instances]]", "The manager and")

@@ -89,12 +89,12 @@ def test_import_does_not_load_the_emulator() -> None:
 
 def test_lazy_exports_load_on_first_use() -> None:
     code = (
-        "import sys, flyllm; lazy = ('flyllm.builder', 'flyllm.discovery');"
+        "import sys, flyllm; lazy = ('flyllm.config.builder', 'flyllm.discovery');"
         "print(any(m in sys.modules for m in lazy));"
         "print(flyllm.ModelInfo.__module__, flyllm.LlmManagerBuilder.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "flyllm.providers.base", "flyllm.builder"]
+    assert out.stdout.split() == ["False", "flyllm.providers.base", "flyllm.config.builder"]
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = flyllm.Nope
 

@@ -173,7 +173,7 @@ class SyncLlmManager:
     @classmethod
     def from_config(cls, path: str | os.PathLike[str]) -> SyncLlmManager:
         """See LlmManager.from_config: the same file, a SyncLlmManager."""
-        from flyllm.config import load_config
+        from flyllm.config.loader import load_config
 
         return cls._around(load_config(path))
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flyllm._display import mask_urls
-from flyllm.builder import instance_option_names, manager_option_names
+from flyllm.config.builder import instance_option_names, manager_option_names
 from flyllm.errors import ConfigurationError
 from flyllm.manager import LlmManager
 from flyllm.providers import PROVIDER_NAMES, requires_key, resolve_provider_type, spec_for
