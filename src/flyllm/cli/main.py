@@ -321,7 +321,7 @@ async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
             return await _ask_stream(manager, request)
         response = await manager.try_generate(request)
     if args.json:
-        from flyllm.batchfile import response_record
+        from flyllm.cli.batchfile import response_record
 
         print(json_text(response_record(response)))
     elif response.success:
@@ -367,7 +367,7 @@ def _check_batch_files(args: argparse.Namespace) -> None:
 
 
 async def _batch(manager: LlmManager, args: argparse.Namespace) -> int:
-    from flyllm.batchrun import run_batch
+    from flyllm.cli.batchrun import run_batch
 
     async with manager:
         report = await run_batch(
@@ -383,7 +383,7 @@ async def _batch(manager: LlmManager, args: argparse.Namespace) -> int:
 
 
 def _usage(args: argparse.Namespace) -> int:
-    from flyllm.batchfile import bundled_cost, format_usage_rows, summarize_usage
+    from flyllm.cli.batchfile import bundled_cost, format_usage_rows, summarize_usage
 
     if args.state:
         return _usage_from_state(args)
@@ -591,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
-        from flyllm.demo import run_demo
+        from flyllm.cli.demo import run_demo
 
         return run_demo(n_requests=args.requests)
     if args.command == "emulate":
