@@ -607,7 +607,7 @@ def test_wait_line_uses_the_events_message_when_it_has_one() -> None:
     from typing import cast
 
     from flyllm import LlmManager
-    from flyllm.cli.main import _wait_line
+    from flyllm.cli.ask import _wait_line
     from flyllm.observe.events import Event
 
     manager = LlmManager()
