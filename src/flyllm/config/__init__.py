@@ -2,8 +2,9 @@
 ``read_config``, the schema and its coercion), the fluent ``builder`` and the blocking facade
 (``sync``: ``SyncLlmManager``).
 
-``from flyllm.config import load_config`` keeps working as it did when this was one module. The
-names load on first use, not with the package: ``import flyllm`` needs ``SyncLlmManager`` from
+The loader's names are re-exported here for compatibility (``from flyllm.config import
+load_config`` works as it did when this was one module) and for short imports. They load on
+first use, not with the package: ``import flyllm`` needs ``SyncLlmManager`` from
 ``flyllm.config.sync`` and must not pay for the config reader and the builder.
 """
 
