@@ -1,7 +1,8 @@
 """Kept for compatibility for one release: this module moved to ``flyllm.routing.strategies``.
 
 Import from ``flyllm.routing.strategies``, or from ``flyllm`` where the name is
-exported there; this module only re-exports the same objects.
+exported there; this module only re-exports the same objects. (It is a package, not a module
+file, so that git follows the old file to its new home when branches merge.)
 """
 
 from flyllm.routing.strategies import (
