@@ -1,4 +1,4 @@
-"""The layer rule of docs (DESIGN.md, "Layers and module map"), checked on the source itself.
+"""The layer rule of docs/LAYERS.md, checked on the source itself.
 
 Every module under src/flyllm belongs to one layer; a module may import only from its own layer
 or the layers before it in ``LAYERS``. The walk reads the source with ``ast``, so it sees imports
