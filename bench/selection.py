@@ -36,9 +36,9 @@ from typing import Any
 from bench.core import settle
 from bench.wire import Target
 from flyllm import GenerationRequest, LlmManager, TaskDefinition
-from flyllm.attempts import Attempt, AttemptLoop
 from flyllm.errors import FlyLLMError
-from flyllm.instance import LlmInstance
+from flyllm.routing.attempts import Attempt, AttemptLoop
+from flyllm.routing.instance import LlmInstance
 
 __all__ = ["LAYOUTS", "build_manager", "measure_selection"]
 

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 
 from bench.core import emulator_process, percentile
 from flyllm import GenerationRequest, LlmManager
-from flyllm.redis_state import RedisStore
-from flyllm.state import StateStore
+from flyllm.routing.redis_state import RedisStore
+from flyllm.routing.state import StateStore
 
 
 @contextmanager

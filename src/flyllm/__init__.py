@@ -10,6 +10,7 @@ so that ``import flyllm`` stays cheap.
 
 from typing import TYPE_CHECKING, Any
 
+from flyllm.config.sync import SyncLlmManager, SyncStream
 from flyllm.errors import (
     AllAttemptsFailedError,
     AuthenticationError,
@@ -35,17 +36,16 @@ from flyllm.errors import (
     ToolLoopError,
     UnsupportedFeatureError,
 )
-from flyllm.events import Event, EventKind, Hook
-from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
-from flyllm.log import use_logging
 from flyllm.manager import LlmManager
+from flyllm.observe.events import Event, EventKind, Hook
+from flyllm.observe.log import use_logging
 from flyllm.pricing import ModelPrice
 from flyllm.providers.base import ModelInfo
-from flyllm.resilience import BreakerPolicy, RetryPolicy
-from flyllm.state import Booking, StateStore
-from flyllm.strategies import Candidate, CandidateStats, Strategy
+from flyllm.routing.instance import InstanceHealth, InstanceInfo, LlmInstance
+from flyllm.routing.resilience import BreakerPolicy, RetryPolicy
+from flyllm.routing.state import Booking, StateStore
+from flyllm.routing.strategies import Candidate, CandidateStats, Strategy
 from flyllm.streaming import LlmStream
-from flyllm.sync import SyncLlmManager, SyncStream
 from flyllm.types import (
     ErrorKind,
     GenerationRequest,
@@ -62,11 +62,11 @@ from flyllm.types import (
 from flyllm.usage import InstanceUsage
 
 if TYPE_CHECKING:
-    from flyllm.builder import LlmManagerBuilder
+    from flyllm.config.builder import LlmManagerBuilder
 
 __version__ = "0.1.0"
 
-_LAZY = {"LlmManagerBuilder": "flyllm.builder"}
+_LAZY = {"LlmManagerBuilder": "flyllm.config.builder"}
 
 
 def __getattr__(name: str) -> Any:

@@ -32,17 +32,17 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Literal, Protocol
 
-from flyllm.attempts import Attempt, AttemptLoop, Plan, unexpected_error
+from flyllm._transport import Transport
+from flyllm._wire import decoder_for
 from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
-from flyllm.events import Event, Hook
-from flyllm.instance import LlmInstance
+from flyllm.observe.events import Event, Hook
 from flyllm.params import merge_params
 from flyllm.providers.base import NON_SSE_LINE, Completion, Delta, HttpRequest
-from flyllm.resilience import RetryPolicy
-from flyllm.sse import decoder_for
-from flyllm.state import StateStore
-from flyllm.strategies import Strategy, make_strategy
-from flyllm.transport import Transport
+from flyllm.routing.attempts import Attempt, AttemptLoop, Plan, unexpected_error
+from flyllm.routing.instance import LlmInstance
+from flyllm.routing.resilience import RetryPolicy
+from flyllm.routing.state import StateStore
+from flyllm.routing.strategies import Strategy, make_strategy
 from flyllm.types import ErrorKind, LlmResponse, StreamChunk, TaskDefinition, Usage
 
 __all__ = ["Engine", "Outcome", "Settings"]

@@ -42,12 +42,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flyllm._transport import Transport
+from flyllm._wire import HttpRequest, HttpResponse, Timeouts
 from flyllm.errors import ConfigurationError, MalformedResponseError
 from flyllm.providers import requires_key, resolve_provider_type, spec_for
 from flyllm.providers._common import excerpt, loads, merge_headers
-from flyllm.providers.base import Endpoint, HttpRequest, HttpResponse, ModelInfo, ProviderSpec
-from flyllm.settings import env_base_url as _env_base_url
-from flyllm.transport import Timeouts, Transport
+from flyllm.providers.base import Endpoint, ModelInfo, ProviderSpec
+from flyllm.routing.settings import env_base_url as _env_base_url
 from flyllm.types import ProviderType
 
 __all__ = ["MAX_PAGES", "ModelInfo", "list_models"]

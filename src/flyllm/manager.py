@@ -24,23 +24,25 @@ from urllib.parse import urlsplit
 
 from flyllm._display import mask_url
 from flyllm._engine import Engine
-from flyllm.attempts import Plan, Tier, failure_response, unexpected_error
+from flyllm._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
+from flyllm._wire import Timeouts
 from flyllm.errors import (
     ConfigurationError,
     FlyLLMError,
     InvalidRequestError,
     NoInstanceAvailableError,
 )
-from flyllm.events import Hook
-from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
-from flyllm.limits import RateLimiter, estimate_tokens
+from flyllm.observe.events import Hook
+from flyllm.observe.progress import Progress
 from flyllm.params import conversation, tool_set
 from flyllm.pricing import ModelPrice
-from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Endpoint, Provider
-from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
-from flyllm.settings import (
+from flyllm.routing.attempts import Plan, Tier, failure_response, unexpected_error
+from flyllm.routing.instance import InstanceHealth, InstanceInfo, LlmInstance
+from flyllm.routing.limits import RateLimiter, estimate_tokens
+from flyllm.routing.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
+from flyllm.routing.settings import (
     check_addressing,
     check_headers,
     check_params,
@@ -51,10 +53,9 @@ from flyllm.settings import (
     positive_int,
     positive_number,
 )
-from flyllm.state import StateStore
-from flyllm.strategies import Strategy, make_strategy
+from flyllm.routing.state import StateStore
+from flyllm.routing.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
-from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Timeouts, Transport
 from flyllm.types import (
     GenerationRequest,
     LlmResponse,
@@ -73,7 +74,7 @@ from flyllm.usage import (
 )
 
 if TYPE_CHECKING:
-    from flyllm.builder import LlmManagerBuilder
+    from flyllm.config.builder import LlmManagerBuilder
     from flyllm.discovery import ModelInfo
 
 __all__ = ["LlmManager"]
@@ -152,14 +153,14 @@ class LlmManager:
     def builder(cls) -> LlmManagerBuilder:
         """A fluent builder, as in the original FlyLLM: ``LlmManager.builder().define_task(...)
         .add_instance(...).supports(...).build()``."""
-        from flyllm.builder import LlmManagerBuilder
+        from flyllm.config.builder import LlmManagerBuilder
 
         return LlmManagerBuilder()
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str]) -> LlmManager:
         """A manager built from a TOML (or YAML) config file; see flyllm.config."""
-        from flyllm.config import load_config
+        from flyllm.config.loader import load_config
 
         return load_config(path)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 from flyllm._engine import Engine, Outcome
-from flyllm.attempts import Plan
+from flyllm.routing.attempts import Plan
 from flyllm.types import LlmResponse, StreamChunk
 
 __all__ = ["LlmStream"]

@@ -1,5 +1,6 @@
-"""Usage accounting: the ledger entry every count goes through (``UsageTally``), per-instance
-totals and the printed usage and health tables."""
+"""Usage accounting: the ledger entry every count goes through (``UsageTally``, defined beside
+the instance that keeps one, re-exported here), per-instance totals and the printed usage and
+health tables."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flyllm._display import table_cell
+from flyllm.routing.instance import UsageTally
 from flyllm.types import Usage
 
 if TYPE_CHECKING:
-    from flyllm.instance import InstanceHealth, LlmInstance
+    from flyllm.routing.instance import InstanceHealth, LlmInstance
 
 __all__ = [
     "InstanceUsage",
@@ -22,46 +24,6 @@ __all__ = [
     "instance_cost",
     "usage_report",
 ]
-
-
-@dataclass(slots=True)
-class UsageTally:
-    """Attempts and tokens counted together: one instance's, one (task, instance) pair's, one
-    model's in a batch output. ``prompt_tokens`` includes ``cached_tokens``."""
-
-    requests: int = 0
-    failures: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cached_tokens: int = 0
-
-    def record(self, usage: Usage | None) -> None:
-        """Count one attempt: a success with its ``usage``, or a failure when None."""
-        self.requests += 1
-        if usage is None:
-            self.failures += 1
-            return
-        self.prompt_tokens += usage.prompt_tokens
-        self.completion_tokens += usage.completion_tokens
-        self.total_tokens += usage.total_tokens
-        self.cached_tokens += usage.cached_tokens
-
-    def add(self, other: UsageTally) -> None:
-        """Add another tally's counts to this one."""
-        self.requests += other.requests
-        self.failures += other.failures
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.total_tokens += other.total_tokens
-        self.cached_tokens += other.cached_tokens
-
-    @property
-    def usage(self) -> Usage:
-        """The token counts as a Usage, the shape a price takes."""
-        return Usage(
-            self.prompt_tokens, self.completion_tokens, self.total_tokens, self.cached_tokens
-        )
 
 
 @dataclass(slots=True, frozen=True)

@@ -27,8 +27,8 @@ from flyllm import (
     SyncLlmManager,
 )
 from flyllm.emulator import Emulator
-from flyllm.events import Event
-from flyllm.metrics import PrometheusMetrics
+from flyllm.observe.events import Event
+from flyllm.observe.metrics import PrometheusMetrics
 from tests.hostile.conftest import budget, http_server
 from tests.integration.conftest import emulator_in_thread
 

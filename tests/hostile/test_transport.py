@@ -23,7 +23,8 @@ import pytest
 from aiohttp import web
 
 from flyllm import LlmManager
-from flyllm.attempts import Attempt, Plan
+from flyllm._transport import Transport
+from flyllm._wire import Timeouts
 from flyllm.errors import (
     AllAttemptsFailedError,
     FlyLLMError,
@@ -33,7 +34,7 @@ from flyllm.errors import (
     RedirectError,
 )
 from flyllm.providers.base import HttpRequest
-from flyllm.transport import Timeouts, Transport
+from flyllm.routing.attempts import Attempt, Plan
 from flyllm.types import GenerationRequest
 from tests.fixtures import fixture_bytes
 from tests.hostile.conftest import (

@@ -19,10 +19,10 @@ import pytest
 from aiohttp import web
 
 from flyllm import ConfigurationError, LlmManager
-from flyllm.batchfile import BatchInputError, ResultWriter, parse_line, read_results
-from flyllm.batchrun import OutputInUseError, run_batch
 from flyllm.cli import main
-from flyllm.config import read_config
+from flyllm.cli.batchfile import BatchInputError, ResultWriter, parse_line, read_results
+from flyllm.cli.batchrun import OutputInUseError, run_batch
+from flyllm.config.loader import read_config
 from flyllm.emulator import Emulator, key_fingerprint
 from flyllm.emulator.stats import MAX_TABLE
 from tests.hostile.conftest import budget, http_server

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from flyllm.batchfile import (
+from flyllm.cli import main
+from flyllm.cli.batchfile import (
     BatchInputError,
     UsageRow,
     bundled_cost,
@@ -26,7 +27,6 @@ from flyllm.batchfile import (
     parse_line,
     read_results,
 )
-from flyllm.cli import main
 from flyllm.emulator import Emulator
 from flyllm.types import Message, Usage
 from tests.integration.conftest import emulator_in_thread
@@ -607,8 +607,8 @@ def test_wait_line_uses_the_events_message_when_it_has_one() -> None:
     from typing import cast
 
     from flyllm import LlmManager
-    from flyllm.cli import _wait_line
-    from flyllm.events import Event
+    from flyllm.cli.ask import _wait_line
+    from flyllm.observe.events import Event
 
     manager = LlmManager()
     told = SimpleNamespace(kind="wait", wait=2.0, reason="cooldown", time=0.0, message="oa: 2 s")

@@ -7,8 +7,8 @@ import pathlib
 import pytest
 
 from flyllm import GenerationRequest, LlmManager, TaskDefinition
-from flyllm.builder import LlmManagerBuilder
-from flyllm.config import load_config
+from flyllm.config.builder import LlmManagerBuilder
+from flyllm.config.loader import load_config
 from tests.integration.conftest import EmulatorFactory, body
 
 KEY = "sk-e2e-config-key"

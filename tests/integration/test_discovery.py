@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from flyllm import GenerationRequest, LlmManager, SyncLlmManager
+from flyllm._transport import Transport
+from flyllm._wire import Timeouts
 from flyllm.discovery import ModelInfo, list_models
 from flyllm.emulator import Emulator
 from flyllm.emulator.catalog import DEFAULTS
@@ -24,8 +26,7 @@ from flyllm.errors import (
     ServerError,
 )
 from flyllm.providers.base import HttpRequest, HttpResponse
-from flyllm.settings import BASE_URL_ENV
-from flyllm.transport import Timeouts, Transport
+from flyllm.routing.settings import BASE_URL_ENV
 from tests.integration.conftest import EmulatorFactory, emulator_in_thread
 
 KEY = "sk-discovery-canary-1a2b3c4d"

@@ -18,7 +18,7 @@ from flyllm import (
     SyncLlmManager,
     TaskDefinition,
 )
-from flyllm.batchrun import run_batch
+from flyllm.cli.batchrun import run_batch
 from flyllm.emulator import Fault
 from tests.integration.conftest import EmulatorFactory, emulator_in_thread
 

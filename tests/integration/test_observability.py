@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from flyllm import GenerationRequest, LlmManager, TaskDefinition
 from flyllm.emulator import Fault
-from flyllm.events import Event
-from flyllm.journal import Journal
-from flyllm.metrics import PrometheusMetrics
+from flyllm.observe.events import Event
+from flyllm.observe.journal import Journal
+from flyllm.observe.metrics import PrometheusMetrics
 from flyllm.pricing import ModelPrice, lookup_price
 from tests.integration.conftest import EmulatorFactory
 

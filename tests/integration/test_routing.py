@@ -9,7 +9,7 @@ import pytest
 
 from flyllm import GenerationRequest, LlmManager, ProviderType, TaskDefinition
 from flyllm.emulator import key_fingerprint
-from flyllm.strategies import WeightedRandom
+from flyllm.routing.strategies import WeightedRandom
 from tests.integration.conftest import EmulatorFactory, body
 
 SUMMARY = TaskDefinition("summary", {"max_tokens": 50, "temperature": 0.3})

@@ -17,8 +17,8 @@ import pytest
 
 from flyllm import GenerationRequest, LlmManager, NoInstanceAvailableError
 from flyllm.emulator import Fault
-from flyllm.redis_state import RedisStore
-from flyllm.state import MemoryStore, StateStore, shared_key
+from flyllm.routing.redis_state import RedisStore
+from flyllm.routing.state import MemoryStore, StateStore, shared_key
 from tests.conftest import start_redis
 from tests.integration.conftest import EmulatorFactory
 
@@ -126,7 +126,7 @@ WORKER = textwrap.dedent(
     """
     import asyncio, json, sys
     from flyllm import GenerationRequest, LlmManager
-    from flyllm.redis_state import RedisStore
+    from flyllm.routing.redis_state import RedisStore
 
     async def main() -> None:
         url, namespace, base_a, base_b = sys.argv[1:5]

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from flyllm.attempts import Attempt, AttemptLoop, Plan, Tier
 from flyllm.errors import (
     AllAttemptsFailedError,
     AuthenticationError,
@@ -20,14 +19,15 @@ from flyllm.errors import (
     RateLimitError,
     ServerError,
 )
-from flyllm.events import Event, Hook
-from flyllm.instance import LlmInstance
-from flyllm.limits import RateLimiter
+from flyllm.observe.events import Event, Hook
 from flyllm.providers import get_provider
 from flyllm.providers.base import Endpoint
-from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
-from flyllm.state import MemoryStore
-from flyllm.strategies import DEFAULT_ESTIMATE, Estimate, LeastRecentlyUsed, Strategy
+from flyllm.routing.attempts import Attempt, AttemptLoop, Plan, Tier
+from flyllm.routing.instance import LlmInstance
+from flyllm.routing.limits import RateLimiter
+from flyllm.routing.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
+from flyllm.routing.state import MemoryStore
+from flyllm.routing.strategies import DEFAULT_ESTIMATE, Estimate, LeastRecentlyUsed, Strategy
 from flyllm.types import Message, ProviderType, TaskDefinition, Usage
 
 NO_JITTER = RetryPolicy(base=0.25, cap=8.0, jitter=0.0, max_wait=60.0)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from flyllm import ConfigurationError, LlmManager, ProviderType, RetryPolicy, TaskDefinition
-from flyllm.builder import LlmManagerBuilder, instance_option_names, manager_option_names
-from flyllm.instance import LlmInstance
+from flyllm.config.builder import LlmManagerBuilder, instance_option_names, manager_option_names
+from flyllm.routing.instance import LlmInstance
 
 SUMMARY = TaskDefinition("summary", {"max_tokens": 500, "temperature": 0.3})
 CODE = TaskDefinition("code", {"max_tokens": 2000}, {"anthropic": {"top_k": 40}})

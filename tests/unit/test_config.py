@@ -13,9 +13,9 @@ import pytest
 
 from flyllm import ConfigurationError, LlmManager, ProviderType, RetryPolicy, TaskDefinition
 from flyllm._display import mask_urls
-from flyllm.config import load_config, read_config
-from flyllm.instance import LlmInstance
-from flyllm.resilience import BreakerPolicy
+from flyllm.config.loader import load_config, read_config
+from flyllm.routing.instance import LlmInstance
+from flyllm.routing.resilience import BreakerPolicy
 
 EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "flyllm.toml"
 KEY = "sk-config-secret-7e57"
@@ -378,7 +378,7 @@ def test_config_errors_mask_urls(tmp_path: pathlib.Path) -> None:
 
 
 def test_a_bad_redis_url_shows_no_part_of_its_password() -> None:
-    from flyllm.redis_state import RedisStore
+    from flyllm.routing.redis_state import RedisStore
 
     secret = "-".join(["pw", "slash", "9a8b7c"])
     with pytest.raises(ConfigurationError) as caught:
@@ -395,10 +395,10 @@ def _keywords_in_comments(doc: str, start: str, end: str) -> set[str]:
 
 
 def test_the_schema_docstring_names_only_real_keywords() -> None:
-    import flyllm.config
-    from flyllm.builder import instance_option_names, manager_option_names
+    import flyllm.config.loader
+    from flyllm.config.builder import instance_option_names, manager_option_names
 
-    doc = flyllm.config.__doc__ or ""
+    doc = flyllm.config.loader.__doc__ or ""
     manager = _keywords_in_comments(doc, "strategy = ", "[retry_policy]")
     assert "connect_timeout" in manager and manager <= set(manager_option_names()), manager
     instance = _keywords_in_comments(doc, "[[instances]]", "The manager and")

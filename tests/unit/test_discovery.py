@@ -12,6 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from flyllm import discovery
+from flyllm._transport import Transport
+from flyllm._wire import Timeouts
 from flyllm.discovery import ModelInfo, list_models
 from flyllm.errors import (
     AuthenticationError,
@@ -21,8 +23,7 @@ from flyllm.errors import (
     RateLimitError,
 )
 from flyllm.providers.base import HttpRequest, HttpResponse
-from flyllm.settings import BASE_URL_ENV
-from flyllm.transport import Timeouts, Transport
+from flyllm.routing.settings import BASE_URL_ENV
 
 TIMEOUTS = Timeouts(3.0, 5.0)
 KEY = "unit-key-0001"

@@ -11,11 +11,12 @@ from typing import Any, cast
 import pytest
 
 from flyllm import GenerationRequest, LlmManager
+from flyllm._transport import Transport
+from flyllm._wire import Timeouts
 from flyllm.errors import AllAttemptsFailedError, ServerError
-from flyllm.events import Event
+from flyllm.observe.events import Event
 from flyllm.providers.base import HttpRequest, HttpResponse
-from flyllm.strategies import LeastRecentlyUsed, LowestCost
-from flyllm.transport import Timeouts, Transport
+from flyllm.routing.strategies import LeastRecentlyUsed, LowestCost
 from tests.fixtures import fixture_bytes
 
 OK = HttpResponse(200, {}, fixture_bytes("openai", "chat_completion.json"))

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flyllm._wire import NdjsonDecoder, SseDecoder
 from flyllm.errors import ProviderError
 from flyllm.providers import get_provider
 from flyllm.providers.base import Endpoint, HttpResponse, SseEvent
-from flyllm.sse import NdjsonDecoder, SseDecoder
 from flyllm.types import ProviderType
 
 PROVIDERS = [get_provider(kind) for kind in ProviderType]

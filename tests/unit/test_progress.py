@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from flyllm.progress import Progress, format_duration
+from flyllm.observe.progress import Progress, format_duration
 
 
 class FakeStream(io.StringIO):

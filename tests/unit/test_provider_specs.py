@@ -14,7 +14,7 @@ from flyllm.providers import (
     spec_for,
 )
 from flyllm.providers.base import Endpoint, ProviderSpec
-from flyllm.settings import BASE_URL_ENV, env_base_url
+from flyllm.routing.settings import BASE_URL_ENV, env_base_url
 from flyllm.types import Message, ProviderType
 
 

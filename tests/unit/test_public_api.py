@@ -90,12 +90,12 @@ def test_import_does_not_load_the_emulator() -> None:
 
 def test_lazy_exports_load_on_first_use() -> None:
     code = (
-        "import sys, flyllm; lazy = ('flyllm.builder', 'flyllm.discovery');"
+        "import sys, flyllm; lazy = ('flyllm.config.builder', 'flyllm.discovery');"
         "print(any(m in sys.modules for m in lazy));"
         "print(flyllm.ModelInfo.__module__, flyllm.LlmManagerBuilder.__module__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "flyllm.providers.base", "flyllm.builder"]
+    assert out.stdout.split() == ["False", "flyllm.providers.base", "flyllm.config.builder"]
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = flyllm.Nope
 
@@ -183,7 +183,7 @@ def test_every_type_in_a_public_signature_is_exported() -> None:
 def test_the_walk_fails_on_a_type_that_is_not_exported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(flyllm, "__all__", [n for n in flyllm.__all__ if n != "InstanceInfo"])
     monkeypatch.delattr(flyllm, "InstanceInfo")
-    with pytest.raises(AssertionError, match=r"flyllm\.instance\.InstanceInfo \(in "):
+    with pytest.raises(AssertionError, match=r"flyllm\.routing\.instance\.InstanceInfo \(in "):
         test_every_type_in_a_public_signature_is_exported()
 
 

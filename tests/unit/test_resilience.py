@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from flyllm.errors import ConfigurationError
-from flyllm.limits import RateLimiter, estimate_tokens
 from flyllm.providers.headroom import spent_for
-from flyllm.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
+from flyllm.routing.limits import RateLimiter, estimate_tokens
+from flyllm.routing.resilience import BreakerPolicy, CircuitBreaker, RetryPolicy
 from flyllm.types import ErrorKind
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from flyllm._wire import NdjsonDecoder, SseDecoder
 from flyllm.providers.base import NON_SSE_LINE, SseEvent
-from flyllm.sse import NdjsonDecoder, SseDecoder
 from tests.fixtures import chunks, decode, fixture_bytes, one_byte, random_reads
 
 TWO_EVENTS = [SseEvent('{"a":1}'), SseEvent("second", "named")]
@@ -162,7 +162,7 @@ def test_many_events_in_one_read() -> None:
 
 
 def test_ndjson_decoder_splits_lines_across_reads() -> None:
-    from flyllm.sse import NdjsonDecoder, decoder_for
+    from flyllm._wire import NdjsonDecoder, decoder_for
 
     decoder = NdjsonDecoder()
     raw = '{"a": 1}\n\n{"b": "é"}\r\n{"c": 3}'.encode()

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from flyllm.errors import ConfigurationError
-from flyllm.instance import InstanceStats
 from flyllm.pricing import ModelPrice
-from flyllm.strategies import (
+from flyllm.routing.instance import InstanceStats
+from flyllm.routing.strategies import (
     DEFAULT_ESTIMATE,
     STRATEGIES,
     LeastBusy,

@@ -9,9 +9,10 @@ import zlib
 import pytest
 
 from flyllm._display import mask_url
+from flyllm._transport import Transport, _Inflater, _origin
+from flyllm._wire import Timeouts
 from flyllm.errors import MalformedResponseError, ProviderConnectionError
 from flyllm.providers.base import HttpRequest
-from flyllm.transport import Timeouts, Transport, _Inflater, _origin
 
 
 async def test_proxies_come_from_the_environment_and_no_proxy_is_honoured(

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from flyllm._display import mask_headers, mask_url, url_secrets
+from flyllm._wire import NON_SSE_LINE, HttpRequest, HttpResponse, SseEvent
 from flyllm.errors import ProviderError
 from flyllm.params import ToolSet
 from flyllm.types import (
@@ -54,9 +55,6 @@ redacting them would garble every message that happens to contain the word."""
 _CREDENTIAL_HEADER = re.compile(
     r"auth|key|token|secret|passw|cookie|signature|credential|session", re.IGNORECASE
 )
-
-KNOWN_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop", "seed"})
-"""The parameters flyllm translates to each provider's names; any other goes through unchanged."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -104,45 +102,6 @@ def credential_values(
                 found.update((piece, json.dumps(piece)[1:-1], quote(piece, safe="")))
                 found.add(piece.replace("/", "\\/"))  # JSON may escape "/" too
     return tuple(sorted(found, key=len, reverse=True))
-
-
-@dataclass(slots=True, frozen=True)
-class HttpRequest:
-    """A request ready to send. ``notes`` are one-line warnings about parameters that were left
-    out or clamped for this provider (the instance logs each once)."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(repr=False)
-    body: bytes
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(slots=True, frozen=True)
-class HttpResponse:
-    """A complete (non-streamed, or failed-stream) HTTP answer. Header names are lower-case."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass(slots=True, frozen=True)
-class SseEvent:
-    """One server-sent event: its ``event`` name (None when absent) and joined ``data`` lines."""
-
-    data: str
-    event: str | None = None
-
-
-NON_SSE_LINE = "\nnon-sse-line"
-"""The ``event`` of an SseEvent that carries one line which is not an SSE field at all.
-
-``flyllm.sse.SseDecoder`` reports such lines (the SSE spec ignores them) because Gemini sends
-errors after HTTP 200 as bare JSON spread over lines; stream parsers of other providers ignore
-these events. The name contains a newline, which no real ``event:`` field can, so it can never
-collide with one a server sends.
-"""
 
 
 @dataclass(slots=True, frozen=True)

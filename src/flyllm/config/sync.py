@@ -14,10 +14,10 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from flyllm.events import Hook
-from flyllm.instance import InstanceHealth, InstanceInfo
 from flyllm.manager import LlmManager
-from flyllm.strategies import Strategy
+from flyllm.observe.events import Hook
+from flyllm.routing.instance import InstanceHealth, InstanceInfo
+from flyllm.routing.strategies import Strategy
 from flyllm.streaming import LlmStream
 from flyllm.types import GenerationRequest, LlmResponse, ProviderType, StreamChunk, TaskDefinition
 from flyllm.usage import InstanceUsage
@@ -173,7 +173,7 @@ class SyncLlmManager:
     @classmethod
     def from_config(cls, path: str | os.PathLike[str]) -> SyncLlmManager:
         """See LlmManager.from_config: the same file, a SyncLlmManager."""
-        from flyllm.config import load_config
+        from flyllm.config.loader import load_config
 
         return cls._around(load_config(path))
 

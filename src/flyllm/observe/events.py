@@ -1,9 +1,9 @@
 """Events for hooks: each attempt's start and end, waits, and each request's end.
 
 ``manager.add_hook(callback)`` calls ``callback(event)`` synchronously on the event loop for
-every event; metrics (flyllm.metrics), the request journal (flyllm.journal) and users' own
-tracing plug in here. A hook that raises is logged once and otherwise ignored: observing must
-never break a request. With no hook registered no event is even built.
+every event; metrics (flyllm.observe.metrics), the request journal (flyllm.observe.journal)
+and users' own tracing plug in here. A hook that raises is logged once and otherwise ignored:
+observing must never break a request. With no hook registered no event is even built.
 """
 
 from __future__ import annotations

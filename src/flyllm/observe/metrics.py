@@ -1,7 +1,7 @@
 """Prometheus metrics for flyllm, as a hook (the optional extra ``flyllm[metrics]``).
 
     from prometheus_client import start_http_server
-    from flyllm.metrics import PrometheusMetrics
+    from flyllm.observe.metrics import PrometheusMetrics
 
     manager.add_hook(PrometheusMetrics())   # default registry; or PrometheusMetrics(registry=r)
     start_http_server(9100)
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flyllm.events import Event
+from flyllm.observe.events import Event
 
 __all__ = ["PrometheusMetrics"]
 

@@ -7,17 +7,19 @@ shown as they happen, and the usage table at the end.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
 import time
 from contextlib import AsyncExitStack
+from typing import Any
 
 from flyllm.emulator import Emulator
 from flyllm.manager import LlmManager
 from flyllm.types import GenerationRequest, LlmResponse, TaskDefinition
 
-__all__ = ["run_demo"]
+__all__ = ["add", "run", "run_demo"]
 
 TASKS = [
     TaskDefinition("summary", {"max_tokens": 60, "temperature": 0.3}),
@@ -159,3 +161,19 @@ def run_demo(n_requests: int = 15) -> int:
         return asyncio.run(_demo(n_requests))
     finally:
         logger.removeHandler(handler)
+
+
+def add(commands: Any) -> None:
+    """Add the ``demo`` sub-parser."""
+    demo = commands.add_parser(
+        "demo",
+        help="run the demo against the built-in emulator (no API keys needed)",
+        description="Start emulated OpenAI, Anthropic, Google and Mistral endpoints on loopback, "
+        "run a mixed batch over five instances with injected faults, print the usage table.",
+    )
+    demo.add_argument("--requests", type=int, default=15, help="batch size (default 15)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``flyllm demo``; the exit code."""
+    return run_demo(n_requests=args.requests)

@@ -1,8 +1,11 @@
-"""An incremental server-sent-events decoder: bytes in, :class:`SseEvent` values out.
+"""The neutral wire values every layer above shares: an HTTP request and answer
+(:class:`HttpRequest`, :class:`HttpResponse`), one attempt's :class:`Timeouts`, and the
+incremental stream decoders (server-sent events and NDJSON): bytes in, :class:`SseEvent` values
+out. Nothing here knows a provider or does I/O, so providers and the transport both build on it.
 
-Pure (no I/O) and provider-neutral; the transport feeds it whatever the socket delivers and hands
-the events to a provider's stream parser. It follows the WHATWG event-stream rules (HTML
-Living Standard, "Server-sent events", parsing an event stream):
+The SSE decoder is pure (no I/O) and provider-neutral; the transport feeds it whatever the
+socket delivers and hands the events to a provider's stream parser. It follows the WHATWG
+event-stream rules (HTML Living Standard, "Server-sent events", parsing an event stream):
 
 - lines end in LF, CRLF or CR, and a CR ending one read followed by an LF starting the next is a
   single line end (Gemini streams use CRLF);
@@ -16,9 +19,9 @@ One deliberate addition: a line whose field is none of ``data``/``event``/``id``
 ignored by the spec, but Gemini sends errors after HTTP 200 as bare JSON spread over such lines.
 Rather than drop them, the decoder reports each one as ``SseEvent(data=<line>,
 event=NON_SSE_LINE)``. Parsers of well-behaved providers ignore these events; the Gemini parser
-reassembles them into the JSON error. ``NON_SSE_LINE`` (defined in ``providers.base`` beside
-SseEvent, re-exported here) contains a newline, which no real event name can, so it can never be
-confused with a server's ``event:`` field.
+reassembles them into the JSON error. ``NON_SSE_LINE`` (defined here beside SseEvent, and
+re-exported by ``providers.base``) contains a newline, which no real event name can, so it can
+never be confused with a server's ``event:`` field.
 
 Speed matters here (every streamed token passes through): lines are split with ``str`` methods
 over the buffered text, never byte by byte.
@@ -27,10 +30,71 @@ over the buffered text, never byte by byte.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from flyllm.providers.base import NON_SSE_LINE, SseEvent
+__all__ = [
+    "NON_SSE_LINE",
+    "HttpRequest",
+    "HttpResponse",
+    "NdjsonDecoder",
+    "SseDecoder",
+    "SseEvent",
+    "Timeouts",
+    "decoder_for",
+]
 
-__all__ = ["NON_SSE_LINE", "NdjsonDecoder", "SseDecoder", "SseEvent", "decoder_for"]
+
+@dataclass(slots=True, frozen=True)
+class HttpRequest:
+    """A request ready to send. ``notes`` are one-line warnings about parameters that were left
+    out or clamped for this provider (the instance logs each once)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class HttpResponse:
+    """A complete (non-streamed, or failed-stream) HTTP answer. Header names are lower-case."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class SseEvent:
+    """One server-sent event: its ``event`` name (None when absent) and joined ``data`` lines."""
+
+    data: str
+    event: str | None = None
+
+
+NON_SSE_LINE = "\nnon-sse-line"
+"""The ``event`` of an SseEvent that carries one line which is not an SSE field at all.
+
+``flyllm._wire.SseDecoder`` reports such lines (the SSE spec ignores them) because Gemini sends
+errors after HTTP 200 as bare JSON spread over lines; stream parsers of other providers ignore
+these events. The name contains a newline, which no real ``event:`` field can, so it can never
+collide with one a server sends.
+"""
+
+
+@dataclass(slots=True, frozen=True)
+class Timeouts:
+    """One attempt's limits in seconds: ``connect`` to open a connection; ``read`` for the
+    whole response head, then for a non-streamed answer until all of it has arrived, for a
+    stream between two complete events (bytes that complete none do not count); ``total`` for
+    the whole attempt (None: no limit; the manager sets it from the request's deadline)."""
+
+    connect: float = 10.0
+    read: float = 120.0
+    total: float | None = None
+
 
 _IGNORED_FIELDS = frozenset({"id", "retry"})
 

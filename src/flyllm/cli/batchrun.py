@@ -6,7 +6,7 @@ feeds ``concurrency`` workers, each of which asks the manager and appends the re
 output as soon as it has it. Memory holds the ids, not the results. The first Ctrl-C (or
 SIGTERM) stops taking new lines and lets the requests in flight finish and be written; a second
 one cancels them (they are asked again on the next run). File formats and resume rules are in
-:mod:`flyllm.batchfile`.
+:mod:`flyllm.cli.batchfile`.
 
 A run holds an advisory lock (``flock``) on the output from before it reads it until its end,
 so a second run on the same output is refused (OutputInUseError) before it sends anything:
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from flyllm.batchfile import (
+from flyllm.cli.batchfile import (
     BatchInputError,
     BatchItem,
     OutputState,
@@ -39,7 +39,7 @@ from flyllm.batchfile import (
 )
 from flyllm.errors import FlyLLMError
 from flyllm.manager import LlmManager
-from flyllm.progress import Progress, format_duration
+from flyllm.observe.progress import Progress, format_duration
 
 __all__ = ["BatchReport", "OutputInUseError", "run_batch"]
 

@@ -1,6 +1,6 @@
 """An opt-in request journal: one JSON line per attempt, appended without blocking the loop.
 
-    from flyllm.journal import Journal
+    from flyllm.observe.journal import Journal
     journal = Journal("requests.jsonl", include_content=False)
     manager.add_hook(journal)
     ...
@@ -22,7 +22,7 @@ import threading
 from dataclasses import asdict
 from typing import Any
 
-from flyllm.events import Event
+from flyllm.observe.events import Event
 
 __all__ = ["Journal"]
 

@@ -33,8 +33,8 @@ from typing import Any
 from flyllm.errors import ConfigurationError
 from flyllm.manager import LlmManager
 from flyllm.providers import resolve_provider_type
-from flyllm.resilience import RetryPolicy
-from flyllm.strategies import Strategy
+from flyllm.routing.resilience import RetryPolicy
+from flyllm.routing.strategies import Strategy
 from flyllm.types import ProviderType, TaskDefinition
 
 __all__ = ["LlmManagerBuilder", "instance_option_names", "manager_option_names"]

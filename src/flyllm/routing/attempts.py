@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from flyllm._display import mask_urls
+from flyllm._wire import Timeouts
 from flyllm.errors import (
     AllAttemptsFailedError,
     FlyLLMError,
@@ -30,16 +31,15 @@ from flyllm.errors import (
     ProviderConnectionError,
     ProviderError,
 )
-from flyllm.events import Event, EventKind, Hook
-from flyllm.instance import LlmInstance
+from flyllm.observe.events import Event, EventKind, Hook
 from flyllm.params import ToolSet
 from flyllm.providers._common import clip, redact_secrets, scrub
 from flyllm.providers.base import Endpoint
 from flyllm.providers.headroom import spent_for
-from flyllm.resilience import PERMANENT_KINDS, RetryPolicy
-from flyllm.state import Booking, StateStore
-from flyllm.strategies import Strategy
-from flyllm.transport import Timeouts
+from flyllm.routing.instance import LlmInstance
+from flyllm.routing.resilience import PERMANENT_KINDS, RetryPolicy
+from flyllm.routing.state import Booking, StateStore
+from flyllm.routing.strategies import Strategy
 from flyllm.types import ErrorKind, LlmResponse, Message, TaskDefinition, Usage
 
 __all__ = [

@@ -10,20 +10,59 @@ from types import MappingProxyType
 from typing import Any
 
 from flyllm._display import mask_headers, mask_url
-from flyllm.limits import RateLimiter
+from flyllm._wire import Timeouts
 from flyllm.pricing import ModelPrice, lookup_price
 from flyllm.providers.base import Endpoint, Provider
-from flyllm.resilience import BreakerPolicy, CircuitBreaker
-from flyllm.transport import Timeouts
+from flyllm.routing.limits import RateLimiter
+from flyllm.routing.resilience import BreakerPolicy, CircuitBreaker
 from flyllm.types import ProviderType, Usage
-from flyllm.usage import UsageTally
 
-__all__ = ["InstanceHealth", "InstanceInfo", "InstanceStats", "LlmInstance"]
+__all__ = ["InstanceHealth", "InstanceInfo", "InstanceStats", "LlmInstance", "UsageTally"]
 
 _log = logging.getLogger("flyllm")
 
 LATENCY_SMOOTHING = 0.2
 """Weight of the newest sample in the latency moving average."""
+
+
+@dataclass(slots=True)
+class UsageTally:
+    """Attempts and tokens counted together: one instance's, one (task, instance) pair's, one
+    model's in a batch output. ``prompt_tokens`` includes ``cached_tokens``."""
+
+    requests: int = 0
+    failures: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+
+    def record(self, usage: Usage | None) -> None:
+        """Count one attempt: a success with its ``usage``, or a failure when None."""
+        self.requests += 1
+        if usage is None:
+            self.failures += 1
+            return
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.total_tokens += usage.total_tokens
+        self.cached_tokens += usage.cached_tokens
+
+    def add(self, other: UsageTally) -> None:
+        """Add another tally's counts to this one."""
+        self.requests += other.requests
+        self.failures += other.failures
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+        self.cached_tokens += other.cached_tokens
+
+    @property
+    def usage(self) -> Usage:
+        """The token counts as a Usage, the shape a price takes."""
+        return Usage(
+            self.prompt_tokens, self.completion_tokens, self.total_tokens, self.cached_tokens
+        )
 
 
 @dataclass(slots=True)

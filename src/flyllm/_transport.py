@@ -18,12 +18,12 @@ import sys
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from flyllm._display import mask_url, mask_urls
+from flyllm._wire import HttpRequest, HttpResponse, Timeouts
 from flyllm.errors import (
     FlyLLMError,
     InvalidRequestError,
@@ -34,9 +34,8 @@ from flyllm.errors import (
     ProviderTimeoutError,
     RedirectError,
 )
-from flyllm.providers.base import HttpRequest, HttpResponse
 
-__all__ = ["StreamBody", "Timeouts", "Transport"]
+__all__ = ["StreamBody", "Transport"]
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 # what aiohttp raises for a request it refuses to send (a header with CR/LF or not a string)
@@ -44,18 +43,6 @@ _UNSENDABLE = (ValueError, TypeError, UnicodeError, OverflowError)
 # causes chained to flyllm's errors (a cause shows in tracebacks and logs): their text names
 # at most a host and port, never a URL's userinfo or query
 _SAFE_CAUSES = (asyncio.TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
-
-
-@dataclass(slots=True, frozen=True)
-class Timeouts:
-    """One attempt's limits in seconds: ``connect`` to open a connection; ``read`` for the
-    whole response head, then for a non-streamed answer until all of it has arrived, for a
-    stream between two complete events (bytes that complete none do not count); ``total`` for
-    the whole attempt (None: no limit; the manager sets it from the request's deadline)."""
-
-    connect: float = 10.0
-    read: float = 120.0
-    total: float | None = None
 
 
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024

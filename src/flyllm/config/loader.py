@@ -51,11 +51,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flyllm._display import mask_urls
-from flyllm.builder import instance_option_names, manager_option_names
+from flyllm.config.builder import instance_option_names, manager_option_names
 from flyllm.errors import ConfigurationError
 from flyllm.manager import LlmManager
 from flyllm.providers import PROVIDER_NAMES, requires_key, resolve_provider_type, spec_for
-from flyllm.strategies import make_strategy
+from flyllm.routing.strategies import make_strategy
 from flyllm.types import ProviderType, TaskDefinition
 
 if sys.version_info >= (3, 11):

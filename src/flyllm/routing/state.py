@@ -4,7 +4,7 @@ The stats the manager and strategies read (in flight, last selected, latency ave
 and breaker state, cooldowns, rate windows, usage totals) are kept on each instance
 (``InstanceStats``, ``CircuitBreaker``, ``RateLimiter``); a store decides how they are booked
 and recorded. ``MemoryStore`` (the default) does it in this process with no I/O. ``RedisStore``
-(flyllm.redis_state, the ``flyllm[redis]`` extra) shares them between processes: one atomic
+(flyllm.routing.redis_state, the ``flyllm[redis]`` extra) shares them between processes: one atomic
 server-side script before each attempt, and the records after it written in the background.
 
 The attempt loop calls, per attempt: ``acquire`` (which of the locally ready candidates, in the
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flyllm.types import ErrorKind, Usage
 
 if TYPE_CHECKING:
-    from flyllm.instance import LlmInstance
+    from flyllm.routing.instance import LlmInstance
 
 __all__ = ["Booking", "MemoryStore", "StateStore", "shared_key"]
 

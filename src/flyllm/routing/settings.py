@@ -18,7 +18,7 @@ from flyllm._display import mask_url
 from flyllm.errors import ConfigurationError
 from flyllm.params import validate_params, validate_provider_params
 from flyllm.providers import SPECS, resolve_provider_type, spec_for
-from flyllm.state import MemoryStore, StateStore
+from flyllm.routing.state import MemoryStore, StateStore
 from flyllm.types import ProviderType
 
 __all__ = [
@@ -158,7 +158,7 @@ def make_store(state: str | StateStore | None, clock: Callable[[], float]) -> St
         return MemoryStore(clock)
     if isinstance(state, str):
         if state.startswith(("redis://", "rediss://", "unix://")):
-            from flyllm.redis_state import RedisStore
+            from flyllm.routing.redis_state import RedisStore
 
             return RedisStore(state, clock=clock)
         raise ConfigurationError(

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from flyllm._display import mask_url
 from flyllm.errors import ConfigurationError, FlyLLMError
-from flyllm.state import Booking, MemoryStore, shared_key
+from flyllm.routing.state import Booking, MemoryStore, shared_key
 from flyllm.types import ErrorKind, Usage
 
 if TYPE_CHECKING:
-    from flyllm.instance import LlmInstance
+    from flyllm.routing.instance import LlmInstance
 
 __all__ = ["RedisStore", "StateStoreError"]
 
