@@ -1,6 +1,6 @@
 """The engine: the one driver of a request's attempts, streamed or not.
 
-``Engine.run`` drives every request: the attempt loop (flyllm.attempts) picks and books an
+``Engine.run`` drives every request: the attempt loop (flyllm.routing.attempts) picks and books an
 instance, the provider builds the HTTP request, the transport sends it (or opens the stream),
 the provider parses the answer or classifies the failure, and the outcome is recorded on the
 instance, counted, reported to the hooks and frees capacity. The order is the same for both

@@ -6,7 +6,8 @@ provider builds the HTTP request -> the transport sends it -> the provider parse
 classifies the failure -> the failure's kind decides: give up (the request itself is wrong),
 fail over to the next candidate, or, when every candidate has failed, wait and start a new
 round, within ``max_attempts``. Which instance each attempt takes, and when to wait, lives in
-attempts.py; circuit breakers and backoff in resilience.py; rate limits in limits.py.
+routing/attempts.py; circuit breakers and backoff in routing/resilience.py; rate limits in
+routing/limits.py; the one driver of every attempt in _engine.py.
 """
 
 from __future__ import annotations
