@@ -100,6 +100,12 @@ def test_caller_params_cannot_replace_tools() -> None:
     assert len(request.notes) == 2
 
 
+def test_raw_tool_params_pass_through_without_request_tools() -> None:
+    server_tool = [{"type": "web_search_20250305", "name": "web_search"}]
+    request = ANTHROPIC.build(ENDPOINT, [Message.user("x")], {"tools": server_tool})
+    assert json.loads(request.body)["tools"] == server_tool and request.notes == ()
+
+
 def test_no_tools_no_tool_fields() -> None:
     sent = body([Message.user("x")])
     assert "tools" not in sent and "tool_choice" not in sent
@@ -175,6 +181,18 @@ def test_user_text_after_results_is_merged_after_them() -> None:
         ],
     }
     assert len(sent) == 3
+
+
+def test_blank_assistant_turn_without_calls_is_left_out() -> None:
+    messages = [Message.user("a"), Message.assistant(" "), Message.user("b")]
+    request = ANTHROPIC.build(ENDPOINT, messages, {})
+    assert json.loads(request.body)["messages"] == [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+    ]
+    assert request.notes == (
+        "an empty assistant turn left out for anthropic (it rejects blank text)",
+    )
 
 
 def test_duplicate_result_is_left_out_with_a_note() -> None:

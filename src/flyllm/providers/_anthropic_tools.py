@@ -79,7 +79,7 @@ def wire_turns(
     messages: Sequence[Message], notes: list[str]
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """(system texts, turns) of a conversation; ``notes`` gets a line per duplicate result
-    left out."""
+    or blank assistant turn left out."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
     for m in messages:
@@ -93,8 +93,10 @@ def wire_turns(
                 turns.append({"role": "user", "content": m.content})
             elif m.content.strip():
                 results.append({"type": "text", "text": m.content})
+        elif (turn := _assistant(m)) is not None:
+            turns.append(turn)
         else:
-            turns.append(_assistant(m))
+            notes.append("an empty assistant turn left out for anthropic (it rejects blank text)")
     return system, turns
 
 
@@ -130,10 +132,12 @@ def _add_result(turns: list[dict[str, Any]], m: Message, notes: list[str]) -> No
     blocks.insert(leading, block)  # results first, before any text merged after them
 
 
-def _assistant(m: Message) -> dict[str, Any]:
+def _assistant(m: Message) -> dict[str, Any] | None:
+    """The assistant turn's blocks; None for a blank turn without calls (an OpenAI answer of
+    ``content: null``), which the API would reject."""
     thinking = provider_state(m.provider_data)
     if not m.tool_calls and not thinking:
-        return {"role": "assistant", "content": m.content}
+        return {"role": "assistant", "content": m.content} if m.content.strip() else None
     blocks: list[dict[str, Any]] = list(thinking)
     if m.content.strip():
         blocks.append({"type": "text", "text": m.content})
@@ -248,11 +252,11 @@ def _too_deep(value: Any) -> bool:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
         if not isinstance(item, dict | list):
             continue
         if depth > MAX_ARGUMENT_DEPTH:
             return True
+        children = item.values() if isinstance(item, dict) else item
         stack.extend((child, depth + 1) for child in children)
     return False
 

@@ -161,7 +161,10 @@ _TYPE_STATUS = {
 
 _RATE_WINDOWS = ("requests", "tokens", "input-tokens", "output-tokens")
 _SAMPLING = frozenset({"temperature", "top_p", "top_k"})
-_RESERVED = frozenset({"model", "messages", "stream", "tools", "tool_choice"})
+_RESERVED = frozenset({"model", "messages", "stream"})
+# With the request's own tools, raw ones in the parameters would silently replace them; without,
+# they pass through as any other parameter did before flyllm translated tools.
+_TOOL_FIELDS = frozenset({"tools", "tool_choice"})
 _USAGE_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -210,13 +213,19 @@ class AnthropicProvider(ClockedProvider):
             body["tools"], body["tool_choice"] = wire_tools(tools)
         if stream:
             body["stream"] = True
-        self._params(body, params, version, notes)
+        reserved = _RESERVED | _TOOL_FIELDS if tools is not None else _RESERVED
+        self._params(body, params, version, notes, reserved)
         headers = json_headers(endpoint, stream, anthropic_auth)
         url = join_url(endpoint.base_url or ANTHROPIC_BASE_URL, "/v1/messages")
         return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
 
     def _params(
-        self, body: dict[str, Any], params: Mapping[str, Any], version: str, notes: list[str]
+        self,
+        body: dict[str, Any],
+        params: Mapping[str, Any],
+        version: str,
+        notes: list[str],
+        reserved: frozenset[str],
     ) -> None:
         no_sampling = version >= SAMPLING_REMOVED_VERSION
         extras: list[tuple[str, Any]] = []
@@ -239,7 +248,7 @@ class AnthropicProvider(ClockedProvider):
                     body["stop_sequences"] = stops
             elif key == "seed":
                 left_out(key, "anthropic", notes)
-            elif key in _RESERVED:
+            elif key in reserved:
                 left_out(key, "anthropic", notes, "is set by flyllm")
             else:
                 extras.append((key, value))
