@@ -15,7 +15,17 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from anthropic.types import Message, MessageParam, RawMessageStreamEvent, TextBlock
+from anthropic.types import (
+    Message,
+    MessageParam,
+    RawMessageStreamEvent,
+    TextBlock,
+    ThinkingBlock,
+    ThinkingConfigParam,
+    ToolParam,
+    ToolResultBlockParam,
+    ToolUseBlock,
+)
 
 from flyllm.emulator import FAULT_KINDS, Emulator
 from tests.conformance.helpers import KEY, PROMPT, REPLY_TOKENS, SYSTEM, expected_text, stop_case
@@ -401,3 +411,101 @@ def test_every_fault_kind_is_exercised() -> None:
         "stream_error",
     }
     assert covered == set(FAULT_KINDS)
+
+
+# -- tool use ----------------------------------------------------------------------------------
+
+WEATHER: ToolParam = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+ASK = "Weather in Oslo and Lima?"
+
+
+def tool_uses(message: Message) -> list[ToolUseBlock]:
+    return [block for block in message.content if isinstance(block, ToolUseBlock)]
+
+
+async def test_stream_get_final_message_has_parsed_tool_use_blocks(
+    client: anthropic.AsyncAnthropic,
+) -> None:
+    async with client.messages.stream(
+        model=MODEL, max_tokens=256, messages=user(ASK), tools=[WEATHER]
+    ) as stream:
+        partial = [event.partial_json async for event in stream if event.type == "input_json"]
+        final = await stream.get_final_message()
+
+    assert final.stop_reason == "tool_use"
+    calls = tool_uses(final)
+    assert [(c.name, c.input) for c in calls] == [
+        ("get_weather", {"city": "Oslo"}),
+        ("get_weather", {"city": "Lima"}),
+    ]
+    assert all(c.id.startswith("toolu_01") for c in calls)
+    assert len(partial) > 2 * len(calls)  # the arguments came in several pieces each
+
+
+async def test_tool_round_trip_with_sdk_types(
+    emu: Emulator, client: anthropic.AsyncAnthropic
+) -> None:
+    first = await create(
+        client,
+        messages=user(ASK),
+        tools=[WEATHER],
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+    )
+    (call,) = tool_uses(first)
+    assert emu.requests[-1].json is not None
+    assert emu.requests[-1].json["tool_choice"] == {
+        "type": "any",
+        "disable_parallel_tool_use": True,
+    }
+    messages: list[MessageParam] = [
+        *user(ASK),
+        {"role": "assistant", "content": first.content},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "12 C"}],
+        },
+    ]
+    second = await create(client, messages=messages, tools=[WEATHER])
+    assert second.stop_reason == "end_turn"
+    assert text_of(second) == "Tool results: get_weather returned 12 C."
+
+
+async def test_unanswered_tool_use_is_a_bad_request(client: anthropic.AsyncAnthropic) -> None:
+    first = await create(client, messages=user(ASK), tools=[WEATHER])
+    messages: list[MessageParam] = [
+        *user(ASK),
+        {"role": "assistant", "content": first.content},
+        {"role": "user", "content": "and?"},
+    ]
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await create(client, messages=messages, tools=[WEATHER])
+    assert "`tool_use` ids were found without `tool_result` blocks" in str(caught.value.api_message)
+
+
+async def test_thinking_stream_round_trip(client: anthropic.AsyncAnthropic) -> None:
+    thinking: ThinkingConfigParam = {"type": "enabled", "budget_tokens": 1024}
+    async with client.messages.stream(
+        model=MODEL, max_tokens=2048, messages=user(ASK), tools=[WEATHER], thinking=thinking
+    ) as stream:
+        final = await stream.get_final_message()
+    assert isinstance(final.content[0], ThinkingBlock) and final.content[0].signature
+    results: list[ToolResultBlockParam] = [
+        {"type": "tool_result", "tool_use_id": c.id, "content": "12 C"} for c in tool_uses(final)
+    ]
+    messages: list[MessageParam] = [
+        *user(ASK),
+        {"role": "assistant", "content": final.content},
+        {"role": "user", "content": results},
+    ]
+    answer = await create(
+        client, max_tokens=2048, messages=messages, tools=[WEATHER], thinking=thinking
+    )
+    assert text_of(answer).startswith("Tool results: get_weather returned 12 C")

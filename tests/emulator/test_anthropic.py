@@ -265,3 +265,221 @@ async def test_context_length_trigger(emu: Emulator, session: aiohttp.ClientSess
     error = error_of(raw, response)
     assert status == 400 and error["type"] == "invalid_request_error"
     assert re.fullmatch(r"prompt is too long: \d+ tokens > 200000 maximum", error["message"])
+
+
+# --- tool use -----------------------------------------------------------------------------------
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+ASK = "Weather in Oslo and Lima?"
+
+
+def tool_message(messages: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "messages": messages or [{"role": "user", "content": ASK}],
+        "tools": [WEATHER_TOOL],
+        **extra,
+    }
+
+
+def use(call_id: str, city: str) -> dict[str, Any]:
+    return {"type": "tool_use", "id": call_id, "name": "get_weather", "input": {"city": city}}
+
+
+def result(call_id: str, content: Any = "12 C", **extra: Any) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": call_id, "content": content, **extra}
+
+
+def answered(*results: dict[str, Any], calls: list[dict[str, Any]] | None = None) -> Any:
+    calls = calls if calls is not None else [use("toolu_01A", "Oslo"), use("toolu_01B", "Lima")]
+    return [
+        {"role": "user", "content": ASK},
+        {"role": "assistant", "content": calls},
+        {"role": "user", "content": list(results)},
+    ]
+
+
+async def test_tool_calls_parallel_and_single(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    status, _, raw = await post(session, url(emu), tool_message(), V2023)
+    data = json.loads(raw)
+    assert status == 200 and data["stop_reason"] == "tool_use"
+    assert [b["type"] for b in data["content"]] == ["tool_use", "tool_use"]
+    assert [b["input"] for b in data["content"]] == [{"city": "Oslo"}, {"city": "Lima"}]
+    assert all(re.fullmatch(r"toolu_01[A-Za-z0-9]{22}", b["id"]) for b in data["content"])
+    single = tool_message(tool_choice={"type": "auto", "disable_parallel_tool_use": True})
+    data = json.loads((await post(session, url(emu), single, V2026))[2])
+    assert [b["input"] for b in data["content"]] == [{"city": "Oslo"}]
+
+
+async def test_tool_results_are_quoted(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    messages = answered(
+        result("toolu_01A", [{"type": "text", "text": "12 C"}]),
+        result("toolu_01B", "no data", is_error=True),
+        {"type": "text", "text": "Be brief."},
+    )
+    status, _, raw = await post(session, url(emu), tool_message(messages), V2023)
+    data = json.loads(raw)
+    assert status == 200 and data["stop_reason"] == "end_turn", data
+    assert data["content"] == [
+        {
+            "type": "text",
+            "text": "Tool results: get_weather returned 12 C; get_weather failed with no data.",
+        }
+    ]
+
+
+async def test_tool_stream_sends_input_json_in_pieces(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    status, _, raw = await post(session, url(emu), tool_message(stream=True), V2023)
+    events = anthropic_events(raw)
+    assert status == 200
+    starts = [d for name, d in events if name == "content_block_start"]
+    assert [s["index"] for s in starts] == [0, 1]
+    assert all(s["content_block"]["input"] == {} for s in starts)
+    for start in starts:
+        pieces = [
+            d["delta"]["partial_json"]
+            for name, d in events
+            if name == "content_block_delta" and d["index"] == start["index"]
+        ]
+        assert pieces[0] == "" and len(pieces) >= 3
+        assert json.loads("".join(pieces))["city"] in ("Oslo", "Lima")
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+
+
+@pytest.mark.parametrize(
+    ("messages", "needle"),
+    [
+        (
+            answered(result("toolu_01A")),
+            "messages.1: `tool_use` ids were found without `tool_result` blocks immediately "
+            "after: toolu_01B.",
+        ),
+        (
+            answered(result("toolu_01A"), result("toolu_01B"), result("toolu_01C")),
+            "messages.2.content.2: unexpected `tool_use_id` found in `tool_result` blocks: "
+            "toolu_01C.",
+        ),
+        (
+            answered(result("toolu_01A"), result("toolu_01A"), result("toolu_01B")),
+            "messages.2.content.1: each tool_use must have a single result.",
+        ),
+        (
+            answered(result("toolu_01A"), {"type": "text", "text": "x"}, result("toolu_01B")),
+            "messages.2: Did not find 2 `tool_result` block(s) at the beginning",
+        ),
+        (
+            answered(result("t1"), result("t1"), calls=[use("t1", "Oslo"), use("t1", "Lima")]),
+            "messages.1.content.1: `tool_use` ids must be unique",
+        ),
+        (
+            answered(result("call.1"), calls=[use("call.1", "Oslo")]),
+            "messages.1.content.0.tool_use.id: String should match pattern",
+        ),
+        (
+            answered(
+                result("t1"),
+                calls=[{"type": "text", "text": ""}, use("t1", "Oslo")],
+            ),
+            "messages: text content blocks must be non-empty",
+        ),
+        (
+            answered(
+                result("t1"),
+                calls=[{"type": "text", "text": " \n"}, use("t1", "Oslo")],
+            ),
+            "messages: text content blocks must contain non-whitespace text",
+        ),
+        (
+            [{"role": "user", "content": [result("toolu_01A")]}],
+            "messages.0.content.0: unexpected `tool_use_id`",
+        ),
+    ],
+)
+async def test_tool_pairing_rules(
+    emu: Emulator, session: aiohttp.ClientSession, messages: Any, needle: str
+) -> None:
+    status, response, raw = await post(session, url(emu), tool_message(messages), V2023)
+    assert status == 400
+    error = error_of(raw, response)
+    assert error["type"] == "invalid_request_error" and needle in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"tool_choice": {"type": "none", "disable_parallel_tool_use": True}}, "Extra inputs"),
+        ({"tool_choice": {"type": "tool", "name": "nope"}}, "Tool 'nope' not found"),
+        ({"tool_choice": {"type": "required"}}, "does not match any of the expected tags"),
+        ({"tools": [{"name": "a b", "input_schema": {"type": "object"}}]}, "tools.0.custom.name"),
+        ({"tools": [{"name": "a"}]}, "tools.0.custom.input_schema: Field required"),
+        ({"thinking": {"type": "sometimes"}}, "thinking: Input tag"),
+    ],
+)
+async def test_tool_offer_validation(
+    emu: Emulator, session: aiohttp.ClientSession, extra: dict[str, Any], needle: str
+) -> None:
+    status, response, raw = await post(session, url(emu), tool_message(**extra), V2023)
+    assert status == 400 and needle in error_of(raw, response)["message"]
+
+
+async def test_model_without_tools(session: aiohttp.ClientSession) -> None:
+    async with Emulator("anthropic", api_keys={KEY}) as notools:
+        body = {**tool_message(), "model": "claude-notools"}
+        status, response, raw = await post(session, url(notools), body, V2023)
+    error = error_of(raw, response)
+    assert status == 400 and error["message"] == "tools: claude-notools does not support tool use"
+
+
+async def test_thinking_blocks_are_signed_and_checked(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    raw = (await post(session, url(emu), tool_message(thinking=thinking), V2023))[2]
+    content = json.loads(raw)["content"]
+    assert content[0]["type"] == "thinking" and content[0]["signature"]
+    calls = content[1:]
+    results = [result(b["id"]) for b in calls]
+    back = answered(*results, calls=content)
+    status, _, raw = await post(session, url(emu), tool_message(back, thinking=thinking), V2023)
+    assert status == 200 and json.loads(raw)["content"][0]["type"] == "thinking"
+
+    without = answered(*results, calls=calls)
+    status, response, raw = await post(
+        session, url(emu), tool_message(without, thinking=thinking), V2023
+    )
+    assert status == 400
+    assert (
+        "Expected `thinking` or `redacted_thinking`, but found `tool_use`"
+        in (error_of(raw, response)["message"])
+    )
+    tampered = answered(*results, calls=[{**content[0], "thinking": "edited"}, *calls])
+    status, response, raw = await post(
+        session, url(emu), tool_message(tampered, thinking=thinking), V2023
+    )
+    assert status == 400
+    assert error_of(raw, response)["message"] == (
+        "messages.1.content.0: Invalid `signature` in `thinking` block"
+    )
+
+
+async def test_thinking_stream_sends_signature_delta(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    body = tool_message(stream=True, thinking={"type": "enabled", "budget_tokens": 1024})
+    events = anthropic_events((await post(session, url(emu), body, V2023))[2])
+    kinds = [d["delta"]["type"] for name, d in events if name == "content_block_delta"]
+    assert kinds[:3] == ["thinking_delta", "thinking_delta", "signature_delta"]
+    assert "input_json_delta" in kinds

@@ -5,6 +5,11 @@ Headers: ``x-api-key``, ``anthropic-version`` (the endpoint's api_version, defau
 (``anthropic-beta``...). System messages are joined with a blank line into the top-level
 ``system``; the other turns keep their order (consecutive same-role turns are allowed).
 
+Tools, tool_use and tool_result blocks, and the thinking blocks sent back with them: see
+:mod:`flyllm.providers._anthropic_tools` (and docs/providers/tools.md). Extended thinking is
+switched on with ``provider_params={"anthropic": {"thinking": {...}}}``; an answer's thinking
+blocks ride in ``provider_data["anthropic"]`` and go back, unchanged, only to Anthropic.
+
 Parameters (flyllm name -> wire):
 
 =============  ====================================  ==========================================
@@ -21,7 +26,9 @@ other          top level, unchanged                  top level, unchanged
 =============  ====================================  ==========================================
 
 Finish: end_turn/stop_sequence -> stop, max_tokens/model_context_window_exceeded -> length,
-tool_use -> tool_calls, pause_turn and others -> other, refusal -> ContentFilterError. Usage:
+tool_use -> tool_calls, pause_turn and others -> other, refusal -> ContentFilterError.
+A model or server that cannot take tools ("... does not support tools") ->
+UnsupportedFeatureError (feature "tools"). Usage:
 prompt = input + cache_creation + cache_read (cached = the two cache counts), completion =
 output, total = their sum; in streams ``message_delta.usage`` is cumulative, so the last wins.
 
@@ -47,13 +54,22 @@ from flyllm.errors import (
     QuotaError,
     RateLimitError,
     StreamInterruptedError,
+    UnsupportedFeatureError,
+)
+from flyllm.providers._anthropic_tools import (
+    THINKING_TYPES,
+    check_raw_arguments,
+    read_blocks,
+    stream_call_start,
+    thinking_data,
+    wire_tools,
+    wire_turns,
 )
 from flyllm.providers._common import (
     ClockedProvider,
     add_extra,
     as_str,
     at_least,
-    block_text,
     brief,
     clamp,
     clip,
@@ -74,16 +90,18 @@ from flyllm.providers._common import (
     reset_delay,
     rfc3339_delay,
     served_model,
+    should_retry,
     stop_sequences,
     without_secrets,
     wrong_type,
 )
 from flyllm.providers._listing import epoch, items_of, name_of, paged_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
-from flyllm.providers._tools import refuse_tools
+from flyllm.providers._tools import ToolCallAssembler, unsupported_tools_message
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
+    Delta,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -96,7 +114,7 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
-from flyllm.types import FinishReason, Message, ProviderType, Usage
+from flyllm.types import FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = [
     "ANTHROPIC_BASE_URL",
@@ -144,6 +162,9 @@ _TYPE_STATUS = {
 _RATE_WINDOWS = ("requests", "tokens", "input-tokens", "output-tokens")
 _SAMPLING = frozenset({"temperature", "top_p", "top_k"})
 _RESERVED = frozenset({"model", "messages", "stream"})
+# With the request's own tools, raw ones in the parameters would silently replace them; without,
+# they pass through as any other parameter did before flyllm translated tools.
+_TOOL_FIELDS = frozenset({"tools", "tool_choice"})
 _USAGE_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -181,29 +202,30 @@ class AnthropicProvider(ClockedProvider):
         tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v1/messages`` for this conversation."""
-        refuse_tools(tools, self.name)
         version = endpoint.api_version or DEFAULT_ANTHROPIC_VERSION
-        system: list[str] = []
-        turns: list[dict[str, str]] = []
-        for m in messages:
-            if m.role == "system":
-                system.append(m.content)
-            else:
-                turns.append({"role": m.role, "content": m.content})
+        notes: list[str] = []
+        system, turns = wire_turns(messages, notes)
         body: dict[str, Any] = {"model": endpoint.model, "max_tokens": DEFAULT_MAX_TOKENS}
         if system:
             body["system"] = "\n\n".join(system)
         body["messages"] = turns
+        if tools is not None:
+            body["tools"], body["tool_choice"] = wire_tools(tools)
         if stream:
             body["stream"] = True
-        notes: list[str] = []
-        self._params(body, params, version, notes)
+        reserved = _RESERVED | _TOOL_FIELDS if tools is not None else _RESERVED
+        self._params(body, params, version, notes, reserved)
         headers = json_headers(endpoint, stream, anthropic_auth)
         url = join_url(endpoint.base_url or ANTHROPIC_BASE_URL, "/v1/messages")
         return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
 
     def _params(
-        self, body: dict[str, Any], params: Mapping[str, Any], version: str, notes: list[str]
+        self,
+        body: dict[str, Any],
+        params: Mapping[str, Any],
+        version: str,
+        notes: list[str],
+        reserved: frozenset[str],
     ) -> None:
         no_sampling = version >= SAMPLING_REMOVED_VERSION
         extras: list[tuple[str, Any]] = []
@@ -226,7 +248,7 @@ class AnthropicProvider(ClockedProvider):
                     body["stop_sequences"] = stops
             elif key == "seed":
                 left_out(key, "anthropic", notes)
-            elif key in _RESERVED:
+            elif key in reserved:
                 left_out(key, "anthropic", notes, "is set by flyllm")
             else:
                 extras.append((key, value))
@@ -245,7 +267,7 @@ class AnthropicProvider(ClockedProvider):
             if data.get("type") == "error":
                 raise self.stream_error(data.get("error"))
             raise malformed("no content list", self.name, response, rid)
-        text = block_text(content, "content", self.name)
+        text, calls, thinking = read_blocks(content, self.name)
         usage = data.get("usage")
         return self.conclude(
             text,
@@ -253,12 +275,22 @@ class AnthropicProvider(ClockedProvider):
             anthropic_usage(usage if isinstance(usage, dict) else {}),
             served_model(data.get("model")),
             rid,
+            calls,
+            thinking,
         )
 
     def conclude(
-        self, text: str, raw: str | None, usage: Usage, model: str | None, rid: str | None
+        self,
+        text: str,
+        raw: str | None,
+        usage: Usage,
+        model: str | None,
+        rid: str | None,
+        calls: tuple[ToolCall, ...] = (),
+        thinking: list[dict[str, Any]] | None = None,
     ) -> Completion:
-        """The Completion for a finished answer; ContentFilterError for a refusal."""
+        """The Completion for a finished answer (its tool calls, and its thinking blocks as
+        provider state); ContentFilterError for a refusal."""
         if raw == "refusal":
             raise ContentFilterError(
                 clip("the model refused (stop_reason refusal)" + (f": {text}" if text else "")),
@@ -268,7 +300,8 @@ class AnthropicProvider(ClockedProvider):
                 partial_content=text,
             )
         finish = _FINISH.get(raw, "other") if raw else "other"
-        return Completion(text, finish, raw, usage, model, rid)
+        data = thinking_data(thinking or [])
+        return Completion(text, finish, raw, usage, model, rid, calls, data)
 
     def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer."""
@@ -285,6 +318,15 @@ class AnthropicProvider(ClockedProvider):
         retry_after = header_retry_after(headers, self._clock)
         if retry_after is None and status == 429:
             retry_after = self._reset_hint(headers)
+        if status in (400, 404, 422) and unsupported_tools_message(message or ""):
+            return UnsupportedFeatureError(
+                clip(message or ""),
+                feature="tools",
+                status=status,
+                provider=self.name,
+                retryable=should_retry(headers),
+                request_id=headers.get("request-id") or body_rid,
+            )
         return make_error(
             _error_class(status, etype, message or ""),
             message or fallback_message(status, response.body),
@@ -349,12 +391,25 @@ class AnthropicStream:
     """StreamParser for Anthropic's named events.
 
     Dispatches on the SSE event name (or ``data.type`` when absent): ``text_delta`` blocks give
-    text (thinking, signature and tool-input deltas are skipped); ``message_start`` and each
-    ``message_delta`` update the usage counters (cumulative: last value wins); ``message_stop``
-    ends the stream; ``error`` raises; ``ping`` and unknown events are ignored.
+    text; a ``tool_use`` block's start and its ``input_json_delta`` pieces give tool-call
+    deltas (numbered 0, 1, ... in call order, whatever Anthropic's block index, which counts
+    text and thinking blocks too); thinking blocks (``thinking_delta``, ``signature_delta``)
+    and redacted ones are kept for ``provider_data``; ``message_start`` and each
+    ``message_delta`` update the usage counters (cumulative: last value wins);
+    ``message_stop`` ends the stream; ``error`` raises; ``ping`` and unknown events are
+    ignored.
     """
 
-    __slots__ = ("_counts", "_done", "_model", "_parts", "_provider", "_stop_reason")
+    __slots__ = (
+        "_calls",
+        "_counts",
+        "_done",
+        "_model",
+        "_parts",
+        "_provider",
+        "_stop_reason",
+        "_thinking",
+    )
 
     def __init__(self, provider: AnthropicProvider) -> None:
         self._provider = provider
@@ -363,14 +418,17 @@ class AnthropicStream:
         self._stop_reason: str | None = None
         self._model: str | None = None
         self._done = False
+        self._calls = ToolCallAssembler()
+        self._thinking: dict[int, dict[str, Any]] = {}
 
     @property
     def done(self) -> bool:
         """True once ``message_stop`` has been seen."""
         return self._done
 
-    def feed(self, event: SseEvent) -> str:
-        """The text this event adds; raises the classified error for an ``error`` event."""
+    def feed(self, event: SseEvent) -> str | Delta:
+        """The text this event adds, or a Delta when it carries a tool-call piece; raises the
+        classified error for an ``error`` event."""
         name = event.event
         if name == "ping" or name == NON_SSE_LINE:
             return ""
@@ -379,7 +437,9 @@ class AnthropicStream:
             raise malformed("a stream event that is not an object", "anthropic")
         kind = name or obj.get("type")
         if kind == "content_block_delta":
-            return self._delta(obj.get("delta"))
+            return self._delta(obj)
+        if kind == "content_block_start":
+            return self._block_start(obj)
         if kind == "message_start":
             message = obj.get("message")
             if isinstance(message, dict):
@@ -398,13 +458,35 @@ class AnthropicStream:
             raise err
         return ""
 
-    def _delta(self, delta: Any) -> str:
-        """The text of a ``content_block_delta``'s delta (only ``text_delta`` has any)."""
+    def _block_start(self, obj: dict[str, Any]) -> str | Delta:
+        """A ``content_block_start``: a tool call's first delta (id and name), or a thinking
+        block opened; text blocks start empty."""
+        block = obj.get("content_block")
+        if not isinstance(block, dict):
+            raise wrong_type("content_block_start.content_block", block, "anthropic")
+        kind = block.get("type")
+        if kind == "tool_use":
+            call_id, name, arguments = stream_call_start(block, "anthropic")
+            start = self._calls.start(_index(obj), call_id, name, arguments=arguments)
+            return Delta(tool_calls=(start,))
+        if kind in THINKING_TYPES:
+            self._thinking[_index(obj)] = dict(block)
+        return ""
+
+    def _delta(self, obj: dict[str, Any]) -> str | Delta:
+        """What a ``content_block_delta`` adds: text, a piece of a call's arguments, or (kept
+        aside) thinking text and its signature."""
+        delta = obj.get("delta")
         if not isinstance(delta, dict):
             raise wrong_type("content_block_delta.delta", delta, "anthropic")
         kind = delta.get("type")
         if not isinstance(kind, str):
             raise wrong_type("content_block_delta.delta.type", kind, "anthropic")
+        if kind == "input_json_delta":
+            return self._arguments(_index(obj), delta.get("partial_json"))
+        if kind in ("thinking_delta", "signature_delta"):
+            self._think(_index(obj), kind[: -len("_delta")], delta)
+            return ""
         if kind != "text_delta":
             return ""
         text = delta.get("text")
@@ -413,6 +495,25 @@ class AnthropicStream:
         if text:
             self._parts.append(text)
         return text
+
+    def _arguments(self, index: int, piece: Any) -> str | Delta:
+        if not isinstance(piece, str):
+            raise wrong_type("input_json_delta.partial_json", piece, "anthropic")
+        if not self._calls.has(index):
+            raise malformed(f"an input_json_delta for block {index}, not a tool_use", "anthropic")
+        added = self._calls.add(index, piece)
+        return Delta(tool_calls=(added,)) if added is not None else ""
+
+    def _think(self, index: int, field: str, delta: dict[str, Any]) -> None:
+        """Appends a thinking or signature piece to its thinking block (the signature comes
+        whole, in one delta)."""
+        piece = delta.get(field)
+        if not isinstance(piece, str):
+            raise wrong_type(f"{field}_delta.{field}", piece, "anthropic")
+        block = self._thinking.get(index)
+        if block is not None and block.get("type") == "thinking":
+            before = block.get(field)
+            block[field] = (before if isinstance(before, str) else "") + piece
 
     def _update_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):
@@ -431,8 +532,21 @@ class AnthropicStream:
                 provider="anthropic",
                 partial_content=text,
             )
+        calls = self._calls.calls()
+        check_raw_arguments(calls, "anthropic")
+        thinking = [self._thinking[i] for i in sorted(self._thinking)]
         usage = anthropic_usage(self._counts)
-        return self._provider.conclude(text, self._stop_reason, usage, self._model, None)
+        return self._provider.conclude(
+            text, self._stop_reason, usage, self._model, None, calls, thinking
+        )
+
+
+def _index(obj: dict[str, Any]) -> int:
+    """A content block event's ``index`` (MalformedResponseError unless a whole number)."""
+    index = obj.get("index")
+    if type(index) is not int:
+        raise wrong_type("a content block event with index", index, "anthropic")
+    return index
 
 
 def anthropic_auth(endpoint: Endpoint) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Anthropic Messages (``POST /v1/messages``), after Anthropic's API reference with its late-2026
-changes, and the models list (``GET /v1/models``, docs/WIRE-models.md section 3)."""
+changes, and the models list (``GET /v1/models``, docs/WIRE-models.md section 3). Tool use and
+extended thinking: :mod:`flyllm.emulator.dialects._anthropic_tools`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog, page_size
+from flyllm.emulator.dialects._anthropic_tools import (
+    AnthropicConversation,
+    Problem,
+    answer_blocks,
+    read_offer,
+    read_turns,
+    stream_blocks,
+)
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
@@ -48,6 +57,7 @@ STOP_REASON = {
     "length": "max_tokens",
     "stop_sequence": "stop_sequence",
     "refusal": "refusal",
+    "tool_calls": "tool_use",
 }
 SYSTEM_ROLE = (
     'messages: Unexpected role "system". The Messages API accepts a top-level `system` parameter, '
@@ -232,7 +242,10 @@ class AnthropicDialect(Dialect):
         stops = body.get("stop_sequences") or []
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             return invalid("stop_sequences: Input should be a valid list of strings", rid)
-        return self._conversation(model, messages, limit, tuple(stops), body, version, rid)
+        try:
+            return self._conversation(model, messages, limit, tuple(stops), body, version, rid)
+        except Problem as problem:
+            return invalid(str(problem), rid)
 
     def _conversation(
         self,
@@ -244,8 +257,7 @@ class AnthropicDialect(Dialect):
         version: str,
         rid: str,
     ) -> Conversation | Answer:
-        texts = [text_parts(body["system"])] if body.get("system") else []
-        prompt = ""
+        """The Conversation of a valid body; Problem (raised) for a tool or thinking fault."""
         for i, message in enumerate(messages):
             role = message.get("role") if isinstance(message, dict) else None
             if role == "system":
@@ -256,18 +268,34 @@ class AnthropicDialect(Dialect):
             content = message.get("content")
             if version == V2026 and (problem := _check_blocks(i, role, content, rid)) is not None:
                 return problem
-            text = text_parts(content)
-            texts.append(text)
-            if role == "user":
-                prompt = text
-        return Conversation.from_texts(
+        offer = read_offer(body)
+        turns = read_turns(messages, offer.thinking)
+        system = [text_parts(body["system"])] if body.get("system") else []
+        conv = AnthropicConversation.from_texts(
             model,
-            texts,
-            prompt,
+            system + turns.texts,
+            turns.prompt,
             max_tokens=limit,
             stop=stops,
             stream=body.get("stream") is True,
         )
+        assert isinstance(conv, AnthropicConversation)
+        conv.tools, conv.tool_choice, conv.parallel_tools = (
+            offer.tools,
+            offer.choice,
+            offer.parallel,
+        )
+        conv.last_role, conv.tool_results, conv.thinking = (
+            turns.last_role,
+            turns.results,
+            offer.thinking,
+        )
+        return conv
+
+    def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
+        """400 ``invalid_request_error`` naming the model (the emulator's wording: every real
+        Claude model takes tools; proxies and compatible servers may not)."""
+        return invalid(f"tools: {conv.model} does not support tool use", rid)
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
         """404 ``not_found_error`` naming the model."""
@@ -303,7 +331,7 @@ class AnthropicDialect(Dialect):
 
     def body(self, conv: Conversation, reply: Reply, rid: str) -> bytes:
         """The ``message`` object."""
-        content = [{"type": "text", "text": reply.text}] if reply.text else []
+        content = answer_blocks(conv, reply)
         return (
             f'{{"id":"msg_01{random_base62(22)}","type":"message","role":"assistant","model":{json.dumps(conv.model)},'
             f'"content":{json.dumps(content)},"stop_reason":"{STOP_REASON[reply.finish]}",'
@@ -320,6 +348,14 @@ class AnthropicDialect(Dialect):
             f'"stop_reason":null,"stop_sequence":null,"usage":{self._usage(conv, 1)},'
             '"service_tier":"standard"}}}\n\n'
         )
+        delta = (
+            'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
+            f'"{STOP_REASON[reply.finish]}","stop_sequence":{json.dumps(reply.stop_sequence)}}},'
+            f'"usage":{self._usage(conv, reply.tokens)}}}}}\n\n'
+        ).encode()
+        stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+        if reply.calls or (isinstance(conv, AnthropicConversation) and conv.thinking):
+            return StreamPlan([start.encode(), _PING], stream_blocks(conv, reply), [delta, stop])
         block = (
             'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
             '"content_block":{"type":"text","text":""}}\n\n'
@@ -331,15 +367,10 @@ class AnthropicDialect(Dialect):
             ).encode()
             for piece in reply.chunks
         ]
-        delta = (
-            'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
-            f'"{STOP_REASON[reply.finish]}","stop_sequence":{json.dumps(reply.stop_sequence)}}},'
-            f'"usage":{self._usage(conv, reply.tokens)}}}}}\n\n'
-        )
         tail = [
             b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
-            delta.encode(),
-            b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+            delta,
+            stop,
         ]
         return StreamPlan([start.encode(), block.encode(), _PING], content, tail)
 
