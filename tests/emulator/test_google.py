@@ -489,3 +489,21 @@ async def test_model_without_tools(any_model: Emulator, session: aiohttp.ClientS
         "message": "Function calling is not enabled for models/gemma-notools-3",
         "status": "INVALID_ARGUMENT",
     }
+
+
+async def test_gemini3_text_answers_are_signed(
+    any_model: Emulator, session: aiohttp.ClientSession
+) -> None:
+    body = request("Tell me a story")
+    status, _, raw = await post(session, url(any_model, model="gemini-3-pro-preview"), body, AUTH)
+    assert status == 200
+    (part,) = json.loads(raw)["candidates"][0]["content"]["parts"]
+    assert part["text"] and base64.b64decode(part["thoughtSignature"])
+    target = url(any_model, stream=True, model="gemini-3-pro-preview")
+    status, _, raw = await post(session, target, body, AUTH)
+    *_, last = sse_data(raw, b"\r\n\r\n")
+    (part,) = last["candidates"][0]["content"]["parts"]
+    assert part["text"] == "" and base64.b64decode(part["thoughtSignature"])
+    # older models sign nothing
+    status, _, raw = await post(session, url(any_model), body, AUTH)
+    assert b"thoughtSignature" not in raw

@@ -76,6 +76,12 @@ async def test_call_results_answer(manager: LlmManager, emulators: EmulatorFacto
     assert [p["functionResponse"]["id"] for p in sent[2]["parts"]] == [
         c.id for c in first.tool_calls
     ]
+    # the text answer's signature rides on the turn and goes back on its text part
+    text_signature = final.provider_data["google"]["thoughtSignature"]
+    await manager.generate(request("google", [*conversation, final.message, ASK]))
+    assert body(emu)["contents"][3]["parts"] == [
+        {"text": ANSWER, "thoughtSignature": text_signature}
+    ]
 
 
 async def stream(
@@ -106,6 +112,7 @@ async def test_streamed_call_results_answer(
     text, deltas, final = await stream(manager, request("google", conversation))
     assert text == final.content == ANSWER
     assert deltas == [] and final.finish_reason == "stop"
+    assert final.provider_data["google"]["thoughtSignature"]  # from the last, empty part
 
 
 async def test_openai_shaped_conversation_continues_on_gemini3(

@@ -12,7 +12,7 @@ import pytest
 from flyllm.errors import InvalidRequestError, MalformedResponseError, UnsupportedFeatureError
 from flyllm.params import ToolSet
 from flyllm.providers._google_tools import DUMMY_SIGNATURE, MAX_ARGUMENT_DEPTH, needs_signatures
-from flyllm.providers.base import Delta, Endpoint, HttpResponse, SseEvent
+from flyllm.providers.base import NON_SSE_LINE, Delta, Endpoint, HttpResponse, SseEvent
 from flyllm.providers.google import GOOGLE_BASE_URL, GoogleProvider
 from flyllm.types import Message, Tool, ToolCall, ToolCallDelta, Usage
 from tests.fixtures import API_KEY, chunks, fixture_bytes, replay, response
@@ -399,3 +399,12 @@ def test_function_calling_not_enabled_inside_a_stream_is_unsupported_tools() -> 
 def test_other_bad_requests_stay_bad_requests() -> None:
     err = GOOGLE.classify_error(response("google", "error_invalid_argument.json", 400))
     assert not isinstance(err, UnsupportedFeatureError)
+
+
+def test_bare_json_array_with_calls_is_one_delta() -> None:
+    chunk = {"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "id": "q"}}]}}]}
+    text = {"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]}
+    out = GOOGLE.stream_parser().feed(SseEvent(json.dumps([text, chunk]), NON_SSE_LINE))
+    assert out == Delta("Hi", (ToolCallDelta(0, "q", "f", "{}"),))
+    plain = GOOGLE.stream_parser().feed(SseEvent(json.dumps([text, text]), NON_SSE_LINE))
+    assert plain == "HiHi"

@@ -26,7 +26,7 @@ from typing import Any
 from flyllm.emulator.tools import OfferedTool, PlannedCall, ToolResult
 from flyllm.emulator.wire import random_base62
 
-__all__ = ["GeminiTools", "call_parts", "read_tools", "signs"]
+__all__ = ["GeminiTools", "call_parts", "new_signature", "read_tools", "signs"]
 
 SIGNATURE_MISSING = (
     "Function call is missing a thought_signature in functionCall parts. This is required for "
@@ -249,6 +249,11 @@ def _result(response: dict[str, Any]) -> ToolResult:
     return ToolResult(str(response.get("name")), text, is_error)
 
 
+def new_signature() -> str:
+    """A fresh opaque signature, standard base64 as Gemini sends them."""
+    return base64.b64encode(random_base62(48).encode()).decode()
+
+
 def call_parts(calls: tuple[PlannedCall, ...], model: str) -> list[dict[str, Any]]:
     """The ``functionCall`` parts of an answer: with ids and a signature on the first call for
     Gemini 3 models, bare for the others."""
@@ -259,6 +264,6 @@ def call_parts(calls: tuple[PlannedCall, ...], model: str) -> list[dict[str, Any
         if signs(model):
             function["id"] = random_base62(8).lower()
             if i == 0:
-                part["thoughtSignature"] = base64.b64encode(random_base62(48).encode()).decode()
+                part["thoughtSignature"] = new_signature()
         parts.append(part)
     return parts

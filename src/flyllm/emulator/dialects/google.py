@@ -20,7 +20,7 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
-from flyllm.emulator.dialects._google_tools import call_parts, read_tools
+from flyllm.emulator.dialects._google_tools import call_parts, new_signature, read_tools, signs
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
@@ -394,6 +394,8 @@ class GoogleDialect(Dialect):
                 "responseId": rid,
             }
         parts: list[dict[str, Any]] = [{"text": reply.text}] if reply.text else []
+        if parts and signs(conv.model):  # Gemini 3 signs the last part of a text answer
+            parts[-1]["thoughtSignature"] = new_signature()
         parts += call_parts(reply.calls, conv.model)
         content: dict[str, Any] = {"parts": parts, "role": "model"} if parts else {"role": "model"}
         candidate = {"content": content, "finishReason": FINISH[reply.finish], "index": 0}
@@ -436,10 +438,11 @@ class GoogleDialect(Dialect):
                     "responseId": rid,
                 }
             )
+        last: dict[str, Any] = {"role": "model"}
+        if reply.text and signs(conv.model):  # in an empty-text part of the last chunk
+            last["parts"] = [{"text": "", "thoughtSignature": new_signature()}]
         final = {
-            "candidates": [
-                {"content": {"role": "model"}, "finishReason": FINISH[reply.finish], "index": 0}
-            ],
+            "candidates": [{"content": last, "finishReason": FINISH[reply.finish], "index": 0}],
             "usageMetadata": self._usage(conv, reply.tokens),
             "modelVersion": conv.model,
             "responseId": rid,
