@@ -507,3 +507,25 @@ async def test_gemini3_text_answers_are_signed(
     # older models sign nothing
     status, _, raw = await post(session, url(any_model), body, AUTH)
     assert b"thoughtSignature" not in raw
+
+
+async def test_snake_case_calls_responses_and_url_safe_signatures(
+    any_model: Emulator, session: aiohttp.ClientSession
+) -> None:
+    signature = base64.urlsafe_b64encode(b"\xfb\xff\xfe signed").decode()
+    assert "-" in signature or "_" in signature
+    call = {"function_call": {"name": "get_weather", "args": {"city": "Oslo"}}}
+    response = {"function_response": {"name": "get_weather", "response": {"output": "9 C"}}}
+    body = tool_request(
+        ASK,
+        model_turn(call | {"thought_signature": signature}),
+        {"role": "user", "parts": [response]},
+    )
+    target = url(any_model, model="gemini-3-pro-preview")
+    status, _, raw = await post(session, target, body, AUTH)
+    assert status == 200, raw
+    (part,) = json.loads(raw)["candidates"][0]["content"]["parts"]
+    assert part["text"] == "Tool results: get_weather returned 9 C."
+    unsigned = tool_request(ASK, model_turn(call), {"role": "user", "parts": [response]})
+    status, _, raw = await post(session, target, unsigned, AUTH)
+    assert status == 400 and "thought_signature" in status_of(raw)["message"]
