@@ -368,3 +368,147 @@ def test_every_fault_kind_is_exercised() -> None:
         "stream_error",
     }
     assert covered == set(FAULT_KINDS)
+
+
+# -- tools -------------------------------------------------------------------------------------
+
+TOOL_MODEL = "gemini-3-flash-preview"
+WEATHER = types.FunctionDeclaration(
+    name="get_weather",
+    description="Current weather for a city",
+    parameters_json_schema={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+)
+ASK = "Weather in Oslo and Lima?"
+
+
+@pytest.fixture
+async def tools_client() -> AsyncIterator[tuple[Emulator, genai.client.AsyncClient]]:
+    async with (
+        Emulator(provider="google", api_keys={KEY}) as emulator,
+        gemini(emulator, timeout=5000) as aio,
+    ):
+        yield emulator, aio
+
+
+def tool_config(**kwargs: Any) -> types.GenerateContentConfig:
+    return config(
+        tools=[types.Tool(function_declarations=[WEATHER])],
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+        **kwargs,
+    )
+
+
+def results_turn(calls: list[types.FunctionCall]) -> types.Content:
+    parts = [
+        types.Part(
+            function_response=types.FunctionResponse(
+                id=call.id, name=call.name, response={"output": f"sunny in {call.args['city']}"}
+            )
+        )
+        for call in calls
+        if call.args
+    ]
+    return types.Content(role="user", parts=parts)
+
+
+async def test_function_calls_then_results_with_signatures_echoed(
+    tools_client: tuple[Emulator, genai.client.AsyncClient],
+) -> None:
+    emu, aio = tools_client
+    first = await aio.models.generate_content(model=TOOL_MODEL, contents=ASK, config=tool_config())
+    calls = first.function_calls
+    assert calls is not None
+    assert [(c.name, c.args) for c in calls] == [
+        ("get_weather", {"city": "Oslo"}),
+        ("get_weather", {"city": "Lima"}),
+    ]
+    assert all(c.id for c in calls)
+    assert finish_reason(first) == types.FinishReason.STOP
+    assert first.candidates and first.candidates[0].content
+    model_turn = first.candidates[0].content
+    assert model_turn.parts and model_turn.parts[0].thought_signature  # decoded to bytes
+    # what the SDK sent for the tools: snake_case inside the declarations, as it dumps them
+    sent = emu.requests[-1].json
+    assert sent is not None
+    assert sent["tools"][0]["functionDeclarations"][0]["parameters_json_schema"]["required"] == [
+        "city"
+    ]
+
+    history = [types.Content(role="user", parts=[types.Part(text=ASK)]), model_turn]
+    second = await aio.models.generate_content(
+        model=TOOL_MODEL, contents=[*history, results_turn(calls)], config=tool_config()
+    )
+    assert second.text == (
+        "Tool results: get_weather returned sunny in Oslo; get_weather returned sunny in Lima."
+    )
+    echoed = emu.requests[-1].json
+    assert echoed is not None
+    # the signature went back as the SDK encodes bytes: URL-safe base64 under thoughtSignature
+    assert echoed["contents"][1]["parts"][0]["thoughtSignature"]
+
+
+async def test_streamed_function_calls(
+    tools_client: tuple[Emulator, genai.client.AsyncClient],
+) -> None:
+    _, aio = tools_client
+    stream = await aio.models.generate_content_stream(
+        model=TOOL_MODEL, contents=ASK, config=tool_config()
+    )
+    chunks = [chunk async for chunk in stream]
+    calls = [call for chunk in chunks for call in chunk.function_calls or []]
+    assert [c.args for c in calls] == [{"city": "Oslo"}, {"city": "Lima"}]
+    assert finish_reason(chunks[-1]) == types.FinishReason.STOP
+
+
+async def test_automatic_function_calling_runs_the_loop(
+    tools_client: tuple[Emulator, genai.client.AsyncClient],
+) -> None:
+    emu, aio = tools_client
+    seen: list[str] = []
+
+    def get_weather(city: str) -> str:
+        """Current weather for a city."""
+        seen.append(city)
+        return f"windy in {city}"
+
+    response = await aio.models.generate_content(
+        model=TOOL_MODEL,
+        contents="Weather in Bergen?",
+        config=config(tools=[get_weather]),
+    )
+    assert seen == ["Bergen"]
+    assert response.text is not None and "windy in Bergen" in response.text
+    assert len(emu.requests) == 2
+
+
+async def test_missing_signature_on_gemini3_is_googles_400(
+    tools_client: tuple[Emulator, genai.client.AsyncClient],
+) -> None:
+    _, aio = tools_client
+    call = types.FunctionCall(name="get_weather", args={"city": "Oslo"})
+    contents = [
+        types.Content(role="user", parts=[types.Part(text=ASK)]),
+        types.Content(role="model", parts=[types.Part(function_call=call)]),
+        results_turn([call]),
+    ]
+    with pytest.raises(errors.ClientError) as caught:
+        await aio.models.generate_content(model=TOOL_MODEL, contents=contents, config=tool_config())
+    assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
+    assert "missing a thought_signature" in str(caught.value.message)
+
+
+async def test_model_without_function_calling(
+    tools_client: tuple[Emulator, genai.client.AsyncClient],
+) -> None:
+    _, aio = tools_client
+    with pytest.raises(errors.ClientError) as caught:
+        await aio.models.generate_content(
+            model="gemma-notools-3", contents=ASK, config=tool_config()
+        )
+    assert caught.value.code == 400
+    assert caught.value.message == "Function calling is not enabled for models/gemma-notools-3"

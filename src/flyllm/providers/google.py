@@ -24,6 +24,15 @@ seed           ``generationConfig.seed``
 other          top level, unchanged (a mapping given for ``generationConfig`` is merged)
 =============  ==========================================
 
+Tools (see :mod:`flyllm.providers._google_tools`): ``tools[].functionDeclarations`` with
+``parametersJsonSchema``, ``toolConfig.functionCallingConfig`` (AUTO, NONE, ANY, ANY with
+``allowedFunctionNames``; no parallel switch exists, none is sent); assistant calls become
+``functionCall`` parts (with their ids and thought signatures; the documented dummy signature
+for Gemini 3 when a call has none), results ``functionResponse`` parts of a user turn. Answers'
+``functionCall`` parts become ToolCalls (ids kept, canonical ones made when absent; the part's
+``thoughtSignature`` in ``provider_data["google"]``), one whole delta each in streams; "Function
+calling is not enabled for models/..." is UnsupportedFeatureError(feature="tools").
+
 Answers: text is the concatenation of ``candidates[0].content.parts[].text``, skipping
 ``thought: true`` parts (parts may hold only a thoughtSignature or a functionCall). Finish: STOP
 -> stop (tool_calls when a functionCall part came), MAX_TOKENS -> length; the filter reasons
@@ -68,6 +77,7 @@ from flyllm.errors import (
     QuotaError,
     RateLimitError,
     StreamInterruptedError,
+    UnsupportedFeatureError,
 )
 from flyllm.providers._common import (
     ClockedProvider,
@@ -98,11 +108,22 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
+from flyllm.providers._google_tools import (
+    FAMILY,
+    MAX_CALLS,
+    GeminiParts,
+    gemini_contents,
+    read_parts,
+    signed,
+    to_tool_call,
+    tool_fields,
+)
 from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
-from flyllm.providers._tools import refuse_tools
+from flyllm.providers._tools import ToolCallAssembler, new_call_id, unsupported_tools_message
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
+    Delta,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -114,7 +135,7 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
-from flyllm.types import FinishReason, Message, ProviderType, Usage
+from flyllm.types import FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = [
     "DEFAULT_GOOGLE_VERSION",
@@ -176,34 +197,6 @@ def model_path(model: str) -> str:
     return f"{kind}/{quote(name, safe='')}"
 
 
-def parts_text(content: Any) -> tuple[str, bool]:
-    """(text of the non-thought parts, whether a functionCall part is present); ("", False)
-    for no content or no parts. MalformedResponseError for content, parts, a part or a text of
-    the wrong type."""
-    if content is None:
-        return "", False
-    if not isinstance(content, dict):
-        raise wrong_type("candidates[0].content", content, "google")
-    parts = content.get("parts")
-    if parts is None:
-        return "", False
-    if not isinstance(parts, list):
-        raise wrong_type("content.parts", parts, "google")
-    texts: list[str] = []
-    call = False
-    for part in parts:
-        if not isinstance(part, dict):
-            raise wrong_type("an item of content.parts", part, "google")
-        text = part.get("text")
-        if text is not None and not isinstance(text, str):
-            raise wrong_type("a part's text", text, "google")
-        if text and not part.get("thought"):
-            texts.append(text)
-        elif "functionCall" in part:
-            call = True
-    return "".join(texts), call
-
-
 def gemini_usage(meta: Any) -> Usage:
     """Usage from ``usageMetadata`` (counters that are zero are omitted by the API)."""
     if not isinstance(meta, dict):
@@ -232,23 +225,12 @@ class GoogleProvider(ClockedProvider):
         tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``.../models/{model}:generateContent`` (or the SSE stream URL)."""
-        refuse_tools(tools, self.name)
-        system: list[dict[str, str]] = []
-        contents: list[dict[str, Any]] = []
-        last_role = ""
-        for m in messages:
-            if m.role == "system":
-                system.append({"text": m.content})
-                continue
-            role = "model" if m.role == "assistant" else "user"
-            if role == last_role:
-                contents[-1]["parts"].append({"text": m.content})
-            else:
-                contents.append({"role": role, "parts": [{"text": m.content}]})
-                last_role = role
+        system, contents = gemini_contents(messages, endpoint.model)
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
+        if tools is not None:
+            body.update(tool_fields(tools))
         notes: list[str] = []
         self._params(body, params, notes)
         headers = json_headers(endpoint, stream, google_auth)
@@ -303,14 +285,14 @@ class GoogleProvider(ClockedProvider):
             raise malformed("a candidate that is not an object", self.name, response)
         if candidate.get("content") is None and candidate.get("finishReason") is None:
             raise malformed("a candidate with neither content nor finishReason", self.name)
-        text, call = parts_text(candidate.get("content"))
+        parts = read_parts(candidate.get("content"))
         return self.conclude(
-            text,
+            parts,
             as_str(candidate.get("finishReason")),
             gemini_usage(data.get("usageMetadata")),
             served_model(data.get("modelVersion")),
-            call,
             as_str(candidate.get("finishMessage")),
+            tuple(to_tool_call(c, c.id or new_call_id()) for c in parts.calls),
         )
 
     def blocked_prompt(self, data: Mapping[str, Any]) -> ContentFilterError | None:
@@ -330,17 +312,19 @@ class GoogleProvider(ClockedProvider):
 
     def conclude(
         self,
-        text: str,
+        parts: GeminiParts,
         raw: str | None,
         usage: Usage,
         model: str | None,
-        call: bool,
         finish_message: str | None,
+        calls: tuple[ToolCall, ...],
     ) -> Completion:
-        """The Completion for a finished answer; ContentFilterError for a filter reason."""
+        """The Completion for a finished answer (``parts`` its text and text signature,
+        ``calls`` its function calls as ToolCalls); ContentFilterError for a filter reason."""
+        text = parts.text
         finish: FinishReason
         if raw == "STOP":
-            finish = "tool_calls" if call else "stop"
+            finish = "tool_calls" if calls else "stop"
         elif raw == "MAX_TOKENS":
             finish = "length"
         elif raw in FILTER_REASONS:
@@ -353,7 +337,7 @@ class GoogleProvider(ClockedProvider):
             )
         else:
             finish = "other"
-        return Completion(text, finish, raw, usage, model, None)
+        return Completion(text, finish, raw, usage, model, None, calls, signed(parts.signature))
 
     def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer."""
@@ -370,14 +354,12 @@ class GoogleProvider(ClockedProvider):
         retry_after = header_retry_after(headers, self._clock)
         if retry_after is None:
             retry_after = _retry_delay(error)
-        return make_error(
+        return _typed(
             _error_class(status, error, message or ""),
             message or fallback_message(status, response.body),
-            status=status,
-            provider=self.name,
-            headers=headers,
-            request_id=None,
-            retry_after=retry_after,
+            status,
+            headers,
+            retry_after,
         )
 
     def stream_error(self, error: Any) -> ProviderError:
@@ -389,15 +371,36 @@ class GoogleProvider(ClockedProvider):
         virtual = code if type(code) is int and 400 <= code < 600 else 0
         virtual = virtual or _RPC_STATUS.get(as_str(error.get("status")) or "", 500)
         message = as_str(error.get("message"))
-        return make_error(
+        return _typed(
             _error_class(virtual, error, message or ""),
             message or f"error event: {brief(error)}",
-            status=200,
-            provider=self.name,
-            headers={},
-            request_id=None,
-            retry_after=_retry_delay(error),
+            200,
+            {},
+            _retry_delay(error),
         )
+
+
+def _typed(
+    cls: type[ProviderError],
+    message: str,
+    status: int,
+    headers: Mapping[str, str],
+    retry_after: float | None,
+) -> ProviderError:
+    """The error of class ``cls`` (UnsupportedFeatureError names its feature: tools)."""
+    if cls is UnsupportedFeatureError:
+        return UnsupportedFeatureError(
+            clip(message), feature="tools", status=status, provider=FAMILY, retryable=False
+        )
+    return make_error(
+        cls,
+        message,
+        status=status,
+        provider=FAMILY,
+        headers=headers,
+        request_id=None,
+        retry_after=retry_after,
+    )
 
 
 def _error_object(payload: Any) -> dict[str, Any]:
@@ -431,6 +434,8 @@ def _error_class(status: int, error: Mapping[str, Any], message: str) -> type[Pr
             return AuthenticationError
         if "input token count" in lowered and "exceeds the maximum" in lowered:
             return ContextLengthError
+        if unsupported_tools_message(message):
+            return UnsupportedFeatureError
     if rpc == "FAILED_PRECONDITION":
         return PermissionDeniedError
     if status == 429 or rpc == "RESOURCE_EXHAUSTED":
@@ -467,13 +472,14 @@ class GeminiStream:
 
     __slots__ = (
         "_bare",
-        "_call",
+        "_calls",
         "_depth",
         "_finish",
         "_finish_message",
         "_model",
         "_parts",
         "_provider",
+        "_signature",
         "_usage",
     )
 
@@ -484,7 +490,8 @@ class GeminiStream:
         self._finish_message: str | None = None
         self._usage = Usage()
         self._model: str | None = None
-        self._call = False
+        self._calls = ToolCallAssembler()
+        self._signature: str | None = None  # the last text part's thought signature
         self._bare: list[str] = []  # lines of a bare JSON payload being reassembled
         self._depth = 0
 
@@ -493,16 +500,23 @@ class GeminiStream:
         """True once a finishReason has been seen (the stream itself ends at EOF)."""
         return self._finish is not None
 
-    def feed(self, event: SseEvent) -> str:
-        """The text this chunk adds; raises the classified error for an error payload and
+    def feed(self, event: SseEvent) -> str | Delta:
+        """The text this chunk adds, or a Delta when it carries function calls (whole: one
+        ToolCallDelta each); raises the classified error for an error payload and
         ContentFilterError for a blocked prompt."""
         if event.event == NON_SSE_LINE:
             return self._bare_line(event.data)
         return self._chunk(load_event(event.data, "google"))
 
-    def _chunk(self, obj: Any, nested: bool = False) -> str:
+    def _chunk(self, obj: Any, nested: bool = False) -> str | Delta:
         if isinstance(obj, list) and not nested:  # the non-SSE array form, one level deep
-            return "".join([self._chunk(item, nested=True) for item in obj])
+            outs = [self._chunk(item, nested=True) for item in obj]
+            if all(isinstance(out, str) for out in outs):
+                return "".join([out for out in outs if isinstance(out, str)])
+            return Delta(
+                "".join([out if isinstance(out, str) else out.text for out in outs]),
+                tuple(d for out in outs if isinstance(out, Delta) for d in out.tool_calls),
+            )
         if not isinstance(obj, dict):
             raise malformed("a stream event that is not an object", "google")
         if obj.get("error") is not None:
@@ -528,18 +542,27 @@ class GeminiStream:
         if isinstance(reason, str):
             self._finish = reason
             self._finish_message = as_str(candidate.get("finishMessage"))
-        text, call = parts_text(candidate.get("content"))
-        self._call = self._call or call
+        parts = read_parts(candidate.get("content"))
+        text = parts.text
         if text:
             self._parts.append(text)
-        return text
+        if parts.signature:
+            self._signature = parts.signature
+        if not parts.calls:
+            return text
+        deltas = tuple(
+            self._calls.whole(c.id, c.name, c.args, c.provider_data) for c in parts.calls
+        )
+        if deltas[-1].index >= MAX_CALLS:
+            raise malformed(f"more than {MAX_CALLS} function calls", "google")
+        return Delta(text, deltas)
 
     def _failed(self, error: Any) -> ProviderError:
         err = self._provider.stream_error(error)
         err.partial_content = "".join(self._parts)
         return err
 
-    def _bare_line(self, line: str) -> str:
+    def _bare_line(self, line: str) -> str | Delta:
         """Collect a line of bare JSON; once its brackets balance and it parses, handle it as a
         chunk (normally it is ``{"error": ...}``, which raises)."""
         if not self._bare and not line.lstrip().startswith(("{", "[")):
@@ -576,7 +599,12 @@ class GeminiStream:
                 partial_content=text,
             )
         return self._provider.conclude(
-            text, self._finish, self._usage, self._model, self._call, self._finish_message
+            GeminiParts(text, signature=self._signature),
+            self._finish,
+            self._usage,
+            self._model,
+            self._finish_message,
+            self._calls.calls(),
         )
 
 

@@ -20,6 +20,7 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
+from flyllm.emulator.dialects._google_tools import call_parts, new_signature, read_tools, signs
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
@@ -38,7 +39,13 @@ CONTEXT_WINDOW = 1_048_576
 METHODS = ("generateContent", "streamGenerateContent")
 VERSIONS = ("v1", "v1beta")
 CHAT_METHODS = ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
-FINISH = {"end": "STOP", "stop_sequence": "STOP", "length": "MAX_TOKENS", "refusal": "SAFETY"}
+FINISH = {
+    "end": "STOP",
+    "stop_sequence": "STOP",
+    "length": "MAX_TOKENS",
+    "refusal": "SAFETY",
+    "tool_calls": "STOP",  # Gemini has no tool-call finish reason
+}
 _SSE = json.JSONEncoder(separators=(",", ": "), ensure_ascii=False).encode
 _PRETTY = json.JSONEncoder(indent=2, ensure_ascii=False).encode
 UNREGISTERED = (
@@ -250,8 +257,8 @@ class GoogleDialect(Dialect):
                 return invalid("Please use a valid role: user, model.")
             text = parts_text(content)
             texts.append(text)
-            if role != "model":
-                prompt = text
+            if role != "model" and text:
+                prompt = text  # the last user text, also when tool results follow it
         config = _pick(body, "generationConfig", "generation_config") or {}
         if not isinstance(config, dict):
             return invalid(
@@ -272,7 +279,10 @@ class GoogleDialect(Dialect):
                 "* GenerateContentRequest.generation_config.stop_sequences: "
                 "at most 5 stop sequences\n"
             )
-        return Conversation.from_texts(
+        tools = read_tools(body, contents, route.model or "")
+        if isinstance(tools, str):
+            return invalid(tools)
+        conv = Conversation.from_texts(
             route.model or "",
             texts,
             prompt,
@@ -281,6 +291,13 @@ class GoogleDialect(Dialect):
             stream=route.stream,
             sse=route.sse,
         )
+        conv.tools, conv.tool_choice = tools.tools, tools.choice
+        conv.last_role, conv.tool_results = tools.last_role, tools.results
+        return conv
+
+    def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
+        """400 ``INVALID_ARGUMENT``, as Gemini answers for models without function calling."""
+        return invalid(f"Function calling is not enabled for models/{conv.model}")
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """``{"models": [Model...], "nextPageToken"}``, pretty-printed; ``pageSize`` defaults
@@ -376,9 +393,11 @@ class GoogleDialect(Dialect):
                 "modelVersion": conv.model,
                 "responseId": rid,
             }
-        content: dict[str, Any] = (
-            {"parts": [{"text": reply.text}], "role": "model"} if reply.text else {"role": "model"}
-        )
+        parts: list[dict[str, Any]] = [{"text": reply.text}] if reply.text else []
+        if parts and signs(conv.model):  # Gemini 3 signs the last part of a text answer
+            parts[-1]["thoughtSignature"] = new_signature()
+        parts += call_parts(reply.calls, conv.model)
+        content: dict[str, Any] = {"parts": parts, "role": "model"} if parts else {"role": "model"}
         candidate = {"content": content, "finishReason": FINISH[reply.finish], "index": 0}
         return {
             "candidates": [candidate],
@@ -409,10 +428,21 @@ class GoogleDialect(Dialect):
                     "responseId": rid,
                 }
             )
+        if reply.calls:  # Gemini streams calls whole, all in one chunk
+            content = {"parts": call_parts(reply.calls, conv.model), "role": "model"}
+            chunks.append(
+                {
+                    "candidates": [{"content": content, "index": 0}],
+                    "usageMetadata": self._usage(conv, reply.tokens),
+                    "modelVersion": conv.model,
+                    "responseId": rid,
+                }
+            )
+        last: dict[str, Any] = {"role": "model"}
+        if reply.text and signs(conv.model):  # in an empty-text part of the last chunk
+            last["parts"] = [{"text": "", "thoughtSignature": new_signature()}]
         final = {
-            "candidates": [
-                {"content": {"role": "model"}, "finishReason": FINISH[reply.finish], "index": 0}
-            ],
+            "candidates": [{"content": last, "finishReason": FINISH[reply.finish], "index": 0}],
             "usageMetadata": self._usage(conv, reply.tokens),
             "modelVersion": conv.model,
             "responseId": rid,
