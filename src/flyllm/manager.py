@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from flyllm._display import mask_url
 from flyllm._engine import Engine
+from flyllm._toolloop import ToolFunctions, run_tools
 from flyllm.attempts import Plan, Tier, failure_response, unexpected_error
 from flyllm.errors import (
     ConfigurationError,
@@ -423,6 +424,36 @@ class LlmManager:
             if bar is not None:
                 bar.close()
         return [r for r in results if r is not None]
+
+    async def run_tools(
+        self, request: GenerationRequest, functions: ToolFunctions, *, max_steps: int = 8
+    ) -> LlmResponse:
+        """Let the model call Python functions until it answers: ask, run the calls it makes,
+        append their results, ask again; at most ``max_steps`` requests. Each step is a
+        normal ``generate`` (routed, failed over, counted, hooks), so steps may land on
+        different providers; a step that fails raises as ``generate`` does.
+
+        ``functions`` maps tool names to plain or async functions, or is a list of them.
+        When ``request.tools`` is None each function is offered with the schema of
+        ``Tool.from_function``; otherwise the request's tools are offered and each needs a
+        function of its name (InvalidRequestError, before anything is sent). Calls of one
+        step run concurrently (plain functions in threads, so they never block the event
+        loop); their results follow in the calls' order, each naming its tool. A returned
+        str is the result as it is, anything else is sent as JSON. These become ``is_error``
+        results the model reads, and the loop goes on: a function that raises (its
+        exception's type and message, never the traceback), a return value JSON cannot
+        carry, arguments that are not a JSON object or break the tool's schema (the function
+        is not called), an unknown tool. After a step with tool calls a "required" or named
+        ``tool_choice`` becomes "auto", or the model could never stop calling tools.
+
+        Returns the last answer with ``messages`` (the whole transcript: the request's
+        conversation, then each assistant turn and its results), ``usage`` and ``attempts``
+        summed over steps and ``latency`` of the whole loop. When ``max_steps`` answers
+        all asked for tools, raises ToolLoopError carrying the transcript (the last calls
+        answered, ready to continue) and that last response. Cancelling cancels the running
+        async functions (a plain function's thread runs to its end, its result dropped).
+        """
+        return await run_tools(self.generate, request, functions, max_steps)
 
     def stream(self, request: GenerationRequest) -> LlmStream:
         """Stream one request: ``async with manager.stream(req) as stream: async for chunk in
