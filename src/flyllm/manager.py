@@ -25,6 +25,13 @@ from urllib.parse import urlsplit
 from flyllm._display import mask_url
 from flyllm._engine import Engine
 from flyllm._toolloop import ToolFunctions, run_tools
+from flyllm._toolplan import (
+    capable,
+    declared_capabilities,
+    needs,
+    no_capable_instance,
+    prompt_chars,
+)
 from flyllm.attempts import Plan, Tier, failure_response, unexpected_error
 from flyllm.errors import (
     ConfigurationError,
@@ -35,7 +42,7 @@ from flyllm.errors import (
 from flyllm.events import Hook
 from flyllm.instance import InstanceHealth, InstanceInfo, LlmInstance
 from flyllm.limits import RateLimiter, estimate_tokens
-from flyllm.params import conversation, tool_set
+from flyllm.params import ToolSet, conversation, tool_set
 from flyllm.pricing import ModelPrice
 from flyllm.progress import Progress
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
@@ -57,6 +64,7 @@ from flyllm.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
 from flyllm.transport import DEFAULT_MAX_RESPONSE_BYTES, Timeouts, Transport
 from flyllm.types import (
+    Capability,
     GenerationRequest,
     LlmResponse,
     Message,
@@ -220,6 +228,7 @@ class LlmManager:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         price: ModelPrice | None = None,
+        capabilities: Iterable[Capability] | None = None,
     ) -> int:
         """Add an instance and return its id (0, 1, 2... in order of adding).
 
@@ -230,7 +239,9 @@ class LlmManager:
         provider-specific addressing. ``rpm``, ``tpm`` and ``max_concurrent`` are client-side
         limits (requests and tokens per minute, requests at once); ``connect_timeout`` and
         ``read_timeout`` override the manager's for this instance; ``price`` overrides the
-        bundled price of its model.
+        bundled price of its model. ``capabilities`` narrows what requests it takes beyond text
+        (None: all its provider can; e.g. ``[]`` for a model without tool calling): requests
+        that need a capability it lacks go to other instances.
         """
         ptype = resolve_provider_type(provider)
         impl = get_provider(ptype)
@@ -263,6 +274,7 @@ class LlmManager:
             for timeout_name, timeout in (("connect_timeout", connect_timeout),
                                           ("read_timeout", read_timeout)):  # fmt: skip
                 positive_number(timeout_name, timeout, allow_none=True)
+            able = declared_capabilities(capabilities, impl.capabilities, ptype.value)
         except (TypeError, ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
         task_names = self._register_tasks(tasks)
@@ -289,6 +301,7 @@ class LlmManager:
             default_timeouts=Timeouts(
                 connect_timeout or self.connect_timeout, read_timeout or self.read_timeout
             ),
+            capabilities=able,
         )
         self._tier_cache.clear()
         self._next_id += 1
@@ -488,6 +501,9 @@ class LlmManager:
         if not any(c.enabled for tier in tiers for c in tier.candidates):
             what = f"task {request.task!r}" if request.task else "requests without a task"
             raise NoInstanceAvailableError(f"no enabled instance serves {what}")
+        tools = tool_set(request)
+        if tools is not None:  # only instances that can take the tools are candidates
+            tiers = _capable_tiers(tiers, tools, request.task)
         max_attempts = self.max_attempts if request.max_attempts is None else request.max_attempts
         try:
             if max_attempts is not self.max_attempts:
@@ -507,14 +523,14 @@ class LlmManager:
         max_tokens = params.get("max_tokens") or (
             task.parameters.get("max_tokens") if task else None
         )
-        chars = sum(len(m.content) for m in messages)
+        chars = prompt_chars(messages, tools)
         tokens = estimate_tokens(chars, max_tokens)
         estimate = (chars // 4 + 1, tokens - chars // 4 - 1)
         deadline = self.deadline if request.deadline is None else request.deadline
         return Plan(
             messages, tiers, params, provider_params, max_attempts, tokens, estimate,
             None if deadline is None else self.clock() + deadline,
-            request.connect_timeout, request.read_timeout, tool_set(request),
+            request.connect_timeout, request.read_timeout, tools,
         )  # fmt: skip
 
     def _tiers(self, task_name: str | None) -> tuple[Tier, ...]:
@@ -641,6 +657,18 @@ class LlmManager:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _capable_tiers(tiers: tuple[Tier, ...], tools: ToolSet, task: str | None) -> tuple[Tier, ...]:
+    """The tiers with only the instances that have what the request's tools need;
+    NoInstanceAvailableError naming what is missing when no enabled one is left."""
+    need = needs(tools)
+    out = tuple(Tier(t.task, capable(t.candidates, need)) for t in tiers)
+    if not any(c.enabled for tier in out for c in tier.candidates):
+        what = f"task {task!r}" if task else "requests without a task"
+        every = {c.id: c for t in tiers for c in t.candidates}
+        raise no_capable_instance(what, need, every.values())
+    return out
 
 
 def _dry_build(impl: Provider, endpoint: Endpoint, label: str) -> None:

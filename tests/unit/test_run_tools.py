@@ -92,12 +92,13 @@ class NoNetwork:
 
 
 def scripted(manager: LlmManager, steps: Sequence[Step], instances: int = 1) -> Script:
+    """Add ``instances`` OpenAI instances; then every instance answers from ``steps``."""
     script = Script(steps)
     for i in range(instances):
         key = "-".join(["fake", "key", str(i)])
         manager.add_provider("openai", key, f"m{i}", base_url="http://127.0.0.1:9/v1")
-        instance = manager._instance(i)
-        instance.provider = ScriptedProvider(instance.provider, i, script)
+    for instance in manager._all:
+        instance.provider = ScriptedProvider(instance.provider, instance.id, script)
     manager._engine.transport = cast(Transport, NoNetwork())
     return script
 
