@@ -307,8 +307,9 @@ def _section_items(body: list[str], numpy: bool) -> Iterator[tuple[str, str]]:
 def call_arguments(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
     """``arguments`` (decoded JSON, already validated) as the values ``fn``'s annotations
     ask for: dataclasses built from objects, enum members from their values, tuples from
-    arrays, recursively. Best effort: without readable hints, or for a value that does not
-    convert, the JSON value is passed as it is."""
+    arrays, recursively. Without readable hints the JSON values are passed as they are.
+    Raises what building a value raises (ValueError for a value no enum member has,
+    TypeError for fields a dataclass lacks, whatever its ``__post_init__`` raises)."""
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # hints that cannot be resolved: the function gets plain JSON
@@ -320,28 +321,25 @@ def _convert(value: Any, hint: Any, depth: int) -> Any:
     if depth > MAX_DEPTH or value is None:
         return value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    try:
-        if origin is typing.Annotated:
-            return _convert(value, args[0], depth + 1)
-        if origin in _UNION_TYPES:
-            arms = [a for a in args if a not in _NONE]
-            return _convert(value, arms[0], depth + 1) if len(arms) == 1 else value
-        if isinstance(hint, type) and issubclass(hint, enum.Enum):
-            return hint(value)
-        if dataclasses.is_dataclass(hint) and isinstance(hint, type) and isinstance(value, dict):
-            inner = typing.get_type_hints(hint)
-            return hint(**{k: _convert(v, inner.get(k, Any), depth + 1) for k, v in value.items()})
-        if isinstance(value, list) and args:
-            if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-                return tuple(_convert(v, a, depth + 1) for v, a in zip(value, args, strict=False))
-            items = [_convert(v, args[0], depth + 1) for v in value]
-            return tuple(items) if origin is tuple else items
-        if isinstance(value, list) and hint is tuple:
-            return tuple(value)
-        if isinstance(value, dict) and origin in _MAPPINGS and len(args) == 2:
-            return {k: _convert(v, args[1], depth + 1) for k, v in value.items()}
-    except (TypeError, ValueError, NameError):
-        return value
+    if origin is typing.Annotated:
+        return _convert(value, args[0], depth + 1)
+    if origin in _UNION_TYPES:
+        arms = [a for a in args if a not in _NONE]
+        return _convert(value, arms[0], depth + 1) if len(arms) == 1 else value
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type) and isinstance(value, dict):
+        inner = typing.get_type_hints(hint)
+        return hint(**{k: _convert(v, inner.get(k, Any), depth + 1) for k, v in value.items()})
+    if isinstance(value, list) and args:
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return tuple(_convert(v, a, depth + 1) for v, a in zip(value, args, strict=False))
+        items = [_convert(v, args[0], depth + 1) for v in value]
+        return tuple(items) if origin is tuple else items
+    if isinstance(value, list) and hint is tuple:
+        return tuple(value)
+    if isinstance(value, dict) and origin in _MAPPINGS and len(args) == 2:
+        return {k: _convert(v, args[1], depth + 1) for k, v in value.items()}
     return value
 
 

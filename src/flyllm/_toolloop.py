@@ -164,10 +164,10 @@ async def _run_call(
             f"invalid arguments for {call.name}: {'; '.join(problems)}. Call it again with "
             "arguments that match its schema",
         )
-    try:
+    try:  # building the arguments runs the caller's code too (a dataclass __post_init__)
         value = await _call(fn, call_arguments(fn, call.arguments))
     except Exception as exc:  # the function's failure is the model's to read
-        return _error(call, f"{type(exc).__name__}: {exc}")
+        return _error(call, _describe(exc))
     try:  # text as it is, anything else as JSON
         return Message.tool_result(call.id, value, name=call.name)
     except TypeError:
@@ -187,6 +187,15 @@ async def _call(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> Any:
     if inspect.isawaitable(value):  # a callable object whose __call__ is async
         value = await value
     return value
+
+
+def _describe(exc: Exception) -> str:
+    """The exception's type and message (never its traceback), even when its __str__ fails."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(its message could not be read)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _error(call: ToolCall, text: str) -> Message:

@@ -451,7 +451,8 @@ class LlmManager:
         ``Tool.from_function``; otherwise the request's tools are offered and each needs a
         function of its name (InvalidRequestError, before anything is sent). Calls of one
         step run concurrently (plain functions in threads, so they never block the event
-        loop); their results follow in the calls' order, each naming its tool. A returned
+        loop), with arguments built into the annotated types (dataclasses, enums, tuples);
+        their results follow in the calls' order, each naming its tool. A returned
         str is the result as it is, anything else is sent as JSON. These become ``is_error``
         results the model reads, and the loop goes on: a function that raises (its
         exception's type and message, never the traceback), a return value JSON cannot

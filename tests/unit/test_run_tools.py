@@ -363,3 +363,45 @@ def test_the_sync_manager_runs_the_loop() -> None:
         scripted(sync.manager, [calls(ToolCall("1", "weather", {"city": "Oslo"})), answer()])
         response = sync.run_tools(ASK, [weather], max_steps=2)
     assert response.content == "done" and response.messages[2].content.startswith("Oslo")
+
+
+class Unreadable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+@dataclasses.dataclass
+class Checked:
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError("n must not be negative")
+
+
+async def test_odd_failures_of_the_callers_code_are_error_results_too() -> None:
+    def unreadable() -> str:
+        raise Unreadable
+
+    def silent() -> str:
+        raise KeyError
+
+    def checked(value: Checked) -> int:
+        return value.n
+
+    manager = LlmManager()
+    made = (
+        ToolCall("1", "unreadable", {}),
+        ToolCall("2", "silent", {}),
+        ToolCall("3", "checked", {"value": {"n": -1}}),
+        ToolCall("4", "checked", {"value": {"n": 2}}),
+    )
+    scripted(manager, [calls(*made), answer()])
+    response = await manager.run_tools(ASK, [unreadable, silent, checked])
+    results = [(m.content, m.is_error) for m in response.messages[2:6]]
+    assert results == [
+        ("Unreadable: (its message could not be read)", True),
+        ("KeyError", True),
+        ("ValueError: n must not be negative", True),
+        ("2", False),
+    ]

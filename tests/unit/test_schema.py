@@ -387,12 +387,15 @@ def test_call_arguments_builds_the_annotated_values() -> None:
     }
 
 
-def test_call_arguments_passes_what_does_not_convert_as_it_is() -> None:
+def test_call_arguments_raises_what_building_a_value_raises() -> None:
     def f(unit: Unit, window: Window, x: int | str) -> None:
         pass
 
-    args = {"unit": "kelvin", "window": {"nope": 1}, "x": 3}
-    assert call_arguments(f, args) == args
+    with pytest.raises(ValueError, match="'kelvin' is not a valid Unit"):
+        call_arguments(f, {"unit": "kelvin"})
+    with pytest.raises(TypeError, match="nope"):
+        call_arguments(f, {"window": {"nope": 1}})
+    assert call_arguments(f, {"x": 3, "unit": None}) == {"x": 3, "unit": None}
     assert call_arguments(_unknown, {"x": 1}) == {"x": 1}  # unreadable hints: plain JSON
 
 
