@@ -218,6 +218,10 @@ async def test_max_steps_raises_with_the_transcript_and_summed_usage() -> None:
     assert err.messages[-1].role == "tool" and err.messages[-1].tool_call_id == "c2"
     assert err.response.usage == Usage(30, 15, 45) and err.response.messages == err.messages
     assert err.response.attempts == 3
+    script = scripted(manager, [answer("at last")], instances=0)  # continue where it stopped
+    again = await manager.run_tools(GenerationRequest(messages=err.messages), [weather])
+    assert script.sent[0].messages == err.messages and again.messages[:-1] == err.messages
+    assert again.content == "at last"
 
 
 async def test_usage_and_attempts_are_summed_and_each_step_is_a_request() -> None:

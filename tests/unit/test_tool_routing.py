@@ -21,9 +21,9 @@ from flyllm import (
 )
 from flyllm._toolplan import declared_capabilities, prompt_chars
 from flyllm.config import load_config
-from flyllm.errors import ConfigurationError, UnsupportedFeatureError
+from flyllm.errors import AllAttemptsFailedError, ConfigurationError, UnsupportedFeatureError
 from flyllm.params import ToolSet
-from flyllm.types import Capability
+from flyllm.types import Capability, ErrorKind
 from tests.unit.test_run_tools import answer, scripted
 
 WEATHER = Tool(
@@ -195,3 +195,15 @@ def test_the_plan_estimate_counts_the_tools() -> None:
     with_tools = manager._plan(GenerationRequest(prompt="x" * 400, tools=[WEATHER]))
     assert with_tools.estimate[0] > plain.estimate[0] == 101
     assert with_tools.tokens - plain.tokens == with_tools.estimate[0] - plain.estimate[0]
+
+
+async def test_when_every_instance_refuses_the_next_request_fails_before_sending() -> None:
+    manager = two(None, None)
+    refusals = [UnsupportedFeatureError(f"no tools {i}", feature="tools") for i in range(2)]
+    script = scripted(manager, instances=0, steps=refusals)
+    with pytest.raises(AllAttemptsFailedError) as caught:
+        await manager.generate(TOOLS)
+    assert caught.value.kind is ErrorKind.UNSUPPORTED and len(script.sent) == 2
+    with pytest.raises(NoInstanceAvailableError, match=r"instance 1 .* lacks tools"):
+        await manager.generate(TOOLS)
+    assert len(script.sent) == 2
