@@ -25,6 +25,14 @@ from urllib.parse import urlsplit
 
 from flyllm._display import mask_url
 from flyllm._engine import Engine
+from flyllm._toolloop import ToolFunctions, run_tools
+from flyllm._toolplan import (
+    capable,
+    declared_capabilities,
+    needs,
+    no_capable_instance,
+    prompt_chars,
+)
 from flyllm._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from flyllm._wire import Timeouts
 from flyllm.errors import (
@@ -35,7 +43,7 @@ from flyllm.errors import (
 )
 from flyllm.observe.events import Hook
 from flyllm.observe.progress import Progress
-from flyllm.params import conversation, tool_set
+from flyllm.params import ToolSet, conversation, tool_set
 from flyllm.pricing import ModelPrice
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Endpoint, Provider
@@ -58,6 +66,7 @@ from flyllm.routing.state import StateStore
 from flyllm.routing.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
 from flyllm.types import (
+    Capability,
     GenerationRequest,
     LlmResponse,
     Message,
@@ -221,6 +230,7 @@ class LlmManager:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         price: ModelPrice | None = None,
+        capabilities: Iterable[Capability] | None = None,
     ) -> int:
         """Add an instance and return its id (0, 1, 2... in order of adding).
 
@@ -231,7 +241,9 @@ class LlmManager:
         provider-specific addressing. ``rpm``, ``tpm`` and ``max_concurrent`` are client-side
         limits (requests and tokens per minute, requests at once); ``connect_timeout`` and
         ``read_timeout`` override the manager's for this instance; ``price`` overrides the
-        bundled price of its model.
+        bundled price of its model. ``capabilities`` narrows what requests it takes beyond text
+        (None: all its provider can; e.g. ``[]`` for a model without tool calling): requests
+        that need a capability it lacks go to other instances.
         """
         ptype = resolve_provider_type(provider)
         impl = get_provider(ptype)
@@ -264,6 +276,7 @@ class LlmManager:
             for timeout_name, timeout in (("connect_timeout", connect_timeout),
                                           ("read_timeout", read_timeout)):  # fmt: skip
                 positive_number(timeout_name, timeout, allow_none=True)
+            able = declared_capabilities(capabilities, impl.capabilities, ptype.value)
         except (TypeError, ValueError, ConfigurationError) as exc:
             raise ConfigurationError(f"instance {label!r}: {exc}") from None
         task_names = self._register_tasks(tasks)
@@ -290,6 +303,7 @@ class LlmManager:
             default_timeouts=Timeouts(
                 connect_timeout or self.connect_timeout, read_timeout or self.read_timeout
             ),
+            capabilities=able,
         )
         self._tier_cache.clear()
         self._next_id += 1
@@ -426,6 +440,37 @@ class LlmManager:
                 bar.close()
         return [r for r in results if r is not None]
 
+    async def run_tools(
+        self, request: GenerationRequest, functions: ToolFunctions, *, max_steps: int = 8
+    ) -> LlmResponse:
+        """Let the model call Python functions until it answers: ask, run the calls it makes,
+        append their results, ask again; at most ``max_steps`` requests. Each step is a
+        normal ``generate`` (routed, failed over, counted, hooks), so steps may land on
+        different providers; a step that fails raises as ``generate`` does.
+
+        ``functions`` maps tool names to plain or async functions, or is a list of them.
+        When ``request.tools`` is None each function is offered with the schema of
+        ``Tool.from_function``; otherwise the request's tools are offered and each needs a
+        function of its name (InvalidRequestError, before anything is sent). Calls of one
+        step run concurrently (plain functions in threads, so they never block the event
+        loop), with arguments built into the annotated types (dataclasses, enums, tuples);
+        their results follow in the calls' order, each naming its tool. A returned
+        str is the result as it is, anything else is sent as JSON. These become ``is_error``
+        results the model reads, and the loop goes on: a function that raises (its
+        exception's type and message, never the traceback), a return value JSON cannot
+        carry, arguments that are not a JSON object or break the tool's schema (the function
+        is not called), an unknown tool. After a step with tool calls a "required" or named
+        ``tool_choice`` becomes "auto", or the model could never stop calling tools.
+
+        Returns the last answer with ``messages`` (the whole transcript: the request's
+        conversation, then each assistant turn and its results), ``usage`` and ``attempts``
+        summed over steps and ``latency`` of the whole loop. When ``max_steps`` answers
+        all asked for tools, raises ToolLoopError carrying the transcript (the last calls
+        answered, ready to continue) and that last response. Cancelling cancels the running
+        async functions (a plain function's thread runs to its end, its result dropped).
+        """
+        return await run_tools(self.generate, request, functions, max_steps)
+
     def stream(self, request: GenerationRequest) -> LlmStream:
         """Stream one request: ``async with manager.stream(req) as stream: async for chunk in
         stream``. Bad input raises here, before anything is sent; provider errors raise while
@@ -459,6 +504,9 @@ class LlmManager:
         if not any(c.enabled for tier in tiers for c in tier.candidates):
             what = f"task {request.task!r}" if request.task else "requests without a task"
             raise NoInstanceAvailableError(f"no enabled instance serves {what}")
+        tools = tool_set(request)
+        if tools is not None:  # only instances that can take the tools are candidates
+            tiers = _capable_tiers(tiers, tools, request.task)
         max_attempts = self.max_attempts if request.max_attempts is None else request.max_attempts
         try:
             if max_attempts is not self.max_attempts:
@@ -478,14 +526,14 @@ class LlmManager:
         max_tokens = params.get("max_tokens") or (
             task.parameters.get("max_tokens") if task else None
         )
-        chars = sum(len(m.content) for m in messages)
+        chars = prompt_chars(messages, tools)
         tokens = estimate_tokens(chars, max_tokens)
         estimate = (chars // 4 + 1, tokens - chars // 4 - 1)
         deadline = self.deadline if request.deadline is None else request.deadline
         return Plan(
             messages, tiers, params, provider_params, max_attempts, tokens, estimate,
             None if deadline is None else self.clock() + deadline,
-            request.connect_timeout, request.read_timeout, tool_set(request),
+            request.connect_timeout, request.read_timeout, tools,
         )  # fmt: skip
 
     def _tiers(self, task_name: str | None) -> tuple[Tier, ...]:
@@ -612,6 +660,18 @@ class LlmManager:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _capable_tiers(tiers: tuple[Tier, ...], tools: ToolSet, task: str | None) -> tuple[Tier, ...]:
+    """The tiers with only the instances that have what the request's tools need;
+    NoInstanceAvailableError naming what is missing when no enabled one is left."""
+    need = needs(tools)
+    out = tuple(Tier(t.task, capable(t.candidates, need)) for t in tiers)
+    if not any(c.enabled for tier in out for c in tier.candidates):
+        what = f"task {task!r}" if task else "requests without a task"
+        every = {c.id: c for t in tiers for c in t.candidates}
+        raise no_capable_instance(what, need, every.values())
+    return out
 
 
 def _dry_build(impl: Provider, endpoint: Endpoint, label: str) -> None:

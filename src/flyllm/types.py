@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,6 +105,18 @@ class Tool:
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
+
+    @classmethod
+    def from_function(cls, fn: Callable[..., Any], *, name: str | None = None) -> Tool:
+        """The tool for a plain or async function (or a method): its name (or ``name``), the
+        docstring's first paragraph as description, and a JSON Schema of its parameters from
+        the type hints (see ``flyllm._schema.function_schema`` for the types understood).
+        Raises TypeError naming the parameter when one cannot be described (``*args``, no
+        annotation, a type such as ``set`` or ``datetime``)."""
+        from flyllm._schema import function_schema
+
+        fn_name, description, parameters = function_schema(fn)
+        return cls(name or fn_name, description, parameters)
 
 
 @dataclass(slots=True, frozen=True)

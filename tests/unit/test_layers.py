@@ -24,14 +24,30 @@ ROOT = Path(flyllm.__file__).parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "values",
-        ("flyllm.types", "flyllm.errors", "flyllm._display", "flyllm._wire", "flyllm.params"),
+        (
+            "flyllm.types",
+            "flyllm.errors",
+            "flyllm._display",
+            "flyllm._wire",
+            "flyllm.params",
+            "flyllm._schema",
+        ),
     ),
     ("translators", ("flyllm.providers", "flyllm.pricing")),
     ("I/O", ("flyllm._transport",)),
     ("observability", ("flyllm.observe",)),
-    ("routing", ("flyllm.routing",)),
+    ("routing", ("flyllm.routing", "flyllm._toolplan")),
     ("engine", ("flyllm._engine",)),
-    ("API", ("flyllm.manager", "flyllm.streaming", "flyllm.usage", "flyllm.discovery")),
+    (
+        "API",
+        (
+            "flyllm.manager",
+            "flyllm.streaming",
+            "flyllm.usage",
+            "flyllm.discovery",
+            "flyllm._toolloop",
+        ),
+    ),
     ("config", ("flyllm.config",)),
     ("cli", ("flyllm.cli",)),
 ]

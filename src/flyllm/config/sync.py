@@ -14,6 +14,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from flyllm._toolloop import ToolFunctions
 from flyllm.manager import LlmManager
 from flyllm.observe.events import Hook
 from flyllm.routing.instance import InstanceHealth, InstanceInfo
@@ -117,6 +118,13 @@ class SyncLlmManager:
         """See LlmManager.batch_generate."""
         batch = list(requests)
         return self._call(self.manager.batch_generate(batch, max_concurrency, progress=progress))
+
+    def run_tools(
+        self, request: GenerationRequest, functions: ToolFunctions, *, max_steps: int = 8
+    ) -> LlmResponse:
+        """See LlmManager.run_tools (async functions run on the manager's background loop,
+        plain ones in its threads)."""
+        return self._call(self.manager.run_tools(request, functions, max_steps=max_steps))
 
     def stream(self, request: GenerationRequest) -> SyncStream:
         """See LlmManager.stream: a plain iterator of StreamChunks (close it, or use ``with``,

@@ -442,6 +442,8 @@ class AttemptLoop:
                 attempt.number, instance.id, err.provider, instance.model, err.status,
                 err.kind.value, time.perf_counter() - attempt.started,
             )  # fmt: skip
+        if err.kind is ErrorKind.UNSUPPORTED:  # learned: skipped by requests that need it
+            instance.lose_capability(getattr(err, "feature", ""))
         if not may_go_on:
             return False
         if not err.retryable:

@@ -12,7 +12,7 @@ from typing import Any
 from flyllm._display import mask_headers, mask_url
 from flyllm._wire import Timeouts
 from flyllm.pricing import ModelPrice, lookup_price
-from flyllm.providers.base import Endpoint, Provider
+from flyllm.providers.base import ALL_CAPABILITIES, Endpoint, Provider
 from flyllm.routing.limits import RateLimiter
 from flyllm.routing.resilience import BreakerPolicy, CircuitBreaker
 from flyllm.types import ProviderType, Usage
@@ -169,6 +169,9 @@ class InstanceInfo:
     consecutive_failures: int
     in_flight: int
     average_latency: float
+    capabilities: frozenset[str] = frozenset()
+    """What requests it takes beyond text ("tools", "named_tool_choice"): its provider's,
+    narrowed by ``add_provider(capabilities=...)`` and by what the provider said it cannot."""
 
 
 @dataclass(slots=True, eq=False, repr=False, kw_only=True)
@@ -197,6 +200,8 @@ class LlmInstance:
     price: ModelPrice | None = None
     default_timeouts: Timeouts = field(default_factory=Timeouts)
     """The attempt limits when a request sets none of its own (manager's, then instance's)."""
+    capabilities: frozenset[str] = ALL_CAPABILITIES
+    """What requests it can take beyond text (see ``lose_capability``)."""
     param_cache: dict[str | None, dict[str, Any]] = field(default_factory=dict, repr=False)
     """Merged parameters per task, for requests that bring no parameters of their own."""
     _noted: set[str] = field(default_factory=set, repr=False)
@@ -276,7 +281,19 @@ class LlmInstance:
             consecutive_failures=stats.consecutive_failures,
             in_flight=stats.in_flight,
             average_latency=stats.latency_avg,
+            capabilities=self.capabilities,
         )
+
+    def lose_capability(self, feature: str) -> None:
+        """The provider said this instance cannot do ``feature`` (an UnsupportedFeatureError):
+        requests that need it skip the instance from now on. Logged once, at WARNING."""
+        if feature in self.capabilities:
+            self.capabilities = self.capabilities - {feature}
+            _log.warning(
+                "instance %d (%s) cannot do %r, the provider said: requests that need it skip "
+                "this instance from now on",
+                self.id, self.name, feature,
+            )  # fmt: skip
 
     def note_once(self, notes: tuple[str, ...]) -> None:
         """Log each parameter adjustment the provider made, once per instance."""
