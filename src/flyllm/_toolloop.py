@@ -31,7 +31,7 @@ ToolFunctions = Mapping[str, Callable[..., Any]] | Sequence[Callable[..., Any]]
 MAX_RESULT_CHARS = 100_000
 """The longest error text sent back to the model (an exception's message can be huge)."""
 
-_FORCING = frozenset({"auto", "none"})
+_NOT_FORCING = frozenset({"auto", "none"})
 
 
 async def run_tools(
@@ -65,7 +65,7 @@ async def run_tools(
             return total
         transcript += await _run_calls(response.tool_calls, table, schemas)
         total = dataclasses.replace(total, messages=tuple(transcript))
-        if step.tool_choice not in (None, *_FORCING):  # "required" or a named tool
+        if step.tool_choice not in (None, *_NOT_FORCING):  # "required" or a named tool
             step = dataclasses.replace(step, tool_choice="auto")
     raise ToolLoopError(
         f"run_tools reached max_steps={max_steps} while the model still calls tools; the "
