@@ -39,7 +39,6 @@ from urllib.parse import quote, urlsplit
 
 from flyllm.errors import ConfigurationError
 from flyllm.providers._common import Clock, dumps, json_headers
-from flyllm.providers._tools import refuse_tools
 from flyllm.providers.base import Endpoint, HttpRequest, ModelListing, ProviderSpec, ToolSet
 from flyllm.providers.openai import OPENAI_RATE_LIMITS, ChatDialect, OpenAIProvider, openai_page
 from flyllm.types import Message, ProviderType
@@ -147,7 +146,6 @@ class AzureOpenAIProvider(OpenAIProvider):
         tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to the deployment's (or the v1 surface's) chat completions URL."""
-        refuse_tools(tools, self.name)
         target = azure_target(endpoint)
         notes: list[str] = []
         body = self.chat_body(
@@ -158,6 +156,7 @@ class AzureOpenAIProvider(OpenAIProvider):
             notes,
             dialect=self._v1_dialect if target.v1 else None,
             stream_usage=target.stream_usage,
+            tools=tools,
         )
         headers = json_headers(endpoint, stream, azure_auth)
         return HttpRequest("POST", target.url, headers, dumps(body), tuple(notes))
