@@ -361,3 +361,30 @@ def test_a_stream_cut_inside_a_call_is_interrupted_with_the_text_so_far() -> Non
     assert result.error is not None and result.error.kind.value == "stream_interrupted"
     assert result.error.partial_content == "Let me check."
     assert len(result.tool_deltas) == 7
+
+
+@pytest.mark.parametrize(
+    ("version", "sent", "notes"),
+    [
+        ("2024-10-21", True, 0),
+        ("v1", True, 0),
+        ("2024-07-01-preview", True, 0),
+        ("2024-06-01", False, 1),
+        ("2023-12-01-preview", False, 1),
+    ],
+)
+def test_azure_api_versions_and_the_parallel_switch(version: str, sent: bool, notes: int) -> None:
+    endpoint = Endpoint("gpt-4o", API_KEY, "https://r.openai.azure.com", api_version=version)
+    request = AzureOpenAIProvider().build(
+        endpoint, ASK, {}, tools=ToolSet((WEATHER,), "auto", True)
+    )
+    assert ("parallel_tool_calls" in body_of(request)) is sent
+    assert "tools" in body_of(request) and len(request.notes) == notes
+
+
+def test_azure_api_versions_before_tools_are_refused() -> None:
+    endpoint = Endpoint("gpt-4", API_KEY, "https://r.openai.azure.com", api_version="2023-05-15")
+    with pytest.raises(UnsupportedFeatureError, match="2023-12-01-preview") as caught:
+        AzureOpenAIProvider().build(endpoint, ASK, {}, tools=ToolSet((WEATHER,)))
+    assert caught.value.feature == "tools"
+    AzureOpenAIProvider().build(endpoint, ASK, {})
