@@ -14,6 +14,7 @@ from flyllm.emulator.wire import Answer, Conversation, dumps, random_base62, tex
 
 __all__ = [
     "MISSING_RESULTS",
+    "NO_PARAMETERS",
     "ORPHAN_RESULT",
     "ToolTurns",
     "call_fragments",
@@ -24,6 +25,8 @@ __all__ = [
 
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 CHOICES = ("none", "auto", "required")
+NO_PARAMETERS = {"type": "object", "properties": {}}
+"""The schema of a function sent without ``parameters`` (or with ``{}``): no arguments."""
 ORPHAN_RESULT = (
     "Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
     "with 'tool_calls'."
@@ -235,7 +238,7 @@ def _read_tool(tool: Any, where: str) -> OfferedTool | Answer:
             f"{where}.function.parameters",
             "invalid_type",
         )
-    return OfferedTool(name, parameters)
+    return OfferedTool(name, parameters or NO_PARAMETERS)
 
 
 def _read_choice(choice: Any, names: list[str]) -> str | Answer:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
+from flyllm.emulator.dialects.chat_tools import NO_PARAMETERS
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
 from flyllm.emulator.tools import OfferedTool, PlannedCall, ToolResult
@@ -449,7 +450,7 @@ def _read_tools(body: dict[str, Any]) -> tuple[tuple[OfferedTool, ...], str, boo
             return _invalid_field(["body", "tools", i, "function"], tool)
         if not isinstance(function.get("parameters"), dict):
             return _invalid_field(["body", "tools", i, "function", "parameters"], function)
-        offered.append(OfferedTool(function["name"], function["parameters"]))
+        offered.append(OfferedTool(function["name"], function["parameters"] or NO_PARAMETERS))
     if tools is not None and not isinstance(tools, list):
         return _invalid_field(["body", "tools"], tools)
     if isinstance(choice, dict):
