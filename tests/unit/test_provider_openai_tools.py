@@ -11,7 +11,7 @@ import pytest
 
 from flyllm.errors import BadRequestError, MalformedResponseError, UnsupportedFeatureError
 from flyllm.providers.azure import AzureOpenAIProvider
-from flyllm.providers.base import Endpoint, HttpRequest, HttpResponse, SseEvent, ToolSet
+from flyllm.providers.base import Delta, Endpoint, HttpRequest, HttpResponse, SseEvent, ToolSet
 from flyllm.providers.openai import OPENAI_BASE_URL, OpenAIProvider
 from flyllm.providers.presets import PRESETS
 from flyllm.types import Message, ProviderType, Tool, ToolCall
@@ -388,3 +388,10 @@ def test_azure_api_versions_before_tools_are_refused() -> None:
         AzureOpenAIProvider().build(endpoint, ASK, {}, tools=ToolSet((WEATHER,)))
     assert caught.value.feature == "tools"
     AzureOpenAIProvider().build(endpoint, ASK, {})
+
+
+def test_an_empty_fragment_is_no_delta() -> None:
+    parser = OPENAI.stream_parser()
+    first = parser.feed(chunk([{"index": 0, "id": "c", "function": {"name": "f"}}]))
+    assert isinstance(first, Delta) and first.tool_calls[0].id == "c"
+    assert parser.feed(chunk([{"index": 0, "function": {"arguments": ""}}])) == ""

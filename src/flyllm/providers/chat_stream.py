@@ -2,6 +2,16 @@
 the OpenAI-compatible presets, Azure and Mistral (re-exported by :mod:`flyllm.providers.openai`),
 and the format's tool calls both ways: ``tools``/``tool_choice``/``parallel_tool_calls`` and the
 tool turns of a request, ``tool_calls`` of an answer, and their stream fragments.
+
+On the wire: ``tools[{type: "function", function: {name, description, parameters}}]`` (no
+``strict``: pass your own ``tools`` through ``provider_params`` for strict schemas; a
+pass-through parameter wins), ``tool_choice`` only when it is not "auto" (none | required |
+``{type: "function", function: {name}}``), ``parallel_tool_calls`` only when the request sets
+it. Assistant turns with calls send ``content: null`` when they have no text;
+results are ``{role: "tool", tool_call_id, content}``, a failed one's text prefixed "Error: ".
+Ids are sent as they are (the API takes any string). Answers' ``tool_calls`` become ToolCalls
+(ids made up when absent, arguments sent as an object accepted); a "stop" finish with calls
+reads as "tool_calls".
 """
 
 from __future__ import annotations
@@ -328,9 +338,8 @@ class ChatCompletionsStream:
         if text:
             self._parts.append(text)
         fragments = delta.get("tool_calls")
-        if fragments:
-            return Delta(text, self._tool_deltas(fragments))
-        return text
+        pieces = self._tool_deltas(fragments) if fragments else ()
+        return Delta(text, pieces) if pieces else text
 
     def _tool_deltas(self, fragments: Any) -> tuple[ToolCallDelta, ...]:
         """The canonical deltas of one chunk's ``delta.tool_calls``."""

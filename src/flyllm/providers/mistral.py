@@ -23,6 +23,12 @@ Content may be a string or a list of chunks (reasoning models): only ``text`` ch
 Finish: stop -> stop, length/model_length -> length, tool_calls -> tool_calls, others -> other;
 ``error`` raises ServerError (retryable: the model failed mid-answer).
 
+Tools: OpenAI's shapes, except that "required" is sent as ``tool_choice: "any"``, every call id
+(of a call and of its result alike) is rewritten to nine letters and digits (``short_id``:
+valid ids kept, others digested), and results carry the tool's ``name``. Streams send whole
+calls (one delta each). "Function calling is not enabled" answers raise
+UnsupportedFeatureError(feature="tools").
+
 Errors: bodies are ``{"object":"error","message":...,"type","code"}`` where ``message`` may be an
 object ``{"detail":[{loc,msg,...}]}`` (rendered as "body.field: msg"), or the gateway's
 ``{"message": "..."}``. 400/422 bad request (``invalid_model`` -> NotFoundError; "too large for

@@ -25,6 +25,10 @@ Every clamp or omission adds a note to ``HttpRequest.notes``. Streams add ``"str
 ``"stream_options": {"include_usage": true}`` (usage then arrives in a last chunk with
 ``choices: []``). An empty api_key sends no Authorization header (local servers need none).
 
+Tools: see :mod:`flyllm.providers.chat_stream`. "Does not support tools" answers (OpenAI's
+``unsupported_parameter`` naming 'tools', Ollama's and vLLM's wording) raise
+UnsupportedFeatureError(feature="tools").
+
 Errors: 400/413/422 bad request (``context_length_exceeded`` -> ContextLengthError), 401
 authentication, 403 permission, 404 not found, 408 timeout, 409 server (retryable), 429 rate
 limit (``insufficient_quota`` -> QuotaError), 503 (or any 5xx saying "overloaded"/"slow
