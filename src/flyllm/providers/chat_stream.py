@@ -195,8 +195,9 @@ def chat_tool_calls(raw: Any, provider: str) -> tuple[ToolCall, ...]:
 
 
 def tool_finish(finish: FinishReason, calls: Sequence[ToolCall]) -> FinishReason:
-    """ "tool_calls" when the answer made calls but its finish says only that it stopped (some
-    compatible servers say "stop"); any other finish (a cut-off "length") is kept."""
+    """The normalised finish of an answer with ``calls``: "tool_calls" when its finish says
+    only that it stopped (some compatible servers say "stop"); any other finish (a cut-off
+    "length") is kept."""
     return "tool_calls" if calls and finish in ("stop", "other") else finish
 
 
