@@ -148,3 +148,31 @@ async def test_a_conversation_moves_between_openai_and_mistral(emulators: Emulat
         assert moved.content == ANSWER
         sent = body(openai_emu)["messages"]
         assert [c["id"] for c in sent[1]["tool_calls"]] == [c.id for c in started.tool_calls]
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure", "together"])
+async def test_a_conversation_from_another_provider_is_accepted(
+    provider: str, manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    """Anthropic- and Gemini-style turns: foreign ids, no text, raw arguments, another family's
+    provider state (dropped), a failed result."""
+    emu = await emulators(provider)
+    manager.add_provider(provider, "k-emulated", "gpt-4o", base_url=emu.base_url)
+    calls = (
+        ToolCall("toolu_01A09q90qw90lq917835lq9", "get_weather", {"city": "Oslo"}),
+        ToolCall("a.b:c", "get_weather", {}, raw_arguments='{"city": "Li'),
+    )
+    turns = [
+        *ASK,
+        Message("assistant", "", tool_calls=calls, provider_data={"google": {"sig": "c2ln"}}),
+        Message.tool_result("toolu_01A09q90qw90lq917835lq9", "3C"),
+        Message.tool_result("a.b:c", "unknown city", is_error=True),
+    ]
+    answer = await manager.generate(GenerationRequest(messages=turns, tools=[WEATHER]))
+    assert answer.content == (
+        "Tool results: get_weather returned 3C; get_weather returned Error: unknown city."
+    )
+    sent = body(emu)["messages"]
+    assert [c["id"] for c in sent[1]["tool_calls"]] == ["toolu_01A09q90qw90lq917835lq9", "a.b:c"]
+    assert sent[1]["tool_calls"][1]["function"]["arguments"] == '{"city": "Li'
+    assert "c2ln" not in str(sent)
