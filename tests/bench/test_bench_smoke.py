@@ -63,9 +63,8 @@ def test_every_scenario_ran_without_errors(smoke: tuple[Results, str]) -> None:
     children = figures_of(results)
     per_concurrency = 2 * len(QUICK.concurrencies) * len(CONTENDERS)  # throughput and mixed
     selection = len(QUICK.selection_strategies)  # flyllm only
-    assert (
-        len(children) == per_concurrency + 3 * len(CONTENDERS) + selection
-    )  # streams, faults, memory
+    # streams, faults, memory and tools (at c=64 only): one child per contender each
+    assert len(children) == per_concurrency + 4 * len(CONTENDERS) + selection
     for figures in children:
         assert "error" not in figures
         assert figures["blocked_hosts"] == []

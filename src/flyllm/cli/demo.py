@@ -2,7 +2,7 @@
 
 Four emulated providers on loopback with realistic latency and a few injected faults, five
 instances with tasks like the original FlyLLM's example, a mixed batch in parallel, failovers
-shown as they happen, and the usage table at the end.
+shown as they happen, the usage table, then a tool-calling conversation (demo_tools).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
+from flyllm.cli.demo_tools import tool_conversation
 from flyllm.emulator import Emulator
 from flyllm.manager import LlmManager
 from flyllm.types import GenerationRequest, LlmResponse, TaskDefinition
@@ -121,7 +122,9 @@ async def _demo(n_requests: int) -> int:
         manager.print_token_usage()
         print()
         manager.print_instance_health()
-        return 0 if ok == len(responses) else 1
+        emulators = {"openai": openai, "anthropic": anthropic, "google": google}
+        tools_ok = await tool_conversation(emulators | {"mistral": mistral})
+        return 0 if ok == len(responses) and tools_ok else 1
 
 
 async def _stream_one(manager: LlmManager) -> None:
@@ -169,7 +172,8 @@ def add(commands: Any) -> None:
         "demo",
         help="run the demo against the built-in emulator (no API keys needed)",
         description="Start emulated OpenAI, Anthropic, Google and Mistral endpoints on loopback, "
-        "run a mixed batch over five instances with injected faults, print the usage table.",
+        "run a mixed batch over five instances with injected faults, print the usage table, "
+        "then one tool-calling conversation whose steps land on different providers.",
     )
     demo.add_argument("--requests", type=int, default=15, help="batch size (default 15)")
 

@@ -24,6 +24,10 @@ Answers and errors are OpenAI's: streams may start with a chunk that has ``choic
 ``innererror.code: ResponsibleAIPolicyViolation``) or finish raises ContentFilterError; 404
 ``DeploymentNotFound`` -> NotFoundError; 429 -> RateLimitError with ``retry-after-ms`` /
 ``retry-after``, or the "retry after N seconds" of the message. Request ids: ``apim-request-id``.
+
+Tools are sent as OpenAI's. Dated api-versions took ``tools`` from 2023-12-01-preview (older
+ones: UnsupportedFeatureError before sending) and ``parallel_tool_calls`` from
+2024-07-01-preview (older ones: left out with a note; the model's default applies).
 """
 
 from __future__ import annotations
@@ -37,9 +41,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from flyllm.errors import ConfigurationError
-from flyllm.providers._common import Clock, dumps, json_headers
-from flyllm.providers._tools import refuse_tools
+from flyllm.errors import ConfigurationError, UnsupportedFeatureError
+from flyllm.providers._common import Clock, dumps, json_headers, left_out
 from flyllm.providers.base import Endpoint, HttpRequest, ModelListing, ProviderSpec, ToolSet
 from flyllm.providers.openai import OPENAI_RATE_LIMITS, ChatDialect, OpenAIProvider, openai_page
 from flyllm.types import Message, ProviderType
@@ -65,6 +68,12 @@ V1_VERSIONS = frozenset({"v1", "preview"})
 
 STREAM_USAGE_SINCE = "2024-09-01"
 """The first dated api-version that takes ``stream_options`` (2024-09-01-preview)."""
+
+TOOLS_SINCE = "2023-12-01"
+"""The first dated api-version that takes ``tools`` and ``tool_choice`` (2023-12-01-preview)."""
+
+PARALLEL_SINCE = "2024-07-01"
+"""The first dated api-version that takes ``parallel_tool_calls`` (2024-07-01-preview)."""
 
 OPTION_KEYS = frozenset({"resource", "deployment"})
 _RESOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
@@ -147,8 +156,15 @@ class AzureOpenAIProvider(OpenAIProvider):
         tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to the deployment's (or the v1 surface's) chat completions URL."""
-        refuse_tools(tools, self.name)
         target = azure_target(endpoint)
+        version = endpoint.api_version or DEFAULT_AZURE_API_VERSION
+        if tools is not None and not target.v1 and version < TOOLS_SINCE:
+            raise UnsupportedFeatureError(
+                f"azure api-version {version} has no tool calling (it came with "
+                f"2023-12-01-preview); use api_version={DEFAULT_AZURE_API_VERSION!r} or later",
+                provider=self.name,
+                feature="tools",
+            )
         notes: list[str] = []
         body = self.chat_body(
             endpoint.model,
@@ -158,7 +174,11 @@ class AzureOpenAIProvider(OpenAIProvider):
             notes,
             dialect=self._v1_dialect if target.v1 else None,
             stream_usage=target.stream_usage,
+            tools=tools,
         )
+        if not target.v1 and version < PARALLEL_SINCE and "parallel_tool_calls" in body:
+            del body["parallel_tool_calls"]
+            left_out("parallel_tool_calls", self.name, notes, f"is not in api-version {version}")
         headers = json_headers(endpoint, stream, azure_auth)
         return HttpRequest("POST", target.url, headers, dumps(body), tuple(notes))
 

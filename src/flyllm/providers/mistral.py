@@ -23,6 +23,12 @@ Content may be a string or a list of chunks (reasoning models): only ``text`` ch
 Finish: stop -> stop, length/model_length -> length, tool_calls -> tool_calls, others -> other;
 ``error`` raises ServerError (retryable: the model failed mid-answer).
 
+Tools: OpenAI's shapes, except that "required" is sent as ``tool_choice: "any"``, every call id
+(of a call and of its result alike) is rewritten to nine letters and digits (``short_id``:
+valid ids kept, others digested), and results carry the tool's ``name``. Streams send whole
+calls (one delta each). "Function calling is not enabled" answers raise
+UnsupportedFeatureError(feature="tools").
+
 Errors: bodies are ``{"object":"error","message":...,"type","code"}`` where ``message`` may be an
 object ``{"detail":[{loc,msg,...}]}`` (rendered as "body.field: msg"), or the gateway's
 ``{"message": "..."}``. 400/422 bad request (``invalid_model`` -> NotFoundError; "too large for
@@ -48,6 +54,7 @@ from flyllm.errors import (
     QuotaError,
     RateLimitError,
     ServerError,
+    UnsupportedFeatureError,
 )
 from flyllm.providers._common import (
     ClockedProvider,
@@ -67,7 +74,7 @@ from flyllm.providers._common import (
     without_secrets,
 )
 from flyllm.providers._listing import path_url
-from flyllm.providers._tools import refuse_tools
+from flyllm.providers._tools import short_id, unsupported_tools_message
 from flyllm.providers.base import (
     Completion,
     Endpoint,
@@ -78,15 +85,17 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
+from flyllm.providers.chat_stream import tool_finish
 from flyllm.providers.openai import (
     ChatCompletionsStream,
     ChatDialect,
     chat_messages,
     chat_params,
+    chat_tools,
     openai_page,
     parse_chat,
 )
-from flyllm.types import FinishReason, Message, ProviderType, Usage
+from flyllm.types import FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = ["MISTRAL_BASE_URL", "SPEC", "MistralProvider"]
 
@@ -127,11 +136,13 @@ class MistralProvider(ClockedProvider):
         tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v1/chat/completions`` for this conversation."""
-        refuse_tools(tools, self.name)
         notes: list[str] = []
-        body: dict[str, Any] = {"model": endpoint.model, "messages": chat_messages(messages)}
+        turns = chat_messages(messages, call_id=short_id, name_results=True)
+        body: dict[str, Any] = {"model": endpoint.model, "messages": turns}
         if stream:
             body["stream"] = True
+        if tools is not None:
+            chat_tools(body, tools, required="any")
         chat_params(body, params, _DIALECT, notes)
         url = join_url(endpoint.base_url or MISTRAL_BASE_URL, "/v1/chat/completions")
         return HttpRequest("POST", url, bearer_headers(endpoint, stream), dumps(body), tuple(notes))
@@ -156,6 +167,7 @@ class MistralProvider(ClockedProvider):
         model: str | None,
         request_id: str | None,
         refusal: str,
+        tool_calls: tuple[ToolCall, ...] = (),
     ) -> Completion:
         if refusal:  # not in Mistral's schema today; kept for parity with the shared parser
             raise ContentFilterError(
@@ -172,8 +184,8 @@ class MistralProvider(ClockedProvider):
                 request_id=request_id,
                 partial_content=text,
             )
-        finish = _FINISH.get(raw, "other") if raw else "other"
-        return Completion(text, finish, raw, usage, model, request_id)
+        finish = tool_finish(_FINISH.get(raw, "other") if raw else "other", tool_calls)
+        return Completion(text, finish, raw, usage, model, request_id, tool_calls)
 
     def classify_error(
         self, response: HttpResponse, endpoint: Endpoint | None = None
@@ -183,6 +195,14 @@ class MistralProvider(ClockedProvider):
         status, headers = response.status, response.headers
         payload = parse_error_body(response.body)
         message, etype, rid = _error_fields(payload)
+        if 400 <= status < 500 and unsupported_tools_message(message or ""):
+            return UnsupportedFeatureError(
+                clip(message or ""),
+                feature="tools",
+                status=status,
+                provider=self.name,
+                request_id=rid or headers.get("x-request-id"),
+            )
         return make_error(
             _error_class(status, etype, message or ""),
             message or fallback_message(status, response.body),

@@ -25,6 +25,10 @@ Every clamp or omission adds a note to ``HttpRequest.notes``. Streams add ``"str
 ``"stream_options": {"include_usage": true}`` (usage then arrives in a last chunk with
 ``choices: []``). An empty api_key sends no Authorization header (local servers need none).
 
+Tools: see :mod:`flyllm.providers.chat_stream`. "Does not support tools" answers (OpenAI's
+``unsupported_parameter`` naming 'tools', Ollama's and vLLM's wording) raise
+UnsupportedFeatureError(feature="tools").
+
 Errors: 400/413/422 bad request (``context_length_exceeded`` -> ContextLengthError), 401
 authentication, 403 permission, 404 not found, 408 timeout, 409 server (retryable), 429 rate
 limit (``insufficient_quota`` -> QuotaError), 503 (or any 5xx saying "overloaded"/"slow
@@ -50,6 +54,7 @@ from flyllm.errors import (
     ProviderError,
     QuotaError,
     RateLimitError,
+    UnsupportedFeatureError,
 )
 from flyllm.providers._common import (
     Clock,
@@ -80,7 +85,7 @@ from flyllm.providers._common import (
 )
 from flyllm.providers._listing import first, items_of, name_of, path_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
-from flyllm.providers._tools import refuse_tools
+from flyllm.providers._tools import unsupported_tools_message
 from flyllm.providers.base import (
     ALL_CAPABILITIES,
     Completion,
@@ -95,8 +100,17 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
-from flyllm.providers.chat_stream import ChatCompletionsStream, Conclude, chat_usage, content_text
-from flyllm.types import FinishReason, Message, ProviderType, Usage
+from flyllm.providers.chat_stream import (
+    ChatCompletionsStream,
+    Conclude,
+    chat_messages,
+    chat_tool_calls,
+    chat_tools,
+    chat_usage,
+    content_text,
+    tool_finish,
+)
+from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = [
     "COMPATIBLE_SPEC",
@@ -109,6 +123,8 @@ __all__ = [
     "OpenAIProvider",
     "chat_messages",
     "chat_params",
+    "chat_tool_calls",
+    "chat_tools",
     "chat_usage",
     "content_text",
     "openai_page",
@@ -161,11 +177,6 @@ class ChatDialect:
     seed_field: str | None
     top_k: bool = False
     stop: bool = True
-
-
-def chat_messages(messages: Sequence[Message]) -> list[dict[str, str]]:
-    """The ``messages`` array: system prompts stay system messages, in order."""
-    return [{"role": m.role, "content": m.content} for m in messages]
 
 
 def chat_params(
@@ -235,6 +246,7 @@ def parse_chat(
         served_model(data.get("model")),
         request_id,
         refusal if isinstance(refusal, str) else "",
+        chat_tool_calls(message.get("tool_calls"), provider),
     )
 
 
@@ -247,13 +259,14 @@ class OpenAIProvider:
     service differs: which field carries max_tokens, how many stop sequences it takes, whether it
     takes ``top_k``, ``seed`` and ``stop``, whether streams must ask for usage with
     ``stream_options`` (``stream_usage``) and whether they end with ``data: [DONE]``
-    (``require_done``). ``clock`` (epoch seconds) dates the HTTP-date form of ``retry-after``;
-    tests inject a fixed one.
+    (``require_done``), and ``capabilities`` what its API can do (a service without tool
+    calling leaves out "tools"; its requests with tools are refused before sending).
+    ``clock`` (epoch seconds) dates the HTTP-date form of ``retry-after``; tests inject a fixed
+    one.
     """
 
     stream_framing = "sse"
     request_id_header = "x-request-id"
-    capabilities = ALL_CAPABILITIES
 
     def __init__(
         self,
@@ -267,9 +280,11 @@ class OpenAIProvider:
         stop: bool = True,
         stream_usage: bool = True,
         require_done: bool = True,
+        capabilities: frozenset[Capability] = ALL_CAPABILITIES,
         clock: Clock = time.time,
     ) -> None:
         self.name = name
+        self.capabilities = capabilities
         self.default_base_url = default_base_url
         seed_field = "seed" if seed else None
         self._dialect = ChatDialect(name, max_tokens_field, 2.0, max_stop, seed_field, top_k, stop)
@@ -307,9 +322,8 @@ class OpenAIProvider:
         tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/chat/completions`` for this conversation."""
-        refuse_tools(tools, self.name)
         notes: list[str] = []
-        body = self.chat_body(endpoint.model, messages, params, stream, notes)
+        body = self.chat_body(endpoint.model, messages, params, stream, notes, tools=tools)
         base_url = endpoint.base_url or self.default_base_url
         if not base_url:
             raise ConfigurationError(f"{self.name} instances need a base_url")
@@ -327,15 +341,26 @@ class OpenAIProvider:
         *,
         dialect: ChatDialect | None = None,
         stream_usage: bool | None = None,
+        tools: ToolSet | None = None,
     ) -> dict[str, Any]:
-        """The JSON body: model, messages, the stream flags, then the translated parameters
-        (``dialect`` and ``stream_usage`` override the provider's own, for variants such as
-        Azure's API versions)."""
+        """The JSON body: model, messages, the stream flags, the tools, then the translated
+        parameters (``dialect`` and ``stream_usage`` override the provider's own, for variants
+        such as Azure's API versions). UnsupportedFeatureError for tools when the service has
+        no tool calling."""
         body: dict[str, Any] = {"model": model, "messages": chat_messages(messages)}
         if stream:
             body["stream"] = True
             if self._stream_usage if stream_usage is None else stream_usage:
                 body["stream_options"] = {"include_usage": True}
+        if tools is not None:
+            if "tools" not in self.capabilities:
+                raise UnsupportedFeatureError(
+                    f"{self.name} has no tool calling; send requests with tools to another "
+                    "provider",
+                    provider=self.name,
+                    feature="tools",
+                )
+            chat_tools(body, tools)
         chat_params(body, params, dialect or self._dialect, notes)
         return body
 
@@ -362,6 +387,7 @@ class OpenAIProvider:
         model: str | None,
         request_id: str | None,
         refusal: str,
+        tool_calls: tuple[ToolCall, ...] = (),
     ) -> Completion:
         if refusal:
             raise ContentFilterError(
@@ -380,7 +406,8 @@ class OpenAIProvider:
                 request_id=request_id,
                 partial_content=text,
             )
-        return Completion(text, finish, raw, usage, model, request_id)
+        finish = tool_finish(finish, tool_calls)
+        return Completion(text, finish, raw, usage, model, request_id, tool_calls)
 
     def classify_error(
         self, response: HttpResponse, endpoint: Endpoint | None = None
@@ -390,6 +417,14 @@ class OpenAIProvider:
         status, headers = response.status, response.headers
         payload = parse_error_body(response.body)
         message, etype, code = _error_fields(payload)
+        if 400 <= status < 500 and _no_tools(message or "", code):
+            return UnsupportedFeatureError(
+                clip(message or ""),
+                feature="tools",
+                status=status,
+                provider=self.name,
+                request_id=headers.get(self.request_id_header),
+            )
         cls = _error_class(status, etype, code, message or "")
         retry_after = header_retry_after(headers, self._clock)
         if retry_after is None and status == 429:
@@ -449,6 +484,14 @@ def _error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
     if isinstance(error, str):
         return error, None, None
     return as_str(payload.get("message")) or as_str(payload.get("detail")), None, None
+
+
+def _no_tools(message: str, code: str | None) -> bool:
+    """True when an error says the model or server cannot take tools: OpenAI's
+    ``unsupported_parameter`` naming 'tools', or the wording of compatible servers."""
+    if code == "unsupported_parameter" and "'tools'" in message:
+        return True
+    return unsupported_tools_message(message)
 
 
 def _numeric_status(code: str | None) -> int | None:

@@ -27,6 +27,10 @@ always; deepseek, lmstudio and vllm when asked with ``stream_options``.
 service then sends usage in a last chunk with ``choices: []``); the others send usage on their
 own and get no ``stream_options`` (some reject unknown fields). lmstudio and vllm are local
 servers: their API key is optional (no Authorization header without one).
+
+Tool calling is OpenAI's on every service but perplexity, whose API has none: its provider's
+``capabilities`` leave out "tools", so requests with tools go elsewhere (and are refused before
+sending if one reaches it).
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ import time
 from dataclasses import dataclass
 
 from flyllm.providers._common import Clock, bearer_auth
-from flyllm.providers.base import ProviderSpec
+from flyllm.providers.base import ALL_CAPABILITIES, ProviderSpec
 from flyllm.providers.openai import OPENAI_MODELS, OPENAI_RATE_LIMITS, OpenAIProvider
-from flyllm.types import ProviderType
+from flyllm.types import Capability, ProviderType
 
 __all__ = ["PRESETS", "Preset", "preset_for"]
 
@@ -52,7 +56,8 @@ class Preset:
     ``require_done`` False accepts a stream that ends at EOF after a finish reason (no
     ``data: [DONE]``); ``key_required`` False lets instances have an empty key; ``aliases``
     other names the service answers to; ``key_env`` where the CLI finds its key (default
-    ``<NAME>_API_KEY``).
+    ``<NAME>_API_KEY``); ``capabilities`` what its API can do (all but "tools" for a service
+    without tool calling).
     """
 
     kind: ProviderType
@@ -67,6 +72,7 @@ class Preset:
     key_required: bool = True
     aliases: tuple[str, ...] = ()
     key_env: tuple[str, ...] = ()
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
 
     @property
     def name(self) -> str:
@@ -85,6 +91,7 @@ class Preset:
             stop=self.stop,
             stream_usage=self.stream_usage,
             require_done=self.require_done,
+            capabilities=self.capabilities,
             clock=clock,
         )
 
@@ -121,6 +128,7 @@ PRESETS: tuple[Preset, ...] = (
         seed=False,
         require_done=False,
         key_env=("PERPLEXITY_API_KEY", "PPLX_API_KEY"),
+        capabilities=frozenset(),  # no tool calling in its API
     ),
     Preset(
         ProviderType.DEEPSEEK,

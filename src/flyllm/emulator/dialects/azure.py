@@ -8,6 +8,9 @@ carrying ``prompt_filter_results``. The ``[[refusal]]`` trigger is answered as A
 filter does: HTTP 400 ``content_filter`` with ``innererror``. Models lists (docs/WIRE-models.md
 section 5): ``GET /openai/models?api-version=...`` (Azure's ModelList: capabilities, lifecycle,
 ``created_at``) and ``GET /openai/v1/models`` (OpenAI's list); there is no deployments list.
+Tools as OpenAI's; dated api-versions before 2023-12-01-preview do not know ``tools`` and
+``tool_choice``, and before 2024-07-01-preview ``parallel_tool_calls`` (an unrecognized
+argument, as Azure answered 2024-05-01-preview and 2024-06-01).
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ V1_MODELS_ROUTE = "/openai/v1/models"
 _DATED = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
 V1_VERSIONS = frozenset({"v1", "preview", "latest"})
 STREAM_OPTIONS_SINCE = "2024-09-01"
+SINCE = {
+    "stream_options": STREAM_OPTIONS_SINCE,
+    "tools": "2023-12-01",
+    "tool_choice": "2023-12-01",
+    "parallel_tool_calls": "2024-07-01",
+}
+"""The first dated api-version that takes each of these fields."""
 AZURE_FIELDS = KNOWN_FIELDS | {"data_sources", "enhancements", "user_security_context"}
 ACCESS_DENIED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
@@ -147,8 +157,9 @@ class AzureDialect(OpenAIDialect):
         extra = sorted(set(body) - AZURE_FIELDS)
         if extra:
             return self._unrecognized(extra[0])
-        if dated and "stream_options" in body and version < STREAM_OPTIONS_SINCE:
-            return self._unrecognized("stream_options")
+        too_new = [name for name, since in SINCE.items() if name in body and version < since]
+        if dated and too_new:
+            return self._unrecognized(too_new[0])
         if dated:
             body = {**body, "model": route.model or ""}
         plain = {k: v for k, v in body.items() if k in KNOWN_FIELDS}

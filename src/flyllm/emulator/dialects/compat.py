@@ -7,6 +7,11 @@ the client's presets, so a mistake in one shows up as a failing test instead of 
 Validation is looser than OpenAI's (these servers ignore fields they do not know) except for
 the fields a service documents as rejected. ``GET {prefix}/models`` lists models in OpenAI's
 shape plus each service's own fields (a bare array for Together; docs/WIRE-models.md section 1).
+
+Tools and tool turns are read with OpenAI's rules (:mod:`~flyllm.emulator.dialects.chat_tools`)
+and streamed in OpenAI's fragments; perplexity has no tool calling (its tool fields are
+rejected), and a "notools" model answers as vLLM does without ``--enable-auto-tool-choice`` on
+vllm and with Ollama-style "does not support tools" elsewhere.
 """
 
 from __future__ import annotations
@@ -17,23 +22,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
+from flyllm.emulator.dialects.chat_tools import call_fragments, read_tool_turns, read_tools
 from flyllm.emulator.dialects.openai import ROLES, OpenAIDialect, error, invalid
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
     Answer,
     Conversation,
+    Dialect,
     Route,
     StreamPlan,
     dumps,
     random_base62,
     random_hex,
-    text_parts,
 )
 
 __all__ = ["FLAVOURS", "CompatDialect", "Flavour"]
 
-FINISH = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop"}
+FINISH = {
+    "end": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "refusal": "stop",
+    "tool_calls": "tool_calls",
+}
 USAGE_MODES = ("stream_options", "x_groq", "finish_chunk", "every_chunk", "final_chunk")
 
 
@@ -66,7 +78,13 @@ FLAVOURS: dict[str, Flavour] = {
             rejected=frozenset({"logprobs", "logit_bias", "top_logprobs"}),
         ),
         Flavour("together", "/v1", "finish_chunk"),
-        Flavour("perplexity", "", "every_chunk", done=False),
+        Flavour(
+            "perplexity",
+            "",
+            "every_chunk",
+            done=False,
+            rejected=frozenset({"tools", "tool_choice", "parallel_tool_calls"}),
+        ),
         Flavour("deepseek", "", "stream_options", max_stop=16, quota_status=402),
         Flavour("openrouter", "/api/v1", "final_chunk", quota_status=402),
         Flavour("fireworks", "/inference/v1", "finish_chunk"),
@@ -124,15 +142,16 @@ class CompatDialect(OpenAIDialect):
             return invalid("you must provide a model parameter", "model")
         if not isinstance(messages, list) or not messages:
             return invalid("'messages' must be a non-empty array", "messages")
-        texts: list[str] = []
-        prompt = ""
         for i, message in enumerate(messages):
             role = message.get("role") if isinstance(message, dict) else None
             if role not in ROLES:
                 return invalid(f"invalid role {role!r}", f"messages[{i}].role")
-            assert isinstance(message, dict)
-            texts.append(text_parts(message.get("content")))
-            prompt = texts[-1] if role == "user" else prompt
+        turns = read_tool_turns(messages)
+        if isinstance(turns, Answer):
+            return turns
+        tools = read_tools(body)
+        if isinstance(tools, Answer):
+            return tools
         limit = _limit(body)
         stop = _stops(body.get("stop"), self.flavour.max_stop)
         if isinstance(limit, Answer):
@@ -140,15 +159,27 @@ class CompatDialect(OpenAIDialect):
         if isinstance(stop, Answer):
             return stop
         options = body.get("stream_options")
-        return Conversation.from_texts(
+        conv = Conversation.from_texts(
             model,
-            texts,
-            prompt,
+            turns.texts,
+            turns.prompt,
             max_tokens=limit,
             stop=stop,
             stream=body.get("stream") is True,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         )
+        return turns.fill(conv, *tools)
+
+    def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
+        """vLLM's 400 when started without tool parsing; Ollama-style text elsewhere."""
+        if self.flavour.name != "vllm":
+            return Dialect.tools_unsupported(self, conv, rid)
+        message = (
+            '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+        )
+        payload = {"object": "error", "message": message, "type": "BadRequestError",
+                   "param": None, "code": 400}  # fmt: skip
+        return Answer(400, dumps(payload))
 
     def fault_answer(self, fault: Fault, conv: Conversation, rid: str) -> Answer:
         """OpenAI's answers, except a spent balance where the service answers 402."""
@@ -172,6 +203,7 @@ class CompatDialect(OpenAIDialect):
             elif mode == "finish_chunk":
                 extra["usage"] = None
             content.append(start.event({"content": piece}, None, extra))
+        content += [start.event({"tool_calls": [item]}) for item in call_fragments(reply.calls)]
         final: dict[str, Any] = {}
         if mode in ("finish_chunk", "every_chunk"):
             final["usage"] = start.usage(reply.tokens)

@@ -3,19 +3,30 @@
 OpenAI-like on the surface, but with a strict schema (unknown fields are a 422 whose
 ``message`` is an object), usage always on the finish chunk, and Kong gateway errors. The
 models list (``GET /v1/models``) is one page of model cards (docs/WIRE-models.md section 2).
+
+Tools: ``tools[{type: "function", function: {name, description?, parameters, strict?}}]``,
+``tool_choice`` auto|none|any|required or ``{type: "function", function: {name}}``,
+``parallel_tool_calls``. Tool call ids must be exactly nine letters and digits (the API's 400
+``invalid_function_call`` "Tool call id was ... but must be a-z, A-Z, 0-9, with a length of
+9.", for calls and results alike), and every call needs its result before the next other turn
+("Not the same number of function calls and responses"). Calls are answered with nine-character
+ids, ``content: ""`` and finish ``tool_calls``; streams send whole calls in one chunk.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
+from flyllm.emulator.dialects.chat_tools import NO_PARAMETERS
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
+from flyllm.emulator.tools import OfferedTool, PlannedCall, ToolResult
 from flyllm.emulator.wire import (
     Answer,
     Bucket,
@@ -26,6 +37,7 @@ from flyllm.emulator.wire import (
     bearer_token,
     chat_route,
     dumps,
+    random_base62,
     random_hex,
     retry_after_headers,
     text_parts,
@@ -43,7 +55,16 @@ _FIELDS = """
     reasoning_effort prompt_mode guardrails prompt_cache_key service_tier safe_prompt"""
 FIELDS = frozenset(_FIELDS.split())
 ROLES = ("system", "user", "assistant", "tool")
-FINISH = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop"}
+FINISH = {
+    "end": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "refusal": "stop",
+    "tool_calls": "tool_calls",
+}
+CALL_ID = re.compile(r"[a-zA-Z0-9]{9}")
+CHOICES = {"auto": "auto", "none": "none", "any": "required", "required": "required"}
+UNPAIRED = "Not the same number of function calls and responses"
 _ERRORS = {
     "server_error": (500, "Internal server error", "internal_server_error", "1000"),
     "stream_error": (500, "Internal server error", "internal_server_error", "1000"),
@@ -213,6 +234,12 @@ class MistralDialect(Dialect):
         if isinstance(read, Answer):
             return read
         texts, prompt = read
+        turns = _tool_turns(messages)
+        if isinstance(turns, Answer):
+            return turns
+        tools = _read_tools(body)
+        if isinstance(tools, Answer):
+            return tools
         limit, stop = body.get("max_tokens"), body.get("stop")
         if limit is not None and (
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
@@ -227,7 +254,7 @@ class MistralDialect(Dialect):
         stops = (
             (stop,) if isinstance(stop, str) else tuple(s for s in stop or () if isinstance(s, str))
         )
-        return Conversation.from_texts(
+        conv = Conversation.from_texts(
             model,
             texts,
             prompt,
@@ -235,6 +262,14 @@ class MistralDialect(Dialect):
             stop=stops,
             stream=body.get("stream") is True,
         )
+        conv.tools, conv.tool_choice, conv.parallel_tools = tools
+        conv.last_role, conv.tool_results = turns
+        return conv
+
+    def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
+        """400 "Function calling is not enabled for this model"."""
+        message = "Function calling is not enabled for this model"
+        return error(400, message, "invalid_request_error", "3051")
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
         """400 ``invalid_model`` (not 404), as the real API answers."""
@@ -277,7 +312,8 @@ class MistralDialect(Dialect):
 
     def body(self, conv: Conversation, reply: Reply, rid: str) -> bytes:
         """The chat completion, keys in the order the live API sends them."""
-        message = {"role": "assistant", "tool_calls": None, "content": reply.text}
+        calls = _calls(reply.calls) or None
+        message = {"role": "assistant", "tool_calls": calls, "content": reply.text}
         choice = {"index": 0, "finish_reason": FINISH[reply.finish], "message": message}
         return (
             f'{{"id":"{rid}","created":{int(time.time())},"model":{json.dumps(conv.model)},'
@@ -296,6 +332,9 @@ class MistralDialect(Dialect):
         content = [
             f'{pre}{{"content":{json.dumps(piece)}}}{open_}'.encode() for piece in reply.chunks
         ]
+        if reply.calls:  # whole calls, all in one chunk
+            calls = json.dumps(_calls(reply.calls), ensure_ascii=False)
+            content.append(f'{pre}{{"content":"","tool_calls":{calls}}}{open_}'.encode())
         finish = (
             f'{pre}{{"content":""}},"finish_reason":"{FINISH[reply.finish]}","logprobs":null}}],'
             f'"usage":{self._usage(conv, reply)}}}\n\n'
@@ -336,3 +375,97 @@ class MistralDialect(Dialect):
             "x-kong-upstream-latency": str(round(elapsed_s * 1000)),
             "x-kong-proxy-latency": "0",
         }
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+
+def _calls(calls: tuple[PlannedCall, ...]) -> list[dict[str, Any]]:
+    """The emulated model's calls as Mistral sends them: nine-character ids, ``index``."""
+    return [
+        {
+            "id": random_base62(9),
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments_json},
+            "index": index,
+        }
+        for index, call in enumerate(calls)
+    ]
+
+
+def _bad_id(call_id: Any) -> Answer:
+    payload = {
+        "object": "error",
+        "message": f"Tool call id was {call_id} but must be a-z, A-Z, 0-9, with a length of 9.",
+        "type": "invalid_function_call",
+        "param": None,
+        "code": "3280",
+        "raw_status_code": 400,
+    }
+    return Answer(400, dumps(payload))
+
+
+def _tool_turns(messages: list[dict[str, Any]]) -> tuple[str, tuple[ToolResult, ...]] | Answer:
+    """(last role, results of the last turns) with Mistral's id and pairing rules."""
+    pending: dict[str, str] = {}
+    results: list[ToolResult] = []
+    role = "user"
+    for message in messages:
+        role = message["role"]
+        if role != "tool" and pending:
+            return error(400, UNPAIRED, "invalid_request_message_error", "3230")
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id is not None and not CALL_ID.fullmatch(str(call_id)):
+                return _bad_id(call_id)
+            key = call_id if call_id is not None else next(iter(pending), None)
+            if key not in pending:
+                return error(400, UNPAIRED, "invalid_request_message_error", "3230")
+            results.append(ToolResult(pending.pop(key), text_parts(message.get("content"))))
+            continue
+        results = []
+        calls = message.get("tool_calls") if role == "assistant" else None
+        for call in calls if isinstance(calls, list) else ():
+            function = call.get("function") if isinstance(call, dict) else None
+            call_id = call.get("id") if isinstance(call, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                detail = {"type": "missing", "loc": ["body", "messages", "tool_calls"],
+                          "msg": "Field required", "input": call}  # fmt: skip
+                return unprocessable([detail])
+            if not CALL_ID.fullmatch(str(call_id)):
+                return _bad_id(call_id)
+            pending[str(call_id)] = function["name"]
+    if pending:
+        return error(400, UNPAIRED, "invalid_request_message_error", "3230")
+    return role, tuple(results)
+
+
+def _read_tools(body: dict[str, Any]) -> tuple[tuple[OfferedTool, ...], str, bool] | Answer:
+    """(offered tools, neutral choice, parallel), or the 422 for a wrong shape."""
+    tools, choice = body.get("tools"), body.get("tool_choice", "auto")
+    offered: list[OfferedTool] = []
+    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return _invalid_field(["body", "tools", i, "function"], tool)
+        if not isinstance(function.get("parameters"), dict):
+            return _invalid_field(["body", "tools", i, "function", "parameters"], function)
+        offered.append(OfferedTool(function["name"], function["parameters"] or NO_PARAMETERS))
+    if tools is not None and not isinstance(tools, list):
+        return _invalid_field(["body", "tools"], tools)
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str):
+            return _invalid_field(["body", "tool_choice"], choice)
+        picked = name
+    elif choice in CHOICES:
+        picked = CHOICES[choice]
+    else:
+        return _invalid_field(["body", "tool_choice"], choice)
+    return tuple(offered), picked, body.get("parallel_tool_calls") is not False
+
+
+def _invalid_field(loc: list[Any], value: Any) -> Answer:
+    detail = {"type": "invalid", "loc": loc, "msg": "Invalid value", "input": value}
+    return unprocessable([detail])

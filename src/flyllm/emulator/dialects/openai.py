@@ -1,5 +1,14 @@
 """OpenAI Chat Completions (``POST /v1/chat/completions``), after OpenAI's API reference, and
-the models list (``GET /v1/models``, docs/WIRE-models.md section 1)."""
+the models list (``GET /v1/models``, docs/WIRE-models.md section 1).
+
+Tools as the API takes them: ``tools[{type: "function", function: {name, description?,
+parameters?, strict?}}]``, ``tool_choice`` (none|auto|required or ``{type: "function",
+function: {name}}``) and ``parallel_tool_calls``, both only with tools; assistant turns with
+``tool_calls`` (``content`` may then be null), each followed by one ``role: "tool"`` message per
+call id (the API's two 400s otherwise). Calls are answered with ``call_`` ids, ``content: null``
+and finish ``tool_calls``; streams send a call's id and name first, then its arguments in
+several fragments keyed by ``index``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from flyllm.emulator.catalog import catalog
+from flyllm.emulator.dialects.chat_tools import (
+    ToolTurns,
+    call_fragments,
+    call_object,
+    read_tool_turns,
+    read_tools,
+)
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
 from flyllm.emulator.wire import (
@@ -25,10 +41,9 @@ from flyllm.emulator.wire import (
     random_base62,
     random_hex,
     retry_after_headers,
-    text_parts,
 )
 
-__all__ = ["OpenAIDialect"]
+__all__ = ["OpenAIDialect", "ToolTurns", "read_tool_turns", "read_tools"]
 
 ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
@@ -41,7 +56,13 @@ _KNOWN_FIELDS = """
     temperature tool_choice tools top_logprobs top_p user verbosity web_search_options"""
 KNOWN_FIELDS = frozenset(_KNOWN_FIELDS.split())
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
-FINISH = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop"}
+FINISH = {
+    "end": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "refusal": "stop",
+    "tool_calls": "tool_calls",
+}
 KEY_URL = "https://platform.openai.com/account/api-keys"
 MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
@@ -171,8 +192,6 @@ class OpenAIDialect(Dialect):
     def _conversation(
         self, model: str, messages: list[Any], body: dict[str, Any]
     ) -> Conversation | Answer:
-        texts: list[str] = []
-        prompt = ""
         for i, message in enumerate(messages):
             role = message.get("role") if isinstance(message, dict) else None
             if role not in ROLES:
@@ -182,11 +201,12 @@ class OpenAIDialect(Dialect):
                     f"messages[{i}].role",
                     "invalid_value",
                 )
-            assert isinstance(message, dict)
-            text = text_parts(message.get("content"))
-            texts.append(text)
-            if role == "user":
-                prompt = text
+        turns = read_tool_turns(messages)
+        if isinstance(turns, Answer):
+            return turns
+        tools = read_tools(body)
+        if isinstance(tools, Answer):
+            return tools
         limit = _max_tokens(body)
         if isinstance(limit, Answer):
             return limit
@@ -200,14 +220,23 @@ class OpenAIDialect(Dialect):
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                 "stream_options",
             )
-        return Conversation.from_texts(
+        conv = Conversation.from_texts(
             model,
-            texts,
-            prompt,
+            turns.texts,
+            turns.prompt,
             max_tokens=limit,
             stop=stop,
             stream=stream,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+        )
+        return turns.fill(conv, *tools)
+
+    def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
+        """400 ``unsupported_parameter`` naming 'tools', as for models without tool calling."""
+        return invalid(
+            "Unsupported parameter: 'tools' is not supported with this model.",
+            "tools",
+            "unsupported_parameter",
         )
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
@@ -257,14 +286,19 @@ class OpenAIDialect(Dialect):
         return answer
 
     def body(self, conv: Conversation, reply: Reply, rid: str) -> bytes:
-        """The ``chat.completion`` object."""
+        """The ``chat.completion`` object (``content: null`` and ``tool_calls`` for calls)."""
         text = json.dumps(reply.text)
         content, refusal = ("null", text) if reply.finish == "refusal" else (text, "null")
+        calls = ""
+        if reply.calls:
+            content = "null"
+            whole = [call_object(call) for call in reply.calls]
+            calls = f'"tool_calls":{json.dumps(whole, ensure_ascii=False)},'
         total = conv.prompt_tokens + reply.tokens
         return (
             f'{{"id":"chatcmpl-{random_base62(29)}","object":"chat.completion",'
             f'"created":{int(time.time())},"model":{json.dumps(conv.model)},'
-            f'"choices":[{{"index":0,"message":{{"role":"assistant","content":{content},'
+            f'"choices":[{{"index":0,"message":{{"role":"assistant","content":{content},{calls}'
             f'"refusal":{refusal},"annotations":[]}},"logprobs":null,'
             f'"finish_reason":"{FINISH[reply.finish]}"}}],'
             f'"usage":{{"prompt_tokens":{conv.prompt_tokens},"completion_tokens":{reply.tokens},'
@@ -282,7 +316,7 @@ class OpenAIDialect(Dialect):
         field = "refusal" if reply.finish == "refusal" else "content"
         first = (
             '{"role":"assistant","content":null,"refusal":""}'
-            if field == "refusal"
+            if field == "refusal" or reply.calls
             else ('{"role":"assistant","content":"","refusal":null}')
         )
         after = ',"logprobs":null,"finish_reason":null}]}\n\n'
@@ -290,6 +324,10 @@ class OpenAIDialect(Dialect):
         content = [
             f'{pre}[{{"index":0,"delta":{{"{field}":{json.dumps(piece)}}}{after}'.encode()
             for piece in reply.chunks
+        ]
+        content += [
+            f'{pre}[{{"index":0,"delta":{{"tool_calls":[{dumps(fragment).decode()}]}}{after}'.encode()
+            for fragment in call_fragments(reply.calls)
         ]
         finish = FINISH[reply.finish]
         tail = [
