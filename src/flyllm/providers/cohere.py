@@ -18,17 +18,24 @@ seed           ``seed``
 other          top level, unchanged (``safety_mode``, ``frequency_penalty``...)
 =============  ======================================================================
 
-Answers: text is the concatenation of ``message.content[]`` blocks with ``type: "text"``
-(``thinking`` blocks skipped). Finish: COMPLETE and STOP_SEQUENCE -> stop, MAX_TOKENS ->
-length, TOOL_CALL -> tool_calls, ERROR -> ServerError (retryable: the generation failed),
-TIMEOUT -> ProviderTimeoutError, others -> other. Usage: ``usage.billed_units`` (what is billed)
-when present, else ``usage.tokens`` (which also counts the prompt template); cached =
-``usage.cached_tokens``.
+Tools (see docs/providers/tools.md): ``tools`` OpenAI-like; ``tool_choice`` REQUIRED or NONE
+(auto left out; a named tool is UnsupportedFeatureError before sending); an assistant turn
+with calls goes as ``tool_plan`` + ``tool_calls`` (arguments as JSON text), results as
+``{role: tool, tool_call_id, content}``. Streams: ``tool-plan-delta`` is text,
+``tool-call-start``/``tool-call-delta`` carry ONE call object each, keyed by ``index``.
+
+Answers: text is ``message.tool_plan`` followed by the ``message.content[]`` blocks with
+``type: "text"`` (``thinking`` blocks skipped); ``message.tool_calls`` are the calls.
+Finish: COMPLETE and STOP_SEQUENCE -> stop, MAX_TOKENS -> length, TOOL_CALL -> tool_calls,
+ERROR -> ServerError (retryable: the generation failed), TIMEOUT -> ProviderTimeoutError,
+others -> other. Usage: ``usage.billed_units`` (what is billed) when present, else
+``usage.tokens`` (which also counts the prompt template); cached = ``usage.cached_tokens``.
 
 Errors are ``{"id": ..., "message": "..."}``: 400 bad request ("too many tokens" ->
 ContextLengthError), 401 and 498 authentication, 402 quota, 403 permission, 404 not found,
 422 bad request, 429 rate limit (QuotaError when a trial key's monthly limit is spent), 499
-connection, 500 server, 503 overloaded, 504 timeout. ``retry_after`` from ``retry-after-ms`` /
+connection, 500 server, 503 overloaded, 504 timeout; a 4xx saying tools are not supported ->
+UnsupportedFeatureError. ``retry_after`` from ``retry-after-ms`` /
 ``retry-after``. In a stream, ``message-end`` with ``finish_reason: "ERROR"`` raises a
 ServerError carrying ``delta.error``.
 """
