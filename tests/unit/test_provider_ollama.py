@@ -23,7 +23,7 @@ from flyllm.errors import (
     UnsupportedFeatureError,
 )
 from flyllm.providers import get_provider
-from flyllm.providers.base import Endpoint, HttpRequest, HttpResponse, SseEvent, ToolSet
+from flyllm.providers.base import Delta, Endpoint, HttpRequest, HttpResponse, SseEvent, ToolSet
 from flyllm.providers.ollama import OLLAMA_BASE_URL, OllamaProvider
 from flyllm.types import Message, Tool, ToolCall, ToolCallDelta, Usage
 from tests.fixtures import API_KEY, fixture_bytes, one_byte, random_reads, replay, response
@@ -440,3 +440,17 @@ def test_stream_refuses_a_call_of_the_wrong_shape() -> None:
     line = '{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":1}}]}}'
     with pytest.raises(MalformedResponseError):
         OLLAMA.stream_parser().feed(SseEvent(line))
+
+
+def test_stream_calls_on_the_done_line_count_too() -> None:
+    parser = OLLAMA.stream_parser()
+    line = {"model": "m", "message": {"role": "assistant", "content": "",
+            "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]},
+            "done": True, "done_reason": "stop", "eval_count": 4}  # fmt: skip
+    out = parser.feed(SseEvent(json.dumps(line)))
+    assert isinstance(out, Delta) and out.tool_calls[0].name == "f"
+    completion = parser.finish()
+    assert completion.finish_reason == "tool_calls" and completion.tool_calls[0].arguments == {
+        "x": 1
+    }
+    assert parser.feed(SseEvent(json.dumps(line))) == ""  # nothing after the end
