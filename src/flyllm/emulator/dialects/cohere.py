@@ -427,7 +427,7 @@ def _read_messages(
             results.append(ToolResult(calls[call_id], text))
         else:
             results = []
-        texts.append(text + str(message.get("tool_plan") or ""))
+        texts.append(f"{message.get('tool_plan') or ''} {text}".strip())
         if role == "user":
             prompt = text
     return texts, prompt, role, tuple(results)
