@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -113,3 +114,87 @@ async def test_error_finish_inside_a_stream(emu: Emulator, client: cohere.AsyncC
     end = events[-1]
     assert end.type == "message-end" and end.delta is not None
     assert end.delta.finish_reason == "ERROR" and end.delta.error == "internal server error"
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+ASKED = "Weather in Oslo and Lima?"
+WEATHER = cohere.ToolV2(
+    type="function",
+    function=cohere.ToolV2Function(
+        name="get_weather",
+        description="Current weather for a city",
+        parameters={
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    ),
+)
+
+
+async def test_tool_calls_then_results_the_sdk_way(
+    emu: Emulator, client: cohere.AsyncClientV2
+) -> None:
+    messages: Any = user(ASKED)
+    response = await client.chat(model=MODEL, messages=messages, tools=[WEATHER])
+    assert response.finish_reason == "TOOL_CALL"
+    message = response.message
+    assert message.tool_plan and message.tool_calls is not None
+    calls = message.tool_calls
+    assert [c.function.name for c in calls if c.function] == ["get_weather", "get_weather"]
+    assert [json.loads(c.function.arguments or "") for c in calls if c.function] == [
+        {"city": "Oslo"},
+        {"city": "Lima"},
+    ]
+    # Cohere's documented loop: append the assistant turn (plan and calls), then one tool
+    # message per call with its id.
+    messages.append(cohere.AssistantChatMessageV2(tool_plan=message.tool_plan, tool_calls=calls))
+    for call in calls:
+        result: Any = [cohere.TextToolContent(text=json.dumps({"temp": 3, "id": call.id}))]
+        messages.append(cohere.ToolChatMessageV2(tool_call_id=call.id, content=result))
+    answer = await client.chat(model=MODEL, messages=messages, tools=[WEATHER])
+    assert answer.finish_reason == "COMPLETE"
+    assert text_of(answer).startswith("Tool results: get_weather returned")
+    assert all(call.id in text_of(answer) for call in calls)
+    sent = emu.requests[-1].json
+    assert sent is not None and sent["messages"][1]["tool_calls"][0]["id"] == calls[0].id
+
+
+async def test_tool_call_stream_the_sdk_reads(client: cohere.AsyncClientV2) -> None:
+    stream = client.chat_stream(
+        model=MODEL, messages=user(ASKED), tools=[WEATHER], tool_choice="REQUIRED"
+    )
+    events = [event async for event in stream]
+    plan = "".join(
+        e.delta.message.tool_plan or ""
+        for e in events
+        if e.type == "tool-plan-delta" and e.delta and e.delta.message
+    )
+    assert "get_weather" in plan
+    calls: dict[int, list[str]] = {}
+    for e in events:
+        if e.type == "tool-call-start" and e.delta and e.delta.message:
+            call = e.delta.message.tool_calls
+            assert call is not None and call.function is not None  # one object per event
+            assert call.id and call.function.name == "get_weather"
+            calls[e.index or 0] = []
+        elif e.type == "tool-call-delta" and e.delta and e.delta.message:
+            piece = e.delta.message.tool_calls
+            assert piece is not None and piece.function is not None
+            calls[e.index or 0].append(piece.function.arguments or "")
+    assert [json.loads("".join(p)) for _, p in sorted(calls.items())] == [
+        {"city": "Oslo"},
+        {"city": "Lima"},
+    ]
+    end = events[-1]
+    assert end.type == "message-end" and end.delta is not None
+    assert end.delta.finish_reason == "TOOL_CALL"
+
+
+async def test_a_model_without_tools_is_a_bad_request() -> None:
+    async with Emulator("cohere", api_keys={KEY}) as other:
+        client = cohere.AsyncClientV2(api_key=KEY, base_url=other.base_url, max_retries=0)
+        with pytest.raises(cohere.BadRequestError) as caught:
+            await client.chat(model="c4ai-notools", messages=user(ASKED), tools=[WEATHER])
+    assert "tool use is not supported" in str(caught.value.body)

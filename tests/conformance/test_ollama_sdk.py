@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import ollama
 import pytest
@@ -79,3 +80,63 @@ async def test_error_line_inside_a_stream(emu: Emulator, client: ollama.AsyncCli
         async for part in await client.chat(model=MODEL, messages=MESSAGES, stream=True):
             received.append(part.message.content or "")
     assert len(received) == 2 and "unexpected EOF" in caught.value.error
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+ASKED = "Weather in Oslo and Lima?"
+
+
+def get_weather(city: str) -> str:
+    """Current weather for a city.
+
+    Args:
+      city: The city's name
+    """
+    return f"{city}: 3 C"
+
+
+async def test_tool_calls_then_results_the_sdk_way(
+    emu: Emulator, client: ollama.AsyncClient
+) -> None:
+    # The SDK's own helpers: a plain function as the tool, its schema built by the SDK.
+    messages: list[Any] = [{"role": "user", "content": ASKED}]
+    response = await client.chat(model=MODEL, messages=messages, tools=[get_weather])
+    calls = response.message.tool_calls
+    assert calls is not None and response.done_reason == "stop"
+    assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [
+        ("get_weather", {"city": "Oslo"}),
+        ("get_weather", {"city": "Lima"}),
+    ]
+    sent = emu.requests[-1].json
+    assert sent is not None and sent["tools"][0]["function"]["name"] == "get_weather"
+    messages.append(response.message)
+    for call in calls:
+        result = get_weather(**call.function.arguments)
+        messages.append({"role": "tool", "content": result, "tool_name": call.function.name})
+    answer = await client.chat(model=MODEL, messages=messages, tools=[get_weather])
+    assert answer.message.content == (
+        "Tool results: get_weather returned Oslo: 3 C; get_weather returned Lima: 3 C."
+    )
+    assert not answer.message.tool_calls
+
+
+async def test_tool_calls_stream_whole(client: ollama.AsyncClient) -> None:
+    stream = await client.chat(model=MODEL, messages=[{"role": "user", "content": ASKED}],
+                               tools=[get_weather], stream=True)  # fmt: skip
+    parts = [part async for part in stream]
+    with_calls = [p for p in parts if p.message.tool_calls]
+    assert len(with_calls) == 1 and with_calls[0].done is False
+    calls = with_calls[0].message.tool_calls or []
+    assert [c.function.arguments["city"] for c in calls] == ["Oslo", "Lima"]
+    assert parts[-1].done is True and parts[-1].done_reason == "stop"
+
+
+async def test_a_model_without_tools_is_a_response_error() -> None:
+    async with Emulator("ollama") as other:
+        client = ollama.AsyncClient(host=other.base_url, timeout=5.0)
+        with pytest.raises(ollama.ResponseError) as caught:
+            await client.chat(model="gemma-notools", messages=[{"role": "user", "content": ASKED}],
+                              tools=[get_weather])  # fmt: skip
+    assert caught.value.status_code == 400
+    assert caught.value.error.endswith("gemma-notools:latest does not support tools")

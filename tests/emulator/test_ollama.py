@@ -134,3 +134,92 @@ async def test_stream_faults(session: aiohttp.ClientSession) -> None:
                 async for data in response.content.iter_any():
                     received += data
         assert b'"done":true' not in received and received.count(b"\n") >= 4
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+ASKED = "Weather in Oslo and Lima?"
+
+
+async def test_whole_tool_calls(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    body = chat(ASKED, tools=[WEATHER], stream=False)
+    data = json.loads((await post(session, url(emu), body))[2])
+    assert data["done_reason"] == "stop" and data["message"]["content"] == ""
+    assert data["message"]["tool_calls"] == [
+        {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Oslo"}}},
+        {"function": {"index": 1, "name": "get_weather", "arguments": {"city": "Lima"}}},
+    ]
+
+
+async def test_tool_calls_stream_in_one_line(emu: Emulator, session: aiohttp.ClientSession) -> None:
+    got = lines((await post(session, url(emu), chat(ASKED, tools=[WEATHER])))[2])
+    assert len(got) == 2 and got[0]["done"] is False and got[1]["done"] is True
+    assert [c["function"]["arguments"] for c in got[0]["message"]["tool_calls"]] == [
+        {"city": "Oslo"},
+        {"city": "Lima"},
+    ]
+    assert "tool_calls" not in got[1]["message"] and got[1]["done_reason"] == "stop"
+
+
+async def test_results_by_tool_name_are_quoted(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    messages = [
+        {"role": "user", "content": ASKED},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "call_1", **call}]},
+        {"role": "tool", "content": "3 C", "tool_name": "get_weather"},
+        {"role": "tool", "content": "19 C", "tool_call_id": "call_1"},
+    ]
+    body = {"model": MODEL, "messages": messages, "tools": [WEATHER], "stream": False}
+    data = json.loads((await post(session, url(emu), body))[2])
+    assert data["message"]["content"] == (
+        "Tool results: get_weather returned 3 C; get_weather returned 19 C."
+    )
+    assert "tool_calls" not in data["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (chat(ASKED, tools=WEATHER), "Go struct field ChatRequest.tools"),
+        (chat(ASKED, tools=[{"function": {}}]), "Tool.function"),
+        (
+            {"model": MODEL, "messages": [{"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "f", "arguments": '{"a": 1}'}}]}]},
+            "ToolCallFunction.arguments",
+        ),
+        (
+            {"model": MODEL, "messages": [{"role": "assistant", "content": "",
+                                           "tool_calls": {"function": {}}}]},
+            "Message.tool_calls",
+        ),
+    ],
+)  # fmt: skip
+async def test_tool_shapes_the_server_rejects(
+    emu: Emulator, session: aiohttp.ClientSession, body: dict[str, Any], message: str
+) -> None:
+    status, _, raw = await post(session, url(emu), body)
+    assert status == 400 and message in json.loads(raw)["error"]
+
+
+async def test_a_model_without_tools(session: aiohttp.ClientSession) -> None:
+    async with Emulator("ollama") as emu:
+        body = {**chat(ASKED, tools=[WEATHER]), "model": "gemma-notools"}
+        status, _, raw = await post(session, url(emu), body)
+        assert status == 400
+        assert json.loads(raw) == {
+            "error": "registry.ollama.ai/library/gemma-notools:latest does not support tools"
+        }

@@ -20,11 +20,12 @@ from flyllm.errors import (
     RateLimitError,
     ServerError,
     StreamInterruptedError,
+    UnsupportedFeatureError,
 )
 from flyllm.providers import get_provider
-from flyllm.providers.base import Endpoint, HttpRequest, HttpResponse, SseEvent
+from flyllm.providers.base import Delta, Endpoint, HttpRequest, HttpResponse, SseEvent, ToolSet
 from flyllm.providers.ollama import OLLAMA_BASE_URL, OllamaProvider
-from flyllm.types import Message, Usage
+from flyllm.types import Message, Tool, ToolCall, ToolCallDelta, Usage
 from tests.fixtures import API_KEY, fixture_bytes, one_byte, random_reads, replay, response
 
 NOW = 1_750_000_000.0
@@ -254,3 +255,202 @@ def test_stream_error_line_with_a_context_message_and_lines_after_done() -> None
     assert done.finish().content == "a"
     with pytest.raises(MalformedResponseError):
         OLLAMA.stream_parser().feed(SseEvent("[1, 2]"))
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+WEATHER = Tool(
+    "get_weather",
+    "Current weather for a city",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+def _tools(choice: str = "auto", parallel: bool | None = None) -> ToolSet:
+    return ToolSet((WEATHER, Tool("get_time")), choice, parallel)
+
+
+def test_build_offers_tools_as_ollama_takes_them() -> None:
+    request = OLLAMA.build(LOCAL, CHAT, {}, tools=_tools())
+    body = body_of(request)
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": dict(WEATHER.parameters),
+            },
+        },
+        {
+            "type": "function",
+            "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
+        },
+    ]
+    assert "tool_choice" not in body and request.notes == ()
+
+
+def test_build_without_a_tool_choice_on_the_wire() -> None:
+    assert OLLAMA.capabilities == frozenset({"tools"})
+    assert "tools" not in body_of(OLLAMA.build(LOCAL, CHAT, {}, tools=_tools("none")))
+    required = OLLAMA.build(LOCAL, CHAT, {}, tools=_tools("required", parallel=False))
+    assert len(body_of(required)["tools"]) == 2 and "tool_choice" not in body_of(required)
+    assert any("required" in n for n in required.notes)
+    assert any("parallel" in n for n in required.notes)
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        OLLAMA.build(LOCAL, CHAT, {}, tools=_tools("get_weather"))
+    assert caught.value.feature == "named_tool_choice" and caught.value.provider == "ollama"
+
+
+def test_build_sends_calls_as_objects_and_results_with_the_tool_name() -> None:
+    calls = (
+        ToolCall("toolu_01A", "get_weather", {"city": "Oslo"}),
+        ToolCall("call_x", "get_time", {}, raw_arguments="{cut"),
+    )
+    conversation = [
+        Message.user("Weather in Oslo?"),
+        Message.assistant("", calls),
+        Message.tool_result("toolu_01A", {"temp": 3}),
+        Message.tool_result("call_x", "bad zone", is_error=True, name="get_time"),
+        Message("tool", "orphan", tool_call_id="nowhere"),
+    ]
+    messages = body_of(OLLAMA.build(LOCAL, conversation, {}, tools=_tools()))["messages"]
+    assert messages[1] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": "toolu_01A", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}},
+            {"id": "call_x", "function": {"name": "get_time", "arguments": {}}},
+        ],
+    }
+    assert messages[2] == {
+        "role": "tool",
+        "content": '{"temp": 3}',
+        "tool_name": "get_weather",
+        "tool_call_id": "toolu_01A",
+    }
+    assert messages[3]["tool_name"] == "get_time" and messages[3]["content"] == "Error: bad zone"
+    assert "tool_name" not in messages[4]
+
+
+def test_parse_whole_calls_without_ids() -> None:
+    completion = OLLAMA.parse(response("ollama", "chat_tool_calls.json"))
+    assert completion.finish_reason == "tool_calls" and completion.raw_finish_reason == "stop"
+    first, second = completion.tool_calls
+    assert (first.name, first.arguments) == ("get_weather", {"city": "Oslo"})
+    assert (second.name, second.arguments) == ("get_weather", {"city": "Lima", "days": 2})
+    assert first.id.startswith("call_") and second.id.startswith("call_") and first.id != second.id
+    assert completion.content == "" and completion.usage == Usage(122, 33, 155)
+
+
+def _answer(calls: Any) -> HttpResponse:
+    body = {"model": "m", "message": {"role": "assistant", "content": "", "tool_calls": calls},
+            "done_reason": "stop", "done": True}  # fmt: skip
+    return HttpResponse(200, {}, json.dumps(body).encode())
+
+
+def test_parse_keeps_ids_and_reads_text_arguments() -> None:
+    calls = [
+        {"id": "call_1", "function": {"name": "f", "arguments": {"a": [1, {"b": None}]}}},
+        {"function": {"name": "g", "arguments": '{"x": 1}'}},
+        {"function": {"name": "h", "arguments": "not json"}},
+        {"function": {"name": "k"}},
+    ]
+    got = OLLAMA.parse(_answer(calls)).tool_calls
+    assert got[0] == ToolCall("call_1", "f", {"a": [1, {"b": None}]})
+    assert got[1].arguments == {"x": 1} and got[2].raw_arguments == "not json"
+    assert got[3].arguments == {} and got[3].raw_arguments is None
+
+
+@pytest.mark.parametrize(
+    "calls",
+    [
+        {"function": {"name": "f"}},
+        [7],
+        [{"function": ["f"]}],
+        [{"function": {"name": ["f"], "arguments": {}}}],
+        [{"function": {"name": "", "arguments": {}}}],
+        [{"id": 3, "function": {"name": "f", "arguments": {}}}],
+        [{"function": {"name": "f", "arguments": [1, 2]}}],
+        [{"function": {"name": "f", "arguments": 12}}],
+    ],
+)
+def test_parse_refuses_tool_calls_of_the_wrong_shape(calls: Any) -> None:
+    with pytest.raises(MalformedResponseError) as caught:
+        OLLAMA.parse(_answer(calls))
+    assert "tool_calls" in caught.value.message
+
+
+@pytest.mark.parametrize("depth", [5, 900, 2_000, 100_000])
+def test_deeply_nested_arguments_end_in_a_call_or_a_typed_error(depth: int) -> None:
+    deep = '{"a":' * depth + "1" + "}" * depth
+    head = b'{"message":{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":'
+    answer = HttpResponse(200, {}, head + deep.encode() + b'}}]},"done":true}')
+    try:
+        completion = OLLAMA.parse(answer)
+    except MalformedResponseError:
+        assert depth > 900  # deeper than Python's JSON reader goes: refused, typed
+    else:
+        assert completion.tool_calls[0].name == "f" and depth <= 900
+
+
+def test_model_without_tools_is_an_unsupported_feature() -> None:
+    err = OLLAMA.classify_error(response("ollama", "error_no_tools.json", 400))
+    assert type(err) is UnsupportedFeatureError and err.feature == "tools"
+    assert err.status == 400 and "gemma2:2b does not support tools" in err.message
+    assert type(OLLAMA.classify_error(response("ollama", "error_bad_request.json", 400))) is (
+        BadRequestError
+    )
+
+
+def test_stream_whole_calls_one_delta_each_at_every_split_point() -> None:
+    data = fixture_bytes("ollama", "stream_tool_calls.ndjson")
+    first = replay(OLLAMA.stream_parser(), [data], "ndjson")
+    assert first.deltas == ["Checking", " now."]
+    assert first.tool_deltas[0] == ToolCallDelta(
+        0, "call_k2n8zq1v", "get_weather", '{"city":"Oslo"}'
+    )
+    second = first.tool_deltas[1]
+    assert (second.index, second.name, second.arguments_delta) == (
+        1,
+        "get_time",
+        '{"zone":"America/Lima"}',
+    )
+    assert second.id is not None and second.id.startswith("call_")
+    completion = first.completion
+    assert completion is not None and completion.finish_reason == "tool_calls"
+    assert completion.content == "Checking now."
+    assert [c.arguments for c in completion.tool_calls] == [
+        {"city": "Oslo"},
+        {"zone": "America/Lima"},
+    ]
+    for i in range(1, len(data)):
+        run = replay(OLLAMA.stream_parser(), [data[:i], data[i:]], "ndjson")
+        assert run.deltas == first.deltas and run.completion is not None
+        assert [(d.index, d.name, d.arguments_delta) for d in run.tool_deltas] == [
+            (d.index, d.name, d.arguments_delta) for d in first.tool_deltas
+        ]
+        assert run.tool_deltas[0].id == "call_k2n8zq1v"
+        assert [c.arguments for c in run.completion.tool_calls] == [
+            c.arguments for c in completion.tool_calls
+        ]
+
+
+def test_stream_refuses_a_call_of_the_wrong_shape() -> None:
+    line = '{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":1}}]}}'
+    with pytest.raises(MalformedResponseError):
+        OLLAMA.stream_parser().feed(SseEvent(line))
+
+
+def test_stream_calls_on_the_done_line_count_too() -> None:
+    parser = OLLAMA.stream_parser()
+    line = {"model": "m", "message": {"role": "assistant", "content": "",
+            "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]},
+            "done": True, "done_reason": "stop", "eval_count": 4}  # fmt: skip
+    out = parser.feed(SseEvent(json.dumps(line)))
+    assert isinstance(out, Delta) and out.tool_calls[0].name == "f"
+    completion = parser.finish()
+    assert completion.finish_reason == "tool_calls" and completion.tool_calls[0].arguments == {
+        "x": 1
+    }
+    assert parser.feed(SseEvent(json.dumps(line))) == ""  # nothing after the end

@@ -189,3 +189,32 @@ def refuse_tools(tools: ToolSet | None, provider: str) -> None:
             provider=provider,
             feature="tools",
         )
+
+
+def function_call(item: Any, where: str, provider: str) -> tuple[str | None, str, Any]:
+    """``(id, name, arguments)`` of one OpenAI-like call object ``{id?, function: {name,
+    arguments}}`` as a server sent it (arguments left as they came: text or an object, None
+    when absent); MalformedResponseError naming ``where`` for a call, function, name or id of
+    the wrong type (a hostile or broken server, never read as a call)."""
+    # Imported here so this appended helper merges without touching the module's head.
+    from flyllm.errors import MalformedResponseError
+
+    def bad(what: str, value: Any) -> MalformedResponseError:
+        why = "empty" if value == "" else f"of the wrong type ({type(value).__name__})"
+        return MalformedResponseError(
+            f"{provider} answer has {where}{what} {why}",
+            status=200,
+            provider=provider,
+        )
+
+    if not isinstance(item, dict):
+        raise bad("", item)
+    function = item.get("function")
+    if not isinstance(function, dict):
+        raise bad(".function", function)
+    name, call_id = function.get("name"), item.get("id")
+    if not isinstance(name, str) or not name:
+        raise bad(".function.name", name)
+    if call_id is not None and not isinstance(call_id, str):
+        raise bad(".id", call_id)
+    return call_id or None, name, function.get("arguments")

@@ -18,17 +18,24 @@ seed           ``seed``
 other          top level, unchanged (``safety_mode``, ``frequency_penalty``...)
 =============  ======================================================================
 
-Answers: text is the concatenation of ``message.content[]`` blocks with ``type: "text"``
-(``thinking`` blocks skipped). Finish: COMPLETE and STOP_SEQUENCE -> stop, MAX_TOKENS ->
-length, TOOL_CALL -> tool_calls, ERROR -> ServerError (retryable: the generation failed),
-TIMEOUT -> ProviderTimeoutError, others -> other. Usage: ``usage.billed_units`` (what is billed)
-when present, else ``usage.tokens`` (which also counts the prompt template); cached =
-``usage.cached_tokens``.
+Tools (see docs/providers/tools.md): ``tools`` OpenAI-like; ``tool_choice`` REQUIRED or NONE
+(auto left out; a named tool is UnsupportedFeatureError before sending); an assistant turn
+with calls goes as ``tool_plan`` + ``tool_calls`` (arguments as JSON text), results as
+``{role: tool, tool_call_id, content}``. Streams: ``tool-plan-delta`` is text,
+``tool-call-start``/``tool-call-delta`` carry ONE call object each, keyed by ``index``.
+
+Answers: text is ``message.tool_plan`` followed by the ``message.content[]`` blocks with
+``type: "text"`` (``thinking`` blocks skipped); ``message.tool_calls`` are the calls.
+Finish: COMPLETE and STOP_SEQUENCE -> stop, MAX_TOKENS -> length, TOOL_CALL -> tool_calls,
+ERROR -> ServerError (retryable: the generation failed), TIMEOUT -> ProviderTimeoutError,
+others -> other. Usage: ``usage.billed_units`` (what is billed) when present, else
+``usage.tokens`` (which also counts the prompt template); cached = ``usage.cached_tokens``.
 
 Errors are ``{"id": ..., "message": "..."}``: 400 bad request ("too many tokens" ->
 ContextLengthError), 401 and 498 authentication, 402 quota, 403 permission, 404 not found,
 422 bad request, 429 rate limit (QuotaError when a trial key's monthly limit is spent), 499
-connection, 500 server, 503 overloaded, 504 timeout. ``retry_after`` from ``retry-after-ms`` /
+connection, 500 server, 503 overloaded, 504 timeout; a 4xx saying tools are not supported ->
+UnsupportedFeatureError. ``retry_after`` from ``retry-after-ms`` /
 ``retry-after``. In a stream, ``message-end`` with ``finish_reason: "ERROR"`` raises a
 ServerError carrying ``delta.error``.
 """
@@ -46,6 +53,7 @@ from flyllm.errors import (
     QuotaError,
     ServerError,
     StreamInterruptedError,
+    UnsupportedFeatureError,
 )
 from flyllm.providers._common import (
     ClockedProvider,
@@ -75,10 +83,19 @@ from flyllm.providers._common import (
     wrong_type,
 )
 from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
-from flyllm.providers._tools import refuse_tools
+from flyllm.providers._tools import (
+    ToolCallAssembler,
+    arguments_text,
+    charset_id,
+    function_call,
+    new_call_id,
+    parse_arguments,
+    unsupported_tools_message,
+)
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
+    Delta,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -90,7 +107,7 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
-from flyllm.types import FinishReason, Message, ProviderType, Usage
+from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = ["COHERE_BASE_URL", "SPEC", "CohereProvider", "CohereStream"]
 
@@ -104,6 +121,10 @@ _FINISH: dict[str, FinishReason] = {
     "TOOL_CALL": "tool_calls",
 }
 _RESERVED = frozenset({"model", "messages", "stream"})
+_CHOICE = {"required": "REQUIRED", "none": "NONE"}
+_PLAN = "I will call the tools."
+"""The ``tool_plan`` sent with an assistant turn whose calls came without text (from another
+provider): Cohere's examples always send the plan back with the calls."""
 
 
 def cohere_usage(usage: Any) -> Usage:
@@ -139,6 +160,8 @@ class CohereProvider(ClockedProvider):
     name = "cohere"
     default_base_url = COHERE_BASE_URL
     stream_framing = "sse"
+    capabilities: frozenset[Capability] = frozenset({"tools"})
+    """Tools, but no named tool choice: Cohere can force "some tool", never a given one."""
 
     def build(
         self,
@@ -150,13 +173,14 @@ class CohereProvider(ClockedProvider):
         tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v2/chat`` for this conversation."""
-        refuse_tools(tools, self.name)
         notes: list[str] = []
         body: dict[str, Any] = {
             "model": endpoint.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [_message(m) for m in messages],
             "stream": stream,
         }
+        if tools is not None:
+            _offer(body, tools, notes)
         for key, value in _translate(body, params, notes):
             add_extra(body, key, value)
         url = join_url(endpoint.base_url or COHERE_BASE_URL, "/v2/chat")
@@ -173,11 +197,19 @@ class CohereProvider(ClockedProvider):
             raise malformed("no message", self.name, response)
         rid = as_str(data.get("id"))
         finish = as_str(data.get("finish_reason"))
-        text = text_blocks(message.get("content"))
-        return self.conclude(text, finish, cohere_usage(data.get("usage")), rid, None)
+        text = _plan(message.get("tool_plan")) + text_blocks(message.get("content"))
+        calls = _calls(message.get("tool_calls"))
+        usage = cohere_usage(data.get("usage"))
+        return self.conclude(text, finish, usage, rid, None, calls)
 
     def conclude(
-        self, text: str, raw: str | None, usage: Usage, rid: str | None, error: str | None
+        self,
+        text: str,
+        raw: str | None,
+        usage: Usage,
+        rid: str | None,
+        error: str | None,
+        calls: tuple[ToolCall, ...] = (),
     ) -> Completion:
         """The Completion for a finished answer; ServerError for ``ERROR`` and
         ProviderTimeoutError for ``TIMEOUT`` (the generation failed, another try may not)."""
@@ -194,7 +226,9 @@ class CohereProvider(ClockedProvider):
                 partial_content=text,
             )
         finish = _FINISH.get(raw, "other") if raw else "other"
-        return Completion(text, finish, raw, usage, None, rid)
+        if calls and finish == "stop":
+            finish = "tool_calls"
+        return Completion(text, finish, raw, usage, None, rid, calls)
 
     def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer."""
@@ -209,6 +243,14 @@ class CohereProvider(ClockedProvider):
         payload = parse_error_body(response.body)
         message = as_str(payload.get("message")) if isinstance(payload, dict) else None
         rid = as_str(payload.get("id")) if isinstance(payload, dict) else None
+        if 400 <= status < 500 and unsupported_tools_message(message or ""):
+            return UnsupportedFeatureError(
+                clip(f"{message} (this model cannot take tools)"),
+                feature="tools",
+                status=status,
+                provider=self.name,
+                request_id=rid,
+            )
         return make_error(
             _error_class(status, message or ""),
             message or fallback_message(status, response.body),
@@ -249,6 +291,83 @@ def _translate(
     return extras
 
 
+def _message(message: Message) -> dict[str, Any]:
+    """One turn on Cohere's wire: an assistant turn with calls carries them and its text as
+    ``tool_plan``; a tool result names its call (ids kept to ``[A-Za-z0-9_-]``, alike for a
+    call and its result); Cohere has no error flag, so a failed call's text says it."""
+    if message.role == "assistant" and message.tool_calls:
+        calls = [
+            {
+                "id": charset_id(call.id),
+                "type": "function",
+                "function": {"name": call.name, "arguments": arguments_text(call)},
+            }
+            for call in message.tool_calls
+        ]
+        return {"role": "assistant", "tool_calls": calls, "tool_plan": message.content or _PLAN}
+    if message.role == "tool":
+        content = f"Error: {message.content}" if message.is_error else message.content
+        return {
+            "role": "tool",
+            "tool_call_id": charset_id(message.tool_call_id or ""),
+            "content": content,
+        }
+    return {"role": message.role, "content": message.content}
+
+
+def _offer(body: dict[str, Any], tools: ToolSet, notes: list[str]) -> None:
+    """``tools`` and ``tool_choice`` (REQUIRED or NONE; auto is the default, left out).
+    A named choice cannot be sent: UnsupportedFeatureError before anything is sent. Cohere
+    has no switch for parallel calls, so ``parallel=False`` is noted and not sent."""
+    choice = tools.choice
+    if choice not in ("auto", "required", "none"):
+        raise UnsupportedFeatureError(
+            f"cohere cannot force the tool {choice!r} (tool_choice takes only REQUIRED or "
+            "NONE); use tool_choice='required' or another provider",
+            feature="named_tool_choice",
+            provider="cohere",
+        )
+    body["tools"] = [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "parameters": dict(tool.parameters),
+            },
+        }
+        for tool in tools.tools
+    ]
+    if choice in _CHOICE:
+        body["tool_choice"] = _CHOICE[choice]
+    if tools.parallel is False:
+        left_out("parallel_tool_calls=False", "cohere", notes, "has no cohere equivalent")
+
+
+def _plan(value: Any) -> str:
+    """``message.tool_plan``: the assistant's text before its calls ('' when absent)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise wrong_type("message.tool_plan", value, "cohere")
+
+
+def _calls(value: Any) -> tuple[ToolCall, ...]:
+    """``message.tool_calls`` in the model's order, arguments parsed; MalformedResponseError
+    for a list, call or argument text of the wrong type."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise wrong_type("message.tool_calls", value, "cohere")
+    calls = []
+    for n, item in enumerate(value):
+        call_id, name, arguments = function_call(item, f"message.tool_calls[{n}]", "cohere")
+        if arguments is not None and not isinstance(arguments, str):
+            raise wrong_type(f"message.tool_calls[{n}].function.arguments", arguments, "cohere")
+        parsed, raw = parse_arguments(arguments or "")
+        calls.append(ToolCall(call_id or new_call_id(), name, parsed, raw_arguments=raw))
+    return tuple(calls)
+
+
 def _error_class(status: int, message: str) -> type[ProviderError]:
     lowered = message.lower()
     if 400 <= status < 500 and lowered.startswith("too many tokens"):
@@ -264,17 +383,21 @@ class CohereStream:
     """StreamParser for Cohere's v2 chat events.
 
     Dispatches on the event name (or ``data.type``): ``content-delta`` gives
-    ``delta.message.content.text`` (thinking deltas are skipped); ``message-start`` carries the
-    id; ``message-end`` carries ``finish_reason`` and ``usage`` and ends the stream (an
-    ``ERROR`` finish raises with ``delta.error``); other events (content-start, content-end,
-    tool and citation events, debug) add nothing.
+    ``delta.message.content.text`` (thinking deltas are skipped) and ``tool-plan-delta``
+    ``delta.message.tool_plan`` (the assistant's text before its calls); ``tool-call-start``
+    (``delta.message.tool_calls``: ONE call object with id and name) and ``tool-call-delta``
+    (its ``function.arguments`` pieces) become tool-call Deltas keyed by the event's
+    ``index``; ``message-start`` carries the id; ``message-end`` carries ``finish_reason``
+    and ``usage`` and ends the stream (an ``ERROR`` finish raises with ``delta.error``);
+    other events (content-start, content-end, tool-call-end, citations, debug) add nothing.
     """
 
-    __slots__ = ("_done", "_error", "_finish", "_id", "_parts", "_provider", "_usage")
+    __slots__ = ("_calls", "_done", "_error", "_finish", "_id", "_parts", "_provider", "_usage")
 
     def __init__(self, provider: CohereProvider) -> None:
         self._provider = provider
         self._parts: list[str] = []
+        self._calls = ToolCallAssembler()
         self._id: str | None = None
         self._finish: str | None = None
         self._error: str | None = None
@@ -286,8 +409,8 @@ class CohereStream:
         """True once ``message-end`` has been seen."""
         return self._done
 
-    def feed(self, event: SseEvent) -> str:
-        """The text this event adds; raises for a failed generation."""
+    def feed(self, event: SseEvent) -> str | Delta:
+        """The text (or tool-call Delta) this event adds; raises for a failed generation."""
         if self._done or event.event == NON_SSE_LINE or event.data.startswith("[DONE]"):
             return ""
         obj = load_event(event.data, "cohere")
@@ -300,8 +423,12 @@ class CohereStream:
         elif not isinstance(delta, dict):
             raise wrong_type(f"{kind} delta", delta, "cohere")
         if kind == "content-delta":
-            return self._delta(delta)
-        elif kind == "message-start":
+            return self._text(_field(delta, "content", kind), "text", kind)
+        if kind == "tool-plan-delta":
+            return self._text(_field(delta, None, kind), "tool_plan", kind)
+        if kind in ("tool-call-start", "tool-call-delta"):
+            return self._call(kind, obj.get("index"), _field(delta, "tool_calls", kind))
+        if kind == "message-start":
             self._id = as_str(obj.get("id"))
         elif kind == "message-end":
             self._done = True
@@ -312,27 +439,33 @@ class CohereStream:
                 self.finish()  # raises, carrying the partial text
         return ""
 
-    def _delta(self, delta: dict[str, Any]) -> str:
-        """The text of a ``content-delta`` (``delta.message.content.text``; none in a thinking
-        delta). MalformedResponseError for a part of the wrong type."""
-        message = delta.get("message")
-        if message is None:
-            return ""
-        if not isinstance(message, dict):
-            raise wrong_type("content-delta message", message, "cohere")
-        content = message.get("content")
-        if content is None:
-            return ""
-        if not isinstance(content, dict):
-            raise wrong_type("content-delta content", content, "cohere")
-        text = content.get("text")
+    def _text(self, part: dict[str, Any], key: str, kind: str) -> str:
+        """The text under ``key`` ('' for none, as in a thinking delta)."""
+        text = part.get(key)
         if text is None:
             return ""
         if not isinstance(text, str):
-            raise wrong_type("content-delta text", text, "cohere")
+            raise wrong_type(f"{kind} {key}", text, "cohere")
         if text:
             self._parts.append(text)
         return text
+
+    def _call(self, kind: str, key: Any, call: dict[str, Any]) -> str | Delta:
+        """A call's start (id, name, first arguments) or a piece of its arguments."""
+        if not isinstance(key, int) or isinstance(key, bool):
+            raise wrong_type(f"{kind} index", key, "cohere")
+        if kind == "tool-call-start":
+            call_id, name, arguments = function_call(call, f"{kind} tool_calls", "cohere")
+            return Delta(
+                tool_calls=(self._calls.start(key, call_id, name, None, _args(arguments, kind)),)
+            )
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise wrong_type(f"{kind} function", function, "cohere")
+        if not self._calls.has(key):
+            raise malformed(f"a tool-call-delta for index {key} that never started", "cohere")
+        piece = self._calls.add(key, _args(function.get("arguments"), kind))
+        return Delta(tool_calls=(piece,)) if piece else ""
 
     def finish(self) -> Completion:
         """The whole answer; StreamInterruptedError when ``message-end`` never came."""
@@ -344,7 +477,32 @@ class CohereStream:
                 provider="cohere",
                 partial_content=text,
             )
-        return self._provider.conclude(text, self._finish, self._usage, self._id, self._error)
+        calls = self._calls.calls()
+        return self._provider.conclude(
+            text, self._finish, self._usage, self._id, self._error, calls
+        )
+
+
+def _field(delta: dict[str, Any], key: str | None, kind: str) -> dict[str, Any]:
+    """``delta.message`` (or ``delta.message[key]``) as an object, {} when absent;
+    MalformedResponseError for a value of another type (a list of calls included: Cohere
+    sends one call object per event)."""
+    value: Any = delta.get("message")
+    where = f"{kind} message"
+    if key is not None and isinstance(value, dict):
+        value, where = value.get(key), f"{where}.{key}"
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise wrong_type(where, value, "cohere")
+    return value
+
+
+def _args(value: Any, kind: str) -> str:
+    """An arguments piece: text ('' when absent)."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise wrong_type(f"{kind} arguments", value, "cohere")
 
 
 def _models_url(endpoint: Endpoint, cursor: str | None) -> str:

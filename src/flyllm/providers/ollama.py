@@ -23,8 +23,15 @@ other          top level, unchanged (``keep_alive``, ``format``, ``think``...); 
                given as ``options`` is merged into ours (``{"options": {"num_ctx": 8192}}``)
 =============  ==================================================================
 
+Tools (see docs/providers/tools.md): ``tools`` OpenAI-like; no tool choice on the wire
+("none" sends no tools, "required" offers them with a note, a named tool is
+UnsupportedFeatureError before sending); calls arrive whole in ``message.tool_calls``
+(arguments an object, ids only from recent servers: made up when absent); results go back
+as ``{role: tool, content, tool_name, tool_call_id}``.
+
 Answers: text is ``message.content`` (``message.thinking`` is not part of it); finish from
-``done_reason``: stop -> stop, length -> length, others (load, unload...) -> other; usage:
+``done_reason``: stop -> stop (tool_calls when the answer has calls), length -> length,
+others (load, unload...) -> other; usage:
 prompt = ``prompt_eval_count``, completion = ``eval_count`` (0 when absent: Ollama leaves
 ``prompt_eval_count`` out when the whole prompt came from its cache). Streams: one JSON object
 per line, ``message.content`` is the increment, the line with ``done: true`` carries
@@ -34,8 +41,9 @@ Errors are ``{"error": "text"}``: 400 bad request, 401/403 authentication/permis
 proxied servers), 404 not found ("model 'x' not found"), 429 rate limit (QuotaError when the
 text speaks of a usage limit), 500 server, 502 server, 503 overloaded ("server busy ... maximum
 pending requests exceeded"); a text about the context length -> ContextLengthError whatever the
-status. A ``{"error": ...}`` line inside a 200 stream raises the same way (as a server error
-unless its text says otherwise). ``retry_after`` from ``retry-after-ms`` / ``retry-after``.
+status; "... does not support tools" (400) -> UnsupportedFeatureError. A ``{"error": ...}``
+line inside a 200 stream raises the same way (as a server error unless its text says
+otherwise). ``retry_after`` from ``retry-after-ms`` / ``retry-after``.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from flyllm.errors import (
     ProviderError,
     QuotaError,
     StreamInterruptedError,
+    UnsupportedFeatureError,
 )
 from flyllm.providers._common import (
     ClockedProvider,
@@ -58,6 +67,7 @@ from flyllm.providers._common import (
     bearer_auth,
     brief,
     clamp,
+    clip,
     count,
     dumps,
     error_class_for_status,
@@ -78,10 +88,16 @@ from flyllm.providers._common import (
     wrong_type,
 )
 from flyllm.providers._listing import items_of, name_of, path_url
-from flyllm.providers._tools import refuse_tools
+from flyllm.providers._tools import (
+    ToolCallAssembler,
+    function_call,
+    tool_names,
+    unsupported_tools_message,
+)
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
+    Delta,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -93,7 +109,15 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
-from flyllm.types import FinishReason, Message, ProviderType, Usage
+from flyllm.types import (
+    Capability,
+    FinishReason,
+    Message,
+    ProviderType,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 __all__ = ["OLLAMA_BASE_URL", "SPEC", "OllamaProvider", "OllamaStream", "ollama_host"]
 
@@ -120,6 +144,9 @@ class OllamaProvider(ClockedProvider):
     name = "ollama"
     default_base_url = OLLAMA_BASE_URL
     stream_framing = "ndjson"
+    capabilities: frozenset[Capability] = frozenset({"tools"})
+    """Tools, but no tool choice at all: Ollama's API has none, so a named tool cannot be
+    forced (refused before sending) and "required" is sent as plain tools, with a note."""
 
     def build(
         self,
@@ -131,13 +158,15 @@ class OllamaProvider(ClockedProvider):
         tools: ToolSet | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/api/chat`` for this conversation."""
-        refuse_tools(tools, self.name)
         notes: list[str] = []
+        names = tool_names(messages) if any(m.role == "tool" for m in messages) else {}
         body: dict[str, Any] = {
             "model": endpoint.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [_message(m, names) for m in messages],
             "stream": stream,
         }
+        if tools is not None:
+            _offer(body, tools, notes)
         options, extras = _translate(params, notes)
         if options:
             body["options"] = options
@@ -161,13 +190,21 @@ class OllamaProvider(ClockedProvider):
         message = data.get("message")
         if not isinstance(message, dict):
             raise malformed("no message", self.name, response)
-        return self.conclude(_text(message), data)
+        calls = ToolCallAssembler()
+        _read_calls(message, calls)
+        return self.conclude(_text(message), data, calls.calls())
 
-    def conclude(self, text: str, final: Mapping[str, Any]) -> Completion:
-        """The Completion from the text and the final object (``done_reason``, counts)."""
+    def conclude(
+        self, text: str, final: Mapping[str, Any], calls: tuple[ToolCall, ...] = ()
+    ) -> Completion:
+        """The Completion from the text, the final object (``done_reason``, counts) and the
+        calls; Ollama says ``stop`` after calls too, so calls make it ``tool_calls``."""
         raw = as_str(final.get("done_reason"))
-        finish = _FINISH.get(raw, "other") if raw else "other"
-        return Completion(text, finish, raw, ollama_usage(final), served_model(final.get("model")))
+        finish: FinishReason = _FINISH.get(raw, "other") if raw else "other"
+        if calls and finish in ("stop", "other"):
+            finish = "tool_calls"
+        model = served_model(final.get("model"))
+        return Completion(text, finish, raw, ollama_usage(final), model, None, calls)
 
     def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed (NDJSON) answer."""
@@ -180,6 +217,13 @@ class OllamaProvider(ClockedProvider):
         response = without_secrets(response, endpoint)
         status, headers = response.status, response.headers
         message = _error_text(parse_error_body(response.body))
+        if 400 <= status < 500 and unsupported_tools_message(message or ""):
+            return UnsupportedFeatureError(
+                clip(f"{message} (this model cannot take tools; pick one that can)"),
+                feature="tools",
+                status=status,
+                provider=self.name,
+            )
         return make_error(
             _error_class(status, message or ""),
             message or fallback_message(status, response.body),
@@ -232,6 +276,81 @@ def _translate(
     return options, extras
 
 
+def _message(message: Message, names: Mapping[str, str]) -> dict[str, Any]:
+    """One turn on Ollama's wire: calls with their arguments as an object (a call whose
+    arguments were not a JSON object goes with none: the wire cannot carry text there) and
+    its id; a result with ``tool_name`` (the turn's own, else the call's in ``names``) and
+    ``tool_call_id``. Ollama has no error flag, so a failed call's text says it."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.role == "assistant" and message.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "function": {"name": c.name, "arguments": dict(c.arguments)}}
+            for c in message.tool_calls
+        ]
+    elif message.role == "tool":
+        if message.is_error:
+            out["content"] = f"Error: {message.content}"
+        name = message.tool_name or names.get(message.tool_call_id or "")
+        if name:
+            out["tool_name"] = name
+        if message.tool_call_id:
+            out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _offer(body: dict[str, Any], tools: ToolSet, notes: list[str]) -> None:
+    """``tools`` as Ollama takes them (OpenAI-like). Ollama has no tool choice: "none" sends
+    no tools, "required" offers them and notes that the model may still answer in text, a
+    named tool is refused before sending; there is no parallel switch either."""
+    choice = tools.choice
+    if choice not in ("auto", "required", "none"):
+        raise UnsupportedFeatureError(
+            f"ollama cannot force the tool {choice!r} (its API has no tool_choice); "
+            "use tool_choice='auto' or another provider",
+            feature="named_tool_choice",
+            provider="ollama",
+        )
+    if choice == "none":
+        return
+    body["tools"] = [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "parameters": dict(tool.parameters),
+            },
+        }
+        for tool in tools.tools
+    ]
+    if choice == "required":
+        left_out(
+            "tool_choice='required'", "ollama", notes, "cannot be forced on ollama (tools offered)"
+        )
+    if tools.parallel is False:
+        left_out("parallel_tool_calls=False", "ollama", notes, "has no ollama equivalent")
+
+
+def _read_calls(message: Any, calls: ToolCallAssembler) -> tuple[ToolCallDelta, ...]:
+    """The whole calls in ``message.tool_calls`` (one delta each, ids made up when the
+    server sent none); MalformedResponseError for a list, call or arguments of the wrong
+    type (arguments are an object; text is read as JSON, as some compatible servers send)."""
+    value = message.get("tool_calls") if isinstance(message, dict) else None
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise wrong_type("message.tool_calls", value, "ollama")
+    deltas = []
+    for n, item in enumerate(value):
+        call_id, name, arguments = function_call(item, f"message.tool_calls[{n}]", "ollama")
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict | str):
+            raise wrong_type(f"message.tool_calls[{n}].function.arguments", arguments, "ollama")
+        deltas.append(calls.whole(call_id, name, arguments))
+    return tuple(deltas)
+
+
 def _text(message: Any) -> str:
     """``message.content`` of an answer or a stream line: a string ('' when the message or its
     content is absent or null); MalformedResponseError for anything else."""
@@ -274,10 +393,11 @@ class OllamaStream:
     end are ignored.
     """
 
-    __slots__ = ("_done", "_final", "_parts", "_provider")
+    __slots__ = ("_calls", "_done", "_final", "_parts", "_provider")
 
     def __init__(self, provider: OllamaProvider) -> None:
         self._provider = provider
+        self._calls = ToolCallAssembler()
         self._parts: list[str] = []
         self._final: dict[str, Any] = {}
         self._done = False
@@ -287,8 +407,9 @@ class OllamaStream:
         """True once the ``done: true`` line has been seen."""
         return self._done
 
-    def feed(self, event: SseEvent) -> str:
-        """The text this line adds; raises the classified error for an error line."""
+    def feed(self, event: SseEvent) -> str | Delta:
+        """The text this line adds (a Delta when it carries whole tool calls, one piece per
+        call); raises the classified error for an error line."""
         if self._done or event.event == NON_SSE_LINE:
             return ""
         line = load_event(event.data, "ollama")
@@ -301,10 +422,11 @@ class OllamaStream:
         text = _text(line.get("message"))
         if text:
             self._parts.append(text)
+        pieces = _read_calls(line.get("message"), self._calls)
         if line.get("done") is True:
             self._done = True
             self._final = line
-        return text
+        return Delta(text, pieces) if pieces else text
 
     def finish(self) -> Completion:
         """The whole answer; StreamInterruptedError when the ``done: true`` line never came."""
@@ -316,7 +438,7 @@ class OllamaStream:
                 provider="ollama",
                 partial_content=text,
             )
-        return self._provider.conclude(text, self._final)
+        return self._provider.conclude(text, self._final, self._calls.calls())
 
 
 def ollama_host(value: str) -> str:

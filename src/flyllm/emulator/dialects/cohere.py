@@ -23,6 +23,7 @@ from flyllm.emulator.catalog import (
 )
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
+from flyllm.emulator.tools import OfferedTool, PlannedCall, ToolResult
 from flyllm.emulator.wire import (
     Answer,
     Conversation,
@@ -32,6 +33,7 @@ from flyllm.emulator.wire import (
     bearer_token,
     chat_route,
     dumps,
+    random_base62,
 )
 
 __all__ = ["CohereDialect"]
@@ -44,7 +46,8 @@ TEMPLATE_TOKENS = 66
 """Tokens the chat template adds to the prompt: counted in ``usage.tokens``, not billed."""
 ROLES = ("system", "user", "assistant", "tool")
 FINISH = {"end": "COMPLETE", "stop_sequence": "STOP_SEQUENCE", "length": "MAX_TOKENS",
-          "refusal": "COMPLETE"}  # fmt: skip
+          "refusal": "COMPLETE", "tool_calls": "TOOL_CALL"}  # fmt: skip
+CHOICES = {"REQUIRED": "required", "NONE": "none"}
 _FIELDS = """
     model messages tools strict_tools documents citation_options response_format safety_mode
     max_tokens stop_sequences temperature seed frequency_penalty presence_penalty k p logprobs
@@ -205,17 +208,14 @@ class CohereDialect(Dialect):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return invalid("messages must not be empty", rid)
-        texts: list[str] = []
-        prompt = ""
-        for message in messages:
-            role = message.get("role") if isinstance(message, dict) else None
-            text = content_text(message.get("content")) if isinstance(message, dict) else None
-            if role not in ROLES or text is None:
-                return invalid(f"invalid message: role must be one of {', '.join(ROLES)}", rid)
-            texts.append(text)
-            if role == "user":
-                prompt = text
-        return Conversation.from_texts(
+        offered = _read_tools(body)
+        if isinstance(offered, str):
+            return invalid(offered, rid)
+        read = _read_messages(messages)
+        if isinstance(read, str):
+            return invalid(read, rid)
+        texts, prompt, last_role, results = read
+        conv = Conversation.from_texts(
             model,
             texts,
             prompt,
@@ -223,6 +223,13 @@ class CohereDialect(Dialect):
             stop=tuple(body.get("stop_sequences") or ()),
             stream=body.get("stream") is True,
         )
+        conv.tools, conv.tool_choice = offered
+        conv.last_role, conv.tool_results = last_role, results
+        return conv
+
+    def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
+        """400 ``invalid request: tool use is not supported for model 'x'``."""
+        return invalid(f"tool use is not supported for model '{conv.model}'", rid)
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
         """404 ``model 'x' not found, ...``."""
@@ -269,11 +276,22 @@ class CohereDialect(Dialect):
         }
 
     def body(self, conv: Conversation, reply: Reply, rid: str) -> bytes:
-        """The v2 chat response: id, message with text blocks, finish_reason, usage."""
+        """The v2 chat response: id, message with text blocks (or, for tool calls, the
+        ``tool_plan`` and ``tool_calls`` with arguments as JSON text), finish_reason, usage."""
+        message: dict[str, Any] = {"role": "assistant"}
+        if reply.calls:
+            message["tool_plan"] = _plan(reply.calls)
+            message["tool_calls"] = [
+                {"id": _call_id(c), "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments_json}}
+                for c in reply.calls
+            ]  # fmt: skip
+        else:
+            message["content"] = [{"type": "text", "text": reply.text}]
         return dumps(
             {
                 "id": rid,
-                "message": {"role": "assistant", "content": [{"type": "text", "text": reply.text}]},
+                "message": message,
                 "finish_reason": FINISH[reply.finish],
                 "usage": self._usage(conv, reply.tokens),
             }
@@ -281,7 +299,9 @@ class CohereDialect(Dialect):
 
     def stream(self, conv: Conversation, reply: Reply, rid: str) -> StreamPlan:
         """message-start, content-start, one content-delta per token, content-end,
-        message-end with the finish reason and usage. No ``[DONE]``."""
+        message-end with the finish reason and usage. No ``[DONE]``. Tool calls instead:
+        tool-plan-delta per word, then per call tool-call-start (id, name, empty
+        arguments), tool-call-delta with pieces of the arguments, tool-call-end."""
         start = _event(
             "message-start",
             {
@@ -303,13 +323,16 @@ class CohereDialect(Dialect):
             {"type": "content-start", "index": 0,
              "delta": {"message": {"content": {"type": "text", "text": ""}}}},
         )  # fmt: skip
-        content = [
-            (
-                'event: content-delta\ndata: {"type":"content-delta","index":0,"delta":'
-                f'{{"message":{{"content":{{"text":{json.dumps(piece)}}}}}}}}}\n\n'
-            ).encode()
-            for piece in reply.chunks
-        ]
+        if reply.calls:
+            content = _call_events(reply.calls)
+        else:
+            content = [
+                (
+                    'event: content-delta\ndata: {"type":"content-delta","index":0,"delta":'
+                    f'{{"message":{{"content":{{"text":{json.dumps(piece)}}}}}}}}}\n\n'
+                ).encode()
+                for piece in reply.chunks
+            ]
         end = _event(
             "message-end",
             {
@@ -320,6 +343,8 @@ class CohereDialect(Dialect):
                 },
             },
         )
+        if reply.calls:
+            return StreamPlan([start], content, [end])
         tail = [_event("content-end", {"type": "content-end", "index": 0}), end]
         return StreamPlan([start, block], content, tail)
 
@@ -346,3 +371,143 @@ class CohereDialect(Dialect):
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: ".encode() + dumps(data) + b"\n\n"
+
+
+def _read_tools(body: dict[str, Any]) -> tuple[tuple[OfferedTool, ...], str] | str:
+    """The offered tools and the neutral tool choice, or the problem as the API words it."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if choice is not None and choice not in CHOICES:
+        return "tool_choice must be one of REQUIRED, NONE"
+    if tools is None:
+        return ((), "auto") if choice is None else "tool_choice requires tools to be specified"
+    if not isinstance(tools, list):
+        return "tools must be a list of tools"
+    offered = []
+    for n, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type", "function") != "function":
+            return f"tools[{n}] must be a function tool"
+        name, schema = function.get("name"), function.get("parameters", {})
+        if not isinstance(name, str) or not name or not isinstance(schema, dict):
+            return f"tools[{n}].function must have a name and an object of parameters"
+        offered.append(OfferedTool(name, schema))
+    if choice == "REQUIRED" and not offered:
+        return "tool_choice requires tools to be specified"
+    return tuple(offered), CHOICES.get(choice or "", "auto")
+
+
+def _read_messages(
+    messages: list[Any],
+) -> tuple[list[str], str, str, tuple[ToolResult, ...]] | str:
+    """(every turn's text, the last user text, the last turn's role, the trailing tool
+    results), or the problem: a role or content of the wrong shape, a call of the wrong shape,
+    or a tool result whose ``tool_call_id`` no earlier assistant turn made."""
+    texts: list[str] = []
+    prompt, role = "", "user"
+    calls: dict[str, str] = {}
+    results: list[ToolResult] = []
+    for n, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            return f"invalid message: role must be one of {', '.join(ROLES)}"
+        role = message["role"]
+        if role == "assistant" and message.get("tool_calls"):
+            problem = _read_calls(message, n, calls)
+            if problem:
+                return problem
+        content = message.get("content", "")
+        if role == "assistant" and content is None:
+            content = ""  # an assistant turn with calls may have no content at all
+        text = _tool_text(message) if role == "tool" else content_text(content)
+        if text is None:
+            return f"invalid message: messages[{n}] has content of the wrong type"
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in calls:
+                return f"invalid message: tool call id {call_id} not found in previous messages"
+            results.append(ToolResult(calls[call_id], text))
+        else:
+            results = []
+        texts.append(f"{message.get('tool_plan') or ''} {text}".strip())
+        if role == "user":
+            prompt = text
+    return texts, prompt, role, tuple(results)
+
+
+def _read_calls(message: dict[str, Any], n: int, calls: dict[str, str]) -> str | None:
+    """Record the calls of an assistant turn (id -> name); the problem when one is of the
+    wrong shape (arguments must be JSON text)."""
+    items = message["tool_calls"]
+    if not isinstance(items, list):
+        return f"invalid message: messages[{n}].tool_calls must be a list"
+    for item in items:
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict) or not isinstance(item.get("id"), str):
+            return f"invalid message: messages[{n}].tool_calls needs an id and a function"
+        name, arguments = function.get("name"), function.get("arguments", "")
+        if not isinstance(name, str) or not isinstance(arguments, str):
+            return f"invalid message: messages[{n}].tool_calls[].function has a wrong type"
+        calls[item["id"]] = name
+    return None
+
+
+def _tool_text(message: dict[str, Any]) -> str | None:
+    """A tool result's text: a string, or its text and document blocks (a document's
+    ``data`` as JSON); None when invalid."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
+        return None
+    parts = []
+    for block in content:
+        if block.get("type") == "text":
+            parts.append(str(block.get("text", "")))
+        elif block.get("type") == "document" and isinstance(block.get("document"), dict):
+            data = block["document"].get("data")
+            parts.append(data if isinstance(data, str) else json.dumps(data))
+    return "\n".join(parts)
+
+
+def _call_id(call: PlannedCall) -> str:
+    """An id as Cohere makes them: the tool's name and 12 lower-case letters and digits."""
+    return f"{call.name}_{random_base62(12).lower()}"
+
+
+def _plan(calls: tuple[PlannedCall, ...]) -> str:
+    names = sorted({c.name for c in calls})
+    return f"I will use {' and '.join(names)} to answer."
+
+
+def _call_events(calls: tuple[PlannedCall, ...]) -> list[bytes]:
+    """tool-plan-delta events (one per word), then each call's start, argument pieces and
+    end: Cohere sends the arguments' JSON in small fragments."""
+    events = [_delta("tool-plan-delta", None, {"tool_plan": w}) for w in _pieces(_plan(calls), " ")]
+    for index, call in enumerate(calls):
+        function = {"name": call.name, "arguments": ""}
+        start = {"id": _call_id(call), "type": "function", "function": function}
+        events.append(_delta("tool-call-start", index, {"tool_calls": start}))
+        for piece in _pieces(call.arguments_json, '"'):
+            fragment = {"function": {"arguments": piece}}
+            events.append(_delta("tool-call-delta", index, {"tool_calls": fragment}))
+        events.append(_event("tool-call-end", {"type": "tool-call-end", "index": index}))
+    return events
+
+
+def _delta(kind: str, index: int | None, message: dict[str, Any]) -> bytes:
+    data: dict[str, Any] = {"type": kind}
+    if index is not None:
+        data["index"] = index
+    data["delta"] = {"message": message}
+    return _event(kind, data)
+
+
+def _pieces(text: str, after: str) -> list[str]:
+    """``text`` cut after each ``after`` character (the pieces join back to it)."""
+    pieces, start = [], 0
+    for i, char in enumerate(text):
+        if char == after:
+            pieces.append(text[start : i + 1])
+            start = i + 1
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces

@@ -18,6 +18,7 @@ from typing import Any
 from flyllm.emulator.catalog import CatalogModel, catalog
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
+from flyllm.emulator.tools import OfferedTool, ToolResult
 from flyllm.emulator.wire import (
     Answer,
     Conversation,
@@ -36,7 +37,9 @@ ROUTE = "/api/chat"
 TAGS_ROUTE = "/api/tags"
 CONTEXT_WINDOW = 4096
 ROLES = ("system", "user", "assistant", "tool")
-DONE_REASON = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop"}
+DONE_REASON = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop",
+               "tool_calls": "stop"}  # fmt: skip
+_UNMARSHAL = "json: cannot unmarshal {} into Go struct field {} of type {}"
 NDJSON = "application/x-ndjson"
 STREAM_ERROR = "an error was encountered while running the model: unexpected EOF"
 BUSY = "server busy, please try again.  maximum pending requests exceeded"
@@ -62,22 +65,71 @@ def _created_at() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _read_messages(messages: Any) -> tuple[list[str], str] | Answer:
-    """Every message's text and the last user text, or the 400 Ollama gives."""
+def _read_messages(messages: Any) -> tuple[list[str], str, str, tuple[ToolResult, ...]] | Answer:
+    """Every message's text, the last user text, the last role and the trailing tool results
+    (named by ``tool_name``, else by the call ``tool_call_id`` names), or the 400 Ollama
+    gives. Ollama checks no pairing of calls and results: its template just renders them."""
     if not isinstance(messages, list):
         return error(400, "json: cannot unmarshal string into Go struct field ChatRequest.messages")
     texts: list[str] = []
-    prompt = ""
+    prompt, role = "", "user"
+    names: dict[str, str] = {}
+    results: list[ToolResult] = []
     for message in messages:
         if not isinstance(message, dict) or not isinstance(message.get("content", ""), str):
             return error(400, "json: cannot unmarshal object into Go struct field Message.content")
         if message.get("role") not in ROLES:
             return error(400, f"invalid role: {message.get('role')!r}")
-        text = message.get("content") or ""
+        problem = _read_calls(message.get("tool_calls"), names)
+        if problem:
+            return problem
+        role, text = message["role"], message.get("content") or ""
         texts.append(text)
-        if message["role"] == "user":
+        if role == "tool":
+            name = message.get("tool_name") or names.get(str(message.get("tool_call_id")), "tool")
+            results.append(ToolResult(str(name), text))
+        else:
+            results = []
+        if role == "user":
             prompt = text
-    return texts, prompt
+    return texts, prompt, role, tuple(results)
+
+
+def _read_calls(calls: Any, names: dict[str, str]) -> Answer | None:
+    """Record a message's calls (id -> name); Go's 400 for a call of the wrong shape (its
+    arguments must be an object)."""
+    if calls is None:
+        return None
+    if not isinstance(calls, list):
+        return error(400, _UNMARSHAL.format("object", "Message.tool_calls", "[]api.ToolCall"))
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name", ""), str):
+            return error(
+                400, _UNMARSHAL.format("string", "ToolCall.function", "api.ToolCallFunction")
+            )
+        if not isinstance(function.get("arguments", {}), dict):
+            field = "ToolCallFunction.arguments"
+            return error(400, _UNMARSHAL.format("string", field, "api.ToolCallFunctionArguments"))
+        if isinstance(call.get("id"), str):
+            names[call["id"]] = function.get("name", "")
+    return None
+
+
+def _read_tools(tools: Any) -> tuple[OfferedTool, ...] | Answer:
+    """The offered tools (``[{type: function, function: {name, parameters}}]``), or Go's 400."""
+    if tools is None:
+        return ()
+    if not isinstance(tools, list):
+        return error(400, _UNMARSHAL.format("object", "ChatRequest.tools", "api.Tools"))
+    offered = []
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return error(400, _UNMARSHAL.format("string", "Tool.function", "api.ToolFunction"))
+        schema = function.get("parameters")
+        offered.append(OfferedTool(function["name"], schema if isinstance(schema, dict) else {}))
+    return tuple(offered)
 
 
 def _read_options(options: Any) -> tuple[int | None, tuple[str, ...]] | Answer:
@@ -117,6 +169,15 @@ def _tag(model: CatalogModel) -> dict[str, Any]:
             "quantization_level": "Q4_K_M" if model.chat else "F16",
         },
     }
+
+
+def _tool_calls(reply: Reply) -> list[dict[str, Any]]:
+    """The calls as Ollama sends them: whole, arguments an object, ``index`` in the function,
+    and no id (servers before 0.12 send none; clients must cope)."""
+    return [
+        {"function": {"index": n, "name": call.name, "arguments": dict(call.arguments)}}
+        for n, call in enumerate(reply.calls)
+    ]
 
 
 class OllamaDialect(Dialect):
@@ -170,7 +231,10 @@ class OllamaDialect(Dialect):
         read = _read_messages(body.get("messages", []))
         if isinstance(read, Answer):
             return read
-        texts, prompt = read
+        texts, prompt, last_role, results = read
+        tools = _read_tools(body.get("tools"))
+        if isinstance(tools, Answer):
+            return tools
         options = _read_options(body.get("options"))
         if isinstance(options, Answer):
             return options
@@ -178,7 +242,7 @@ class OllamaDialect(Dialect):
         stream = body.get("stream", True)
         if not isinstance(stream, bool):
             return error(400, "json: cannot unmarshal string into Go struct field .stream")
-        return Conversation.from_texts(
+        conv = Conversation.from_texts(
             model,
             texts,
             prompt,
@@ -187,6 +251,13 @@ class OllamaDialect(Dialect):
             stream=stream,
             sse=False,
         )
+        conv.tools, conv.last_role, conv.tool_results = tools, last_role, results
+        return conv
+
+    def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
+        """400 ``registry.ollama.ai/library/<model> does not support tools``."""
+        model = conv.model if ":" in conv.model else conv.model + ":latest"
+        return error(400, f"registry.ollama.ai/library/{model} does not support tools")
 
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:
         """404 ``model 'x' not found``."""
@@ -210,11 +281,16 @@ class OllamaDialect(Dialect):
             answer.status = fault.status
         return answer
 
-    def _final(self, conv: Conversation, reply: Reply, content: str) -> dict[str, Any]:
+    def _final(
+        self, conv: Conversation, reply: Reply, content: str, calls: bool = False
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = _tool_calls(reply)
         return {
             "model": conv.model,
             "created_at": _created_at(),
-            "message": {"role": "assistant", "content": content},
+            "message": message,
             "done_reason": DONE_REASON[reply.finish],
             "done": True,
             "total_duration": _LOAD_NS + _PER_TOKEN_NS * (reply.tokens + 1),
@@ -226,12 +302,19 @@ class OllamaDialect(Dialect):
         }
 
     def body(self, conv: Conversation, reply: Reply, rid: str) -> bytes:
-        """The whole answer in one object, counts included."""
-        return dumps(self._final(conv, reply, reply.text))
+        """The whole answer in one object, counts included (and the calls, whole)."""
+        return dumps(self._final(conv, reply, reply.text, bool(reply.calls)))
 
     def stream(self, conv: Conversation, reply: Reply, rid: str) -> StreamPlan:
-        """One line per token, then the ``done: true`` line with the counts."""
+        """One line per token, then the ``done: true`` line with the counts. Tool calls come
+        whole, all in one ``done: false`` line before the final one."""
         model = json.dumps(conv.model)
+        if reply.calls:
+            line = {"model": conv.model, "created_at": _created_at(),
+                    "message": {"role": "assistant", "content": "",
+                                "tool_calls": _tool_calls(reply)}, "done": False}  # fmt: skip
+            tail = [dumps(self._final(conv, reply, "")) + b"\n"]
+            return StreamPlan([], [dumps(line) + b"\n"], tail, NDJSON)
         content = [
             (
                 f'{{"model":{model},"created_at":"{_created_at()}","message":{{"role":'
