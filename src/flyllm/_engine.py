@@ -32,9 +32,15 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Literal, Protocol
 
+from flyllm._output import read_output
 from flyllm._transport import Transport
 from flyllm._wire import decoder_for
-from flyllm.errors import FlyLLMError, ProviderError, StreamInterruptedError
+from flyllm.errors import (
+    FlyLLMError,
+    ProviderError,
+    StreamInterruptedError,
+    StructuredOutputError,
+)
 from flyllm.observe.events import Event, Hook
 from flyllm.params import merge_params
 from flyllm.providers.base import NON_SSE_LINE, Completion, Delta, HttpRequest
@@ -214,6 +220,9 @@ class Engine:
                                 yield chunk
                     else:
                         await self._send(attempt, http_request, outcome)
+                    completion = outcome.completion
+                    assert completion is not None
+                    parsed = _parsed(plan, completion, attempt.instance) if plan.output else None
                 except ProviderError as err:
                     if _failed(loop, attempt, err, parts):
                         continue
@@ -221,10 +230,11 @@ class Engine:
                 except FlyLLMError:  # e.g. a provider refusing to build this request
                     loop.abandoned(attempt)
                     raise
-                completion = outcome.completion
-                assert completion is not None
                 loop.succeeded(attempt, completion.usage, outcome.headers, completion.content)
-                outcome.response = _response(attempt.instance, completion, start, loop.attempts)
+                response = _response(attempt.instance, completion, start, loop.attempts)
+                outcome.response = response
+                if parsed is not None:
+                    outcome.response = dataclasses.replace(response, parsed=parsed)
                 if stream:
                     yield _last_chunk(attempt.instance, completion)
                 _complete(outcome, loop, start, stream)
@@ -249,7 +259,12 @@ class Engine:
         instance = attempt.instance
         try:
             http_request = instance.provider.build(
-                instance.endpoint, plan.messages, attempt.params, stream=stream, tools=plan.tools
+                instance.endpoint,
+                plan.messages,
+                attempt.params,
+                stream=stream,
+                tools=plan.tools,
+                output=plan.output,
             )
         except FlyLLMError:
             raise
@@ -344,6 +359,23 @@ def _failed(loop: AttemptLoop, attempt: Attempt, err: ProviderError, parts: list
     err.partial_content = "".join(parts)  # the text only; tool-call pieces are not content
     loop.failed(attempt, err, may_go_on=False)
     return False
+
+
+def _parsed(plan: Plan, completion: Completion, instance: LlmInstance) -> Any:
+    """The answer's structured value (the request has a ``response_format``); a
+    StructuredOutputError when the text is not the JSON asked for."""
+    assert plan.output is not None
+    value, errors = read_output(completion.content, plan.output)
+    if errors:
+        raise StructuredOutputError(
+            f"the answer is not the JSON {plan.output.name!r} asks for: {'; '.join(errors)}",
+            raw_text=completion.content,
+            errors=errors,
+            status=200,
+            provider=instance.provider_type.value,
+            request_id=completion.request_id,
+        )
+    return value
 
 
 def _last_chunk(instance: LlmInstance, completion: Completion) -> StreamChunk:

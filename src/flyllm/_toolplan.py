@@ -1,7 +1,8 @@
-"""What a request with tools asks of routing: the capabilities it needs, the instances that
-have them, and how large it is (tool schemas, calls and results count toward its tokens).
+"""What a request with tools, an output format or images asks of routing: the capabilities it
+needs, the instances that have them, and how large it is (tool schemas, calls and results,
+images and the output schema count toward its tokens).
 
-Requests without tools pay nothing here but ``prompt_chars``' one pass over the messages.
+Plain text requests pay nothing here but ``prompt_chars``' one pass over the messages.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from flyllm.errors import ConfigurationError, NoInstanceAvailableError
-from flyllm.params import ToolSet
+from flyllm.params import OutputFormat, ToolSet
 from flyllm.types import Message
 
 __all__ = ["capable", "declared_capabilities", "needs", "no_capable_instance", "prompt_chars"]
@@ -49,11 +50,19 @@ def declared_capabilities(declared: Any, offered: frozenset[str], provider: str)
     return frozenset(out)
 
 
-def needs(tools: ToolSet) -> frozenset[str]:
-    """The capabilities a request with these tools needs."""
-    if tools.choice in _UNFORCED:
-        return frozenset({"tools"})
-    return frozenset({"tools", "named_tool_choice"})
+def needs(tools: ToolSet | None, output: OutputFormat | None, images: bool) -> frozenset[str]:
+    """The capabilities a request with these tools, this output format and (or not) images
+    needs."""
+    need: set[str] = set()
+    if tools is not None:
+        need.add("tools")
+        if tools.choice not in _UNFORCED:
+            need.add("named_tool_choice")
+    if output is not None:
+        need.add("structured_output")
+    if images:
+        need.add("images")
+    return frozenset(need)
 
 
 def capable(candidates: Sequence[C], need: frozenset[str]) -> list[C]:
@@ -77,12 +86,22 @@ def no_capable_instance(
     )
 
 
-def prompt_chars(messages: Sequence[Message], tools: ToolSet | None) -> int:
-    """The characters a request sends the model: texts, tool calls (name and arguments) and
-    the offered tools (name, description and schema). Results are texts already."""
-    chars = 0
+IMAGE_CHARS = 4 * 1_000
+"""What one image counts for in the token estimate: about a thousand tokens (a large image
+at high detail on OpenAI; Anthropic's 1,600 at most, Gemini's 258 per tile)."""
+
+
+def prompt_chars(
+    messages: Sequence[Message], tools: ToolSet | None, output: OutputFormat | None = None
+) -> int:
+    """The characters a request sends the model: texts, images, tool calls (name and
+    arguments), the offered tools (name, description and schema) and the output schema.
+    Results are texts already."""
+    chars = 0 if output is None or output.schema is None else _json_len(output.schema)
     for m in messages:
         chars += len(m.content)
+        if m.parts:
+            chars += IMAGE_CHARS * len(m.images)
         if m.tool_calls:
             for call in m.tool_calls:
                 arguments = call.raw_arguments

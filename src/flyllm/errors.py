@@ -22,6 +22,8 @@ retry, failover or give-up from the class (its ``kind``) alone.
     │   ├── ContentFilterError      refused or blocked                  give up
     │   ├── UnsupportedFeatureError the instance cannot do what the     fail over (learned:
     │   │                           request needs (.feature)            skipped from now on)
+    │   ├── StructuredOutputError   the answer is not the JSON asked    fail over
+    │   │                           for (.raw_text, .errors)
     │   ├── MalformedResponseError  an answer we cannot read            retryable
     │   └── StreamInterruptedError  a stream ended before its end       retryable before output
     ├── AllAttemptsFailedError      every allowed attempt failed (.attempts)
@@ -59,6 +61,7 @@ __all__ = [
     "RedirectError",
     "ServerError",
     "StreamInterruptedError",
+    "StructuredOutputError",
     "ToolLoopError",
     "UnsupportedFeatureError",
 ]
@@ -238,6 +241,23 @@ class UnsupportedFeatureError(ProviderError):
     def __init__(self, message: str, *, feature: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.feature = feature
+
+
+class StructuredOutputError(ProviderError):
+    """The answer to a request with a ``response_format`` is not JSON, or not JSON that
+    follows the schema: ``raw_text`` is the answer as it came (clipped in the message, whole
+    here) and ``errors`` what the validation found. A failed attempt like any other: the
+    request fails over (another instance, or another try, may do better) within
+    ``max_attempts``."""
+
+    kind = ErrorKind.STRUCTURED_OUTPUT
+
+    def __init__(
+        self, message: str, *, raw_text: str, errors: Sequence[str] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.raw_text = raw_text
+        self.errors = tuple(errors)
 
 
 class MalformedResponseError(ProviderError):

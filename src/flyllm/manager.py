@@ -43,7 +43,7 @@ from flyllm.errors import (
 )
 from flyllm.observe.events import Hook
 from flyllm.observe.progress import Progress
-from flyllm.params import ToolSet, conversation, tool_set
+from flyllm.params import conversation, output_format, tool_set
 from flyllm.pricing import ModelPrice
 from flyllm.providers import get_provider, requires_key, resolve_provider_type
 from flyllm.providers.base import Endpoint, Provider
@@ -504,9 +504,10 @@ class LlmManager:
         if not any(c.enabled for tier in tiers for c in tier.candidates):
             what = f"task {request.task!r}" if request.task else "requests without a task"
             raise NoInstanceAvailableError(f"no enabled instance serves {what}")
-        tools = tool_set(request)
-        if tools is not None:  # only instances that can take the tools are candidates
-            tiers = _capable_tiers(tiers, tools, request.task)
+        tools, output = tool_set(request), output_format(request)
+        images = request.messages is not None and any(m.parts and m.images for m in messages)
+        if tools is not None or output is not None or images:  # only instances that can
+            tiers = _capable_tiers(tiers, needs(tools, output, images), request.task)
         max_attempts = self.max_attempts if request.max_attempts is None else request.max_attempts
         try:
             if max_attempts is not self.max_attempts:
@@ -526,14 +527,14 @@ class LlmManager:
         max_tokens = params.get("max_tokens") or (
             task.parameters.get("max_tokens") if task else None
         )
-        chars = prompt_chars(messages, tools)
+        chars = prompt_chars(messages, tools, output)
         tokens = estimate_tokens(chars, max_tokens)
         estimate = (chars // 4 + 1, tokens - chars // 4 - 1)
         deadline = self.deadline if request.deadline is None else request.deadline
         return Plan(
             messages, tiers, params, provider_params, max_attempts, tokens, estimate,
             None if deadline is None else self.clock() + deadline,
-            request.connect_timeout, request.read_timeout, tools,
+            request.connect_timeout, request.read_timeout, tools, output,
         )  # fmt: skip
 
     def _tiers(self, task_name: str | None) -> tuple[Tier, ...]:
@@ -662,10 +663,11 @@ class LlmManager:
         await self.aclose()
 
 
-def _capable_tiers(tiers: tuple[Tier, ...], tools: ToolSet, task: str | None) -> tuple[Tier, ...]:
-    """The tiers with only the instances that have what the request's tools need;
+def _capable_tiers(
+    tiers: tuple[Tier, ...], need: frozenset[str], task: str | None
+) -> tuple[Tier, ...]:
+    """The tiers with only the instances that have what the request ``need``s;
     NoInstanceAvailableError naming what is missing when no enabled one is left."""
-    need = needs(tools)
     out = tuple(Tier(t.task, capable(t.candidates, need)) for t in tiers)
     if not any(c.enabled for tier in out for c in tier.candidates):
         what = f"task {task!r}" if task else "requests without a task"

@@ -16,16 +16,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from flyllm.errors import InvalidRequestError
-from flyllm.types import GenerationRequest, Message, Tool, ToolCall, ToolChoice
+from flyllm.types import (
+    GenerationRequest,
+    Image,
+    JsonSchema,
+    Message,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CHOICES = frozenset({"auto", "none", "required"})
 
 __all__ = [
+    "OutputFormat",
     "ToolSet",
     "conversation",
     "merge_params",
+    "output_format",
     "tool_set",
     "validate_params",
     "validate_provider_params",
@@ -41,6 +51,20 @@ class ToolSet:
     tools: tuple[Tool, ...]
     choice: ToolChoice = "auto"
     parallel: bool | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class OutputFormat:
+    """A request's ``response_format``, checked: ``schema`` is None for "json" (any JSON
+    object); ``name`` the schema's name ("response" for "json"); ``strict`` whether the
+    provider should enforce the schema where it can; ``model`` the pydantic class answers are
+    validated into, when one was given."""
+
+    name: str
+    schema: Mapping[str, Any] | None
+    strict: bool = False
+    description: str | None = None
+    model: Any = None
 
 
 def _int(name: str, value: Any, minimum: int | None) -> int:
@@ -177,6 +201,8 @@ def _check_message(i: int, m: Message) -> None:
         )
     if not isinstance(m.content, str):
         raise InvalidRequestError(f"messages[{i}].content must be a string")
+    if m.parts:
+        _check_parts(i, m)
     if m.tool_calls:
         if m.role != "assistant" or not isinstance(m.tool_calls, tuple):
             raise InvalidRequestError(
@@ -258,3 +284,87 @@ def _check_tool(i: int, tool: Any, names: set[str]) -> None:
         _sendable(f"tools[{i}].parameters", schema)
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
+
+
+_DETAILS = frozenset({None, "auto", "low", "high"})
+
+
+def _check_parts(i: int, m: Message) -> None:
+    """A turn's text and image parts checked (images only in user turns)."""
+    if m.role != "user" or not isinstance(m.parts, tuple):
+        raise InvalidRequestError(
+            f"messages[{i}]: only a user turn has parts (build it with Message.user([...]))"
+        )
+    for part in m.parts:
+        if isinstance(part, str):
+            continue
+        if not isinstance(part, Image):
+            raise InvalidRequestError(
+                f"messages[{i}] holds {type(part).__name__}: a part is text or an Image"
+            )
+        if (part.data is None) == (part.url is None):
+            raise InvalidRequestError(f"messages[{i}]: an Image has either data or a url")
+        if part.data is not None and not isinstance(part.data, bytes):
+            raise InvalidRequestError(f"messages[{i}]: an Image's data must be bytes")
+        if part.url is not None and not isinstance(part.url, str):
+            raise InvalidRequestError(f"messages[{i}]: an Image's url must be a string")
+        if part.media_type is not None and not isinstance(part.media_type, str):
+            raise InvalidRequestError(f"messages[{i}]: an Image's media_type must be a string")
+        if part.detail not in _DETAILS:
+            raise InvalidRequestError(
+                f"messages[{i}]: an Image's detail is 'auto', 'low' or 'high', got {part.detail!r}"
+            )
+
+
+def output_format(request: GenerationRequest) -> OutputFormat | None:
+    """The request's ``response_format`` checked and resolved; None when it has none.
+    Raises InvalidRequestError naming what is wrong."""
+    fmt = request.response_format
+    if fmt is None:
+        return None
+    if fmt == "json" and isinstance(fmt, str):
+        return OutputFormat("response", None)
+    if isinstance(fmt, JsonSchema):
+        return _json_schema(fmt)
+    if isinstance(fmt, type) and callable(getattr(fmt, "model_json_schema", None)):
+        return _pydantic(fmt)
+    raise InvalidRequestError(
+        f"response_format must be a JsonSchema, 'json' or a pydantic model class, got {fmt!r}"
+    )
+
+
+def _json_schema(fmt: JsonSchema) -> OutputFormat:
+    if not isinstance(fmt.name, str) or not _TOOL_NAME.fullmatch(fmt.name):
+        raise InvalidRequestError(
+            f"JsonSchema name {fmt.name!r}: use 1 to 64 letters, digits, '_' or '-'"
+        )
+    schema = fmt.schema
+    if not isinstance(schema, Mapping) or schema.get("type") != "object":
+        raise InvalidRequestError(
+            f"JsonSchema {fmt.name!r}: the schema must describe an object "
+            '({"type": "object", ...}): providers\' structured output needs an object at the '
+            "root (wrap a list or a value in a property)"
+        )
+    try:
+        _sendable(f"JsonSchema {fmt.name!r}", schema)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    if not isinstance(fmt.strict, bool):
+        raise InvalidRequestError(f"JsonSchema {fmt.name!r}: strict must be True or False")
+    if fmt.description is not None and not isinstance(fmt.description, str):
+        raise InvalidRequestError(f"JsonSchema {fmt.name!r}: description must be a string")
+    return OutputFormat(fmt.name, schema, fmt.strict, fmt.description)
+
+
+def _pydantic(model: type) -> OutputFormat:
+    """A pydantic model class as an output format (pydantic is the caller's, never ours)."""
+    try:
+        schema = model.model_json_schema()  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise InvalidRequestError(
+            f"response_format {model.__name__}: its JSON Schema cannot be built: {exc}"
+        ) from None
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", model.__name__)[:64] or "response"
+    fmt = JsonSchema(name, schema, True, description=(model.__doc__ or "").strip() or None)
+    checked = _json_schema(fmt)
+    return OutputFormat(checked.name, checked.schema, True, checked.description, model)

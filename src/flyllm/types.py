@@ -5,8 +5,10 @@ Plain typed dataclasses with slots; nothing here does I/O or knows a provider.
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,9 +18,12 @@ __all__ = [
     "ErrorKind",
     "FinishReason",
     "GenerationRequest",
+    "Image",
+    "JsonSchema",
     "LlmResponse",
     "Message",
     "ProviderType",
+    "ResponseFormat",
     "Role",
     "StreamChunk",
     "TaskDefinition",
@@ -37,9 +42,10 @@ ToolChoice = str
 """Whether and which tools the model must call: "auto" (the model decides), "none" (no tool),
 "required" (at least one tool) or the name of one offered tool (that tool)."""
 
-Capability = Literal["tools", "named_tool_choice"]
-"""What a request may need of an instance beyond text: "tools" (tool calling at all) and
-"named_tool_choice" (forcing one named tool; Cohere cannot)."""
+Capability = Literal["tools", "named_tool_choice", "structured_output", "images"]
+"""What a request may need of an instance beyond text: "tools" (tool calling at all),
+"named_tool_choice" (forcing one named tool; Cohere cannot), "structured_output" (a
+``response_format``) and "images" (image parts in the conversation)."""
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "other"]
 """A provider's stop reason, normalised; the raw value is kept beside it."""
@@ -87,6 +93,7 @@ class ErrorKind(str, enum.Enum):
     MALFORMED_RESPONSE = "malformed_response"
     STREAM_INTERRUPTED = "stream_interrupted"
     UNSUPPORTED = "unsupported"
+    STRUCTURED_OUTPUT = "structured_output"
     INVALID_REQUEST = "invalid_request"
     NO_INSTANCE = "no_instance"
 
@@ -153,6 +160,113 @@ class ToolCallDelta:
     arguments_delta: str = ""
 
 
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (8, b"WEBP", "image/webp"),
+    (0, b"BM", "image/bmp"),
+)
+_HEIF_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"hevc": "image/heic",
+                b"heim": "image/heic", b"heis": "image/heic", b"mif1": "image/heif",
+                b"msf1": "image/heif", b"avif": "image/avif"}  # fmt: skip
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The image type the bytes' magic numbers say (PNG, JPEG, GIF, WEBP, BMP, HEIC, HEIF,
+    AVIF), or None when they match none of them."""
+    for offset, magic, media_type in _MAGIC:
+        riff = media_type != "image/webp" or data[:4] == b"RIFF"
+        if riff and data[offset : offset + len(magic)] == magic:
+            return media_type
+    if data[4:8] == b"ftyp":
+        return _HEIF_BRANDS.get(data[8:12])
+    return None
+
+
+@dataclass(slots=True, frozen=True)
+class Image:
+    """An image in a user turn: its bytes (``data``, with the ``media_type`` read from them)
+    or a ``url`` the provider fetches (flyllm downloads it for providers that take only bytes).
+    ``detail`` ("low", "high" or "auto") is OpenAI's resolution hint, left out elsewhere.
+    Build one with ``Image.from_path``, ``Image.from_bytes`` or ``Image.from_url``.
+    """
+
+    data: bytes | None = field(default=None, repr=False)
+    url: str | None = None
+    media_type: str | None = None
+    detail: str | None = None
+
+    def __repr__(self) -> str:
+        where = f"url={self.url[:80]!r}" if self.url else f"{len(self.data or b'')} bytes"
+        return f"Image({where}, media_type={self.media_type!r})"
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, media_type: str | None = None, *, detail: str | None = None
+    ) -> Image:
+        """An image from its bytes. The media type is read from the bytes' magic numbers; a
+        ``media_type`` that contradicts them, or bytes that are no image flyllm knows (PNG,
+        JPEG, GIF, WEBP, BMP, HEIC, HEIF, AVIF) with no ``media_type`` given, is a ValueError."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"image data must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        sniffed = sniff_media_type(data)
+        if sniffed is None and media_type is None:
+            raise ValueError(
+                "these bytes are not an image flyllm recognises (PNG, JPEG, GIF, WEBP, BMP, "
+                "HEIC, HEIF, AVIF); pass media_type= if the provider takes it"
+            )
+        if sniffed is not None and media_type is not None and media_type.lower() != sniffed:
+            raise ValueError(f"media_type {media_type!r} but the bytes are {sniffed}")
+        return cls(data, None, sniffed or media_type, detail)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str], *, detail: str | None = None) -> Image:
+        """An image read from a file; its media type comes from the bytes, not the name."""
+        with open(path, "rb") as f:
+            return cls.from_bytes(f.read(), detail=detail)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, media_type: str | None = None, detail: str | None = None
+    ) -> Image:
+        """An image at an http(s) URL (or a ``gs://`` / Gemini File API URI, or a ``data:``
+        URI, which is decoded into bytes here)."""
+        if not isinstance(url, str) or not url:
+            raise TypeError("an image URL must be a non-empty string")
+        if url.startswith("data:"):
+            head, sep, payload = url.partition(",")
+            if not sep or not head.endswith(";base64"):
+                raise ValueError("a data: URI image must be base64 (data:<type>;base64,...)")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except ValueError:
+                raise ValueError("the data: URI's base64 payload does not decode") from None
+            return cls.from_bytes(data, head[5:-7] or None, detail=detail)
+        return cls(None, url, media_type, detail)
+
+
+@dataclass(slots=True, frozen=True)
+class JsonSchema:
+    """A ``response_format`` asking for JSON that follows ``schema``: ``name`` (letters,
+    digits, "_" and "-", at most 64) names it for the providers that want a name; ``strict``
+    asks the provider to enforce the schema while generating where it can (OpenAI's strict
+    mode, which needs every object closed and every property required: flyllm rewrites the
+    schema when it can, or says why it cannot). flyllm validates every answer either way."""
+
+    name: str
+    schema: Mapping[str, Any]
+    strict: bool = True
+    description: str | None = field(default=None, kw_only=True)
+
+
+ResponseFormat = Any
+"""What ``GenerationRequest.response_format`` takes: a JsonSchema, "json" (any JSON object) or
+a pydantic model class (its schema is derived, and ``response.parsed`` is an instance)."""
+
+
 @dataclass(slots=True, frozen=True)
 class Message:
     """One turn of a conversation: ``role`` is "system", "user", "assistant" or "tool".
@@ -163,12 +277,15 @@ class Message:
     is the called tool's name (some providers need it; flyllm finds it in the conversation
     when absent). ``provider_data`` keeps provider state of an assistant turn (such as
     signed reasoning blocks) that only the same provider family is sent back.
-    Build turns with ``Message.user(...)``, ``Message.assistant(...)``, ``Message.system(...)``
-    and ``Message.tool_result(...)``.
+    A user turn with images keeps its ordered text and image ``parts`` (``content`` is then
+    their text, joined by newlines, for what reads text only). Build turns with
+    ``Message.user(...)`` (text, or a list of text and Image parts), ``Message.assistant(...)``,
+    ``Message.system(...)`` and ``Message.tool_result(...)``.
     """
 
     role: Role
     content: str = ""
+    parts: tuple[str | Image, ...] = field(default=(), kw_only=True)
     tool_calls: tuple[ToolCall, ...] = field(default=(), kw_only=True)
     tool_call_id: str | None = field(default=None, kw_only=True)
     tool_name: str | None = field(default=None, kw_only=True)
@@ -178,9 +295,19 @@ class Message:
     )
 
     @classmethod
-    def user(cls, content: str) -> Message:
-        """A user turn."""
-        return cls("user", content)
+    def user(cls, content: str | Sequence[str | Image]) -> Message:
+        """A user turn: text, or a list of text and Image parts in the order the model
+        should read them."""
+        if isinstance(content, str):
+            return cls("user", content)
+        parts = tuple(content)
+        text = "\n".join(p for p in parts if isinstance(p, str))
+        return cls("user", text, parts=parts)
+
+    @property
+    def images(self) -> tuple[Image, ...]:
+        """The turn's Image parts, in order."""
+        return tuple(p for p in self.parts if isinstance(p, Image))
 
     @classmethod
     def system(cls, content: str) -> Message:
@@ -235,6 +362,8 @@ class GenerationRequest:
     ``tools`` are offered to the model; ``tool_choice`` ("auto" when tools are given, "none",
     "required" or a tool's name) and ``parallel_tool_calls`` (None: the provider's default)
     steer how it calls them. Only instances that can take tools are chosen.
+    ``response_format`` asks for JSON: a JsonSchema, "json" (any JSON object) or a pydantic
+    model class; the answer is validated and decoded into ``LlmResponse.parsed``.
     """
 
     prompt: str | None = None
@@ -250,6 +379,7 @@ class GenerationRequest:
     tools: Sequence[Tool] | None = field(default=None, kw_only=True)
     tool_choice: ToolChoice | None = field(default=None, kw_only=True)
     parallel_tool_calls: bool | None = field(default=None, kw_only=True)
+    response_format: ResponseFormat | None = field(default=None, kw_only=True)
 
 
 @dataclass(slots=True, frozen=True)
@@ -289,6 +419,8 @@ class LlmResponse:
     ``exception`` the typed error itself. ``tool_calls`` are the calls the model asked for
     (``finish_reason`` "tool_calls"), in its order; ``message`` is the answer as an assistant
     turn; ``messages`` the whole transcript of a ``run_tools`` loop (empty otherwise).
+    ``parsed`` is the decoded, validated JSON of a request with a ``response_format`` (an
+    instance of the pydantic class when one was given), None otherwise.
     """
 
     content: str
@@ -310,6 +442,7 @@ class LlmResponse:
     provider_data: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    parsed: Any = field(default=None, compare=False)
 
     @property
     def message(self) -> Message:

@@ -264,7 +264,7 @@ async def test_probabilistic_faults_are_seeded(session: aiohttp.ClientSession) -
 
 
 def test_fault_validation() -> None:
-    assert len(FAULT_KINDS) == 12
+    assert len(FAULT_KINDS) == 13
     with pytest.raises(ValueError):
         Fault("explode")
     with pytest.raises(ValueError):

@@ -252,12 +252,10 @@ class _Broken:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def build(
-        self, endpoint: Any, messages: Any, params: Any, *, stream: bool = False, tools: Any = None
-    ) -> Any:
+    def build(self, endpoint: Any, messages: Any, params: Any, **kwargs: Any) -> Any:
         if self._where == "build" and messages[-1].content == "boom":
             raise self._exc
-        return self._inner.build(endpoint, messages, params, stream=stream, tools=tools)
+        return self._inner.build(endpoint, messages, params, **kwargs)
 
     def parse(self, response: Any, endpoint: Any = None) -> Any:
         if self._where == "parse" and b"boom" in response.body:

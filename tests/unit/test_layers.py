@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "flyllm._wire",
             "flyllm.params",
             "flyllm._schema",
+            "flyllm._output",
         ),
     ),
     ("translators", ("flyllm.providers", "flyllm.pricing")),

@@ -30,6 +30,7 @@ EXPECTED = {
     "InstanceInfo", "LlmInstance", "LlmManagerBuilder", "LlmStream", "ModelInfo", "ModelPrice",
     "StateStore", "SyncStream",
     "Tool", "ToolCall", "ToolCallDelta", "ToolLoopError", "UnsupportedFeatureError",
+    "Image", "JsonSchema", "StructuredOutputError",
     "__version__", "use_logging",
 }  # fmt: skip
 
@@ -69,6 +70,7 @@ def test_fixed_names_and_fields() -> None:
         "authentication", "permission", "not_found", "bad_request", "context_length",
         "content_filter", "malformed_response", "stream_interrupted", "invalid_request",
         "no_instance", "unsupported",
+        "structured_output",
     }  # fmt: skip
 
 

@@ -65,7 +65,14 @@ class ScriptedProvider:
         return getattr(self._inner, name)
 
     def build(
-        self, endpoint: Any, messages: Any, params: Any, *, stream: bool = False, tools: Any = None
+        self,
+        endpoint: Any,
+        messages: Any,
+        params: Any,
+        *,
+        stream: bool = False,
+        tools: Any = None,
+        output: Any = None,
     ) -> HttpRequest:
         self._script.sent.append(Sent(self._id, tuple(messages), tools))
         return HttpRequest("POST", "http://127.0.0.1:9/v1/chat/completions", {}, b"{}")

@@ -30,6 +30,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "malformed",
     "stream_cut",
     "stream_error",
+    "bad_output",
 )
 
 #: The kinds answered with an ordinary HTTP error response in the provider's shape.
@@ -58,6 +59,7 @@ FAULT_HELP = {
     "malformed": "200 with truncated JSON",
     "stream_cut": "connection closed mid-stream, or mid-body for non-stream requests",
     "stream_error": "the provider's error event inside a 200 stream (500 for non-stream)",
+    "bad_output": "200 whose JSON breaks the requested schema (prose for a JSON mode request)",
 }
 
 

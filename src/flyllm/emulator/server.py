@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -29,6 +30,7 @@ from flyllm.emulator.control import CONTROL_PREFIX, handle_control
 from flyllm.emulator.dialects import canonical_provider, make_dialect
 from flyllm.emulator.faults import ERROR_KINDS, Fault, FaultPlan
 from flyllm.emulator.stats import RecordedRequest, Stats
+from flyllm.emulator.structured import image_note, output_reply
 from flyllm.emulator.text import Reply, compose_reply
 from flyllm.emulator.tools import supports_tools, tool_reply
 from flyllm.emulator.wire import Answer, Conversation, Route
@@ -80,6 +82,14 @@ def _warn_unless_loopback(host: str, addresses: list[Any]) -> None:
             host,
             ", ".join(outside),
         )
+
+
+def _acknowledged(reply: Reply, images: tuple[str, ...]) -> Reply:
+    """``reply`` with the images' acknowledgement in front (its first chunk)."""
+    note = image_note(images) + " "
+    return dataclasses.replace(
+        reply, text=note + reply.text, chunks=(note, *reply.chunks), tokens=reply.tokens + 2
+    )
 
 
 def _truncate_event(event: bytes) -> bytes:
@@ -400,6 +410,8 @@ class Emulator:
         if kind == "reset":
             _reset_connection(request.transport)
             return web.Response()
+        if kind == "bad_output":  # a listing has no structured output to spoil
+            return self._respond(answer, rid, started)
         if kind == "malformed":
             cut = Answer(200, answer.body[: len(answer.body) // 2], answer.content_type)
             return self._respond(cut, rid, started)
@@ -422,10 +434,14 @@ class Emulator:
         if conv.tools and not supports_tools(conv.model):
             return self._respond(dialect.tools_unsupported(conv, rid), rid, started)
         reply = self._tool_reply(conv) if conv.tools or conv.tool_results else None
+        if reply is None and (conv.output_json or conv.output_schema is not None):
+            reply = output_reply(conv.output_schema, conv.prompt, fault == "bad_output")
         if reply is None:
             reply = compose_reply(
                 conv.prompt, self._seed, self._reply_tokens, conv.max_tokens, conv.stop, refusal
             )
+            if conv.images:
+                reply = _acknowledged(reply, conv.images)
         if conv.stream:
             return await self._stream(request, conv, reply, rid, started, fault, after_chunks)
         body = dialect.body(conv, reply, rid)

@@ -206,6 +206,12 @@ class Conversation:
     """The role of the last turn: "user", or "tool" when it brought tool results."""
     tool_results: tuple[ToolResult, ...] = ()
     """The results of the last turn(s), when they are tool results, in order."""
+    output_json: bool = False
+    """The request asks for JSON (a JSON mode, or a schema below)."""
+    output_schema: Mapping[str, Any] | None = None
+    """The schema the answer must follow (see :mod:`flyllm.emulator.structured`)."""
+    images: tuple[str, ...] = ()
+    """The media types of the conversation's images, in order (acknowledged in the answer)."""
 
     @classmethod
     def from_texts(

@@ -78,6 +78,7 @@ class ClockedProvider:
     that dates the HTTP-date and RFC 3339 forms of retry hints, and a repr with no secrets."""
 
     capabilities = ALL_CAPABILITIES
+    image_url_schemes = frozenset({"http", "https"})
 
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock

@@ -14,6 +14,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from flyllm.errors import UnsupportedFeatureError
+from flyllm.params import OutputFormat
 from flyllm.providers.base import ToolSet
 from flyllm.types import Message, ToolCall, ToolCallDelta
 
@@ -218,3 +219,18 @@ def function_call(item: Any, where: str, provider: str) -> tuple[str | None, str
     if call_id is not None and not isinstance(call_id, str):
         raise bad(".id", call_id)
     return call_id or None, name, function.get("arguments")
+
+
+def not_yet(provider: str, output: OutputFormat | None, messages: Sequence[Message]) -> None:
+    """Until a provider module translates structured output and images, a request with them
+    is refused before anything is sent (never sent without them). Routing already keeps such
+    requests from instances that lack the capability; this guards direct calls of ``build``."""
+    feature = "structured_output" if output is not None else None
+    if feature is None and any(m.parts and m.images for m in messages):
+        feature = "images"
+    if feature is not None:
+        raise UnsupportedFeatureError(
+            f"{provider}: flyllm does not send {feature.replace('_', ' ')} to this provider yet",
+            provider=provider,
+            feature=feature,
+        )

@@ -56,6 +56,7 @@ from flyllm.errors import (
     StreamInterruptedError,
     UnsupportedFeatureError,
 )
+from flyllm.params import OutputFormat
 from flyllm.providers._anthropic_tools import (
     THINKING_TYPES,
     check_raw_arguments,
@@ -97,7 +98,7 @@ from flyllm.providers._common import (
 )
 from flyllm.providers._listing import epoch, items_of, name_of, paged_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
-from flyllm.providers._tools import ToolCallAssembler, unsupported_tools_message
+from flyllm.providers._tools import ToolCallAssembler, not_yet, unsupported_tools_message
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
@@ -200,8 +201,10 @@ class AnthropicProvider(ClockedProvider):
         *,
         stream: bool = False,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v1/messages`` for this conversation."""
+        not_yet(self.name, output, messages)
         version = endpoint.api_version or DEFAULT_ANTHROPIC_VERSION
         notes: list[str] = []
         system, turns = wire_turns(messages, notes)

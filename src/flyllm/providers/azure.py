@@ -42,7 +42,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from flyllm.errors import ConfigurationError, UnsupportedFeatureError
+from flyllm.params import OutputFormat
 from flyllm.providers._common import Clock, dumps, json_headers, left_out
+from flyllm.providers._tools import not_yet
 from flyllm.providers.base import Endpoint, HttpRequest, ModelListing, ProviderSpec, ToolSet
 from flyllm.providers.openai import OPENAI_RATE_LIMITS, ChatDialect, OpenAIProvider, openai_page
 from flyllm.types import Message, ProviderType
@@ -154,8 +156,10 @@ class AzureOpenAIProvider(OpenAIProvider):
         *,
         stream: bool = False,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to the deployment's (or the v1 surface's) chat completions URL."""
+        not_yet(self.name, output, messages)
         target = azure_target(endpoint)
         version = endpoint.api_version or DEFAULT_AZURE_API_VERSION
         if tools is not None and not target.v1 and version < TOOLS_SINCE:

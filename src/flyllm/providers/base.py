@@ -16,7 +16,7 @@ from urllib.parse import quote
 from flyllm._display import mask_headers, mask_url, url_secrets
 from flyllm._wire import NON_SSE_LINE, HttpRequest, HttpResponse, SseEvent
 from flyllm.errors import ProviderError
-from flyllm.params import ToolSet
+from flyllm.params import OutputFormat, ToolSet
 from flyllm.types import (
     Capability,
     FinishReason,
@@ -157,6 +157,9 @@ class Provider(Protocol):
     """How its streams are framed: "sse" (server-sent events) or "ndjson" (one JSON per line)."""
     capabilities: frozenset[Capability]
     """What its API can do (ALL_CAPABILITIES unless it says less); instances may narrow it."""
+    image_url_schemes: frozenset[str]
+    """The URL schemes of the images it takes by URL (``{"http", "https"}`` for most; Gemini
+    only its own file URIs, Ollama none): the engine downloads the others and sends bytes."""
 
     def build(
         self,
@@ -166,9 +169,12 @@ class Provider(Protocol):
         *,
         stream: bool = False,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> HttpRequest:
-        """The HTTP request for this conversation, merged validated parameters and the
-        request's tools. Raises UnsupportedFeatureError for what the provider cannot send."""
+        """The HTTP request for this conversation (its image parts included), merged validated
+        parameters, the request's tools and its output format (``response_format``). Raises
+        UnsupportedFeatureError for what the provider cannot send, InvalidRequestError for an
+        image the provider refuses (format, size)."""
         ...
 
     def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:

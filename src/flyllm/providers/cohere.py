@@ -55,6 +55,7 @@ from flyllm.errors import (
     StreamInterruptedError,
     UnsupportedFeatureError,
 )
+from flyllm.params import OutputFormat
 from flyllm.providers._common import (
     ClockedProvider,
     add_extra,
@@ -89,6 +90,7 @@ from flyllm.providers._tools import (
     charset_id,
     function_call,
     new_call_id,
+    not_yet,
     parse_arguments,
     unsupported_tools_message,
 )
@@ -171,8 +173,10 @@ class CohereProvider(ClockedProvider):
         *,
         stream: bool = False,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v2/chat`` for this conversation."""
+        not_yet(self.name, output, messages)
         notes: list[str] = []
         body: dict[str, Any] = {
             "model": endpoint.model,

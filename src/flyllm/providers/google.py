@@ -79,6 +79,7 @@ from flyllm.errors import (
     StreamInterruptedError,
     UnsupportedFeatureError,
 )
+from flyllm.params import OutputFormat
 from flyllm.providers._common import (
     ClockedProvider,
     add_extra,
@@ -119,7 +120,12 @@ from flyllm.providers._google_tools import (
     tool_fields,
 )
 from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
-from flyllm.providers._tools import ToolCallAssembler, new_call_id, unsupported_tools_message
+from flyllm.providers._tools import (
+    ToolCallAssembler,
+    new_call_id,
+    not_yet,
+    unsupported_tools_message,
+)
 from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
@@ -223,8 +229,10 @@ class GoogleProvider(ClockedProvider):
         *,
         stream: bool = False,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``.../models/{model}:generateContent`` (or the SSE stream URL)."""
+        not_yet(self.name, output, messages)
         system, contents = gemini_contents(messages, endpoint.model)
         body: dict[str, Any] = {"contents": contents}
         if system:

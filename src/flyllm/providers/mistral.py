@@ -56,6 +56,7 @@ from flyllm.errors import (
     ServerError,
     UnsupportedFeatureError,
 )
+from flyllm.params import OutputFormat
 from flyllm.providers._common import (
     ClockedProvider,
     as_str,
@@ -74,7 +75,7 @@ from flyllm.providers._common import (
     without_secrets,
 )
 from flyllm.providers._listing import path_url
-from flyllm.providers._tools import short_id, unsupported_tools_message
+from flyllm.providers._tools import not_yet, short_id, unsupported_tools_message
 from flyllm.providers.base import (
     Completion,
     Endpoint,
@@ -134,8 +135,10 @@ class MistralProvider(ClockedProvider):
         *,
         stream: bool = False,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v1/chat/completions`` for this conversation."""
+        not_yet(self.name, output, messages)
         notes: list[str] = []
         turns = chat_messages(messages, call_id=short_id, name_results=True)
         body: dict[str, Any] = {"model": endpoint.model, "messages": turns}

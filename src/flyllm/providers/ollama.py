@@ -59,6 +59,7 @@ from flyllm.errors import (
     StreamInterruptedError,
     UnsupportedFeatureError,
 )
+from flyllm.params import OutputFormat
 from flyllm.providers._common import (
     ClockedProvider,
     add_extra,
@@ -91,6 +92,7 @@ from flyllm.providers._listing import items_of, name_of, path_url
 from flyllm.providers._tools import (
     ToolCallAssembler,
     function_call,
+    not_yet,
     tool_names,
     unsupported_tools_message,
 )
@@ -156,8 +158,10 @@ class OllamaProvider(ClockedProvider):
         *,
         stream: bool = False,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/api/chat`` for this conversation."""
+        not_yet(self.name, output, messages)
         notes: list[str] = []
         names = tool_names(messages) if any(m.role == "tool" for m in messages) else {}
         body: dict[str, Any] = {

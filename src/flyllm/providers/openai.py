@@ -56,6 +56,7 @@ from flyllm.errors import (
     RateLimitError,
     UnsupportedFeatureError,
 )
+from flyllm.params import OutputFormat
 from flyllm.providers._common import (
     Clock,
     add_extra,
@@ -85,7 +86,7 @@ from flyllm.providers._common import (
 )
 from flyllm.providers._listing import first, items_of, name_of, path_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
-from flyllm.providers._tools import unsupported_tools_message
+from flyllm.providers._tools import not_yet, unsupported_tools_message
 from flyllm.providers.base import (
     ALL_CAPABILITIES,
     Completion,
@@ -267,6 +268,7 @@ class OpenAIProvider:
 
     stream_framing = "sse"
     request_id_header = "x-request-id"
+    image_url_schemes = frozenset({"http", "https"})
 
     def __init__(
         self,
@@ -320,8 +322,10 @@ class OpenAIProvider:
         *,
         stream: bool = False,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/chat/completions`` for this conversation."""
+        not_yet(self.name, output, messages)
         notes: list[str] = []
         body = self.chat_body(endpoint.model, messages, params, stream, notes, tools=tools)
         base_url = endpoint.base_url or self.default_base_url

@@ -32,7 +32,7 @@ from flyllm.errors import (
     ProviderError,
 )
 from flyllm.observe.events import Event, EventKind, Hook
-from flyllm.params import ToolSet
+from flyllm.params import OutputFormat, ToolSet
 from flyllm.providers._common import clip, redact_secrets, scrub
 from flyllm.providers.base import Endpoint
 from flyllm.providers.headroom import spent_for
@@ -81,6 +81,7 @@ class Plan:
     connect_timeout: float | None = None
     read_timeout: float | None = None
     tools: ToolSet | None = None
+    output: OutputFormat | None = None
 
 
 @dataclass(slots=True)

@@ -43,6 +43,7 @@ REQUEST_KINDS = frozenset(
         ErrorKind.CONTEXT_LENGTH,
         ErrorKind.CONTENT_FILTER,
         ErrorKind.UNSUPPORTED,
+        ErrorKind.STRUCTURED_OUTPUT,
     }
 )
 """Failures of the request itself, or of what it asks of this instance: they say nothing
