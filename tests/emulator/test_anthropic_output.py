@@ -137,3 +137,19 @@ async def test_more_than_100_images_is_too_much_media(
     status, data = await answer(emu, session, message([png] * 101))
     assert status == 400
     assert data["error"]["message"] == "Too much media: 0 document pages + 101 images > 100"
+
+
+async def test_a_forced_tool_with_thinking_on_is_refused(
+    emu: Emulator, session: aiohttp.ClientSession
+) -> None:
+    tool = {"name": "answer", "input_schema": {"type": "object"}}
+    extra: dict[str, Any] = {
+        "tools": [tool],
+        "tool_choice": {"type": "tool", "name": "answer"},
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+    }
+    status, data = await answer(emu, session, message("x", **extra))
+    assert status == 400
+    assert data["error"]["message"] == (
+        "Thinking may not be enabled when tool_choice forces tool use."
+    )

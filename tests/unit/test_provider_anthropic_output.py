@@ -197,6 +197,17 @@ def test_a_user_tool_with_the_reserved_prefix_is_refused() -> None:
         body([Message.user("x")], INVOICE, TOOL, ToolSet((clash,)))
 
 
+@pytest.mark.parametrize(("output", "endpoint"), [(ANY_JSON, NATIVE), (INVOICE, TOOL)])
+def test_the_answer_tool_is_not_forced_with_extended_thinking(
+    output: OutputFormat, endpoint: Endpoint
+) -> None:
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    with pytest.raises(InvalidRequestError, match="extended thinking"):
+        ANTHROPIC.build(endpoint, [Message.user("x")], thinking, output=output)
+    built = ANTHROPIC.build(NATIVE, [Message.user("x")], thinking, output=INVOICE)
+    assert json.loads(built.body)["thinking"]["type"] == "enabled"
+
+
 def test_an_unknown_mechanism_is_a_configuration_error() -> None:
     bad = Endpoint("m", API_KEY, ANTHROPIC_BASE_URL, options={"structured_output": "grammar"})
     with pytest.raises(ConfigurationError, match=r"'native'.*'tool'"):

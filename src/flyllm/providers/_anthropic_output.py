@@ -223,12 +223,22 @@ def is_output_tool(name: str) -> bool:
     return name.startswith(OUTPUT_TOOL_PREFIX)
 
 
-def wire_output(body: dict[str, Any], fmt: OutputFormat, tools: ToolSet | None, mode: str) -> None:
-    """Adds the output format to ``body`` (after the user's tools, when any, are in it)."""
+def wire_output(
+    body: dict[str, Any], fmt: OutputFormat, tools: ToolSet | None, mode: str, thinking: Any
+) -> None:
+    """Adds the output format to ``body`` (after the user's tools, when any, are in it);
+    ``thinking`` is the request's extended-thinking parameter, if any."""
     if mode == "native" and fmt.schema is not None:
         schema = output_schema(fmt.schema, fmt.strict)
         body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         return
+    if isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive"):
+        # The API answers 400 "Thinking may not be enabled when tool_choice forces tool use."
+        what = "response_format='json'" if fmt.schema is None else "this instance's tool mode"
+        raise InvalidRequestError(
+            f"{what} forces flyllm's answer tool, which anthropic refuses with extended "
+            "thinking on: switch thinking off, or use a JsonSchema on a native instance"
+        )
     if tools is not None and tools.choice not in ("auto", "required", "none"):
         raise InvalidRequestError(
             f"tool_choice {tools.choice!r} forces a tool, but response_format needs the "

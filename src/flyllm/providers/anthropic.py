@@ -237,7 +237,7 @@ class AnthropicProvider(ClockedProvider):
             check_tool_names(tools)
             body["tools"], body["tool_choice"] = wire_tools(tools)
         if output is not None:
-            wire_output(body, output, tools, mode)
+            wire_output(body, output, tools, mode, params.get("thinking"))
         if stream:
             body["stream"] = True
         reserved = _RESERVED | _TOOL_FIELDS if "tools" in body else _RESERVED
