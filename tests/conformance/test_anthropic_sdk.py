@@ -409,7 +409,7 @@ def test_every_fault_kind_is_exercised() -> None:
         "malformed",
         "stream_cut",
         "stream_error",
-        "bad_output",  # exercised by the structured-output tests of this SDK
+        "bad_output",  # test_anthropic_sdk_output.py::test_bad_output_fails_the_sdk_validation
     }
     assert covered == set(FAULT_KINDS)
 

@@ -4,10 +4,12 @@ Request side: flyllm's conversation as Messages API turns. An assistant turn is 
 blocks (kept from Anthropic's own answer, sent back unchanged and first), its text (never an
 empty or whitespace-only text block) and one ``tool_use`` block per call; tool results become
 ``tool_result`` blocks at the start of the next user turn (consecutive results merged into it,
-one per id, a following user text after them). Call ids are rewritten with ``charset_id``, alike
-for a call and its result. Tools go as ``{name, description, input_schema}``; the choice as
-``tool_choice {type: auto|any|tool|none}`` with ``disable_parallel_tool_use`` when parallel
-calls are switched off (``none`` takes no such flag).
+one per id, a following user text after them). A user turn with image parts goes as text and
+image blocks (:mod:`flyllm.providers._anthropic_output`). Call ids are rewritten with
+``charset_id``, alike for a call and its result. Tools go as ``{name, description,
+input_schema}``; the choice as ``tool_choice {type: auto|any|tool|none}`` with
+``disable_parallel_tool_use`` when parallel calls are switched off (``none`` takes no such
+flag).
 
 Response side: an answer's blocks read into text, tool calls and the thinking blocks kept in
 ``provider_data["anthropic"]["thinking_blocks"]``; wrong shapes are MalformedResponseError.
@@ -19,6 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from flyllm.providers._anthropic_output import user_blocks
 from flyllm.providers._common import loads, malformed, wrong_type
 from flyllm.providers._tools import charset_id, new_call_id
 from flyllm.providers.base import ToolSet
@@ -88,9 +91,12 @@ def wire_turns(
         elif m.role == "tool":
             _add_result(turns, m, notes)
         elif m.role == "user":
+            blocks = user_blocks(m) if m.parts else None
             results = _results_turn(turns)
             if results is None:
-                turns.append({"role": "user", "content": m.content})
+                turns.append({"role": "user", "content": m.content if blocks is None else blocks})
+            elif blocks is not None:
+                results.extend(blocks)
             elif m.content.strip():
                 results.append({"type": "text", "text": m.content})
         elif (turn := _assistant(m)) is not None:

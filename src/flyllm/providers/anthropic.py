@@ -6,7 +6,9 @@ Headers: ``x-api-key``, ``anthropic-version`` (the endpoint's api_version, defau
 ``system``; the other turns keep their order (consecutive same-role turns are allowed).
 
 Tools, tool_use and tool_result blocks, and the thinking blocks sent back with them: see
-:mod:`flyllm.providers._anthropic_tools` (and docs/providers/tools.md). Extended thinking is
+:mod:`flyllm.providers._anthropic_tools` (and docs/providers/tools.md). Structured output
+(``output_config.format``, or a forced tool with ``options={"structured_output": "tool"}``) and
+images: :mod:`flyllm.providers._anthropic_output`. Extended thinking is
 switched on with ``provider_params={"anthropic": {"thinking": {...}}}``; an answer's thinking
 blocks ride in ``provider_data["anthropic"]`` and go back, unchanged, only to Anthropic.
 
@@ -43,6 +45,7 @@ error its type names (``overloaded_error`` -> OverloadedError).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,6 +60,15 @@ from flyllm.errors import (
     UnsupportedFeatureError,
 )
 from flyllm.params import OutputFormat
+from flyllm.providers._anthropic_output import (
+    IMAGE_URL_SCHEMES,
+    check_images,
+    check_tool_names,
+    is_output_tool,
+    output_mode,
+    split_output,
+    wire_output,
+)
 from flyllm.providers._anthropic_tools import (
     THINKING_TYPES,
     check_raw_arguments,
@@ -98,8 +110,9 @@ from flyllm.providers._common import (
 )
 from flyllm.providers._listing import epoch, items_of, name_of, paged_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
-from flyllm.providers._tools import ToolCallAssembler, not_yet, unsupported_tools_message
+from flyllm.providers._tools import ToolCallAssembler, unsupported_tools_message
 from flyllm.providers.base import (
+    ALL_CAPABILITIES,
     NON_SSE_LINE,
     Completion,
     Delta,
@@ -115,7 +128,7 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
-from flyllm.types import FinishReason, Message, ProviderType, ToolCall, Usage
+from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = [
     "ANTHROPIC_BASE_URL",
@@ -166,6 +179,11 @@ _RESERVED = frozenset({"model", "messages", "stream"})
 # With the request's own tools, raw ones in the parameters would silently replace them; without,
 # they pass through as any other parameter did before flyllm translated tools.
 _TOOL_FIELDS = frozenset({"tools", "tool_choice"})
+_UNSUPPORTED_OUTPUT = re.compile(
+    r"(?:structured outputs?|output_config\.format|output_format)\b.*\bnot supported"
+    r"|does not support (?:structured outputs?|output_config|output format)",
+    re.IGNORECASE,
+)
 _USAGE_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -192,6 +210,8 @@ class AnthropicProvider(ClockedProvider):
     name = "anthropic"
     default_base_url = ANTHROPIC_BASE_URL
     stream_framing = "sse"
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES | {"structured_output", "images"}
+    image_url_schemes = IMAGE_URL_SCHEMES
 
     def build(
         self,
@@ -204,8 +224,9 @@ class AnthropicProvider(ClockedProvider):
         output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v1/messages`` for this conversation."""
-        not_yet(self.name, output, messages)
         version = endpoint.api_version or DEFAULT_ANTHROPIC_VERSION
+        mode = output_mode(endpoint.options)
+        check_images(messages)
         notes: list[str] = []
         system, turns = wire_turns(messages, notes)
         body: dict[str, Any] = {"model": endpoint.model, "max_tokens": DEFAULT_MAX_TOKENS}
@@ -213,10 +234,13 @@ class AnthropicProvider(ClockedProvider):
             body["system"] = "\n\n".join(system)
         body["messages"] = turns
         if tools is not None:
+            check_tool_names(tools)
             body["tools"], body["tool_choice"] = wire_tools(tools)
+        if output is not None:
+            wire_output(body, output, tools, mode, params.get("thinking"))
         if stream:
             body["stream"] = True
-        reserved = _RESERVED | _TOOL_FIELDS if tools is not None else _RESERVED
+        reserved = _RESERVED | _TOOL_FIELDS if "tools" in body else _RESERVED
         self._params(body, params, version, notes, reserved)
         headers = json_headers(endpoint, stream, anthropic_auth)
         url = join_url(endpoint.base_url or ANTHROPIC_BASE_URL, "/v1/messages")
@@ -271,9 +295,10 @@ class AnthropicProvider(ClockedProvider):
                 raise self.stream_error(data.get("error"))
             raise malformed("no content list", self.name, response, rid)
         text, calls, thinking = read_blocks(content, self.name)
+        answer, calls = split_output(calls)
         usage = data.get("usage")
         return self.conclude(
-            text,
+            text if answer is None else answer,
             as_str(data.get("stop_reason")),
             anthropic_usage(usage if isinstance(usage, dict) else {}),
             served_model(data.get("model")),
@@ -303,6 +328,8 @@ class AnthropicProvider(ClockedProvider):
                 partial_content=text,
             )
         finish = _FINISH.get(raw, "other") if raw else "other"
+        if finish == "tool_calls" and not calls:  # the only call was the structured answer
+            finish = "stop"
         data = thinking_data(thinking or [])
         return Completion(text, finish, raw, usage, model, rid, calls, data)
 
@@ -321,10 +348,11 @@ class AnthropicProvider(ClockedProvider):
         retry_after = header_retry_after(headers, self._clock)
         if retry_after is None and status == 429:
             retry_after = self._reset_hint(headers)
-        if status in (400, 404, 422) and unsupported_tools_message(message or ""):
+        output = _UNSUPPORTED_OUTPUT.search(message or "") is not None
+        if status in (400, 404, 422) and (output or unsupported_tools_message(message or "")):
             return UnsupportedFeatureError(
                 clip(message or ""),
-                feature="tools",
+                feature="structured_output" if output else "tools",
                 status=status,
                 provider=self.name,
                 retryable=should_retry(headers),
@@ -404,6 +432,7 @@ class AnthropicStream:
     """
 
     __slots__ = (
+        "_answer",
         "_calls",
         "_counts",
         "_done",
@@ -423,6 +452,7 @@ class AnthropicStream:
         self._done = False
         self._calls = ToolCallAssembler()
         self._thinking: dict[int, dict[str, Any]] = {}
+        self._answer: tuple[int, list[str]] | None = None  # the answer tool's block and JSON
 
     @property
     def done(self) -> bool:
@@ -470,6 +500,9 @@ class AnthropicStream:
         kind = block.get("type")
         if kind == "tool_use":
             call_id, name, arguments = stream_call_start(block, "anthropic")
+            if is_output_tool(name) and self._answer is None:  # its JSON streams as the text
+                self._answer = (_index(obj), [arguments])
+                return arguments
             start = self._calls.start(_index(obj), call_id, name, arguments=arguments)
             return Delta(tool_calls=(start,))
         if kind in THINKING_TYPES:
@@ -502,6 +535,9 @@ class AnthropicStream:
     def _arguments(self, index: int, piece: Any) -> str | Delta:
         if not isinstance(piece, str):
             raise wrong_type("input_json_delta.partial_json", piece, "anthropic")
+        if self._answer is not None and self._answer[0] == index:
+            self._answer[1].append(piece)
+            return piece
         if not self._calls.has(index):
             raise malformed(f"an input_json_delta for block {index}, not a tool_use", "anthropic")
         added = self._calls.add(index, piece)
@@ -537,6 +573,8 @@ class AnthropicStream:
             )
         calls = self._calls.calls()
         check_raw_arguments(calls, "anthropic")
+        if self._answer is not None:
+            text = "".join(self._answer[1])
         thinking = [self._thinking[i] for i in sorted(self._thinking)]
         usage = anthropic_usage(self._counts)
         return self._provider.conclude(

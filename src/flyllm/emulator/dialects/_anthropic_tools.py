@@ -125,6 +125,8 @@ def read_offer(body: dict[str, Any]) -> ToolOffer:
             "'enabled', 'disabled', 'adaptive'"
         )
     on = isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+    if on and choice not in ("auto", "none"):
+        raise Problem("Thinking may not be enabled when tool_choice forces tool use.")
     return ToolOffer(offered, choice, parallel, on)
 
 

@@ -1,6 +1,7 @@
 """Anthropic Messages (``POST /v1/messages``), after Anthropic's API reference with its late-2026
 changes, and the models list (``GET /v1/models``, docs/WIRE-models.md section 3). Tool use and
-extended thinking: :mod:`flyllm.emulator.dialects._anthropic_tools`."""
+extended thinking: :mod:`flyllm.emulator.dialects._anthropic_tools`; structured output
+(``output_config``) and images: :mod:`flyllm.emulator.dialects._anthropic_output`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog, page_size
+from flyllm.emulator.dialects._anthropic_output import read_images, read_output
 from flyllm.emulator.dialects._anthropic_tools import (
     AnthropicConversation,
     Problem,
@@ -270,6 +272,7 @@ class AnthropicDialect(Dialect):
                 return problem
         offer = read_offer(body)
         turns = read_turns(messages, offer.thinking)
+        schema, images = read_output(body, model), read_images(messages)
         system = [text_parts(body["system"])] if body.get("system") else []
         conv = AnthropicConversation.from_texts(
             model,
@@ -280,6 +283,7 @@ class AnthropicDialect(Dialect):
             stream=body.get("stream") is True,
         )
         assert isinstance(conv, AnthropicConversation)
+        conv.output_json, conv.output_schema, conv.images = schema is not None, schema, images
         conv.tools, conv.tool_choice, conv.parallel_tools = (
             offer.tools,
             offer.choice,
