@@ -222,7 +222,9 @@ class Engine:
                         await self._send(attempt, http_request, outcome)
                     completion = outcome.completion
                     assert completion is not None
-                    parsed = _parsed(plan, completion, attempt.instance) if plan.output else None
+                    # A step that calls tools is not the answer yet: its text is not checked.
+                    checked = plan.output is not None and not completion.tool_calls
+                    parsed = _parsed(plan, completion, attempt.instance) if checked else None
                 except ProviderError as err:
                     if _failed(loop, attempt, err, parts):
                         continue

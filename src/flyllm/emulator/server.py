@@ -434,7 +434,8 @@ class Emulator:
         if conv.tools and not supports_tools(conv.model):
             return self._respond(dialect.tools_unsupported(conv, rid), rid, started)
         reply = self._tool_reply(conv) if conv.tools or conv.tool_results else None
-        if reply is None and (conv.output_json or conv.output_schema is not None):
+        wants_json = conv.output_json or conv.output_schema is not None
+        if wants_json and (reply is None or not reply.calls):  # the answer, not a tool step
             reply = output_reply(conv.output_schema, conv.prompt, fault == "bad_output")
         if reply is None:
             reply = compose_reply(
