@@ -233,7 +233,12 @@ class Engine:
                         await self._send(attempt, http_request, outcome)
                     completion = outcome.completion
                     assert completion is not None
-                    parsed = _parsed(plan, completion, attempt.instance) if plan.output else None
+                    # an answer that calls tools is a step of a tool loop, not the answer
+                    parsed = (
+                        _parsed(plan, completion, attempt.instance)
+                        if plan.output and not completion.tool_calls
+                        else None
+                    )
                 except ProviderError as err:
                     if _failed(loop, attempt, err, parts):
                         continue
