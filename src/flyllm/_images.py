@@ -140,6 +140,8 @@ def _why(exc: ProviderError, limit: int) -> str:
     """Why a download failed, in words for the caller."""
     if "larger than" in exc.message:  # the transport's size limit
         return f"it is larger than {limit} bytes (max_image_bytes)"
+    if exc.kind is ErrorKind.NOT_FOUND:  # the transport's word for a URL it cannot parse
+        return "it is not a valid http(s) URL"
     if exc.kind in (ErrorKind.TIMEOUT, ErrorKind.CONNECTION):
         return f"{exc.message}; try again later, or pass the image's bytes (Image.from_bytes)"
     return exc.message

@@ -230,6 +230,24 @@ async def test_requests_without_image_urls_pay_nothing() -> None:
     assert manager._plan(ask("http://127.0.0.1:9/cat.png")).image_urls
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:99999/x.png", "at http://127.0.0.1:99999/x.png: it is not a valid"),
+        ("http://[::1/x.png", "at <an unreadable URL>: it is not a valid http"),
+        ("http://127.0.0.1:9/x.png", r"Cannot connect to host.*; try again later, or pass"),
+    ],
+)
+async def test_urls_that_lead_nowhere_are_the_requests_error(url: str, message: str) -> None:
+    async with setup([], (BytesOnly,), connect_timeout=1.0) as (manager, script, _, __):
+        with (
+            budget(seconds=3, megabytes=30),
+            pytest.raises(InvalidRequestError, match=message) as caught,
+        ):
+            await manager.generate(ask(url))
+    assert script.sent == [] and "base_url" not in str(caught.value)
+
+
 def test_urls_are_shown_without_query_or_credentials() -> None:
     shown = shown_url(f"https://user:{SECRET}@img.example/a/b.png?sig={SECRET}#frag")
     assert shown == "https://***@img.example/a/b.png"
