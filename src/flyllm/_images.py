@@ -17,6 +17,7 @@ and the caller knows best whether to try again, fix the URL or pass the bytes.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -38,6 +39,8 @@ DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """The largest image flyllm downloads (20 MiB, above every provider's own limit)."""
 
 _DOWNLOADABLE = frozenset({"http", "https"})
+# RFC 3986's, bounded, and of two letters or more: "C:\\photos" is a Windows path
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]{1,31}")
 _HEADERS = {"Accept": "image/*"}
 
 
@@ -101,6 +104,11 @@ class ImageFetcher:
             scheme = _scheme(url)
             if scheme == "data":  # bytes already, spelt as a URI: decoded, not fetched
                 found = _from_bytes(url, lambda: Image.from_url(url))
+            elif ":" not in url or not _SCHEME.fullmatch(scheme):
+                raise InvalidRequestError(
+                    f"the image URL {shown_url(url)[:100]!r} has no scheme (http, https...): "
+                    "for a file use Image.from_path"
+                )
             elif scheme not in _DOWNLOADABLE:
                 raise UnsupportedFeatureError(
                     f"{provider} does not take images at {scheme}: URLs and flyllm downloads "

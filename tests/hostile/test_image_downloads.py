@@ -236,6 +236,8 @@ async def test_requests_without_image_urls_pay_nothing() -> None:
         ("http://127.0.0.1:99999/x.png", "at http://127.0.0.1:99999/x.png: it is not a valid"),
         ("http://[::1/x.png", "at <an unreadable URL>: it is not a valid http"),
         ("http://127.0.0.1:9/x.png", r"Cannot connect to host.*; try again later, or pass"),
+        ("cat.png", "the image URL 'cat.png' has no scheme"),
+        ("C:\\photos\\cat.png", "has no scheme"),
     ],
 )
 async def test_urls_that_lead_nowhere_are_the_requests_error(url: str, message: str) -> None:
