@@ -32,6 +32,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, Literal, Protocol
 
+from flyllm._images import ImageFetcher
 from flyllm._output import read_output
 from flyllm._transport import Transport
 from flyllm._wire import decoder_for
@@ -66,6 +67,7 @@ class Settings(Protocol):
     read_timeout: float
     clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[None]]
+    max_image_bytes: int
 
 
 class Outcome:
@@ -208,11 +210,20 @@ class Engine:
         if start is None:
             start = time.perf_counter()
         loop = AttemptLoop(self, plan, stream=stream)
+        images = (
+            ImageFetcher(self.transport, self._settings.max_image_bytes)
+            if plan.image_urls
+            else None
+        )
         try:
             while not isinstance(attempt := await loop.next(), FlyLLMError):
                 parts: list[str] = []  # the text that reached the caller
                 try:
-                    http_request = self._build(attempt, plan, stream=stream)
+                    if images is None:  # the common case: no image by URL
+                        http_request = self._build(attempt, plan, stream=stream)
+                    else:
+                        sent = await _with_images(images, plan, attempt)
+                        http_request = self._build(attempt, sent, stream=stream)
                     if stream:  # closed with this generator, not at a GC
                         chunks = self._read_stream(attempt, http_request, outcome, parts)
                         async with aclosing(chunks):
@@ -337,6 +348,19 @@ class Engine:
             raise
         except Exception as exc:  # e.g. RecursionError on a deeply nested event
             raise unexpected_error(exc, phase, status, instance) from exc
+
+
+async def _with_images(images: ImageFetcher, plan: Plan, attempt: Attempt) -> Plan:
+    """The plan as this attempt's provider gets it: the image URLs it does not take
+    downloaded (once per request) and sent as bytes."""
+    instance = attempt.instance
+    messages = await images.conversation(
+        plan.messages,
+        instance.provider.image_url_schemes,
+        attempt.timeouts,
+        instance.provider_type.value,
+    )
+    return plan if messages is plan.messages else dataclasses.replace(plan, messages=messages)
 
 
 def _chunk(

@@ -122,7 +122,13 @@ class Transport:
 
     async def send(self, request: HttpRequest, timeouts: Timeouts) -> HttpResponse:
         """Send ``request`` and read the whole answer. Any status comes back as a response;
-        only transport failures (and oversized answers) raise."""
+        only transport failures (and answers over ``max_response_bytes``) raise."""
+        return await self.send_within(request, timeouts, self.max_response_bytes)
+
+    async def send_within(
+        self, request: HttpRequest, timeouts: Timeouts, limit: int
+    ) -> HttpResponse:
+        """``send`` with answers cut off past ``limit`` bytes (an image download's own)."""
         session = self._get_session()
         client_timeout = self._client_timeout(timeouts, stream=False)
         try:
@@ -137,7 +143,7 @@ class Transport:
             ) as resp:
                 if 300 <= resp.status < 400:
                     raise _redirect(resp, request.url)
-                body = await _read_limited(resp, self.max_response_bytes)
+                body = await _read_limited(resp, limit)
                 return HttpResponse(resp.status, resp.headers, body)
         except (*_TRANSPORT_ERRORS, *_UNSENDABLE) as exc:
             raise _failure(exc, request, timeouts) from _cause(exc)

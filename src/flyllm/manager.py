@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from flyllm._display import mask_url
 from flyllm._engine import Engine
+from flyllm._images import DEFAULT_MAX_IMAGE_BYTES, needs_fetcher
 from flyllm._toolloop import ToolFunctions, run_tools
 from flyllm._toolplan import (
     capable,
@@ -108,7 +109,9 @@ class LlmManager:
     answers larger than ``max_response_bytes`` are cut off. ``clock`` (monotonic seconds) and
     ``sleep`` are injectable so tests of waits run instantly. ``prices`` maps model names to
     ModelPrice, overriding the bundled prices. ``state`` shares instance stats between
-    processes: a ``redis://`` URL or a StateStore (default: in this process only). Use
+    processes: a ``redis://`` URL or a StateStore (default: in this process only).
+    ``max_image_bytes`` bounds each image flyllm downloads for a provider that takes images
+    only as bytes (an image URL it cannot fetch itself). Use
     ``async with LlmManager(...) as manager`` or call ``aclose()``.
     """
 
@@ -128,8 +131,10 @@ class LlmManager:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         prices: Mapping[str, ModelPrice] | None = None,
         state: str | StateStore | None = None,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     ) -> None:
         positive_int("max_attempts", max_attempts)
+        positive_int("max_image_bytes", max_image_bytes)
         positive_int("max_concurrency", max_concurrency)
         positive_int("max_response_bytes", max_response_bytes)
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
@@ -145,6 +150,7 @@ class LlmManager:
         self.breaker_policy = breaker or BreakerPolicy()
         self.clock = clock
         self.sleep = sleep
+        self.max_image_bytes = max_image_bytes
         self._transport = Transport(max_response_bytes=max_response_bytes)
         self._store: StateStore = make_store(state, clock)
         self._instances: dict[int, LlmInstance] = {}
@@ -535,6 +541,7 @@ class LlmManager:
             messages, tiers, params, provider_params, max_attempts, tokens, estimate,
             None if deadline is None else self.clock() + deadline,
             request.connect_timeout, request.read_timeout, tools, output,
+            images and needs_fetcher(messages),
         )  # fmt: skip
 
     def _tiers(self, task_name: str | None) -> tuple[Tier, ...]:

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("translators", ("flyllm.providers", "flyllm.pricing")),
-    ("I/O", ("flyllm._transport",)),
+    ("I/O", ("flyllm._transport", "flyllm._images")),
     ("observability", ("flyllm.observe",)),
     ("routing", ("flyllm.routing", "flyllm._toolplan")),
     ("engine", ("flyllm._engine",)),

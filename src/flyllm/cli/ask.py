@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import re
 import sys
 import time
 from typing import Any
@@ -13,9 +16,12 @@ from flyllm.cli._common import FORMATTER, UsageError, add_config, err, load, par
 from flyllm.errors import FlyLLMError, InvalidRequestError
 from flyllm.manager import LlmManager
 from flyllm.observe.events import Event
-from flyllm.types import GenerationRequest, LlmResponse
+from flyllm.types import GenerationRequest, JsonSchema, LlmResponse
 
-__all__ = ["WAIT_NOTICE_S", "add", "run"]
+__all__ = ["MAX_SCHEMA_BYTES", "WAIT_NOTICE_S", "add", "run", "schema_file"]
+
+MAX_SCHEMA_BYTES = 1024 * 1024
+"""The largest --json-schema file read (a schema is a few kilobytes)."""
 
 WAIT_NOTICE_S = 1.0
 """``flyllm ask`` says on stderr when a request waits longer than this, so it never looks hung."""
@@ -31,7 +37,8 @@ def add(commands: Any) -> None:
         "answer on stdout.",
         epilog='examples:\n  flyllm ask "Summarize: ..." --task summary\n'
         '  echo "Why is the sky blue?" | flyllm ask - --stream --param temperature=0.2\n'
-        '  flyllm ask "Hi" --json | jq .usage',
+        '  flyllm ask "Hi" --json | jq .usage\n'
+        '  flyllm ask "Extract: ..." --json-schema invoice.json --json | jq .parsed',
     )
     ask.add_argument("prompt", nargs="?", default="-", help='the prompt; "-" (default) reads stdin')
     ask.add_argument("--task", help="the task to route by (its instances and parameters)")
@@ -44,6 +51,13 @@ def add(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="a request parameter, e.g. max_tokens=200 (VALUE read as JSON if it is; repeatable)",
     )
+    ask.add_argument(
+        "--json-schema",
+        metavar="FILE",
+        help='ask for JSON following the schema in FILE: a JSON Schema object, or {"name": '
+        '..., "schema": {...}, "strict": true}; the answer is validated (with --json, "parsed" '
+        "holds it decoded)",
+    )
     how = ask.add_mutually_exclusive_group()
     how.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     how.add_argument("--json", action="store_true", help="print the whole response as JSON")
@@ -54,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``flyllm ask``; the exit code."""
     start_logging("warning")
     args.prompt = _read_prompt(args.prompt)
+    args.response_format = schema_file(args.json_schema) if args.json_schema else None
     return asyncio.run(_ask(load(args.config), args))
 
 
@@ -68,6 +83,35 @@ def _read_prompt(prompt: str) -> str:
         return text.rstrip("\n")
     except UnicodeDecodeError:
         raise UsageError("the prompt on stdin is not UTF-8 text") from None
+
+
+def schema_file(path: str) -> JsonSchema:
+    """The JsonSchema in a file: ``{"name": ..., "schema": {...}}`` (as a batch line's
+    ``response_format``), or a bare JSON Schema named after the file. UsageError when the
+    file cannot be read or holds neither."""
+    from flyllm.cli.batchfile import response_format
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SCHEMA_BYTES + 1)
+        if len(data) > MAX_SCHEMA_BYTES:
+            raise UsageError(f"--json-schema {path}: larger than {MAX_SCHEMA_BYTES} bytes")
+        value = json.loads(data)
+    except OSError as exc:
+        raise UsageError(f"--json-schema {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"--json-schema {path}: not a JSON file ({str(exc)[:100]})") from None
+    if isinstance(value, dict) and "schema" in value and "name" in value:
+        try:
+            fmt = response_format(value)
+        except ValueError as exc:
+            raise UsageError(f"--json-schema {path}: {exc}") from None
+        assert isinstance(fmt, JsonSchema)
+        return fmt
+    if not isinstance(value, dict):
+        raise UsageError(f"--json-schema {path}: expected a JSON Schema object")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return JsonSchema(re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:64] or "response", value)
 
 
 def _announce_waits(manager: LlmManager) -> None:
@@ -102,8 +146,9 @@ async def _ask(manager: LlmManager, args: argparse.Namespace) -> int:
         raise UsageError(f"unknown task {args.task!r}; the config defines: {known}")
     _announce_waits(manager)
     request = GenerationRequest(
-        prompt=args.prompt, task=args.task, params=dict(args.param) or None, system=args.system
-    )
+        prompt=args.prompt, task=args.task, params=dict(args.param) or None, system=args.system,
+        response_format=args.response_format,
+    )  # fmt: skip
     async with manager:
         if args.stream:
             return await _ask_stream(manager, request)

@@ -4,7 +4,8 @@ Input: one JSON object per line, ``{"id": ..., "prompt": ... | "messages": [{"ro
 "content": ...}], "task": ..., "params": {...}, "system": ...}`` plus any other
 GenerationRequest field (``max_attempts``, ``provider_params``, ``deadline``...). A missing id
 is the line number; ids are strings or integers and unique within the file. Blank lines are
-skipped.
+skipped. ``response_format`` is "json" (any JSON object) or ``{"name": ..., "schema": {...},
+"strict": true, "description": ...}`` (a JsonSchema: name and schema required).
 
 Output: one JSON object per line, written as each request finishes (so not in input order)::
 
@@ -13,6 +14,9 @@ Output: one JSON object per line, written as each request finishes (so not in in
      "usage": {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21,
                "cached_tokens": 0},
      "finish_reason": "stop", "latency": 0.412, "attempts": 1}
+
+plus ``"parsed": <the decoded JSON>`` when the request had a ``response_format`` and its
+answer passed.
 
 The output is append-only and the LAST line for an id wins: a rerun skips ids whose last line
 succeeded and asks the others again, appending their new lines. Each line reaches the file in
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flyllm._display import table_cell
-from flyllm.types import GenerationRequest, LlmResponse, Message, Usage
+from flyllm.types import GenerationRequest, JsonSchema, LlmResponse, Message, Usage
 
 __all__ = [
     "BatchInputError",
@@ -47,6 +51,7 @@ __all__ = [
     "open_output",
     "parse_line",
     "read_results",
+    "response_format",
     "response_record",
     "summarize_usage",
 ]
@@ -107,7 +112,33 @@ def parse_line(text: str | bytes, line: int) -> BatchItem:
         obj["messages"] = _messages(obj["messages"], line)
     if obj.get("prompt") is None and not obj.get("messages"):
         raise BatchInputError(line, 'needs a "prompt" or "messages"')
+    if obj.get("response_format") is not None:
+        try:
+            obj["response_format"] = response_format(obj["response_format"])
+        except ValueError as exc:
+            raise BatchInputError(line, str(exc)) from None
     return BatchItem(item_id, line, GenerationRequest(**obj))
+
+
+_SCHEMA_KEYS = frozenset({"name", "schema", "strict", "description"})
+
+
+def response_format(value: Any) -> JsonSchema | str:
+    """A ``response_format`` as JSON gives it: "json", or an object with ``name`` and
+    ``schema`` (and optionally ``strict`` and ``description``) as a JsonSchema; ValueError
+    for another shape. The schema itself is checked when the request is made (a bad one is
+    that line's InvalidRequestError in the output)."""
+    if value == "json":
+        return "json"
+    if not isinstance(value, dict) or not {"name", "schema"} <= set(value) <= _SCHEMA_KEYS:
+        raise ValueError(
+            'response_format must be "json" or {"name": ..., "schema": {...}} (optionally '
+            '"strict" and "description")'
+        )
+    return JsonSchema(
+        value["name"], value["schema"], value.get("strict", True),
+        description=value.get("description"),
+    )  # fmt: skip
 
 
 def _not_json(name: str) -> Any:
@@ -175,6 +206,10 @@ def response_record(response: LlmResponse, item_id: JsonId | None = None) -> dic
         latency=round(response.latency, 4),
         attempts=response.attempts,
     )
+    if response.parsed is not None:
+        parsed = response.parsed
+        dump = getattr(parsed, "model_dump", None)  # a pydantic instance (from the API)
+        record["parsed"] = dump(mode="json") if callable(dump) else parsed
     return record
 
 

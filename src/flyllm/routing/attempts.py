@@ -82,6 +82,7 @@ class Plan:
     read_timeout: float | None = None
     tools: ToolSet | None = None
     output: OutputFormat | None = None
+    image_urls: bool = False  # an image by URL: the engine may download it (flyllm._images)
 
 
 @dataclass(slots=True)
