@@ -20,6 +20,7 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
+from flyllm.emulator.dialects._google_output import read_images, read_output
 from flyllm.emulator.dialects._google_tools import call_parts, new_signature, read_tools, signs
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
@@ -244,7 +245,8 @@ class GoogleDialect(Dialect):
     def parse(
         self, route: Route, body: dict[str, Any], headers: Mapping[str, str], rid: str
     ) -> Conversation | Answer:
-        """Contents with roles user/model only; camelCase or snake_case request fields."""
+        """Contents with roles user/model only; camelCase or snake_case request fields; the
+        output form and image parts checked (:mod:`._google_output`)."""
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             return invalid("* GenerateContentRequest.contents: contents is not specified\n")
@@ -282,6 +284,12 @@ class GoogleDialect(Dialect):
         tools = read_tools(body, contents, route.model or "")
         if isinstance(tools, str):
             return invalid(tools)
+        output = read_output(config)
+        if isinstance(output, str):
+            return invalid(output)
+        images = read_images(contents)
+        if isinstance(images, str):
+            return invalid(images)
         conv = Conversation.from_texts(
             route.model or "",
             texts,
@@ -293,6 +301,7 @@ class GoogleDialect(Dialect):
         )
         conv.tools, conv.tool_choice = tools.tools, tools.choice
         conv.last_role, conv.tool_results = tools.last_role, tools.results
+        conv.output_json, conv.output_schema, conv.images = output.json, output.schema, images
         return conv
 
     def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
