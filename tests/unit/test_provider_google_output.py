@@ -204,6 +204,34 @@ def test_optional_recursion_is_accepted() -> None:
     assert output_schema(schema)["properties"]["next"] == {"$ref": "#"}
 
 
+def _chain(n: int, closed: bool) -> dict[str, Any]:
+    """A root requiring d0, each d{i} requiring d{i+1}, the last requiring d0 when closed."""
+    defs = {
+        f"d{i}": {
+            "type": "object",
+            "properties": {"next": {"$ref": f"#/$defs/d{i + 1}"}},
+            "required": ["next"],
+        }
+        for i in range(n - 1)
+    }
+    last: dict[str, Any] = {"type": "object", "properties": {"next": {"$ref": "#/$defs/d0"}}}
+    if closed:
+        last["required"] = ["next"]
+    defs[f"d{n - 1}"] = last
+    return {
+        "type": "object",
+        "properties": {"d": {"$ref": "#/$defs/d0"}},
+        "required": ["d"],
+        "$defs": defs,
+    }
+
+
+def test_a_required_cycle_across_definitions_is_found_in_linear_time() -> None:
+    assert len(output_schema(_chain(5000, closed=False))["$defs"]) == 5000
+    with pytest.raises(InvalidRequestError, match="refers back to itself"):
+        output_schema(_chain(5000, closed=True))
+
+
 def test_a_schema_nested_too_deeply_is_refused() -> None:
     schema: dict[str, Any] = {"type": "string"}
     for _ in range(70):
@@ -232,7 +260,7 @@ def _keywords(node: Any) -> set[str]:
     return found
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(object_schemas())
 def test_every_drawn_schema_converts_into_geminis_subset_or_is_refused(
     schema: dict[str, Any],

@@ -199,24 +199,31 @@ def _plain_enum(values: Any) -> bool:
 def _check_cycles(schema: dict[str, Any]) -> None:
     """InvalidRequestError when a chain of ``$ref`` reached only through required
     properties (or non-empty arrays, or anyOf, which nullability does not break) leads back
-    to where it started: Gemini unrolls cycles only through optional properties."""
+    to where it started: Gemini unrolls cycles only through optional properties. One
+    depth-first walk over the references (linear in their number)."""
     defs = schema.get("$defs") or {}
     targets = {"#": schema, **{f"#/$defs/{name}": sub for name, sub in defs.items()}}
-    edges = {name: _forced_refs(sub) for name, sub in targets.items()}
-    for start in edges:
-        seen: set[str] = set()
-        stack = list(edges[start])
+    edges = {name: sorted(_forced_refs(sub) & targets.keys()) for name, sub in targets.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in edges:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(edges[root]))]
         while stack:
-            ref = stack.pop()
-            if ref == start:
+            name, pending = stack[-1]
+            ref = next(pending, None)
+            if ref is None:
+                state[name] = 2
+                stack.pop()
+            elif state.get(ref) == 1:
                 raise _refused(
-                    f"{start} refers back to itself through required properties; Gemini "
+                    f"{ref} refers back to itself through required properties; Gemini "
                     "takes recursive references only in properties that are not required",
                 )
-            if ref in seen or ref not in edges:
-                continue
-            seen.add(ref)
-            stack.extend(edges[ref])
+            elif ref not in state:
+                state[ref] = 1
+                stack.append((ref, iter(edges[ref])))
 
 
 def _forced_refs(node: Any) -> set[str]:

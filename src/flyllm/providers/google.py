@@ -33,6 +33,14 @@ for Gemini 3 when a call has none), results ``functionResponse`` parts of a user
 ``thoughtSignature`` in ``provider_data["google"]``), one whole delta each in streams; "Function
 calling is not enabled for models/..." is UnsupportedFeatureError(feature="tools").
 
+Structured output (:mod:`flyllm.providers._google_output`): ``generationConfig.responseMimeType``
+"application/json", with ``responseJsonSchema`` (the schema rewritten into Gemini's documented
+subset, or refused saying why) for a schema. Images (:mod:`flyllm.providers._google_media`):
+``inlineData`` parts for bytes (PNG, JPEG, WEBP, HEIC, HEIF; 100 MB of inline data per request),
+``fileData`` for ``gs://`` and Gemini File API URIs (:meth:`GoogleProvider.accepts_image_url`).
+"Json mode is not enabled" / "Image input modality is not enabled" 400s are
+UnsupportedFeatureError("structured_output" / "images").
+
 Answers: text is the concatenation of ``candidates[0].content.parts[].text``, skipping
 ``thought: true`` parts (parts may hold only a thoughtSignature or a functionCall). Finish: STOP
 -> stop (tool_calls when a functionCall part came), MAX_TOKENS -> length; the filter reasons
