@@ -315,6 +315,18 @@ def test_gif_is_refused_naming_the_formats_gemini_takes(image: Image) -> None:
         GOOGLE.build(ENDPOINT, [Message.user(["Look", image])], {})
 
 
+def test_image_jpg_is_sent_as_image_jpeg() -> None:
+    turn = Message.user(["Look", Image.from_url("gs://b/x", media_type="image/jpg")])
+    part = body_of(GOOGLE.build(ENDPOINT, [turn], {}))["contents"][0]["parts"][1]
+    assert part == {"fileData": {"mimeType": "image/jpeg", "fileUri": "gs://b/x"}}
+
+
+def test_consecutive_user_turns_with_images_merge_into_one_content() -> None:
+    turns = [Message.user("First"), Message.user([Image.from_bytes(PNG)]), Message.user("Why?")]
+    (content,) = body_of(GOOGLE.build(ENDPOINT, turns, {}))["contents"]
+    assert [next(iter(p)) for p in content["parts"]] == ["text", "inlineData", "text"]
+
+
 def test_a_url_of_unknown_type_needs_a_media_type() -> None:
     turn = Message.user(["Look", Image.from_url("gs://bucket/object")])
     with pytest.raises(InvalidRequestError, match="media_type="):

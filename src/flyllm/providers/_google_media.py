@@ -98,6 +98,7 @@ def _file_part(url: str, media_type: str | None) -> dict[str, object]:
 
 def _checked_type(media_type: str | None, what: str) -> str:
     kind = (media_type or "").lower()
+    kind = "image/jpeg" if kind == "image/jpg" else kind  # a common misspelling
     if kind not in IMAGE_TYPES:
         raise InvalidRequestError(
             f"google: Gemini does not read {kind or 'images of unknown type'} ({what}); it takes "
