@@ -170,3 +170,20 @@ async def test_inline_data_over_the_limit_is_refused(
     assert json.loads(raw)["error"]["message"] == (
         "Request payload size exceeds the limit: 20 bytes."
     )
+
+
+@pytest.mark.parametrize(("model", "status"), [(MODEL, 400), ("gemini-3-flash-preview", 200)])
+async def test_json_mode_beside_tools_is_refused_before_gemini_3(
+    session: aiohttp.ClientSession, model: str, status: int
+) -> None:
+    declaration = {"name": "f", "parametersJsonSchema": {"type": "object"}}
+    body = request(responseMimeType="application/json", responseJsonSchema=SCHEMA)
+    body["tools"] = [{"functionDeclarations": [declaration]}]
+    async with Emulator("google", api_keys={KEY}) as emu:
+        url = f"{emu.base_url}/v1beta/models/{model}:generateContent"
+        got, _, raw = await post(session, url, body, AUTH)
+    assert got == status
+    if status == 400:
+        assert json.loads(raw)["error"]["message"] == (
+            "Function calling with a response mime type: 'application/json' is unsupported"
+        )

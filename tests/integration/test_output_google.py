@@ -9,13 +9,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from pydantic import BaseModel
 
 from flyllm import GenerationRequest, LlmManager, Message, TaskDefinition
 from flyllm.emulator import Emulator
 from flyllm.errors import InvalidRequestError
-from flyllm.types import Image, JsonSchema
+from flyllm.params import OutputFormat, ToolSet
+from flyllm.providers import get_provider
+from flyllm.providers.base import Endpoint, HttpResponse
+from flyllm.types import Image, JsonSchema, Tool
 from tests.integration.conftest import EmulatorFactory, body
 
 MODEL = "gemini-2.5-flash"
@@ -160,3 +164,33 @@ async def test_refused_images_are_never_sent(
     with pytest.raises(InvalidRequestError, match=why):
         await manager.generate(GenerationRequest(messages=[turn], task="t"))
     assert emu.requests == []
+
+
+WEATHER = Tool(
+    "get_weather",
+    "Current weather for a city",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+@pytest.mark.parametrize("model", [MODEL, "gemini-3-flash-preview"])
+async def test_schema_beside_tools_is_taken_by_every_gemini(
+    emulators: EmulatorFactory, model: str
+) -> None:
+    # Through the provider and the emulator only: the engine's handling of a tool-call step
+    # of a structured request is the manager's (it validates the step's empty text today).
+    emu = await emulators("google")
+    provider = get_provider("google")
+    endpoint = Endpoint(model, "k", emu.base_url)
+    output = OutputFormat("invoice", INVOICE)
+    messages = [Message.user("Weather in Oslo?")]
+    sent = provider.build(endpoint, messages, {}, tools=ToolSet((WEATHER,)), output=output)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(sent.url, data=sent.body, headers=sent.headers) as answer,
+    ):
+        raw = HttpResponse(answer.status, dict(answer.headers), await answer.read())
+    completion = provider.parse(raw, endpoint)  # Gemini 2.5 would 400 on JSON mode here
+    assert [c.name for c in completion.tool_calls] == ["get_weather"]
+    config = body(emu).get("generationConfig", {})
+    assert ("responseJsonSchema" in config) is (model != MODEL)

@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from flyllm._schema import validate
 from flyllm.emulator.structured import json_for
 from flyllm.errors import InvalidRequestError, UnsupportedFeatureError
-from flyllm.params import OutputFormat
+from flyllm.params import OutputFormat, ToolSet
 from flyllm.providers._google_media import MAX_INLINE_BYTES, accepts_image_url
 from flyllm.providers._google_output import SUPPORTED_KEYWORDS, output_schema
 from flyllm.providers.base import Endpoint, HttpRequest, SseEvent
 from flyllm.providers.google import GOOGLE_BASE_URL, GoogleProvider
-from flyllm.types import Image, Message
+from flyllm.types import Image, Message, Tool
 from tests.fixtures import API_KEY, fixture_bytes, response
 from tests.fixtures.schemas import object_schemas
 
@@ -88,6 +88,32 @@ def test_streamed_request_carries_the_schema_too() -> None:
     request = GOOGLE.build(ENDPOINT, ASK, {}, stream=True, output=output)
     assert request.url.endswith(":streamGenerateContent?alt=sse")
     assert "responseJsonSchema" in body_of(request)["generationConfig"]
+
+
+WEATHER = ToolSet((Tool("get_weather", "Weather", {"type": "object", "properties": {}}),))
+
+
+def test_beside_tools_before_gemini_3_the_schema_is_asked_in_words() -> None:
+    output = OutputFormat("invoice", INVOICE)
+    messages = [Message.system("Be exact."), *ASK]
+    sent = body_of(GOOGLE.build(ENDPOINT, messages, {}, tools=WEATHER, output=output))
+    assert "generationConfig" not in sent  # JSON mode beside tools is a 400 there
+    first, instruction = sent["systemInstruction"]["parts"]
+    assert first == {"text": "Be exact."}
+    assert instruction["text"].startswith("When you answer in text rather than with a function")
+    assert json.dumps(INVOICE, separators=(",", ":")) in instruction["text"]
+    any_json = body_of(
+        GOOGLE.build(ENDPOINT, ASK, {}, tools=WEATHER, output=OutputFormat("r", None))
+    )
+    assert "only a JSON object" in any_json["systemInstruction"]["parts"][0]["text"]
+
+
+def test_gemini_3_takes_json_mode_beside_tools() -> None:
+    endpoint = Endpoint("gemini-3-flash-preview", API_KEY, GOOGLE_BASE_URL)
+    output = OutputFormat("invoice", INVOICE)
+    sent = body_of(GOOGLE.build(endpoint, ASK, {}, tools=WEATHER, output=output))
+    assert sent["generationConfig"]["responseMimeType"] == "application/json"
+    assert "systemInstruction" not in sent and sent["tools"]
 
 
 def test_a_json_answer_is_the_completions_text() -> None:

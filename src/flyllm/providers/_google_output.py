@@ -28,12 +28,16 @@ from typing import Any
 
 from flyllm.errors import InvalidRequestError
 from flyllm.params import OutputFormat
+from flyllm.providers._common import dumps
+from flyllm.providers._google_tools import needs_signatures
 
 __all__ = [
     "JSON_MIME_TYPE",
     "MAX_SCHEMA_DEPTH",
     "SUPPORTED_KEYWORDS",
+    "json_with_tools",
     "output_config",
+    "output_instruction",
     "output_schema",
 ]
 
@@ -86,6 +90,26 @@ def output_config(output: OutputFormat) -> dict[str, Any]:
             schema["description"] = output.description
         config["responseJsonSchema"] = schema
     return config
+
+
+def json_with_tools(model: str) -> bool:
+    """True when ``model`` takes JSON mode beside function declarations (Gemini 3 and later;
+    Gemini 1.x and 2.x answer 400 "Function calling with a response mime type:
+    'application/json' is unsupported")."""
+    return needs_signatures(model)
+
+
+def output_instruction(output: OutputFormat) -> str:
+    """The words that ask for the JSON when JSON mode cannot be sent (beside tools on older
+    models): the answer is validated all the same."""
+    what = "a JSON object"
+    if output.schema is not None:
+        schema = dumps(output.schema).decode()
+        what = f"a JSON value that follows this JSON Schema: {schema}"
+    return (
+        "When you answer in text rather than with a function call, reply with only "
+        f"{what} (no prose, no code fence)."
+    )
 
 
 def output_schema(schema: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:

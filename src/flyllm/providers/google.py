@@ -35,11 +35,13 @@ calling is not enabled for models/..." is UnsupportedFeatureError(feature="tools
 
 Structured output (:mod:`flyllm.providers._google_output`): ``generationConfig.responseMimeType``
 "application/json", with ``responseJsonSchema`` (the schema rewritten into Gemini's documented
-subset, or refused saying why) for a schema. Images (:mod:`flyllm.providers._google_media`):
-``inlineData`` parts for bytes (PNG, JPEG, WEBP, HEIC, HEIF; 100 MB of inline data per request),
-``fileData`` for ``gs://`` and Gemini File API URIs (:meth:`GoogleProvider.accepts_image_url`).
-"Json mode is not enabled" / "Image input modality is not enabled" 400s are
-UnsupportedFeatureError("structured_output" / "images").
+subset, or refused saying why) for a schema; beside tools on models before Gemini 3 (which
+answer "Function calling with a response mime type: 'application/json' is unsupported") the
+schema goes into ``systemInstruction`` as words instead, and flyllm validates. Images
+(:mod:`flyllm.providers._google_media`): ``inlineData`` parts for bytes (PNG, JPEG, WEBP, HEIC,
+HEIF; 100 MB of inline data per request), ``fileData`` for ``gs://`` and Gemini File API URIs
+(:meth:`GoogleProvider.accepts_image_url`). "Json mode is not enabled" / "Image input modality
+is not enabled" 400s are UnsupportedFeatureError("structured_output" / "images").
 
 Answers: text is the concatenation of ``candidates[0].content.parts[].text``, skipping
 ``thought: true`` parts (parts may hold only a thoughtSignature or a functionCall). Finish: STOP
@@ -119,7 +121,7 @@ from flyllm.providers._common import (
     wrong_type,
 )
 from flyllm.providers._google_media import accepts_image_url, check_inline_size
-from flyllm.providers._google_output import output_config
+from flyllm.providers._google_output import json_with_tools, output_config, output_instruction
 from flyllm.providers._google_tools import (
     FAMILY,
     MAX_CALLS,
@@ -252,6 +254,12 @@ class GoogleProvider(ClockedProvider):
         a ``response_format`` schema it cannot follow."""
         check_inline_size(messages)
         system, contents = gemini_contents(messages, endpoint.model)
+        instructed = (
+            output is not None and tools is not None and not json_with_tools(endpoint.model)
+        )
+        if instructed:  # Gemini 1.x/2.x refuse JSON mode beside tools: ask in words instead
+            assert output is not None
+            system.append({"text": output_instruction(output)})
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
@@ -259,7 +267,7 @@ class GoogleProvider(ClockedProvider):
             body.update(tool_fields(tools))
         notes: list[str] = []
         self._params(body, params, notes)
-        if output is not None:
+        if output is not None and not instructed:
             config = body.get("generationConfig")
             body["generationConfig"] = {
                 **(config if isinstance(config, dict) else {}),

@@ -75,6 +75,8 @@ SAFETY_RATINGS = [
     {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
     {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
 ]
+TOOLS_WITH_JSON = "Function calling with a response mime type: 'application/json' is unsupported"
+"""Gemini 1.x and 2.x's 400 for function declarations beside JSON mode (Gemini 3 takes both)."""
 _FAULTS = {
     "server_error": (500, "INTERNAL", INTERNAL),
     "stream_error": (500, "INTERNAL", INTERNAL),
@@ -287,6 +289,8 @@ class GoogleDialect(Dialect):
         output = read_output(config)
         if isinstance(output, str):
             return invalid(output)
+        if tools.tools and output.json and not signs(route.model or ""):
+            return invalid(TOOLS_WITH_JSON)
         images = read_images(contents)
         if isinstance(images, str):
             return invalid(images)
