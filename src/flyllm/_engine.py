@@ -356,7 +356,7 @@ async def _with_images(images: ImageFetcher, plan: Plan, attempt: Attempt) -> Pl
     instance = attempt.instance
     messages = await images.conversation(
         plan.messages,
-        instance.provider.image_url_schemes,
+        instance.provider.accepts_image_url,
         attempt.timeouts,
         instance.provider_type.value,
     )

@@ -57,41 +57,43 @@ class ImageFetcher:
     """One request's image downloads: ``conversation`` gives the messages a provider taking
     images by URL only with ``schemes`` should get; downloads are cached for the request."""
 
-    __slots__ = ("_by_schemes", "_images", "_limit", "_transport")
+    __slots__ = ("_by_provider", "_images", "_limit", "_transport")
 
     def __init__(self, transport: Transport, limit: int) -> None:
         self._transport = transport
         self._limit = limit
         self._images: dict[str, Image] = {}  # URL -> the downloaded image
-        self._by_schemes: dict[frozenset[str], tuple[Message, ...]] = {}
+        self._by_provider: dict[object, tuple[Message, ...]] = {}
 
     async def conversation(
         self,
         messages: tuple[Message, ...],
-        schemes: frozenset[str],
+        accepts: Callable[[str], bool],
         timeouts: Timeouts,
         provider: str,
     ) -> tuple[Message, ...]:
-        """``messages`` with every image URL not in ``schemes`` replaced by its bytes (the
-        same tuple when there is none). Raises InvalidRequestError for a download that
-        fails, UnsupportedFeatureError for a URL flyllm cannot download (a ``gs://`` URI for
-        a provider that does not take it: another instance may)."""
-        found = self._by_schemes.get(schemes)
+        """``messages`` with every image URL the provider does not take (``accepts``, its
+        ``accepts_image_url``) replaced by its bytes (the same tuple when there is none).
+        Raises InvalidRequestError for a download that fails, UnsupportedFeatureError for a
+        URL flyllm cannot download (a ``gs://`` URI for a provider that does not take it:
+        another instance may). Cached per provider for the request."""
+        key = getattr(accepts, "__self__", accepts)  # the provider object
+        found = self._by_provider.get(key)
         if found is None:
-            out = [await self._turn(m, schemes, timeouts, provider) for m in messages]
+            out = [await self._turn(m, accepts, timeouts, provider) for m in messages]
             changed = any(a is not b for a, b in zip(out, messages, strict=True))
-            found = self._by_schemes[schemes] = tuple(out) if changed else messages
+            found = self._by_provider[key] = tuple(out) if changed else messages
         return found
 
     async def _turn(
-        self, message: Message, schemes: frozenset[str], timeouts: Timeouts, provider: str
+        self, message: Message, accepts: Callable[[str], bool], timeouts: Timeouts, provider: str
     ) -> Message:
         if not message.parts:
             return message
         parts: list[str | Image] = []
         for part in message.parts:
             url = part.url if isinstance(part, Image) else None
-            if url is not None and _scheme(url) not in schemes:
+            if url is not None and not accepts(url):
                 part = await self._image(cast(Image, part), url, timeouts, provider)
             parts.append(part)
         if all(a is b for a, b in zip(parts, message.parts, strict=True)):

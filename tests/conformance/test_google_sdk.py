@@ -366,7 +366,7 @@ def test_every_fault_kind_is_exercised() -> None:
         "malformed",
         "stream_cut",
         "stream_error",
-        "bad_output",  # exercised by the structured-output tests of this SDK
+        "bad_output",  # exercised in test_google_sdk_output.py
     }
     assert covered == set(FAULT_KINDS)
 

@@ -28,7 +28,7 @@ from flyllm import (
 )
 from flyllm._images import shown_url
 from flyllm._wire import Timeouts
-from flyllm.providers.base import HttpRequest, HttpResponse
+from flyllm.providers.base import HttpRequest, HttpResponse, url_scheme
 from flyllm.types import ErrorKind
 from tests.hostile.conftest import budget, http_server
 from tests.unit.test_run_tools import Script, ScriptedProvider, Step, answer
@@ -39,17 +39,24 @@ BOMB = gzip.compress(PNG + b"\x00" * (16 << 20))  # 16 MiB once inflated
 SECRET = "-".join(["tok", "en", "value"])  # a query value that must never be shown
 
 
-class BytesOnly(ScriptedProvider):
-    """A provider that takes images only as bytes (Ollama's way)."""
+class BySchemes(ScriptedProvider):
+    """A scripted provider that fetches the image URLs of its ``image_url_schemes``."""
 
     image_url_schemes: frozenset[str] = frozenset()
 
+    def accepts_image_url(self, url: str) -> bool:
+        return url_scheme(url) in self.image_url_schemes
 
-class TakesUrls(ScriptedProvider):
+
+class BytesOnly(BySchemes):
+    """A provider that takes images only as bytes (Ollama's way)."""
+
+
+class TakesUrls(BySchemes):
     image_url_schemes = frozenset({"http", "https"})
 
 
-class TakesGs(ScriptedProvider):
+class TakesGs(BySchemes):
     """A provider that fetches its own storage URIs (Gemini's way) and no http ones."""
 
     image_url_schemes = frozenset({"gs"})

@@ -47,6 +47,7 @@ from flyllm.providers.base import (
     HttpResponse,
     SseEvent,
     StreamParser,
+    url_scheme,
 )
 
 Clock = Callable[[], float]
@@ -79,6 +80,10 @@ class ClockedProvider:
 
     capabilities = ALL_CAPABILITIES
     image_url_schemes = frozenset({"http", "https"})
+
+    def accepts_image_url(self, url: str) -> bool:
+        """True when the image URL's scheme is one this provider fetches itself."""
+        return url_scheme(url) in self.image_url_schemes
 
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock

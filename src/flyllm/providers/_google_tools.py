@@ -17,6 +17,7 @@ from typing import Any
 from flyllm.errors import InvalidRequestError, MalformedResponseError
 from flyllm.params import ToolSet
 from flyllm.providers._common import wrong_type
+from flyllm.providers._google_media import user_parts
 from flyllm.providers._tools import tool_names
 from flyllm.types import Message, ToolCall
 
@@ -114,7 +115,8 @@ def gemini_contents(
 ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
     """(systemInstruction parts, contents) for ``messages``: assistant turns become ``model``
     contents (text, then functionCall parts with their ids and signatures), tool results
-    ``functionResponse`` parts of a ``user`` content; consecutive turns of one role merge
+    ``functionResponse`` parts of a ``user`` content, a user turn's images image parts
+    (:mod:`flyllm.providers._google_media`); consecutive turns of one role merge
     into one content, as Gemini wants the roles to alternate. InvalidRequestError for a tool
     result whose tool cannot be named."""
     names: dict[str, str] | None = None
@@ -131,7 +133,7 @@ def gemini_contents(
                 names = tool_names(messages)
             role, parts = "user", [_response_part(m, names)]
         else:
-            role, parts = "user", [{"text": m.content}]
+            role, parts = "user", user_parts(m)
         if contents and contents[-1]["role"] == role:
             contents[-1]["parts"].extend(parts)
         else:

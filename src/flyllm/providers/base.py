@@ -43,6 +43,7 @@ __all__ = [
     "SseEvent",
     "StreamParser",
     "ToolSet",
+    "url_scheme",
 ]
 
 ALL_CAPABILITIES: frozenset[Capability] = frozenset({"tools", "named_tool_choice"})
@@ -161,6 +162,12 @@ class Provider(Protocol):
     """The URL schemes of the images it takes by URL (``{"http", "https"}`` for most; Gemini
     only its own file URIs, Ollama none): the engine downloads the others and sends bytes."""
 
+    def accepts_image_url(self, url: str) -> bool:
+        """True when the provider fetches this image URL itself; the engine downloads the
+        others. By scheme (``image_url_schemes``) unless a provider knows better (Gemini
+        takes its File API's https URIs but no other https URL)."""
+        ...
+
     def build(
         self,
         endpoint: Endpoint,
@@ -245,6 +252,12 @@ class RateLimitHeaders:
     remaining_tokens: str
     reset_tokens: str
     reset_delay: Callable[[str, Callable[[], float]], float | None]
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of ``url``, lower case ('' when it has none)."""
+    scheme, sep, _ = url.partition(":")
+    return scheme.lower() if sep else ""
 
 
 def no_auth(endpoint: Endpoint) -> dict[str, str]:

@@ -33,6 +33,16 @@ for Gemini 3 when a call has none), results ``functionResponse`` parts of a user
 ``thoughtSignature`` in ``provider_data["google"]``), one whole delta each in streams; "Function
 calling is not enabled for models/..." is UnsupportedFeatureError(feature="tools").
 
+Structured output (:mod:`flyllm.providers._google_output`): ``generationConfig.responseMimeType``
+"application/json", with ``responseJsonSchema`` (the schema rewritten into Gemini's documented
+subset, or refused saying why) for a schema; beside tools on models before Gemini 3 (which
+answer "Function calling with a response mime type: 'application/json' is unsupported") the
+schema goes into ``systemInstruction`` as words instead, and flyllm validates. Images
+(:mod:`flyllm.providers._google_media`): ``inlineData`` parts for bytes (PNG, JPEG, WEBP, HEIC,
+HEIF; 100 MB of inline data per request), ``fileData`` for ``gs://`` and Gemini File API URIs
+(:meth:`GoogleProvider.accepts_image_url`). "Json mode is not enabled" / "Image input modality
+is not enabled" 400s are UnsupportedFeatureError("structured_output" / "images").
+
 Answers: text is the concatenation of ``candidates[0].content.parts[].text``, skipping
 ``thought: true`` parts (parts may hold only a thoughtSignature or a functionCall). Finish: STOP
 -> stop (tool_calls when a functionCall part came), MAX_TOKENS -> length; the filter reasons
@@ -62,6 +72,7 @@ decoder reports the latter as NON_SSE_LINE events and :class:`GeminiStream` reas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -109,6 +120,8 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
+from flyllm.providers._google_media import accepts_image_url, check_inline_size
+from flyllm.providers._google_output import json_with_tools, output_config, output_instruction
 from flyllm.providers._google_tools import (
     FAMILY,
     MAX_CALLS,
@@ -120,13 +133,9 @@ from flyllm.providers._google_tools import (
     tool_fields,
 )
 from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
-from flyllm.providers._tools import (
-    ToolCallAssembler,
-    new_call_id,
-    not_yet,
-    unsupported_tools_message,
-)
+from flyllm.providers._tools import ToolCallAssembler, new_call_id, unsupported_tools_message
 from flyllm.providers.base import (
+    ALL_CAPABILITIES,
     NON_SSE_LINE,
     Completion,
     Delta,
@@ -141,7 +150,7 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
-from flyllm.types import FinishReason, Message, ProviderType, ToolCall, Usage
+from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = [
     "DEFAULT_GOOGLE_VERSION",
@@ -220,6 +229,15 @@ class GoogleProvider(ClockedProvider):
     name = "google"
     default_base_url = GOOGLE_BASE_URL
     stream_framing = "sse"
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES | {"structured_output", "images"}
+    image_url_schemes = frozenset({"gs"})
+    """``gs://`` only: Gemini File API URIs are https, like the URLs it does not fetch, so
+    :meth:`accepts_image_url` tells them apart."""
+
+    def accepts_image_url(self, url: str) -> bool:
+        """True for an image URL Gemini fetches itself (``gs://`` and Gemini File API URIs);
+        any other must be downloaded and sent as bytes."""
+        return accepts_image_url(url)
 
     def build(
         self,
@@ -231,9 +249,17 @@ class GoogleProvider(ClockedProvider):
         tools: ToolSet | None = None,
         output: OutputFormat | None = None,
     ) -> HttpRequest:
-        """The POST to ``.../models/{model}:generateContent`` (or the SSE stream URL)."""
-        not_yet(self.name, output, messages)
+        """The POST to ``.../models/{model}:generateContent`` (or the SSE stream URL).
+        InvalidRequestError for an image Gemini does not take (format, URL, inline size) or
+        a ``response_format`` schema it cannot follow."""
+        check_inline_size(messages)
         system, contents = gemini_contents(messages, endpoint.model)
+        instructed = (
+            output is not None and tools is not None and not json_with_tools(endpoint.model)
+        )
+        if instructed:  # Gemini 1.x/2.x refuse JSON mode beside tools: ask in words instead
+            assert output is not None
+            system.append({"text": output_instruction(output)})
         body: dict[str, Any] = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
@@ -241,6 +267,12 @@ class GoogleProvider(ClockedProvider):
             body.update(tool_fields(tools))
         notes: list[str] = []
         self._params(body, params, notes)
+        if output is not None and not instructed:
+            config = body.get("generationConfig")
+            body["generationConfig"] = {
+                **(config if isinstance(config, dict) else {}),
+                **output_config(output),
+            }
         headers = json_headers(endpoint, stream, google_auth)
         model = model_path(endpoint.model)
         method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
@@ -395,10 +427,15 @@ def _typed(
     headers: Mapping[str, str],
     retry_after: float | None,
 ) -> ProviderError:
-    """The error of class ``cls`` (UnsupportedFeatureError names its feature: tools)."""
+    """The error of class ``cls`` (UnsupportedFeatureError names the feature its message
+    says the model lacks)."""
     if cls is UnsupportedFeatureError:
         return UnsupportedFeatureError(
-            clip(message), feature="tools", status=status, provider=FAMILY, retryable=False
+            clip(message),
+            feature=unsupported_feature(message) or "tools",
+            status=status,
+            provider=FAMILY,
+            retryable=False,
         )
     return make_error(
         cls,
@@ -442,7 +479,7 @@ def _error_class(status: int, error: Mapping[str, Any], message: str) -> type[Pr
             return AuthenticationError
         if "input token count" in lowered and "exceeds the maximum" in lowered:
             return ContextLengthError
-        if unsupported_tools_message(message):
+        if unsupported_feature(message):
             return UnsupportedFeatureError
     if rpc == "FAILED_PRECONDITION":
         return PermissionDeniedError
@@ -451,6 +488,31 @@ def _error_class(status: int, error: Mapping[str, Any], message: str) -> type[Pr
     if status == 503 or rpc == "UNAVAILABLE":
         return OverloadedError
     return error_class_for_status(status)
+
+
+_NO_JSON_MODE = re.compile(
+    r"json mode is not enabled|response_?mime_?type.{0,40}(?:is )?(?:not supported|unsupported)"
+    r"|response_?(?:json_?)?schema.{0,40}(?:is )?(?:not supported|unsupported)",
+    re.IGNORECASE,
+)
+_NO_IMAGES = re.compile(
+    r"image input modality is not enabled|(?:image|multimodal) input is not supported",
+    re.IGNORECASE,
+)
+
+
+def unsupported_feature(message: str) -> Capability | None:
+    """The capability a 400's message says the model lacks: "tools" ("Function calling is
+    not enabled for models/..."), "structured_output" ("Json mode is not enabled for
+    models/...", a response mime type or schema "is unsupported") or "images" ("Image input
+    modality is not enabled for models/..."); None for any other message."""
+    if _NO_JSON_MODE.search(message):
+        return "structured_output"
+    if _NO_IMAGES.search(message):
+        return "images"
+    if unsupported_tools_message(message):
+        return "tools"
+    return None
 
 
 def _per_day_quota(details: list[dict[str, Any]]) -> bool:

@@ -100,6 +100,7 @@ from flyllm.providers.base import (
     RateLimitHeaders,
     StreamParser,
     ToolSet,
+    url_scheme,
 )
 from flyllm.providers.chat_stream import (
     ChatCompletionsStream,
@@ -269,6 +270,10 @@ class OpenAIProvider:
     stream_framing = "sse"
     request_id_header = "x-request-id"
     image_url_schemes = frozenset({"http", "https"})
+
+    def accepts_image_url(self, url: str) -> bool:
+        """True when the image URL's scheme is one this provider fetches itself."""
+        return url_scheme(url) in self.image_url_schemes
 
     def __init__(
         self,

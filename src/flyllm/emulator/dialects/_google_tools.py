@@ -26,7 +26,7 @@ from typing import Any
 from flyllm.emulator.tools import OfferedTool, PlannedCall, ToolResult
 from flyllm.emulator.wire import random_base62
 
-__all__ = ["GeminiTools", "call_parts", "new_signature", "read_tools", "signs"]
+__all__ = ["GeminiTools", "call_parts", "lower_types", "new_signature", "read_tools", "signs"]
 
 SIGNATURE_MISSING = (
     "Function call is missing a thought_signature in functionCall parts. This is required for "
@@ -112,23 +112,23 @@ def _offered(body: Mapping[str, Any]) -> tuple[OfferedTool, ...] | str:
                     "are mutually exclusive.\n"
                 )
             if schema is None:
-                schema = _lower_types(openapi or {}, 0)
+                schema = lower_types(openapi or {}, 0)
             offered.append(OfferedTool(str(declaration["name"]), schema))
     return tuple(offered)
 
 
-def _lower_types(schema: Any, depth: int) -> Any:
+def lower_types(schema: Any, depth: int) -> Any:
     """An OpenAPI-style ``parameters`` schema ("OBJECT", "STRING") with JSON Schema's
     lower-case type names, which the tool model reads."""
     if depth > _MAX_DEPTH:
         return schema
     if isinstance(schema, dict):
         return {
-            k: v.lower() if k == "type" and isinstance(v, str) else _lower_types(v, depth + 1)
+            k: v.lower() if k == "type" and isinstance(v, str) else lower_types(v, depth + 1)
             for k, v in schema.items()
         }
     if isinstance(schema, list):
-        return [_lower_types(v, depth + 1) for v in schema]
+        return [lower_types(v, depth + 1) for v in schema]
     return schema
 
 

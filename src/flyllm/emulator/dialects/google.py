@@ -20,6 +20,7 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
+from flyllm.emulator.dialects._google_output import read_images, read_output
 from flyllm.emulator.dialects._google_tools import call_parts, new_signature, read_tools, signs
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
@@ -74,6 +75,8 @@ SAFETY_RATINGS = [
     {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
     {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
 ]
+TOOLS_WITH_JSON = "Function calling with a response mime type: 'application/json' is unsupported"
+"""Gemini 1.x and 2.x's 400 for function declarations beside JSON mode (Gemini 3 takes both)."""
 _FAULTS = {
     "server_error": (500, "INTERNAL", INTERNAL),
     "stream_error": (500, "INTERNAL", INTERNAL),
@@ -244,7 +247,8 @@ class GoogleDialect(Dialect):
     def parse(
         self, route: Route, body: dict[str, Any], headers: Mapping[str, str], rid: str
     ) -> Conversation | Answer:
-        """Contents with roles user/model only; camelCase or snake_case request fields."""
+        """Contents with roles user/model only; camelCase or snake_case request fields; the
+        output form and image parts checked (:mod:`._google_output`)."""
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             return invalid("* GenerateContentRequest.contents: contents is not specified\n")
@@ -282,6 +286,14 @@ class GoogleDialect(Dialect):
         tools = read_tools(body, contents, route.model or "")
         if isinstance(tools, str):
             return invalid(tools)
+        output = read_output(config)
+        if isinstance(output, str):
+            return invalid(output)
+        if tools.tools and output.json and not signs(route.model or ""):
+            return invalid(TOOLS_WITH_JSON)
+        images = read_images(contents)
+        if isinstance(images, str):
+            return invalid(images)
         conv = Conversation.from_texts(
             route.model or "",
             texts,
@@ -293,6 +305,7 @@ class GoogleDialect(Dialect):
         )
         conv.tools, conv.tool_choice = tools.tools, tools.choice
         conv.last_role, conv.tool_results = tools.last_role, tools.results
+        conv.output_json, conv.output_schema, conv.images = output.json, output.schema, images
         return conv
 
     def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
