@@ -82,7 +82,7 @@ OPEN = {"type": "object", "properties": {"total": {"type": "number"}}, "required
         ),
         ({"messages": looking({"type": "audio"})}, "'text' and 'image_url'"),
         ({"messages": looking(image(data_uri(PNG)), role="system")}, "only allowed for"),
-        ({"messages": looking(image(data_uri(PNG), detail="max"))}, "'auto', 'low', and 'high'"),
+        ({"messages": looking(image(data_uri(PNG), detail="max"))}, "'high', and 'original'"),
         ({"messages": looking(image(data_uri(BMP, "image/bmp")))}, "unsupported image"),
         ({"messages": looking(image("ftp://example.com/a.png"))}, "must be a URL"),
         ({"messages": looking({"type": "image_url", "image_url": "https://x/a.png"})}, "url"),

@@ -127,6 +127,15 @@ def test_what_strict_mode_cannot_express_is_refused_with_the_reason(
     assert output_schema(schema, False) == schema  # non-strict sends it as it is
 
 
+def test_a_hostile_deep_schema_is_refused_in_bounded_time() -> None:
+    deep: dict[str, Any] = {"type": "object"}
+    for _ in range(5000):
+        deep = {"type": "object", "properties": {"x": deep}}
+    for convert in (output_schema, mistral.output_schema):
+        with pytest.raises(InvalidRequestError, match="deeper than 64 levels"):
+            convert(deep, True)
+
+
 @settings(max_examples=40, deadline=None)
 @given(object_schemas())
 def test_every_drawn_schema_converts_for_openai_or_is_refused_clearly(

@@ -52,6 +52,8 @@ _STRICT_REFUSED = ("allOf", "not", "if", "then", "else", "patternProperties",
 _STRICT_DROPPED = ("minLength", "maxLength", "minProperties", "maxProperties", "uniqueItems",
                    "contains", "minContains", "maxContains", "propertyNames")  # fmt: skip
 _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
+MAX_SCHEMA_DEPTH = 64
+"""The deepest schema nesting the conversions walk (providers' own limits are far lower)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -175,14 +177,30 @@ def openai_output_schema(schema: Mapping[str, Any], strict: bool) -> dict[str, A
     answer left out. InvalidRequestError for what strict mode cannot express (``allOf``,
     ``not``, conditionals, ``patternProperties``, an ``additionalProperties`` schema)."""
     if not strict:
-        return copy.deepcopy(dict(schema))
+        return _copy(schema)
     out: dict[str, Any] = _strict(schema, "")
     return out
 
 
-def _strict(node: Any, where: str) -> Any:
+def _copy(schema: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return copy.deepcopy(dict(schema))
+    except RecursionError:
+        raise _too_deep("the root") from None
+
+
+def _too_deep(where: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels (at {where[:200]}); flatten it"
+    )
+
+
+def _strict(node: Any, where: str, depth: int = 0) -> Any:
+    if depth > MAX_SCHEMA_DEPTH:
+        raise _too_deep(where)
+    depth += 1
     if isinstance(node, list):
-        return [_strict(item, f"{where}[{i}]") for i, item in enumerate(node)]
+        return [_strict(item, f"{where}[{i}]", depth) for i, item in enumerate(node)]
     if not isinstance(node, Mapping):
         return copy.deepcopy(node)
     at = where or "the root"
@@ -203,9 +221,9 @@ def _strict(node: Any, where: str) -> Any:
         if key in _STRICT_DROPPED:
             continue
         if key in _SUBSCHEMA_MAPS and isinstance(value, Mapping):
-            out[key] = {k: _strict(v, f"{where}/{key}/{k}") for k, v in value.items()}
+            out[key] = {k: _strict(v, f"{where}/{key}/{k}", depth) for k, v in value.items()}
         elif key in ("items", "anyOf", "oneOf", "prefixItems"):
-            out["anyOf" if key == "oneOf" else key] = _strict(value, f"{where}/{key}")
+            out["anyOf" if key == "oneOf" else key] = _strict(value, f"{where}/{key}", depth)
         else:
             out[key] = copy.deepcopy(value)
     if _is_object(node):
@@ -225,16 +243,21 @@ def mistral_output_schema(schema: Mapping[str, Any], strict: bool) -> dict[str, 
     """``schema`` as Mistral's structured output takes it: strict closes every object
     (``additionalProperties: false``, as the mistralai SDK's helper does; an object that
     allows a schema of extra properties is refused), ``required`` kept as it is."""
-    out = copy.deepcopy(dict(schema))
+    if strict:
+        _close(dict(schema), "", mutate=False)  # checks depth and maps before copying
+    out = _copy(schema)
     if strict:
         _close(out, "")
     return out
 
 
-def _close(node: Any, where: str) -> None:
+def _close(node: Any, where: str, depth: int = 0, *, mutate: bool = True) -> None:
+    if depth > MAX_SCHEMA_DEPTH:
+        raise _too_deep(where)
+    depth += 1
     if isinstance(node, list):
         for i, item in enumerate(node):
-            _close(item, f"{where}[{i}]")
+            _close(item, f"{where}[{i}]", depth, mutate=mutate)
         return
     if not isinstance(node, dict):
         return
@@ -245,13 +268,14 @@ def _close(node: Any, where: str) -> None:
                 f"strict structured output needs closed objects, but {where or 'the root'} "
                 "allows extra properties of a schema; use JsonSchema(..., strict=False)"
             )
-        node["additionalProperties"] = False
+        if mutate:
+            node["additionalProperties"] = False
     for key, value in node.items():
         if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
             for name, child in value.items():
-                _close(child, f"{where}/{key}/{name}")
+                _close(child, f"{where}/{key}/{name}", depth, mutate=mutate)
         elif key in ("items", "anyOf", "oneOf", "allOf", "prefixItems"):
-            _close(value, f"{where}/{key}")
+            _close(value, f"{where}/{key}", depth, mutate=mutate)
 
 
 def write_output(

@@ -29,6 +29,11 @@ Tools: see :mod:`flyllm.providers.chat_stream`. "Does not support tools" answers
 ``unsupported_parameter`` naming 'tools', Ollama's and vLLM's wording) raise
 UnsupportedFeatureError(feature="tools").
 
+Structured output and images: see :mod:`flyllm.providers.chat_output` (``response_format``
+json_schema with :func:`output_schema`'s strict conversion, json_object with a JSON
+instruction; ``image_url`` parts, PNG/JPEG/WEBP/still GIF up to 20 MB, 500 a request). Their
+"not supported" answers raise UnsupportedFeatureError with "structured_output" or "images".
+
 Errors: 400/413/422 bad request (``context_length_exceeded`` -> ContextLengthError), 401
 authentication, 403 permission, 404 not found, 408 timeout, 409 server (retryable), 429 rate
 limit (``insufficient_quota`` -> QuotaError), 503 (or any 5xx saying "overloaded"/"slow

@@ -9,7 +9,8 @@ digits, "_" and "-", at most 64) and an object ``schema``; with ``strict: true``
 must say ``additionalProperties: false`` and require every property, and keywords strict mode
 does not take (``allOf``, ``minLength``, ...) are refused. Images: parts ``{type:
 "image_url", image_url: {url, detail?}}`` only in user turns; a ``data:`` URI must be PNG,
-JPEG, GIF or WEBP (its bytes say which), at most 20 MB; ``detail`` auto, low or high.
+JPEG, GIF or WEBP (its bytes say which), at most 20 MB; ``detail`` auto, low, high or
+original.
 Mistral takes ``image_url`` as a string too, at most 10 MB an image and 8 a request.
 """
 
@@ -69,9 +70,10 @@ def _one_image(part: dict[str, Any], where: str, limits: ImageLimits, invalid: I
     if not isinstance(url, str) or not url:
         return invalid(f"Missing required parameter: '{where}.image_url.url'.", where)
     detail = inner.get("detail") if isinstance(inner, dict) else None
-    if detail is not None and detail not in ("auto", "low", "high"):
+    if detail is not None and detail not in ("auto", "low", "high", "original"):
         return invalid(
-            f"Invalid value: {detail!r}. Supported values are: 'auto', 'low', and 'high'.",
+            f"Invalid value: {detail!r}. Supported values are: 'auto', 'low', 'high', and "
+            "'original'.",
             f"{where}.image_url.detail",
         )
     if not url.startswith("data:"):
