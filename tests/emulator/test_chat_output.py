@@ -142,3 +142,16 @@ async def test_mistral_takes_url_strings_and_at_most_eight_images(
         body = {"model": "pixtral-12b", "messages": looking(*[one] * 9)}
         status, _, raw = await post(session, url, body, AUTH)
     assert status == 400 and "Max is 8" in json.loads(raw)["message"]
+
+
+async def test_openai_refuses_a_hostile_deep_strict_schema(
+    session: aiohttp.ClientSession,
+) -> None:
+    deep: dict[str, Any] = {"type": "string"}
+    for _ in range(300):
+        deep = {"type": "object", "properties": {"x": deep}, "required": ["x"],
+                "additionalProperties": False}  # fmt: skip
+    body = {"model": "gpt-4o", "messages": ASK, "response_format": schema_format(deep)}
+    async with Emulator("openai", api_keys={KEY}) as emu:
+        status, _, raw = await post(session, emu.base_url + "/chat/completions", body, AUTH)
+    assert status == 400 and "nested too deeply" in json.loads(raw)["error"]["message"]

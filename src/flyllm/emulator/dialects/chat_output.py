@@ -27,6 +27,7 @@ from flyllm.emulator.wire import Answer, Conversation, text_parts
 
 __all__ = ["MISTRAL_LIMITS", "OPENAI_LIMITS", "ImageLimits", "read_images", "read_output"]
 
+_MAX_CONTEXT = 120
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _JSON = re.compile(r"json", re.IGNORECASE)
 _STRICT_REJECTED = ("allOf", "not", "if", "then", "else", "patternProperties", "minLength",
@@ -186,7 +187,10 @@ def read_output(
 
 
 def _strict_problem(node: Any, context: tuple[str, ...]) -> str | None:
-    """What makes ``node`` unfit for strict mode, in OpenAI's words, or None."""
+    """What makes ``node`` unfit for strict mode, in OpenAI's words, or None (bounded: a
+    schema nested deeper than the API allows is refused before the walk goes further)."""
+    if len(context) > _MAX_CONTEXT:
+        return f"In context={context[:4]!r}..., the schema is nested too deeply."
     if isinstance(node, list):
         for i, item in enumerate(node):
             problem = _strict_problem(item, (*context, str(i)))
