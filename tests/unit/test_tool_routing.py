@@ -34,7 +34,7 @@ WEATHER = Tool(
 TOOLS = GenerationRequest(prompt="Weather in Oslo?", tools=[WEATHER])
 NAMED = dataclasses.replace(TOOLS, tool_choice="weather")
 PLAIN = GenerationRequest(prompt="Hello")
-ALL = frozenset({"tools", "named_tool_choice"})
+ALL = frozenset({"tools", "named_tool_choice", "structured_output", "images"})
 
 
 def two(first: list[Capability] | None, second: list[Capability] | None = None) -> LlmManager:
@@ -60,7 +60,7 @@ def test_capabilities_default_to_the_providers_and_show_in_instance_info() -> No
 @pytest.mark.parametrize(
     ("declared", "message"),
     [
-        (["images"], "capability 'images' is not one openai offers"),
+        (["images"], "capability 'images' is not one deepseek offers"),
         ("tools", "must be a list of capability names"),
         (3, "must be a list of capability names"),
     ],
@@ -68,7 +68,7 @@ def test_capabilities_default_to_the_providers_and_show_in_instance_info() -> No
 def test_capabilities_may_only_narrow(declared: object, message: str) -> None:
     manager = LlmManager()
     with pytest.raises(ConfigurationError, match=message) as caught:
-        manager.add_provider("openai", "k", "m", name="mine", capabilities=declared)  # type: ignore[arg-type]
+        manager.add_provider("deepseek", "k", "m", name="mine", capabilities=declared)  # type: ignore[arg-type]
     assert "instance 'mine'" in str(caught.value)
     assert manager.instances() == []
 
@@ -152,7 +152,7 @@ async def test_an_unsupported_answer_is_learned_logged_once_and_fails_over(
             await manager.generate(TOOLS)  # instance 0 is no candidate now
         await manager.generate(PLAIN)  # text still goes there
     assert [s.instance_id for s in script.sent] == [0, 1, 1, 0]
-    assert manager.instances()[0].capabilities == frozenset({"named_tool_choice"})
+    assert manager.instances()[0].capabilities == ALL - {"tools"}
     learned = [r.getMessage() for r in caplog.records if "cannot do" in r.getMessage()]
     assert learned == [
         "instance 0 (openai/m0#0) cannot do 'tools', the provider said: requests that need it "

@@ -28,6 +28,11 @@ Answers and errors are OpenAI's: streams may start with a chunk that has ``choic
 Tools are sent as OpenAI's. Dated api-versions took ``tools`` from 2023-12-01-preview (older
 ones: UnsupportedFeatureError before sending) and ``parallel_tool_calls`` from
 2024-07-01-preview (older ones: left out with a note; the model's default applies).
+
+Structured output and images are sent as OpenAI's (:mod:`flyllm.providers.chat_output`).
+Dated api-versions took image parts and ``json_object`` from 2023-12-01-preview and
+``json_schema`` from 2024-08-01-preview: an older version is UnsupportedFeatureError
+(feature "images" or "structured_output") before sending.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ from urllib.parse import quote, urlsplit
 from flyllm.errors import ConfigurationError, UnsupportedFeatureError
 from flyllm.params import OutputFormat
 from flyllm.providers._common import Clock, dumps, json_headers, left_out
-from flyllm.providers._tools import not_yet
 from flyllm.providers.base import Endpoint, HttpRequest, ModelListing, ProviderSpec, ToolSet
 from flyllm.providers.openai import OPENAI_RATE_LIMITS, ChatDialect, OpenAIProvider, openai_page
 from flyllm.types import Message, ProviderType
@@ -76,6 +80,14 @@ TOOLS_SINCE = "2023-12-01"
 
 PARALLEL_SINCE = "2024-07-01"
 """The first dated api-version that takes ``parallel_tool_calls`` (2024-07-01-preview)."""
+
+JSON_SCHEMA_SINCE = "2024-08-01"
+"""The first dated api-version that takes ``response_format`` json_schema (2024-08-01-preview);
+``json_object`` came with 2023-12-01-preview, as did image parts (GPT-4 Turbo with Vision)."""
+
+# A dated api-version older than the one a feature came with: the feature and its first version.
+_FEATURE_SINCE = {"tools": TOOLS_SINCE, "images": TOOLS_SINCE, "json": TOOLS_SINCE,
+                  "structured_output": JSON_SCHEMA_SINCE}  # fmt: skip
 
 OPTION_KEYS = frozenset({"resource", "deployment"})
 _RESOURCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
@@ -159,16 +171,10 @@ class AzureOpenAIProvider(OpenAIProvider):
         output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to the deployment's (or the v1 surface's) chat completions URL."""
-        not_yet(self.name, output, messages)
         target = azure_target(endpoint)
         version = endpoint.api_version or DEFAULT_AZURE_API_VERSION
-        if tools is not None and not target.v1 and version < TOOLS_SINCE:
-            raise UnsupportedFeatureError(
-                f"azure api-version {version} has no tool calling (it came with "
-                f"2023-12-01-preview); use api_version={DEFAULT_AZURE_API_VERSION!r} or later",
-                provider=self.name,
-                feature="tools",
-            )
+        if not target.v1:
+            _check_version(version, tools, output, messages)
         notes: list[str] = []
         body = self.chat_body(
             endpoint.model,
@@ -179,6 +185,7 @@ class AzureOpenAIProvider(OpenAIProvider):
             dialect=self._v1_dialect if target.v1 else None,
             stream_usage=target.stream_usage,
             tools=tools,
+            output=output,
         )
         if not target.v1 and version < PARALLEL_SINCE and "parallel_tool_calls" in body:
             del body["parallel_tool_calls"]
@@ -194,6 +201,28 @@ class AzureOpenAIProvider(OpenAIProvider):
         hint = super().rate_limit_hint(headers, etype, message)
         match = _RETRY_TEXT.search(message) if hint is None else None
         return float(match.group(1)) if match else hint
+
+
+def _check_version(
+    version: str, tools: ToolSet | None, output: OutputFormat | None, messages: Sequence[Message]
+) -> None:
+    """UnsupportedFeatureError before sending when the dated ``version`` predates a feature
+    the request needs (tools, images, JSON mode, json_schema)."""
+    needs = {
+        "tools": tools is not None,
+        "images": any(m.parts and m.images for m in messages),
+        "json": output is not None and output.schema is None,
+        "structured_output": output is not None and output.schema is not None,
+    }
+    for need, since in _FEATURE_SINCE.items():
+        if needs[need] and version < since:
+            feature = "structured_output" if need == "json" else need
+            raise UnsupportedFeatureError(
+                f"azure api-version {version} has no {need.replace('_', ' ')} (it came with "
+                f"{since}-preview); use api_version={DEFAULT_AZURE_API_VERSION!r} or later",
+                provider="azure",
+                feature=feature,
+            )
 
 
 def azure_auth(endpoint: Endpoint) -> dict[str, str]:

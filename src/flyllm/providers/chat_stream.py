@@ -37,6 +37,7 @@ from flyllm.providers._tools import (
     tool_names,
 )
 from flyllm.providers.base import NON_SSE_LINE, Completion, Delta, SseEvent, ToolSet
+from flyllm.providers.chat_output import ImageRules, user_content
 from flyllm.types import FinishReason, Message, ToolCall, ToolCallDelta, Usage
 
 __all__ = [
@@ -68,12 +69,15 @@ def chat_messages(
     *,
     call_id: Callable[[str], str] = _same,
     name_results: bool = False,
+    images: ImageRules | None = None,
 ) -> list[dict[str, Any]]:
     """The ``messages`` array: system prompts stay system messages, in order; an assistant turn
     with calls gets ``tool_calls`` (``content`` null when it has no text, as the API sends it);
     a tool result is ``{role: "tool", tool_call_id, content}`` (``name`` too with
     ``name_results``: Mistral). ``call_id`` rewrites every id (the same way for a call and its
-    result). The format has no error flag: a failed call's text is sent as "Error: ..."."""
+    result). The format has no error flag: a failed call's text is sent as "Error: ...".
+    A user turn with images sends its parts, checked against ``images`` (the provider's
+    rules; None: InvalidRequestError, it takes none)."""
     names = tool_names(messages) if name_results else {}
     out: list[dict[str, Any]] = []
     for m in messages:
@@ -93,6 +97,8 @@ def chat_messages(
                 "content": m.content or None,
                 "tool_calls": [_call_entry(c, call_id) for c in m.tool_calls],
             }
+        elif m.role == "user":
+            entry = {"role": "user", "content": user_content(m, images)}
         else:
             entry = {"role": m.role, "content": m.content}
         out.append(entry)

@@ -29,6 +29,13 @@ valid ids kept, others digested), and results carry the tool's ``name``. Streams
 calls (one delta each). "Function calling is not enabled" answers raise
 UnsupportedFeatureError(feature="tools").
 
+Structured output: ``response_format: {type: "json_schema", json_schema: {name, schema,
+strict, description?}}`` (strict closes every object with ``additionalProperties: false``, as
+the mistralai SDK's helper does: :func:`output_schema`), ``{type: "json_object"}`` for "json"
+(with a system turn asking for JSON when no turn says it, as Mistral's docs require). Images:
+``{type: "image_url", image_url: {url, detail?}}`` (a data URI for bytes); PNG, JPEG, WEBP and
+still GIF, at most 10 MB each and 8 a request, checked before sending.
+
 Errors: bodies are ``{"object":"error","message":...,"type","code"}`` where ``message`` may be an
 object ``{"detail":[{loc,msg,...}]}`` (rendered as "body.field: msg"), or the gateway's
 ``{"message": "..."}``. 400/422 bad request (``invalid_model`` -> NotFoundError; "too large for
@@ -75,8 +82,9 @@ from flyllm.providers._common import (
     without_secrets,
 )
 from flyllm.providers._listing import path_url
-from flyllm.providers._tools import not_yet, short_id, unsupported_tools_message
+from flyllm.providers._tools import short_id, unsupported_tools_message
 from flyllm.providers.base import (
+    ALL_CAPABILITIES,
     Completion,
     Endpoint,
     HttpRequest,
@@ -85,6 +93,14 @@ from flyllm.providers.base import (
     ProviderSpec,
     StreamParser,
     ToolSet,
+)
+from flyllm.providers.chat_output import (
+    MB,
+    ImageRules,
+    check_image_count,
+    mistral_output_schema,
+    unsupported_feature,
+    write_output,
 )
 from flyllm.providers.chat_stream import tool_finish
 from flyllm.providers.openai import (
@@ -96,12 +112,22 @@ from flyllm.providers.openai import (
     openai_page,
     parse_chat,
 )
-from flyllm.types import FinishReason, Message, ProviderType, ToolCall, Usage
+from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
-__all__ = ["MISTRAL_BASE_URL", "SPEC", "MistralProvider"]
+__all__ = ["MISTRAL_BASE_URL", "MISTRAL_IMAGES", "SPEC", "MistralProvider", "output_schema"]
 
 MISTRAL_BASE_URL = "https://api.mistral.ai"
 """The official SDK's default server; requests go to ``{base}/v1/chat/completions``."""
+
+MISTRAL_IMAGES = ImageRules(
+    "mistral",
+    frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
+    max_bytes=10 * MB,
+    max_images=8,
+)
+"""Mistral's vision limits: PNG, JPEG, WEBP and still GIF, 10 MB an image, 8 a request."""
+
+output_schema = mistral_output_schema
 
 _DIALECT = ChatDialect("mistral", "max_tokens", 1.5, None, "random_seed")
 
@@ -126,6 +152,7 @@ class MistralProvider(ClockedProvider):
     name = "mistral"
     default_base_url = MISTRAL_BASE_URL
     stream_framing = "sse"
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES | {"structured_output", "images"}
 
     def build(
         self,
@@ -138,10 +165,12 @@ class MistralProvider(ClockedProvider):
         output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v1/chat/completions`` for this conversation."""
-        not_yet(self.name, output, messages)
         notes: list[str] = []
-        turns = chat_messages(messages, call_id=short_id, name_results=True)
+        if any(m.parts and m.images for m in messages):
+            check_image_count(messages, MISTRAL_IMAGES)
+        turns = chat_messages(messages, call_id=short_id, name_results=True, images=MISTRAL_IMAGES)
         body: dict[str, Any] = {"model": endpoint.model, "messages": turns}
+        write_output(body, output, [m.content for m in messages], mistral_output_schema)
         if stream:
             body["stream"] = True
         if tools is not None:
@@ -198,10 +227,11 @@ class MistralProvider(ClockedProvider):
         status, headers = response.status, response.headers
         payload = parse_error_body(response.body)
         message, etype, rid = _error_fields(payload)
-        if 400 <= status < 500 and unsupported_tools_message(message or ""):
+        feature = _unsupported(message or "") if 400 <= status < 500 else None
+        if feature is not None:
             return UnsupportedFeatureError(
                 clip(message or ""),
-                feature="tools",
+                feature=feature,
                 status=status,
                 provider=self.name,
                 request_id=rid or headers.get("x-request-id"),
@@ -234,6 +264,14 @@ class MistralProvider(ClockedProvider):
             request_id=None,
             retry_after=None,
         )
+
+
+def _unsupported(message: str) -> str | None:
+    """The capability an error says the model lacks ("tools", "structured_output",
+    "images": Mistral's "does not support vision"), or None."""
+    if unsupported_tools_message(message):
+        return "tools"
+    return unsupported_feature(message)
 
 
 def _error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:

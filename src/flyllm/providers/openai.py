@@ -29,6 +29,11 @@ Tools: see :mod:`flyllm.providers.chat_stream`. "Does not support tools" answers
 ``unsupported_parameter`` naming 'tools', Ollama's and vLLM's wording) raise
 UnsupportedFeatureError(feature="tools").
 
+Structured output and images: see :mod:`flyllm.providers.chat_output` (``response_format``
+json_schema with :func:`output_schema`'s strict conversion, json_object with a JSON
+instruction; ``image_url`` parts, PNG/JPEG/WEBP/still GIF up to 20 MB, 500 a request). Their
+"not supported" answers raise UnsupportedFeatureError with "structured_output" or "images".
+
 Errors: 400/413/422 bad request (``context_length_exceeded`` -> ContextLengthError), 401
 authentication, 403 permission, 404 not found, 408 timeout, 409 server (retryable), 429 rate
 limit (``insufficient_quota`` -> QuotaError), 503 (or any 5xx saying "overloaded"/"slow
@@ -40,6 +45,7 @@ the provider's text.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,7 +92,7 @@ from flyllm.providers._common import (
 )
 from flyllm.providers._listing import first, items_of, name_of, path_url, text, whole
 from flyllm.providers._listing import malformed as list_malformed
-from flyllm.providers._tools import not_yet, unsupported_tools_message
+from flyllm.providers._tools import unsupported_tools_message
 from flyllm.providers.base import (
     ALL_CAPABILITIES,
     Completion,
@@ -102,6 +108,14 @@ from flyllm.providers.base import (
     ToolSet,
     url_scheme,
 )
+from flyllm.providers.chat_output import (
+    MB,
+    ImageRules,
+    check_image_count,
+    openai_output_schema,
+    unsupported_feature,
+    write_output,
+)
 from flyllm.providers.chat_stream import (
     ChatCompletionsStream,
     Conclude,
@@ -115,8 +129,10 @@ from flyllm.providers.chat_stream import (
 from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = [
+    "CHAT_CAPABILITIES",
     "COMPATIBLE_SPEC",
     "OPENAI_BASE_URL",
+    "OPENAI_IMAGES",
     "OPENAI_MODELS",
     "OPENAI_RATE_LIMITS",
     "SPEC",
@@ -129,12 +145,27 @@ __all__ = [
     "chat_tools",
     "chat_usage",
     "content_text",
+    "openai_output_schema",
     "openai_page",
+    "output_schema",
     "parse_chat",
 ]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 """The official SDK's default base URL; requests go to ``{base}/chat/completions``."""
+
+CHAT_CAPABILITIES: frozenset[Capability] = ALL_CAPABILITIES | {"structured_output", "images"}
+"""What OpenAI's Chat Completions can do: tools (a named choice too), structured output, images."""
+
+OPENAI_IMAGES = ImageRules(
+    "openai",
+    frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
+    max_bytes=20 * MB,
+    max_images=500,
+)
+"""OpenAI's vision limits: PNG, JPEG, WEBP and still GIF, 20 MB an image, 500 a request."""
+
+output_schema = openai_output_schema
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -287,7 +318,8 @@ class OpenAIProvider:
         stop: bool = True,
         stream_usage: bool = True,
         require_done: bool = True,
-        capabilities: frozenset[Capability] = ALL_CAPABILITIES,
+        capabilities: frozenset[Capability] = CHAT_CAPABILITIES,
+        json_schema: bool = True,
         clock: Clock = time.time,
     ) -> None:
         self.name = name
@@ -297,6 +329,8 @@ class OpenAIProvider:
         self._dialect = ChatDialect(name, max_tokens_field, 2.0, max_stop, seed_field, top_k, stop)
         self._stream_usage = stream_usage
         self._require_done = require_done
+        self._json_schema = json_schema
+        self._images = dataclasses.replace(OPENAI_IMAGES, provider=name)
         self._clock = clock
 
     @classmethod
@@ -330,9 +364,10 @@ class OpenAIProvider:
         output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/chat/completions`` for this conversation."""
-        not_yet(self.name, output, messages)
         notes: list[str] = []
-        body = self.chat_body(endpoint.model, messages, params, stream, notes, tools=tools)
+        body = self.chat_body(
+            endpoint.model, messages, params, stream, notes, tools=tools, output=output
+        )
         base_url = endpoint.base_url or self.default_base_url
         if not base_url:
             raise ConfigurationError(f"{self.name} instances need a base_url")
@@ -351,27 +386,40 @@ class OpenAIProvider:
         dialect: ChatDialect | None = None,
         stream_usage: bool | None = None,
         tools: ToolSet | None = None,
+        output: OutputFormat | None = None,
     ) -> dict[str, Any]:
-        """The JSON body: model, messages, the stream flags, the tools, then the translated
-        parameters (``dialect`` and ``stream_usage`` override the provider's own, for variants
-        such as Azure's API versions). UnsupportedFeatureError for tools when the service has
-        no tool calling."""
-        body: dict[str, Any] = {"model": model, "messages": chat_messages(messages)}
+        """The JSON body: model, messages (images checked against the provider's limits), the
+        stream flags, the tools, ``response_format``, then the translated parameters
+        (``dialect`` and ``stream_usage`` override the provider's own, for variants such as
+        Azure's API versions). UnsupportedFeatureError for a capability the service lacks."""
+        self._require(tools is not None, "tools", "tool calling")
+        self._require(output is not None, "structured_output", "structured output")
+        images = any(m.parts and m.images for m in messages)
+        self._require(images, "images", "image input")
+        if images:
+            check_image_count(messages, self._images)
+        turns = chat_messages(messages, images=self._images)
+        body: dict[str, Any] = {"model": model, "messages": turns}
+        write_output(body, output, [m.content for m in messages], openai_output_schema,
+                     json_schema=self._json_schema)  # fmt: skip
         if stream:
             body["stream"] = True
             if self._stream_usage if stream_usage is None else stream_usage:
                 body["stream_options"] = {"include_usage": True}
         if tools is not None:
-            if "tools" not in self.capabilities:
-                raise UnsupportedFeatureError(
-                    f"{self.name} has no tool calling; send requests with tools to another "
-                    "provider",
-                    provider=self.name,
-                    feature="tools",
-                )
             chat_tools(body, tools)
         chat_params(body, params, dialect or self._dialect, notes)
         return body
+
+    def _require(self, needed: bool, feature: Capability, what: str) -> None:
+        """UnsupportedFeatureError before sending when the request needs ``feature`` and the
+        service's API lacks it."""
+        if needed and feature not in self.capabilities:
+            raise UnsupportedFeatureError(
+                f"{self.name} has no {what}; send such requests to another provider",
+                provider=self.name,
+                feature=feature,
+            )
 
     def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
@@ -426,10 +474,11 @@ class OpenAIProvider:
         status, headers = response.status, response.headers
         payload = parse_error_body(response.body)
         message, etype, code = _error_fields(payload)
-        if 400 <= status < 500 and _no_tools(message or "", code):
+        feature = _unsupported(message or "", code) if 400 <= status < 500 else None
+        if feature is not None:
             return UnsupportedFeatureError(
                 clip(message or ""),
-                feature="tools",
+                feature=feature,
                 status=status,
                 provider=self.name,
                 request_id=headers.get(self.request_id_header),
@@ -495,12 +544,16 @@ def _error_fields(payload: Any) -> tuple[str | None, str | None, str | None]:
     return as_str(payload.get("message")) or as_str(payload.get("detail")), None, None
 
 
-def _no_tools(message: str, code: str | None) -> bool:
-    """True when an error says the model or server cannot take tools: OpenAI's
-    ``unsupported_parameter`` naming 'tools', or the wording of compatible servers."""
-    if code == "unsupported_parameter" and "'tools'" in message:
-        return True
-    return unsupported_tools_message(message)
+def _unsupported(message: str, code: str | None) -> Capability | None:
+    """The capability an error says the model or server lacks: "tools" (OpenAI's
+    ``unsupported_parameter`` naming 'tools', or the wording of compatible servers),
+    "structured_output" or "images" (see ``unsupported_feature``); None otherwise."""
+    if (code == "unsupported_parameter" and "'tools'" in message) or unsupported_tools_message(
+        message
+    ):
+        return "tools"
+    feature = unsupported_feature(message)
+    return "images" if feature == "images" else "structured_output" if feature else None
 
 
 def _numeric_status(code: str | None) -> int | None:

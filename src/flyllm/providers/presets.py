@@ -31,6 +31,13 @@ servers: their API key is optional (no Authorization header without one).
 Tool calling is OpenAI's on every service but perplexity, whose API has none: its provider's
 ``capabilities`` leave out "tools", so requests with tools go elsewhere (and are refused before
 sending if one reaches it).
+
+Structured output and images are OpenAI's shapes on every service (``response_format``
+json_schema / json_object, ``image_url`` parts), with two exceptions: deepseek's
+``response_format`` takes only ``json_object`` (a schema request asks for the schema in a
+system turn; flyllm validates the answer) and its chat API takes no images (its
+``capabilities`` leave out "images"). Where a model or server cannot do either, its "not
+supported" answer is learned (UnsupportedFeatureError with the capability).
 """
 
 from __future__ import annotations
@@ -39,8 +46,13 @@ import time
 from dataclasses import dataclass
 
 from flyllm.providers._common import Clock, bearer_auth
-from flyllm.providers.base import ALL_CAPABILITIES, ProviderSpec
-from flyllm.providers.openai import OPENAI_MODELS, OPENAI_RATE_LIMITS, OpenAIProvider
+from flyllm.providers.base import ProviderSpec
+from flyllm.providers.openai import (
+    CHAT_CAPABILITIES,
+    OPENAI_MODELS,
+    OPENAI_RATE_LIMITS,
+    OpenAIProvider,
+)
 from flyllm.types import Capability, ProviderType
 
 __all__ = ["PRESETS", "Preset", "preset_for"]
@@ -57,7 +69,8 @@ class Preset:
     ``data: [DONE]``); ``key_required`` False lets instances have an empty key; ``aliases``
     other names the service answers to; ``key_env`` where the CLI finds its key (default
     ``<NAME>_API_KEY``); ``capabilities`` what its API can do (all but "tools" for a service
-    without tool calling).
+    without tool calling); ``json_schema`` False for a service whose ``response_format`` takes
+    only ``json_object`` (a schema is then asked for in words, and the answer validated).
     """
 
     kind: ProviderType
@@ -72,7 +85,8 @@ class Preset:
     key_required: bool = True
     aliases: tuple[str, ...] = ()
     key_env: tuple[str, ...] = ()
-    capabilities: frozenset[Capability] = ALL_CAPABILITIES
+    capabilities: frozenset[Capability] = CHAT_CAPABILITIES
+    json_schema: bool = True
 
     @property
     def name(self) -> str:
@@ -92,6 +106,7 @@ class Preset:
             stream_usage=self.stream_usage,
             require_done=self.require_done,
             capabilities=self.capabilities,
+            json_schema=self.json_schema,
             clock=clock,
         )
 
@@ -128,7 +143,7 @@ PRESETS: tuple[Preset, ...] = (
         seed=False,
         require_done=False,
         key_env=("PERPLEXITY_API_KEY", "PPLX_API_KEY"),
-        capabilities=frozenset(),  # no tool calling in its API
+        capabilities=frozenset({"structured_output", "images"}),  # no tool calling in its API
     ),
     Preset(
         ProviderType.DEEPSEEK,
@@ -136,6 +151,8 @@ PRESETS: tuple[Preset, ...] = (
         max_stop=16,
         seed=False,
         stream_usage=True,
+        capabilities=frozenset({"tools", "named_tool_choice", "structured_output"}),  # no images
+        json_schema=False,  # response_format takes only json_object
     ),
     Preset(ProviderType.OPENROUTER, "https://openrouter.ai/api/v1", top_k=True),
     Preset(

@@ -43,6 +43,8 @@ SINCE = {
     "parallel_tool_calls": "2024-07-01",
 }
 """The first dated api-version that takes each of these fields."""
+JSON_SCHEMA_SINCE = "2024-08-01"
+"""The first dated api-version that takes ``response_format`` of type json_schema."""
 AZURE_FIELDS = KNOWN_FIELDS | {"data_sources", "enhancements", "user_security_context"}
 ACCESS_DENIED = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
@@ -160,6 +162,15 @@ class AzureDialect(OpenAIDialect):
         too_new = [name for name, since in SINCE.items() if name in body and version < since]
         if dated and too_new:
             return self._unrecognized(too_new[0])
+        fmt = body.get("response_format")
+        schema_format = isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+        if dated and schema_format and version < JSON_SCHEMA_SINCE:
+            return azure_error(
+                400,
+                "BadRequest",
+                "response_format value as json_schema is enabled only for api versions "
+                f"{JSON_SCHEMA_SINCE}-preview and later",
+            )
         if dated:
             body = {**body, "model": route.model or ""}
         plain = {k: v for k, v in body.items() if k in KNOWN_FIELDS}

@@ -22,6 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
+from flyllm.emulator.dialects.chat_output import (
+    OPENAI_LIMITS,
+    fill_output,
+    read_images,
+    read_output,
+)
 from flyllm.emulator.dialects.chat_tools import call_fragments, read_tool_turns, read_tools
 from flyllm.emulator.dialects.openai import ROLES, OpenAIDialect, error, invalid
 from flyllm.emulator.faults import Fault
@@ -152,6 +158,12 @@ class CompatDialect(OpenAIDialect):
         tools = read_tools(body)
         if isinstance(tools, Answer):
             return tools
+        images = read_images(messages, OPENAI_LIMITS, invalid)
+        if isinstance(images, Answer):
+            return images
+        output = read_output(body, invalid, need_json_word=False, strict=False)
+        if isinstance(output, Answer):
+            return output
         limit = _limit(body)
         stop = _stops(body.get("stop"), self.flavour.max_stop)
         if isinstance(limit, Answer):
@@ -168,6 +180,7 @@ class CompatDialect(OpenAIDialect):
             stream=body.get("stream") is True,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         )
+        fill_output(conv, output, images)
         return turns.fill(conv, *tools)
 
     def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:

@@ -23,6 +23,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
+from flyllm.emulator.dialects.chat_output import (
+    MISTRAL_LIMITS,
+    fill_output,
+    read_images,
+    read_output,
+)
 from flyllm.emulator.dialects.chat_tools import NO_PARAMETERS
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
@@ -86,6 +92,11 @@ def error(status: int, message: Any, etype: str, code: str | None = None) -> Ans
     """An answer with Mistral's API error body (``message`` may be an object)."""
     payload = {"object": "error", "message": message, "type": etype, "param": None, "code": code}
     return Answer(status, dumps(payload))
+
+
+def _bad_request(message: str, param: str) -> Answer:
+    """A 400 ``invalid_request_error`` (images, response_format)."""
+    return error(400, message, "invalid_request_error")
 
 
 def gateway(status: int, message: str, **extra: str) -> Answer:
@@ -240,6 +251,12 @@ class MistralDialect(Dialect):
         tools = _read_tools(body)
         if isinstance(tools, Answer):
             return tools
+        images = read_images(messages, MISTRAL_LIMITS, _bad_request)
+        if isinstance(images, Answer):
+            return images
+        output = read_output(body, _bad_request, need_json_word=False, strict=False)
+        if isinstance(output, Answer):
+            return output
         limit, stop = body.get("max_tokens"), body.get("stop")
         if limit is not None and (
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 0
@@ -264,6 +281,7 @@ class MistralDialect(Dialect):
         )
         conv.tools, conv.tool_choice, conv.parallel_tools = tools
         conv.last_role, conv.tool_results = turns
+        fill_output(conv, output, images)
         return conv
 
     def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:

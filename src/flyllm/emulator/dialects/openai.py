@@ -8,6 +8,9 @@ function: {name}}``) and ``parallel_tool_calls``, both only with tools; assistan
 call id (the API's two 400s otherwise). Calls are answered with ``call_`` ids, ``content: null``
 and finish ``tool_calls``; streams send a call's id and name first, then its arguments in
 several fragments keyed by ``index``.
+
+``response_format`` and ``image_url`` parts as :mod:`flyllm.emulator.dialects.chat_output`
+reads them (OpenAI's rules and 400s).
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from flyllm.emulator.catalog import catalog
+from flyllm.emulator.dialects.chat_output import (
+    OPENAI_LIMITS,
+    fill_output,
+    read_images,
+    read_output,
+)
 from flyllm.emulator.dialects.chat_tools import (
     ToolTurns,
     call_fragments,
@@ -207,6 +216,12 @@ class OpenAIDialect(Dialect):
         tools = read_tools(body)
         if isinstance(tools, Answer):
             return tools
+        images = read_images(messages, OPENAI_LIMITS, invalid)
+        if isinstance(images, Answer):
+            return images
+        output = read_output(body, invalid)
+        if isinstance(output, Answer):
+            return output
         limit = _max_tokens(body)
         if isinstance(limit, Answer):
             return limit
@@ -229,6 +244,7 @@ class OpenAIDialect(Dialect):
             stream=stream,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         )
+        fill_output(conv, output, images)
         return turns.fill(conv, *tools)
 
     def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
