@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flyllm.providers._common import loads, malformed, wrong_type
-from flyllm.providers._tools import charset_id, new_call_id
+from flyllm.providers._tools import charset_id, check_call_count, new_call_id
 from flyllm.providers.base import ToolSet
 from flyllm.types import Message, ToolCall
 
@@ -187,6 +187,7 @@ def read_blocks(
                 raise wrong_type("a text block in content with text", text, provider)
             texts.append(text)
         elif kind == "tool_use":
+            check_call_count(len(calls) + 1, provider)
             calls.append(tool_call(block, provider))
         elif kind in THINKING_TYPES:
             thinking.append(block)

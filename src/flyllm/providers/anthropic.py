@@ -418,7 +418,7 @@ class AnthropicStream:
         self._stop_reason: str | None = None
         self._model: str | None = None
         self._done = False
-        self._calls = ToolCallAssembler()
+        self._calls = ToolCallAssembler("anthropic")
         self._thinking: dict[int, dict[str, Any]] = {}
 
     @property
@@ -465,6 +465,8 @@ class AnthropicStream:
         if not isinstance(block, dict):
             raise wrong_type("content_block_start.content_block", block, "anthropic")
         kind = block.get("type")
+        if not isinstance(kind, str):
+            raise wrong_type("content_block_start.content_block.type", kind, "anthropic")
         if kind == "tool_use":
             call_id, name, arguments = stream_call_start(block, "anthropic")
             start = self._calls.start(_index(obj), call_id, name, arguments=arguments)

@@ -1,0 +1,138 @@
+"""Hostile tool-call answers from Anthropic, Cohere and Ollama servers, through the manager:
+too many calls (streamed and not) and wrong-shaped blocks end in MalformedResponseError within
+a time and memory budget; the instance's key echoed inside tool arguments is redacted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from flyllm import AllAttemptsFailedError, GenerationRequest, MalformedResponseError, Tool
+from tests.hostile.conftest import budget
+from tests.hostile.test_answers import drain, served
+
+REQUEST = GenerationRequest(prompt="Weather in Oslo?", tools=[Tool("get_weather")])
+MANY = 20_000
+USAGE = {"input_tokens": 1, "output_tokens": 1}
+
+
+def sse(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def anthropic_block(i: int, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "tool_use", "id": f"toolu_{i}", "name": "get_weather", "input": arguments or {}}
+
+
+def anthropic_whole(blocks: list[dict[str, Any]]) -> bytes:
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x"}
+    return json.dumps(
+        {**message, "content": blocks, "stop_reason": "tool_use", "usage": USAGE}
+    ).encode()
+
+
+def anthropic_stream(starts: list[dict[str, Any]]) -> bytes:
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x"}
+    head = sse("message_start", {"type": "message_start", "message": {**message, "usage": USAGE}})
+    blocks = b"".join(
+        sse("content_block_start", {"type": "content_block_start", "index": i, "content_block": b})
+        for i, b in enumerate(starts)
+    )
+    end = {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": USAGE}
+    return head + blocks + sse("message_delta", end) + sse("message_stop", {"type": "message_stop"})
+
+
+def cohere_call(i: int, arguments: str = "{}") -> dict[str, Any]:
+    function = {"name": "get_weather", "arguments": arguments}
+    return {"id": f"call_{i}", "type": "function", "function": function}
+
+
+def cohere_whole(calls: list[dict[str, Any]]) -> bytes:
+    message = {"role": "assistant", "tool_calls": calls}
+    usage = {"billed_units": USAGE, "tokens": USAGE}
+    return json.dumps(
+        {"id": "c1", "finish_reason": "TOOL_CALL", "message": message, "usage": usage}
+    ).encode()
+
+
+def cohere_stream(count: int) -> bytes:
+    start = sse("message-start", {"type": "message-start", "id": "c1", "delta": {}})
+    calls = b"".join(
+        sse(
+            "tool-call-start",
+            {
+                "type": "tool-call-start",
+                "index": i,
+                "delta": {"message": {"tool_calls": cohere_call(i, "")}},
+            },
+        )
+        for i in range(count)
+    )
+    usage = {"billed_units": USAGE, "tokens": USAGE}
+    end = {"type": "message-end", "delta": {"finish_reason": "TOOL_CALL", "usage": usage}}
+    return start + calls + sse("message-end", end)
+
+
+def ollama_line(calls: list[dict[str, Any]], done: bool) -> bytes:
+    message = {"role": "assistant", "content": "", "tool_calls": calls}
+    line: dict[str, Any] = {"model": "llama3.2", "message": message, "done": done}
+    if done:
+        line.update(done_reason="stop", prompt_eval_count=1, eval_count=1)
+    return json.dumps(line).encode() + b"\n"
+
+
+OLLAMA_CALL = {"function": {"name": "get_weather", "arguments": {}}}
+
+WHOLE = {
+    "anthropic": anthropic_whole([anthropic_block(i) for i in range(MANY)]),
+    "cohere": cohere_whole([cohere_call(i) for i in range(MANY)]),
+    "ollama": ollama_line([OLLAMA_CALL] * MANY, True).rstrip(),
+}
+STREAMED = {
+    "anthropic": anthropic_stream([anthropic_block(i) for i in range(MANY)]),
+    "cohere": cohere_stream(MANY),
+    "ollama": ollama_line([OLLAMA_CALL], False) * MANY + ollama_line([], True),
+}
+CONTENT_TYPE = {"anthropic": "text/event-stream", "cohere": "text/event-stream"}
+
+
+def answering(body: bytes, content_type: str) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.Response(body=body, content_type=content_type)
+
+    return handler
+
+
+@pytest.mark.parametrize("provider", list(WHOLE))
+async def test_too_many_calls_in_an_answer(provider: str) -> None:
+    with budget(seconds=5, megabytes=150):
+        async with served(provider, answering(WHOLE[provider], "application/json")) as manager:
+            with pytest.raises(AllAttemptsFailedError) as caught:
+                await manager.generate(REQUEST)
+    attempt = caught.value.attempts[0]
+    assert isinstance(attempt, MalformedResponseError)
+    assert "more than 1000 tool calls" in str(attempt)
+
+
+@pytest.mark.parametrize("provider", list(STREAMED))
+async def test_too_many_calls_in_a_stream(provider: str) -> None:
+    content_type = CONTENT_TYPE.get(provider, "application/x-ndjson")
+    with budget(seconds=8, megabytes=150):
+        async with served(provider, answering(STREAMED[provider], content_type)) as manager:
+            with pytest.raises(MalformedResponseError, match="more than 1000 tool calls"):
+                await drain(manager, REQUEST)
+
+
+@pytest.mark.parametrize("kind", [[], {}, 7])
+async def test_an_anthropic_block_of_a_wrong_type_is_malformed(kind: Any) -> None:
+    body = anthropic_stream([{"type": kind, "id": "toolu_1", "name": "get_weather"}])
+    async with served("anthropic", answering(body, "text/event-stream")) as manager:
+        with pytest.raises((MalformedResponseError, AllAttemptsFailedError)) as caught:
+            await drain(manager, REQUEST)
+    err = caught.value
+    first = err.attempts[0] if isinstance(err, AllAttemptsFailedError) else err
+    assert isinstance(first, MalformedResponseError) and "content_block.type" in str(first)
