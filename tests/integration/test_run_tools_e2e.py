@@ -6,6 +6,7 @@ choice does not loop until max_steps."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -183,3 +184,21 @@ async def test_a_required_choice_is_not_an_endless_loop(
     )
     assert more.finish_reason == "stop" and more.messages[: len(transcript)] == tuple(transcript)
     assert isinstance(more.messages[-1], Message)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() tells them apart")
+async def test_a_function_raising_cancelled_error_is_its_failure_not_a_cancellation(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    """A function's own CancelledError (an inner task it awaited was cancelled) is a failed
+    call the model reads; only cancelling the loop itself cancels it."""
+    await add(manager, emulators, "anthropic")
+
+    async def get_weather(city: str) -> str:
+        inner = asyncio.ensure_future(asyncio.sleep(10))
+        inner.cancel()
+        return str(await inner)
+
+    response = await manager.run_tools(GenerationRequest(prompt="Weather in Oslo?"), [get_weather])
+    assert response.content == "Tool results: get_weather failed with CancelledError."
+    assert response.messages[2].is_error
