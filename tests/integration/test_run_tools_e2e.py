@@ -195,9 +195,9 @@ async def test_a_function_raising_cancelled_error_is_its_failure_not_a_cancellat
     await add(manager, emulators, "anthropic")
 
     async def get_weather(city: str) -> str:
-        inner = asyncio.ensure_future(asyncio.sleep(10))
+        inner = asyncio.ensure_future(asyncio.sleep(10, result=city))
         inner.cancel()
-        return str(await inner)
+        return await inner
 
     response = await manager.run_tools(GenerationRequest(prompt="Weather in Oslo?"), [get_weather])
     assert response.content == "Tool results: get_weather failed with CancelledError."
