@@ -136,3 +136,40 @@ async def test_an_anthropic_block_of_a_wrong_type_is_malformed(kind: Any) -> Non
     err = caught.value
     first = err.attempts[0] if isinstance(err, AllAttemptsFailedError) else err
     assert isinstance(first, MalformedResponseError) and "content_block.type" in str(first)
+
+
+def openai_fragment(arguments: str, first: bool = False) -> bytes:
+    call: dict[str, Any] = {"index": 0, "function": {"arguments": arguments}}
+    if first:
+        call.update(id="call_1", type="function")
+        call["function"]["name"] = "get_weather"
+    choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
+    return b"data: " + json.dumps({"choices": [choice]}).encode() + b"\n\n"
+
+
+async def test_a_key_echoed_across_stream_events_is_redacted_from_the_answer() -> None:
+    """Each event is redacted as it comes; a key split between two argument fragments (or two
+    text deltas) is redacted from the assembled answer, which a conversation sends on to other
+    providers. (The deltas already handed out carry the pieces.)"""
+    key = "sk-" + "Q7" * 15  # built at run time, never printed
+    half = len(key) // 2
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+    text = [
+        {"choices": [{"index": 0, "delta": {"content": piece}}]} for piece in (key[:5], key[5:])
+    ]
+    body = (
+        b"".join(b"data: " + json.dumps(t).encode() + b"\n\n" for t in text)
+        + openai_fragment("", first=True)
+        + openai_fragment('{"city":"' + key[:half])
+        + openai_fragment(key[half:] + '"}')
+        + b"data: "
+        + json.dumps(end).encode()
+        + b"\n\ndata: [DONE]\n\n"
+    )
+    async with served("openai", answering(body, "text/event-stream"), key=key) as manager:
+        _, response = await drain(manager, REQUEST)
+    (call,) = response.tool_calls
+    redacted = dict(call.arguments) == {"city": "[redacted]"} and call.raw_arguments is None
+    text_redacted = response.content == "[redacted]"
+    leaked = key in repr(response.message) or key[:12] in repr(response.message)
+    assert redacted and text_redacted and not leaked  # (no introspection: it would show the key)
