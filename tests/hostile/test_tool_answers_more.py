@@ -173,3 +173,44 @@ async def test_a_key_echoed_across_stream_events_is_redacted_from_the_answer() -
     text_redacted = response.content == "[redacted]"
     leaked = key in repr(response.message) or key[:12] in repr(response.message)
     assert redacted and text_redacted and not leaked  # (no introspection: it would show the key)
+
+
+def long_heads(name: str, call_id: str) -> dict[str, tuple[bytes, str]]:
+    """A whole answer with one call of this name and id, per provider (body, content type)."""
+    chat = {"id": call_id, "type": "function", "function": {"name": name, "arguments": "{}"}}
+    message = {"role": "assistant", "content": None, "tool_calls": [chat]}
+    openai = {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+    gemini_part = {"functionCall": {"name": name, "id": call_id, "args": {}}}
+    google = {"candidates": [{"content": {"role": "model", "parts": [gemini_part]}}]}
+    ollama = {"function": {"name": name, "arguments": {}}, "id": call_id}
+    block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+    cohere = {**cohere_call(0), "id": call_id, "function": {"name": name, "arguments": "{}"}}
+    return {
+        "openai": (json.dumps(openai).encode(), "application/json"),
+        "mistral": (json.dumps(openai).encode(), "application/json"),
+        "anthropic": (anthropic_whole([block]), "application/json"),
+        "google": (json.dumps(google).encode(), "application/json"),
+        "cohere": (cohere_whole([cohere]), "application/json"),
+        "ollama": (ollama_line([ollama], True).rstrip(), "application/json"),
+    }
+
+
+@pytest.mark.parametrize("part", ["name", "id"])
+@pytest.mark.parametrize(
+    "provider", ["openai", "mistral", "anthropic", "google", "cohere", "ollama"]
+)
+async def test_a_call_name_or_id_no_provider_would_make_is_malformed(
+    provider: str, part: str
+) -> None:
+    """A megabyte tool name or id would flow into reprs, logs and every later request of the
+    conversation; no provider makes one over a few dozen characters."""
+    huge = "n" * 1_000_000
+    body, content_type = long_heads(
+        huge if part == "name" else "get_weather", huge if part == "id" else "call_1"
+    )[provider]
+    async with served(provider, answering(body, content_type)) as manager:
+        with pytest.raises(AllAttemptsFailedError) as caught:
+            await manager.generate(REQUEST)
+    attempt = caught.value.attempts[0]
+    assert isinstance(attempt, MalformedResponseError)
+    assert f"tool call {part} longer than" in str(attempt)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flyllm.providers._common import loads, malformed, wrong_type
-from flyllm.providers._tools import charset_id, check_call_count, new_call_id
+from flyllm.providers._tools import charset_id, check_call_count, check_call_head, new_call_id
 from flyllm.providers.base import ToolSet
 from flyllm.types import Message, ToolCall
 
@@ -204,6 +204,7 @@ def _call_head(block: Mapping[str, Any], provider: str) -> tuple[str, str]:
     name = block.get("name")
     if not isinstance(name, str) or not name:
         raise wrong_type("a tool_use block with name", name, provider)
+    check_call_head(call_id, name, provider)
     return call_id, name
 
 

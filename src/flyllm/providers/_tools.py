@@ -23,6 +23,7 @@ __all__ = [
     "arguments_text",
     "charset_id",
     "check_call_count",
+    "check_call_head",
     "new_call_id",
     "parse_arguments",
     "short_id",
@@ -51,6 +52,25 @@ def check_call_count(count: int, provider: str) -> None:
         raise MalformedResponseError(
             f"{provider} answer has more than {MAX_CALLS} tool calls", status=200, provider=provider
         )
+
+
+MAX_NAME_CHARS = 256
+"""The longest tool name read from an answer (providers allow 64 or 128)."""
+
+MAX_ID_CHARS = 512
+"""The longest call id read from an answer (providers' ids are a few dozen characters)."""
+
+
+def check_call_head(call_id: str | None, name: str | None, provider: str) -> None:
+    """MalformedResponseError for a call name or id longer than any provider makes: it would
+    flow into reprs, logs and every later request of the conversation."""
+    for part, value, limit in (("name", name, MAX_NAME_CHARS), ("id", call_id, MAX_ID_CHARS)):
+        if value is not None and len(value) > limit:
+            raise MalformedResponseError(
+                f"{provider} answer has a tool call {part} longer than {limit} characters",
+                status=200,
+                provider=provider,
+            )
 
 
 def new_call_id() -> str:
@@ -232,4 +252,5 @@ def function_call(item: Any, where: str, provider: str) -> tuple[str | None, str
         raise bad(".function.name", name)
     if call_id is not None and not isinstance(call_id, str):
         raise bad(".id", call_id)
+    check_call_head(call_id, name, provider)
     return call_id or None, name, function.get("arguments")
