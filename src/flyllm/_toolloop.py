@@ -168,6 +168,10 @@ async def _run_call(
         value = await _call(fn, call_arguments(fn, call.arguments))
     except Exception as exc:  # the function's failure is the model's to read
         return _error(call, _describe(exc))
+    except asyncio.CancelledError:
+        if _being_cancelled():
+            raise
+        return _error(call, "CancelledError")  # the function's own, not the loop's
     try:  # text as it is, anything else as JSON
         return Message.tool_result(call.id, value, name=call.name)
     except TypeError:
@@ -187,6 +191,14 @@ async def _call(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> Any:
     if inspect.isawaitable(value):  # a callable object whose __call__ is async
         value = await value
     return value
+
+
+def _being_cancelled() -> bool:
+    """True when the running task was asked to cancel (so a CancelledError is the caller's);
+    without Task.cancelling (Python 3.10) every CancelledError is taken as the caller's."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() > 0
 
 
 def _describe(exc: Exception) -> str:

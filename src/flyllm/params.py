@@ -27,7 +27,7 @@ from flyllm.types import (
 )
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
-_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOOL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")  # Gemini wants a letter or "_" first
 _CHOICES = frozenset({"auto", "none", "required"})
 
 __all__ = [
@@ -266,8 +266,8 @@ def _check_tool(i: int, tool: Any, names: set[str]) -> None:
         raise InvalidRequestError(f"tools[{i}] must be a Tool, got {tool!r}")
     if not isinstance(tool.name, str) or not _TOOL_NAME.fullmatch(tool.name):
         raise InvalidRequestError(
-            f"tools[{i}] has name {tool.name!r}: use 1 to 64 letters, digits, '_' or '-' "
-            "(what every provider accepts)"
+            f"tools[{i}] has name {tool.name!r}: use 1 to 64 letters, digits, '_' or '-', and "
+            "start with a letter or '_' (what every provider accepts)"
         )
     if tool.name in names:
         raise InvalidRequestError(f"tools[{i}]: two tools are named {tool.name!r}")

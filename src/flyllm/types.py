@@ -103,8 +103,9 @@ class ErrorKind(str, enum.Enum):
 
 @dataclass(slots=True, frozen=True)
 class Tool:
-    """A function the model may call: its ``name`` (letters, digits, "_" and "-", at most 64),
-    a ``description`` the model reads, and its ``parameters`` as a JSON Schema of an object.
+    """A function the model may call: its ``name`` (letters, digits, "_" and "-", at most 64,
+    the first a letter or "_"), a ``description`` the model reads, and its ``parameters`` as a
+    JSON Schema of an object.
     """
 
     name: str

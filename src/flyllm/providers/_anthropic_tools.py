@@ -23,7 +23,7 @@ from typing import Any
 
 from flyllm.providers._anthropic_output import user_blocks
 from flyllm.providers._common import loads, malformed, wrong_type
-from flyllm.providers._tools import charset_id, new_call_id
+from flyllm.providers._tools import charset_id, check_call_count, check_call_head, new_call_id
 from flyllm.providers.base import ToolSet
 from flyllm.types import Message, ToolCall
 
@@ -193,6 +193,7 @@ def read_blocks(
                 raise wrong_type("a text block in content with text", text, provider)
             texts.append(text)
         elif kind == "tool_use":
+            check_call_count(len(calls) + 1, provider)
             calls.append(tool_call(block, provider))
         elif kind in THINKING_TYPES:
             thinking.append(block)
@@ -209,6 +210,7 @@ def _call_head(block: Mapping[str, Any], provider: str) -> tuple[str, str]:
     name = block.get("name")
     if not isinstance(name, str) or not name:
         raise wrong_type("a tool_use block with name", name, provider)
+    check_call_head(call_id, name, provider)
     return call_id, name
 
 

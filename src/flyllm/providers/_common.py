@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import math
@@ -49,6 +50,7 @@ from flyllm.providers.base import (
     StreamParser,
     url_scheme,
 )
+from flyllm.types import ToolCall
 
 Clock = Callable[[], float]
 """Seconds since the epoch, like ``time.time``; providers take one so tests can fix "now"."""
@@ -333,8 +335,33 @@ class RedactedStream:
         return self._parser.feed(event if data is event.data else SseEvent(data, event.event))
 
     def finish(self) -> Completion:
-        """The wrapped parser's ``finish``."""
-        return self._parser.finish()
+        """The wrapped parser's ``finish``, with the secrets redacted from the assembled text
+        and tool calls too: a key split between two events passed each event's redaction."""
+        return _redacted_completion(self._parser.finish(), self._secrets)
+
+
+def _redacted_completion(done: Completion, secrets: tuple[str, ...]) -> Completion:
+    """``done`` with ``secrets`` redacted from its content and its calls' arguments (the same
+    object when none is there)."""
+    content = redact_secrets(done.content, secrets)
+    calls = tuple(_redacted_call(call, secrets) for call in done.tool_calls)
+    if content is done.content and all(a is b for a, b in zip(calls, done.tool_calls, strict=True)):
+        return done
+    return dataclasses.replace(done, content=content, tool_calls=calls)
+
+
+def _redacted_call(call: ToolCall, secrets: tuple[str, ...]) -> ToolCall:
+    if call.raw_arguments is not None:
+        raw = redact_secrets(call.raw_arguments, secrets)
+        return call if raw is call.raw_arguments else dataclasses.replace(call, raw_arguments=raw)
+    text = json.dumps(call.arguments, ensure_ascii=False)
+    redacted = redact_secrets(text, secrets)
+    if redacted is text:
+        return call
+    try:  # a secret replaced inside JSON strings leaves JSON, unless it held JSON's syntax
+        return dataclasses.replace(call, arguments=json.loads(redacted))
+    except ValueError:
+        return dataclasses.replace(call, arguments={}, raw_arguments=redacted)
 
 
 def redacted_stream(parser: StreamParser, endpoint: Endpoint | None) -> StreamParser:

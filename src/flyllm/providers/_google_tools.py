@@ -18,7 +18,7 @@ from flyllm.errors import InvalidRequestError, MalformedResponseError
 from flyllm.params import ToolSet
 from flyllm.providers._common import wrong_type
 from flyllm.providers._google_media import user_parts
-from flyllm.providers._tools import tool_names
+from flyllm.providers._tools import check_call_head, tool_names
 from flyllm.types import Message, ToolCall
 
 __all__ = [
@@ -254,6 +254,7 @@ def _call(value: Any, signature: str | None) -> GeminiCall:
     if not isinstance(name, str) or not name:
         raise wrong_type("a functionCall's name", name, FAMILY)
     call_id = _optional_str(value.get("id"), "a functionCall's id")
+    check_call_head(call_id, name, FAMILY)
     args = value.get("args")
     if args is None:
         args = {}

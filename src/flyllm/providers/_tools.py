@@ -13,15 +13,18 @@ import secrets
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from flyllm.errors import UnsupportedFeatureError
+from flyllm.errors import MalformedResponseError, UnsupportedFeatureError
 from flyllm.params import OutputFormat
 from flyllm.providers.base import ToolSet
 from flyllm.types import Message, ToolCall, ToolCallDelta
 
 __all__ = [
+    "MAX_CALLS",
     "ToolCallAssembler",
     "arguments_text",
     "charset_id",
+    "check_call_count",
+    "check_call_head",
     "new_call_id",
     "parse_arguments",
     "short_id",
@@ -38,6 +41,37 @@ _UNSUPPORTED_TOOLS = re.compile(
     r"|function calling is not (?:enabled|supported)|enable-auto-tool-choice",
     re.IGNORECASE,
 )
+
+MAX_CALLS = 1000
+"""More tool calls than this in one answer is a hostile server, not a model: refused before
+they cost memory (each is an object) and a run_tools task each."""
+
+
+def check_call_count(count: int, provider: str) -> None:
+    """MalformedResponseError when an answer holds more than MAX_CALLS tool calls."""
+    if count > MAX_CALLS:
+        raise MalformedResponseError(
+            f"{provider} answer has more than {MAX_CALLS} tool calls", status=200, provider=provider
+        )
+
+
+MAX_NAME_CHARS = 256
+"""The longest tool name read from an answer (providers allow 64 or 128)."""
+
+MAX_ID_CHARS = 512
+"""The longest call id read from an answer (providers' ids are a few dozen characters)."""
+
+
+def check_call_head(call_id: str | None, name: str | None, provider: str) -> None:
+    """MalformedResponseError for a call name or id longer than any provider makes: it would
+    flow into reprs, logs and every later request of the conversation."""
+    for part, value, limit in (("name", name, MAX_NAME_CHARS), ("id", call_id, MAX_ID_CHARS)):
+        if value is not None and len(value) > limit:
+            raise MalformedResponseError(
+                f"{provider} answer has a tool call {part} longer than {limit} characters",
+                status=200,
+                provider=provider,
+            )
 
 
 def new_call_id() -> str:
@@ -115,14 +149,16 @@ class ToolCallAssembler:
     """Builds a stream's tool calls from the provider's pieces and emits them as canonical
     deltas: calls are numbered 0, 1, ... in the order they start, whatever key the provider
     uses (OpenAI's ``index``, Anthropic's content block index, Cohere's index); the first
-    delta of a call has its id and name, later ones argument text. One per stream.
+    delta of a call has its id and name, later ones argument text. One per stream; more
+    than MAX_CALLS calls are MalformedResponseError naming ``provider``.
     """
 
-    __slots__ = ("_calls", "_keys")
+    __slots__ = ("_calls", "_keys", "_provider")
 
-    def __init__(self) -> None:
+    def __init__(self, provider: str = "the provider's") -> None:
         self._calls: list[tuple[str, str, list[str], Mapping[str, Mapping[str, Any]]]] = []
         self._keys: dict[Hashable, int] = {}
+        self._provider = provider
 
     def __bool__(self) -> bool:
         return bool(self._calls)
@@ -138,6 +174,7 @@ class ToolCallAssembler:
         """A new call under the provider's ``key`` (a later call may reuse a key: it then
         names the new one); a call without an id gets a canonical one."""
         index = len(self._calls)
+        check_call_count(index + 1, self._provider)
         call_id = call_id or new_call_id()
         self._calls.append((call_id, name, [arguments] if arguments else [], provider_data or {}))
         self._keys[key] = index
@@ -197,8 +234,6 @@ def function_call(item: Any, where: str, provider: str) -> tuple[str | None, str
     arguments}}`` as a server sent it (arguments left as they came: text or an object, None
     when absent); MalformedResponseError naming ``where`` for a call, function, name or id of
     the wrong type (a hostile or broken server, never read as a call)."""
-    # Imported here so this appended helper merges without touching the module's head.
-    from flyllm.errors import MalformedResponseError
 
     def bad(what: str, value: Any) -> MalformedResponseError:
         why = "empty" if value == "" else f"of the wrong type ({type(value).__name__})"
@@ -218,6 +253,7 @@ def function_call(item: Any, where: str, provider: str) -> tuple[str | None, str
         raise bad(".function.name", name)
     if call_id is not None and not isinstance(call_id, str):
         raise bad(".id", call_id)
+    check_call_head(call_id, name, provider)
     return call_id or None, name, function.get("arguments")
 
 

@@ -450,7 +450,7 @@ class AnthropicStream:
         self._stop_reason: str | None = None
         self._model: str | None = None
         self._done = False
-        self._calls = ToolCallAssembler()
+        self._calls = ToolCallAssembler("anthropic")
         self._thinking: dict[int, dict[str, Any]] = {}
         self._answer: tuple[int, list[str]] | None = None  # the answer tool's block and JSON
 
@@ -498,6 +498,8 @@ class AnthropicStream:
         if not isinstance(block, dict):
             raise wrong_type("content_block_start.content_block", block, "anthropic")
         kind = block.get("type")
+        if not isinstance(kind, str):
+            raise wrong_type("content_block_start.content_block.type", kind, "anthropic")
         if kind == "tool_use":
             call_id, name, arguments = stream_call_start(block, "anthropic")
             if is_output_tool(name) and self._answer is None:  # its JSON streams as the text

@@ -32,6 +32,7 @@ from flyllm.providers._common import (
 from flyllm.providers._tools import (
     ToolCallAssembler,
     arguments_text,
+    check_call_head,
     new_call_id,
     parse_arguments,
     tool_names,
@@ -161,6 +162,7 @@ def _call_parts(item: Any, where: str, provider: str) -> tuple[str | None, str |
         arguments = ""
     elif not isinstance(arguments, str):
         raise wrong_type(f"{where}.function.arguments", arguments, provider)
+    check_call_head(call_id, name, provider)
     return call_id or None, name, arguments
 
 

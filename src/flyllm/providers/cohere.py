@@ -88,6 +88,7 @@ from flyllm.providers._tools import (
     ToolCallAssembler,
     arguments_text,
     charset_id,
+    check_call_count,
     function_call,
     new_call_id,
     not_yet,
@@ -362,6 +363,7 @@ def _calls(value: Any) -> tuple[ToolCall, ...]:
         return ()
     if not isinstance(value, list):
         raise wrong_type("message.tool_calls", value, "cohere")
+    check_call_count(len(value), "cohere")
     calls = []
     for n, item in enumerate(value):
         call_id, name, arguments = function_call(item, f"message.tool_calls[{n}]", "cohere")
@@ -401,7 +403,7 @@ class CohereStream:
     def __init__(self, provider: CohereProvider) -> None:
         self._provider = provider
         self._parts: list[str] = []
-        self._calls = ToolCallAssembler()
+        self._calls = ToolCallAssembler("cohere")
         self._id: str | None = None
         self._finish: str | None = None
         self._error: str | None = None

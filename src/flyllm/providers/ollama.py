@@ -194,7 +194,7 @@ class OllamaProvider(ClockedProvider):
         message = data.get("message")
         if not isinstance(message, dict):
             raise malformed("no message", self.name, response)
-        calls = ToolCallAssembler()
+        calls = ToolCallAssembler("ollama")
         _read_calls(message, calls)
         return self.conclude(_text(message), data, calls.calls())
 
@@ -401,7 +401,7 @@ class OllamaStream:
 
     def __init__(self, provider: OllamaProvider) -> None:
         self._provider = provider
-        self._calls = ToolCallAssembler()
+        self._calls = ToolCallAssembler("ollama")
         self._parts: list[str] = []
         self._final: dict[str, Any] = {}
         self._done = False
