@@ -146,7 +146,6 @@ async def test_images_from_bytes_and_a_path_arrive(
         ([Image.from_bytes(b"BM" + b"\x00" * 16)], "image/bmp"),
         ([Image.from_bytes(GIF + b"NETSCAPE2.0")], "animated"),
         ([Image.from_bytes(PNG)] * 21, "at most 20 images"),
-        ([Image.from_url("gs://bucket/cat.png")], "gs: URL"),
     ],
 )
 async def test_images_cohere_refuses_are_refused_before_sending(
