@@ -21,6 +21,7 @@ from tests.conformance.helpers import KEY
 pytestmark = pytest.mark.filterwarnings("ignore:The `__fields__` attribute is deprecated")
 
 MODEL = "command-a-vision-07-2025"
+JSON_MODE: Any = {"type": "json_object"}  # as the docs write it (a dict, not the SDK's type)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
 
 
@@ -52,7 +53,7 @@ def text_of(response: Any) -> str:
 async def test_json_mode(emu: Emulator, client: cohere.AsyncClientV2) -> None:
     response = await client.chat(
         model=MODEL, messages=user("Generate a JSON describing a person"),
-        response_format={"type": "json_object"},
+        response_format=JSON_MODE,
     )  # fmt: skip
     assert isinstance(json.loads(text_of(response)), dict)
     assert emu.requests[-1].json["response_format"] == {"type": "json_object"}  # type: ignore[index]
