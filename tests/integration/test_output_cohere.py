@@ -32,6 +32,7 @@ INVOICE = {
 }
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 GIF = b"GIF89a" + b"\x00" * 32
+LOOK = GenerationRequest(messages=[Message.user(["What is this?", Image.from_bytes(PNG)])])
 
 
 class Person(pydantic.BaseModel):
@@ -175,3 +176,23 @@ async def test_a_schema_with_tools_fails_over_before_sending_and_is_not_learned(
     assert isinstance(err, UnsupportedFeatureError) and err.feature == TOOLS_WITH_OUTPUT
     plain = await manager.generate(GenerationRequest(prompt="Who?", response_format="json"))
     assert plain.instance_id == 0 and isinstance(plain.parsed, dict)  # still capable
+
+
+@pytest.mark.parametrize(
+    ("model", "request_"),
+    [
+        ("command-novision", LOOK),
+        ("command-nojson", GenerationRequest(prompt="Who?", response_format="json")),
+    ],
+)  # fmt: skip
+async def test_a_model_that_cannot_fails_over_and_is_learned(
+    model: str, request_: GenerationRequest, manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    plain, able = await emulators("cohere"), await emulators("cohere")
+    manager.add_provider("cohere", KEY, model, base_url=plain.base_url)
+    manager.add_provider("cohere", KEY, MODEL, base_url=able.base_url)
+    for _ in range(2):
+        response = await manager.generate(request_)
+        assert response.success and response.instance_id == 1
+    assert plain.stats()["responses_by_status"] == {"400": 1}  # learned: skipped the second time
+    assert (await manager.generate(GenerationRequest(prompt="Hi"))).success  # text still goes

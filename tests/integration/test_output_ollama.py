@@ -92,3 +92,16 @@ async def test_a_format_ollama_cannot_decode_is_refused_before_sending(
     with pytest.raises(InvalidRequestError, match="PNG and JPEG"):
         await manager.generate(GenerationRequest(messages=[turn]))
     assert emu.stats()["requests"] == 0
+
+
+async def test_a_model_without_vision_fails_over_and_is_learned(
+    manager: LlmManager, emulators: EmulatorFactory
+) -> None:
+    plain, able = await emulators("ollama"), await emulators("ollama")
+    manager.add_provider("ollama", "", "llama3.2-novision", base_url=plain.base_url)
+    manager.add_provider("ollama", "", "llava", base_url=able.base_url)
+    request = GenerationRequest(messages=[Message.user(["?", Image.from_bytes(PNG)])])
+    for _ in range(2):
+        response = await manager.generate(request)
+        assert response.success and response.instance_id == 1
+    assert plain.stats()["responses_by_status"] == {"400": 1}

@@ -181,3 +181,19 @@ def test_the_emulator_reads_the_fixture_images_and_refuses_bad_ones() -> None:
     assert image_types(messages) == ("image/png", "image/jpeg")
     bad = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "ftp://x"}}]}]
     assert isinstance(image_types(bad), str)
+
+
+@pytest.mark.parametrize(
+    ("name", "feature"),
+    [
+        ("error_no_images.json", "images"),
+        ("error_no_json.json", "structured_output"),
+        ("error_json_with_tools.json", None),  # both at once: no capability is lacking
+    ],
+)
+def test_not_supported_answers_name_the_capability(name: str, feature: str | None) -> None:
+    err = COHERE.classify_error(response("cohere", name, 400))
+    if feature is None:
+        assert not isinstance(err, UnsupportedFeatureError) and err.status == 400
+    else:
+        assert isinstance(err, UnsupportedFeatureError) and err.feature == feature

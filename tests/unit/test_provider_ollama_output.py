@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from flyllm._output import read_output
 from flyllm._schema import validate
 from flyllm.emulator.structured import json_for
-from flyllm.errors import InvalidRequestError
+from flyllm.errors import InvalidRequestError, UnsupportedFeatureError
 from flyllm.params import OutputFormat
 from flyllm.providers._json_hint import JSON_HINT
 from flyllm.providers._ollama_output import output_schema
@@ -108,3 +108,8 @@ def test_every_accepted_schema_converts(schema: dict[str, Any]) -> None:
 def test_images_ollama_cannot_take_are_refused_before_sending(image: Image, said: str) -> None:
     with pytest.raises(InvalidRequestError, match=said):
         sent("llava", [Message.user(["Look", image])])
+
+
+def test_a_model_without_vision_is_an_unsupported_feature() -> None:
+    err = OLLAMA.classify_error(response("ollama", "error_no_images.json", 400))
+    assert isinstance(err, UnsupportedFeatureError) and err.feature == "images"

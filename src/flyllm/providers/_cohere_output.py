@@ -32,6 +32,7 @@ __all__ = [
     "check_images",
     "output_schema",
     "response_format",
+    "unsupported_feature",
     "user_content",
 ]
 
@@ -49,6 +50,16 @@ _FORMATS = frozenset({"date-time", "uuid", "date", "time"})
 _PATTERN_BANNED = re.compile(r"\^|\$|\?=|\?!")
 _CHILD_MAPS = ("properties", "$defs", "definitions")
 _MAX_DEPTH = 64
+_NO_IMAGES = re.compile(
+    r"(?:does not|doesn't|cannot) (?:support|accept|take) (?:image|vision)"
+    r"|images?(?: inputs?)? (?:is|are) not supported",
+    re.IGNORECASE,
+)
+_NO_OUTPUT = re.compile(
+    r"(?:response_format|json[_ ]schema|json[_ ]mode|structured outputs?)[^.]*not supported"
+    r"|does not support (?:response_format|json|structured)",
+    re.IGNORECASE,
+)
 
 
 def output_schema(schema: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:
@@ -147,6 +158,17 @@ def _move_constraints(node: dict[str, Any]) -> None:
         said = node.get("description")
         note = "Constraints: " + ", ".join(moved) + "."
         node["description"] = f"{said} {note}" if isinstance(said, str) and said else note
+
+
+def unsupported_feature(message: str) -> str | None:
+    """The capability a 4xx message says the model lacks ("images", "structured_output"),
+    None when it says neither. A refusal of ``response_format`` together with tools names no
+    capability: the model may do both, only not at once."""
+    if "with tools" in message.lower():
+        return None
+    if _NO_IMAGES.search(message):
+        return "images"
+    return "structured_output" if _NO_OUTPUT.search(message) else None
 
 
 def response_format(output: OutputFormat) -> dict[str, Any]:

@@ -23,13 +23,24 @@ from flyllm.errors import InvalidRequestError
 from flyllm.params import OutputFormat
 from flyllm.types import Image, Message, sniff_media_type
 
-__all__ = ["IMAGE_FORMATS", "check_images", "image_data", "output_format", "output_schema"]
+__all__ = [
+    "IMAGE_FORMATS",
+    "check_images",
+    "image_data",
+    "output_format",
+    "output_schema",
+    "unsupported_images",
+]
 
 IMAGE_FORMATS = frozenset({"image/png", "image/jpeg"})
 """The image formats Ollama's server decodes."""
 
 _MAX_DEPTH = 64
 _LOOKAROUND = re.compile(r"\(\?[=!<]")
+_NO_IMAGES = re.compile(
+    r"(?:does not|doesn't) support (?:image|vision)|not a (?:multi-?modal|vision) model",
+    re.IGNORECASE,
+)
 _VALUES = frozenset({"enum", "const", "default", "examples"})
 """Keywords whose values are data, not schemas: copied as they are."""
 
@@ -71,6 +82,12 @@ def _refuse(path: str, why: str) -> InvalidRequestError:
         f"ollama cannot take this schema as its format: at {path}, {why}; inline the "
         "definitions or use response_format='json'"
     )
+
+
+def unsupported_images(message: str) -> bool:
+    """True when an error says the model takes no images ("this model does not support image
+    input", "... does not support images")."""
+    return _NO_IMAGES.search(message) is not None
 
 
 def output_format(output: OutputFormat) -> str | dict[str, Any]:

@@ -34,8 +34,9 @@ others -> other. Usage: ``usage.billed_units`` (what is billed) when present, el
 Errors are ``{"id": ..., "message": "..."}``: 400 bad request ("too many tokens" ->
 ContextLengthError), 401 and 498 authentication, 402 quota, 403 permission, 404 not found,
 422 bad request, 429 rate limit (QuotaError when a trial key's monthly limit is spent), 499
-connection, 500 server, 503 overloaded, 504 timeout; a 4xx saying tools are not supported ->
-UnsupportedFeatureError. ``retry_after`` from ``retry-after-ms`` /
+connection, 500 server, 503 overloaded, 504 timeout; a 4xx saying tools, images or
+``response_format`` are not supported -> UnsupportedFeatureError (feature "tools", "images",
+"structured_output"). ``retry_after`` from ``retry-after-ms`` /
 ``retry-after``. In a stream, ``message-end`` with ``finish_reason: "ERROR"`` raises a
 ServerError carrying ``delta.error``.
 """
@@ -56,7 +57,12 @@ from flyllm.errors import (
     UnsupportedFeatureError,
 )
 from flyllm.params import OutputFormat
-from flyllm.providers._cohere_output import check_images, response_format, user_content
+from flyllm.providers._cohere_output import (
+    check_images,
+    response_format,
+    unsupported_feature,
+    user_content,
+)
 from flyllm.providers._common import (
     ClockedProvider,
     add_extra,
@@ -261,6 +267,15 @@ class CohereProvider(ClockedProvider):
             return UnsupportedFeatureError(
                 clip(f"{message} (this model cannot take tools)"),
                 feature="tools",
+                status=status,
+                provider=self.name,
+                request_id=rid,
+            )
+        feature = unsupported_feature(message or "") if 400 <= status < 500 else None
+        if feature is not None:
+            return UnsupportedFeatureError(
+                clip(f"{message} (this model cannot take {feature.replace('_', ' ')})"),
+                feature=feature,
                 status=status,
                 provider=self.name,
                 request_id=rid,

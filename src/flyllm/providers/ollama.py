@@ -46,7 +46,8 @@ Errors are ``{"error": "text"}``: 400 bad request, 401/403 authentication/permis
 proxied servers), 404 not found ("model 'x' not found"), 429 rate limit (QuotaError when the
 text speaks of a usage limit), 500 server, 502 server, 503 overloaded ("server busy ... maximum
 pending requests exceeded"); a text about the context length -> ContextLengthError whatever the
-status; "... does not support tools" (400) -> UnsupportedFeatureError. A ``{"error": ...}``
+status; "... does not support tools" (400) -> UnsupportedFeatureError, "... does not support
+image(s)" (400) -> UnsupportedFeatureError(feature="images"). A ``{"error": ...}``
 line inside a 200 stream raises the same way (as a server error unless its text says
 otherwise). ``retry_after`` from ``retry-after-ms`` / ``retry-after``.
 """
@@ -95,7 +96,12 @@ from flyllm.providers._common import (
 )
 from flyllm.providers._json_hint import with_json_hint
 from flyllm.providers._listing import items_of, name_of, path_url
-from flyllm.providers._ollama_output import check_images, image_data, output_format
+from flyllm.providers._ollama_output import (
+    check_images,
+    image_data,
+    output_format,
+    unsupported_images,
+)
 from flyllm.providers._tools import (
     ToolCallAssembler,
     function_call,
@@ -237,6 +243,13 @@ class OllamaProvider(ClockedProvider):
             return UnsupportedFeatureError(
                 clip(f"{message} (this model cannot take tools; pick one that can)"),
                 feature="tools",
+                status=status,
+                provider=self.name,
+            )
+        if 400 <= status < 500 and unsupported_images(message or ""):
+            return UnsupportedFeatureError(
+                clip(f"{message} (this model cannot take images; pick a vision model)"),
+                feature="images",
                 status=status,
                 provider=self.name,
             )

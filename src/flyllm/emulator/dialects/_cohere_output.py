@@ -10,6 +10,8 @@
 - Images: ``{"type": "image_url", "image_url": {"url", "detail"?}}`` blocks in user turns;
   a base64 data URI (PNG, JPEG, WEBP, non-animated GIF) or an http(s) URL; ``detail`` auto,
   low or high; at most 20 images and 20 MB of image data a request.
+- Models named with "novision" refuse images, with "nojson" ``response_format`` (the
+  emulator's stand-ins for Cohere's text-only and older models).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from flyllm.types import sniff_media_type
 
-__all__ = ["check_schema", "image_types", "read_format"]
+__all__ = ["check_schema", "image_types", "model_lacks", "read_format"]
 
 MAX_IMAGES = 20
 MAX_IMAGE_BYTES = 20_000_000
@@ -57,6 +59,17 @@ def read_format(body: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None
         return "response_format.json_schema: the top level type must be object"
     problem = check_schema(schema, "json_schema", 0)
     return (True, schema) if problem is None else f"response_format.{problem}"
+
+
+def model_lacks(model: str, json_asked: bool, images: bool) -> str | None:
+    """The 400 text when the model cannot do what the request asks: the emulator's models
+    named with "novision" take no images, those with "nojson" no ``response_format``."""
+    name = model.lower()
+    if images and "novision" in name:
+        return f"model '{model}' does not support image inputs"
+    if json_asked and "nojson" in name:
+        return f"response_format is not supported for model '{model}'"
+    return None
 
 
 def check_schema(node: Any, path: str, depth: int) -> str | None:

@@ -22,7 +22,7 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
-from flyllm.emulator.dialects._cohere_output import image_types, read_format
+from flyllm.emulator.dialects._cohere_output import image_types, model_lacks, read_format
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
 from flyllm.emulator.tools import OfferedTool, PlannedCall, ToolResult
@@ -220,6 +220,9 @@ class CohereDialect(Dialect):
         output, images = read_format(body), image_types(messages)
         if isinstance(output, str) or isinstance(images, str):
             return invalid(output if isinstance(output, str) else str(images), rid)
+        lacking = model_lacks(model, output[0], bool(images))
+        if lacking:
+            return invalid(lacking, rid)
         conv = Conversation.from_texts(
             model,
             texts,

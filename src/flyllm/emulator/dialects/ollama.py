@@ -291,6 +291,8 @@ class OllamaDialect(Dialect):
         images = _read_images(body.get("messages", []))
         if isinstance(images, Answer):
             return images
+        if images and "novision" in model.lower():  # the emulator's text-only models
+            return error(400, "this model does not support image input")
         stream = body.get("stream", True)
         if not isinstance(stream, bool):
             return error(400, "json: cannot unmarshal string into Go struct field .stream")
