@@ -23,9 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flyllm.types import sniff_media_type
-
-__all__ = ["check_schema", "image_types", "model_lacks", "read_format"]
+__all__ = ["check_schema", "image_types", "media_type", "model_lacks", "read_format"]
 
 MAX_IMAGES = 20
 MAX_IMAGE_BYTES = 20_000_000
@@ -59,6 +57,18 @@ def read_format(body: Mapping[str, Any]) -> tuple[bool, Mapping[str, Any] | None
         return "response_format.json_schema: the top level type must be object"
     problem = check_schema(schema, "json_schema", 0)
     return (True, schema) if problem is None else f"response_format.{problem}"
+
+
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+          (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"), (b"BM", "image/bmp"))  # fmt: skip
+
+
+def media_type(data: bytes) -> str | None:
+    """The image type the bytes' magic numbers say (PNG, JPEG, GIF, WEBP, BMP), None for
+    others: the emulator's own reading, as a server would sniff what it receives."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
 
 
 def model_lacks(model: str, json_asked: bool, images: bool) -> str | None:
@@ -150,9 +160,9 @@ def _image(value: Any) -> tuple[str, int] | str:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         return "image_url.url has invalid base64 data"
-    media_type = sniff_media_type(data)
-    if media_type not in IMAGE_TYPES or (media_type == "image/gif" and b"NETSCAPE2.0" in data):
+    kind = media_type(data)
+    if kind not in IMAGE_TYPES or (kind == "image/gif" and b"NETSCAPE2.0" in data):
         return (
             "unsupported image format: supported formats are PNG, JPEG, WEBP and non-animated GIF"
         )
-    return media_type, len(data)
+    return kind, len(data)

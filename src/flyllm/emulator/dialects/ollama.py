@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
+from flyllm.emulator.dialects._cohere_output import media_type
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
 from flyllm.emulator.tools import OfferedTool, ToolResult
@@ -33,7 +34,6 @@ from flyllm.emulator.wire import (
     random_hex,
     retry_after_headers,
 )
-from flyllm.types import sniff_media_type
 
 __all__ = ["OllamaDialect"]
 
@@ -155,10 +155,10 @@ def _read_images(messages: list[Any]) -> tuple[str, ...] | Answer:
             except (binascii.Error, ValueError):
                 bad = next((n for n, c in enumerate(text) if not (c.isalnum() or c in "+/=")), 0)
                 return error(400, f"illegal base64 data at input byte {bad}")
-            media_type = sniff_media_type(data)
-            if media_type not in IMAGE_TYPES:
+            kind = media_type(data)
+            if kind not in IMAGE_TYPES:
                 return error(500, UNKNOWN_FORMAT)
-            found.append(media_type)
+            found.append(kind)
     return tuple(found)
 
 
