@@ -34,8 +34,9 @@ others -> other. Usage: ``usage.billed_units`` (what is billed) when present, el
 Errors are ``{"id": ..., "message": "..."}``: 400 bad request ("too many tokens" ->
 ContextLengthError), 401 and 498 authentication, 402 quota, 403 permission, 404 not found,
 422 bad request, 429 rate limit (QuotaError when a trial key's monthly limit is spent), 499
-connection, 500 server, 503 overloaded, 504 timeout; a 4xx saying tools are not supported ->
-UnsupportedFeatureError. ``retry_after`` from ``retry-after-ms`` /
+connection, 500 server, 503 overloaded, 504 timeout; a 4xx saying tools, images or
+``response_format`` are not supported -> UnsupportedFeatureError (feature "tools", "images",
+"structured_output"). ``retry_after`` from ``retry-after-ms`` /
 ``retry-after``. In a stream, ``message-end`` with ``finish_reason: "ERROR"`` raises a
 ServerError carrying ``delta.error``.
 """
@@ -56,6 +57,12 @@ from flyllm.errors import (
     UnsupportedFeatureError,
 )
 from flyllm.params import OutputFormat
+from flyllm.providers._cohere_output import (
+    check_images,
+    response_format,
+    unsupported_feature,
+    user_content,
+)
 from flyllm.providers._common import (
     ClockedProvider,
     add_extra,
@@ -83,6 +90,7 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
+from flyllm.providers._json_hint import with_json_hint
 from flyllm.providers._listing import items_of, name_of, paged_url, text, whole
 from flyllm.providers._tools import (
     ToolCallAssembler,
@@ -91,7 +99,6 @@ from flyllm.providers._tools import (
     check_call_count,
     function_call,
     new_call_id,
-    not_yet,
     parse_arguments,
     unsupported_tools_message,
 )
@@ -125,6 +132,8 @@ _FINISH: dict[str, FinishReason] = {
 }
 _RESERVED = frozenset({"model", "messages", "stream"})
 _CHOICE = {"required": "REQUIRED", "none": "NONE"}
+TOOLS_WITH_OUTPUT = "structured_output_with_tools"
+"""The UnsupportedFeatureError feature of a request with both tools and a response_format."""
 _PLAN = "I will call the tools."
 """The ``tool_plan`` sent with an assistant turn whose calls came without text (from another
 provider): Cohere's examples always send the plan back with the calls."""
@@ -163,8 +172,10 @@ class CohereProvider(ClockedProvider):
     name = "cohere"
     default_base_url = COHERE_BASE_URL
     stream_framing = "sse"
-    capabilities: frozenset[Capability] = frozenset({"tools"})
+    capabilities: frozenset[Capability] = frozenset({"tools", "structured_output", "images"})
     """Tools, but no named tool choice: Cohere can force "some tool", never a given one."""
+    image_url_schemes = frozenset({"http", "https"})
+    """Cohere fetches http(s) image URLs itself; other images go as data URIs."""
 
     def build(
         self,
@@ -177,13 +188,18 @@ class CohereProvider(ClockedProvider):
         output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/v2/chat`` for this conversation."""
-        not_yet(self.name, output, messages)
         notes: list[str] = []
+        check_images(messages)
+        if output is not None:
+            _refuse_with_tools(tools)
+            messages = with_json_hint(messages)
         body: dict[str, Any] = {
             "model": endpoint.model,
             "messages": [_message(m) for m in messages],
             "stream": stream,
         }
+        if output is not None:
+            body["response_format"] = response_format(output)
         if tools is not None:
             _offer(body, tools, notes)
         for key, value in _translate(body, params, notes):
@@ -256,6 +272,15 @@ class CohereProvider(ClockedProvider):
                 provider=self.name,
                 request_id=rid,
             )
+        feature = unsupported_feature(message or "") if 400 <= status < 500 else None
+        if feature is not None:
+            return UnsupportedFeatureError(
+                clip(f"{message} (this model cannot take {feature.replace('_', ' ')})"),
+                feature=feature,
+                status=status,
+                provider=self.name,
+                request_id=rid,
+            )
         return make_error(
             _error_class(status, message or ""),
             message or fallback_message(status, response.body),
@@ -317,7 +342,23 @@ def _message(message: Message) -> dict[str, Any]:
             "tool_call_id": charset_id(message.tool_call_id or ""),
             "content": content,
         }
+    if message.role == "user":
+        return {"role": "user", "content": user_content(message)}
     return {"role": message.role, "content": message.content}
+
+
+def _refuse_with_tools(tools: ToolSet | None) -> None:
+    """Cohere documents ``response_format`` as unsupported together with ``tools``:
+    refused before sending, so the request fails over. The feature names the combination,
+    not a capability, so the instance keeps both "tools" and "structured_output"."""
+    if tools is not None:
+        raise UnsupportedFeatureError(
+            "cohere cannot combine response_format with tools (its API refuses both in one "
+            "request); ask for the structured answer in a request without tools, or use "
+            "another provider",
+            feature=TOOLS_WITH_OUTPUT,
+            provider="cohere",
+        )
 
 
 def _offer(body: dict[str, Any], tools: ToolSet, notes: list[str]) -> None:

@@ -29,6 +29,11 @@ UnsupportedFeatureError before sending); calls arrive whole in ``message.tool_ca
 (arguments an object, ids only from recent servers: made up when absent); results go back
 as ``{role: tool, content, tool_name, tool_call_id}``.
 
+Structured output and images (see docs/providers/structured-output.md, images.md and
+``_ollama_output``): ``format: "json"`` or ``format: <JSON Schema>``, with a one-line JSON
+instruction when no turn says "JSON"; a user turn's images as ``images: [base64...]`` beside
+its text (PNG and JPEG; no URLs: ``image_url_schemes`` is empty, flyllm downloads them).
+
 Answers: text is ``message.content`` (``message.thinking`` is not part of it); finish from
 ``done_reason``: stop -> stop (tool_calls when the answer has calls), length -> length,
 others (load, unload...) -> other; usage:
@@ -41,7 +46,8 @@ Errors are ``{"error": "text"}``: 400 bad request, 401/403 authentication/permis
 proxied servers), 404 not found ("model 'x' not found"), 429 rate limit (QuotaError when the
 text speaks of a usage limit), 500 server, 502 server, 503 overloaded ("server busy ... maximum
 pending requests exceeded"); a text about the context length -> ContextLengthError whatever the
-status; "... does not support tools" (400) -> UnsupportedFeatureError. A ``{"error": ...}``
+status; "... does not support tools" (400) -> UnsupportedFeatureError, "... does not support
+image(s)" (400) -> UnsupportedFeatureError(feature="images"). A ``{"error": ...}``
 line inside a 200 stream raises the same way (as a server error unless its text says
 otherwise). ``retry_after`` from ``retry-after-ms`` / ``retry-after``.
 """
@@ -88,11 +94,17 @@ from flyllm.providers._common import (
     without_secrets,
     wrong_type,
 )
+from flyllm.providers._json_hint import with_json_hint
 from flyllm.providers._listing import items_of, name_of, path_url
+from flyllm.providers._ollama_output import (
+    check_images,
+    image_data,
+    output_format,
+    unsupported_images,
+)
 from flyllm.providers._tools import (
     ToolCallAssembler,
     function_call,
-    not_yet,
     tool_names,
     unsupported_tools_message,
 )
@@ -146,9 +158,11 @@ class OllamaProvider(ClockedProvider):
     name = "ollama"
     default_base_url = OLLAMA_BASE_URL
     stream_framing = "ndjson"
-    capabilities: frozenset[Capability] = frozenset({"tools"})
+    capabilities: frozenset[Capability] = frozenset({"tools", "structured_output", "images"})
     """Tools, but no tool choice at all: Ollama's API has none, so a named tool cannot be
     forced (refused before sending) and "required" is sent as plain tools, with a note."""
+    image_url_schemes: frozenset[str] = frozenset()
+    """Ollama takes images only as base64 bytes: the engine downloads every URL first."""
 
     def build(
         self,
@@ -161,7 +175,9 @@ class OllamaProvider(ClockedProvider):
         output: OutputFormat | None = None,
     ) -> HttpRequest:
         """The POST to ``{base_url}/api/chat`` for this conversation."""
-        not_yet(self.name, output, messages)
+        check_images(messages)
+        if output is not None:
+            messages = with_json_hint(messages)
         notes: list[str] = []
         names = tool_names(messages) if any(m.role == "tool" for m in messages) else {}
         body: dict[str, Any] = {
@@ -169,6 +185,8 @@ class OllamaProvider(ClockedProvider):
             "messages": [_message(m, names) for m in messages],
             "stream": stream,
         }
+        if output is not None:
+            body["format"] = output_format(output)
         if tools is not None:
             _offer(body, tools, notes)
         options, extras = _translate(params, notes)
@@ -225,6 +243,13 @@ class OllamaProvider(ClockedProvider):
             return UnsupportedFeatureError(
                 clip(f"{message} (this model cannot take tools; pick one that can)"),
                 feature="tools",
+                status=status,
+                provider=self.name,
+            )
+        if 400 <= status < 500 and unsupported_images(message or ""):
+            return UnsupportedFeatureError(
+                clip(f"{message} (this model cannot take images; pick a vision model)"),
+                feature="images",
                 status=status,
                 provider=self.name,
             )
@@ -286,6 +311,8 @@ def _message(message: Message, names: Mapping[str, str]) -> dict[str, Any]:
     its id; a result with ``tool_name`` (the turn's own, else the call's in ``names``) and
     ``tool_call_id``. Ollama has no error flag, so a failed call's text says it."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        out["images"] = image_data(message.images)
     if message.role == "assistant" and message.tool_calls:
         out["tool_calls"] = [
             {"id": c.id, "function": {"name": c.name, "arguments": dict(c.arguments)}}

@@ -1,7 +1,8 @@
 """Cohere chat v2 (``POST /v2/chat``), docs/WIRE-more.md section 3.
 
 Bearer auth, a strict schema (unknown fields are a 400), ``message.content[]`` text blocks,
-usage in ``billed_units`` and ``tokens`` (the latter also counts the prompt template), named SSE
+``response_format`` and image blocks (see ``_cohere_output``), usage in ``billed_units`` and
+``tokens`` (the latter also counts the prompt template), named SSE
 events from ``message-start`` to ``message-end``, errors as ``{"id", "message"}``. The models
 list is ``GET /v1/models`` with ``page_size``/``page_token`` paging and an ``endpoint`` filter
 (docs/WIRE-models.md section 7).
@@ -21,6 +22,7 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
+from flyllm.emulator.dialects._cohere_output import image_types, model_lacks, read_format
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
 from flyllm.emulator.tools import OfferedTool, PlannedCall, ToolResult
@@ -215,6 +217,12 @@ class CohereDialect(Dialect):
         if isinstance(read, str):
             return invalid(read, rid)
         texts, prompt, last_role, results = read
+        output, images = read_format(body), image_types(messages)
+        if isinstance(output, str) or isinstance(images, str):
+            return invalid(output if isinstance(output, str) else str(images), rid)
+        lacking = model_lacks(model, output[0], bool(images))
+        if lacking:
+            return invalid(lacking, rid)
         conv = Conversation.from_texts(
             model,
             texts,
@@ -225,6 +233,7 @@ class CohereDialect(Dialect):
         )
         conv.tools, conv.tool_choice = offered
         conv.last_role, conv.tool_results = last_role, results
+        (conv.output_json, conv.output_schema), conv.images = output, images
         return conv
 
     def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:

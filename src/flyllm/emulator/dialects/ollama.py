@@ -2,13 +2,16 @@
 
 Newline-delimited JSON streams (``application/x-ndjson``), streaming by default when the body
 has no ``stream`` field, sampling parameters inside ``options``, errors as
-``{"error": "text"}``. No key is needed; with ``api_keys`` set the emulator wants a Bearer
-token, as ollama.com or an authenticating proxy would. ``GET /api/tags`` lists the local
-models (docs/WIRE-models.md section 6).
+``{"error": "text"}``. ``format`` is "json" or a JSON Schema object; a message's ``images``
+are base64 strings (no data: prefix) of PNG or JPEG images. No key is needed; with
+``api_keys`` set the emulator wants a Bearer token, as ollama.com or an authenticating
+proxy would. ``GET /api/tags`` lists the local models (docs/WIRE-models.md section 6).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -16,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
+from flyllm.emulator.dialects._cohere_output import media_type
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
 from flyllm.emulator.tools import OfferedTool, ToolResult
@@ -52,6 +56,9 @@ _FAULTS = {
     "unauthorized": (401, "unauthorized"),
     "quota": (429, "you've reached your session usage limit, please wait or upgrade to continue"),
 }
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg"})
+"""What the server's image decoders take (Go's image/png and image/jpeg)."""
+UNKNOWN_FORMAT = "Failed to create new sequence: failed to process inputs: image: unknown format"
 # Nanosecond timings are not meaningful here; plausible fixed values keep bodies realistic.
 _LOAD_NS, _PER_TOKEN_NS = 18_375_208, 24_000_000
 
@@ -114,6 +121,45 @@ def _read_calls(calls: Any, names: dict[str, str]) -> Answer | None:
         if isinstance(call.get("id"), str):
             names[call["id"]] = function.get("name", "")
     return None
+
+
+def _read_format(value: Any) -> tuple[bool, dict[str, Any] | None] | Answer:
+    """(JSON asked for, the schema) from ``format``: absent, "" or null (none), "json", or a
+    JSON Schema object; anything else is the server's error (from its completion step, so a
+    500). A ``$ref`` outside the schema cannot be compiled into a grammar."""
+    if value is None or value == "":
+        return False, None
+    if value == "json":
+        return True, None
+    if not isinstance(value, dict):
+        text = json.dumps(json.dumps(value))
+        return error(500, f'invalid format: {text}; expected "json" or a valid JSON Schema object')
+    if '"$ref": "http' in json.dumps(value) or '"$ref": "file' in json.dumps(value):
+        return error(500, "invalid JSON schema in format")
+    return True, value
+
+
+def _read_images(messages: list[Any]) -> tuple[str, ...] | Answer:
+    """The media types of every message's ``images`` (base64 strings), or the server's
+    error: Go's base64 decoder (400) or the runner's image decoder (500)."""
+    found: list[str] = []
+    for message in messages:
+        images = message.get("images") if isinstance(message, dict) else None
+        if images is None:
+            continue
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            return error(400, _UNMARSHAL.format("object", "Message.images", "[]api.ImageData"))
+        for text in images:
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                bad = next((n for n, c in enumerate(text) if not (c.isalnum() or c in "+/=")), 0)
+                return error(400, f"illegal base64 data at input byte {bad}")
+            kind = media_type(data)
+            if kind not in IMAGE_TYPES:
+                return error(500, UNKNOWN_FORMAT)
+            found.append(kind)
+    return tuple(found)
 
 
 def _read_tools(tools: Any) -> tuple[OfferedTool, ...] | Answer:
@@ -239,6 +285,14 @@ class OllamaDialect(Dialect):
         if isinstance(options, Answer):
             return options
         limit, stop = options
+        output = _read_format(body.get("format"))
+        if isinstance(output, Answer):
+            return output
+        images = _read_images(body.get("messages", []))
+        if isinstance(images, Answer):
+            return images
+        if images and "novision" in model.lower():  # the emulator's text-only models
+            return error(400, "this model does not support image input")
         stream = body.get("stream", True)
         if not isinstance(stream, bool):
             return error(400, "json: cannot unmarshal string into Go struct field .stream")
@@ -252,6 +306,7 @@ class OllamaDialect(Dialect):
             sse=False,
         )
         conv.tools, conv.last_role, conv.tool_results = tools, last_role, results
+        (conv.output_json, conv.output_schema), conv.images = output, images
         return conv
 
     def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
