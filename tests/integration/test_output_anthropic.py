@@ -66,7 +66,11 @@ async def test_a_schema_gives_parsed_json(
     if mode == "native":
         assert sent["output_config"]["format"]["schema"]["additionalProperties"] is False
     else:
-        assert sent["tool_choice"] == {"type": "tool", "name": "flyllm_output_trip"}
+        assert sent["tool_choice"] == {
+            "type": "tool",
+            "name": "flyllm_output_trip",
+            "disable_parallel_tool_use": True,
+        }
 
 
 async def test_a_pydantic_class_gives_an_instance(

@@ -161,7 +161,11 @@ def test_json_mode_forces_an_answer_tool_with_an_open_object() -> None:
             "input_schema": {"type": "object"},
         }
     ]
-    assert sent["tool_choice"] == {"type": "tool", "name": "flyllm_output_response"}
+    assert sent["tool_choice"] == {
+        "type": "tool",
+        "name": "flyllm_output_response",
+        "disable_parallel_tool_use": True,
+    }
     assert "output_config" not in sent
 
 
@@ -174,7 +178,11 @@ def test_tool_mode_forces_a_tool_named_after_the_schema_with_the_schema_unchange
             "input_schema": INVOICE_SCHEMA,
         }
     ]
-    assert sent["tool_choice"] == {"type": "tool", "name": "flyllm_output_invoice"}
+    assert sent["tool_choice"] == {
+        "type": "tool",
+        "name": "flyllm_output_invoice",
+        "disable_parallel_tool_use": True,
+    }
     assert "output_config" not in sent
 
 
@@ -183,7 +191,11 @@ def test_tool_mode_with_user_tools_lets_the_model_call_one_or_answer() -> None:
     assert [t["name"] for t in sent["tools"]] == ["get_weather", "flyllm_output_invoice"]
     assert sent["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
     sent = body([Message.user("x")], INVOICE, TOOL, ToolSet((WEATHER,), "none"))
-    assert sent["tool_choice"] == {"type": "tool", "name": "flyllm_output_invoice"}
+    assert sent["tool_choice"] == {
+        "type": "tool",
+        "name": "flyllm_output_invoice",
+        "disable_parallel_tool_use": True,
+    }
 
 
 def test_tool_mode_refuses_a_request_that_forces_another_tool() -> None:
@@ -334,3 +346,14 @@ def test_at_most_100_images_per_request() -> None:
     assert len(body([Message.user(["x", *hundred])])["messages"][0]["content"]) == 101
     with pytest.raises(InvalidRequestError, match=r"at most 100 images.*has 101"):
         body([Message.user(["x", *hundred]), Message.user([Image.from_bytes(PNG)])])
+
+
+def test_a_second_call_of_the_answer_tool_is_dropped_never_shown_as_a_call() -> None:
+    from flyllm.providers._anthropic_output import split_output
+    from flyllm.types import ToolCall
+
+    first = ToolCall("a", "flyllm_output_response", {"x": 1})
+    again = ToolCall("b", "flyllm_output_response", {})
+    mine = ToolCall("c", "get_weather", {"city": "Oslo"})
+    assert split_output([first, mine, again]) == ('{"x": 1}', (mine,))
+    assert split_output([mine]) == (None, (mine,))

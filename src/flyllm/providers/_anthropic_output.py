@@ -249,11 +249,12 @@ def wire_output(
     schema = dict(fmt.schema) if fmt.schema is not None else {"type": "object"}
     entry = {"name": name, "description": description, "input_schema": schema}
     body["tools"] = [*body.get("tools", []), entry]
-    choice: dict[str, Any] = {"type": "tool", "name": name}
+    # The answer is one call: alone, the answer tool is forced and called once.
+    choice: dict[str, Any] = {"type": "tool", "name": name, "disable_parallel_tool_use": True}
     if tools is not None and tools.choice in ("auto", "required"):
         choice = {"type": "any"}
-    if tools is not None and tools.parallel is False:
-        choice["disable_parallel_tool_use"] = True
+        if tools.parallel is False:
+            choice["disable_parallel_tool_use"] = True
     body["tool_choice"] = choice
 
 
@@ -268,14 +269,16 @@ def check_tool_names(tools: ToolSet) -> None:
 
 
 def split_output(calls: Sequence[ToolCall]) -> tuple[str | None, tuple[ToolCall, ...]]:
-    """(the answer tool's input as JSON text, or None; the other calls)."""
+    """(the answer tool's input as JSON text, or None; the user's calls). A second call of
+    the answer tool (a model calling it in parallel) is dropped: the first is the answer, and
+    flyllm's own tool is never shown as a call."""
     text: str | None = None
     rest = []
     for call in calls:
-        if is_output_tool(call.name) and text is None:
-            text = call.raw_arguments or json.dumps(call.arguments, ensure_ascii=False)
-        else:
+        if not is_output_tool(call.name):
             rest.append(call)
+        elif text is None:
+            text = call.raw_arguments or json.dumps(call.arguments, ensure_ascii=False)
     return text, tuple(rest)
 
 

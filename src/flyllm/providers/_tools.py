@@ -13,9 +13,7 @@ import secrets
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from flyllm.errors import MalformedResponseError, UnsupportedFeatureError
-from flyllm.params import OutputFormat
-from flyllm.providers.base import ToolSet
+from flyllm.errors import MalformedResponseError
 from flyllm.types import Message, ToolCall, ToolCallDelta
 
 __all__ = [
@@ -218,17 +216,6 @@ def _compact(value: Mapping[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def refuse_tools(tools: ToolSet | None, provider: str) -> None:
-    """Until a provider module translates tools, a request with tools is refused before
-    anything is sent (never silently sent without them)."""
-    if tools is not None:
-        raise UnsupportedFeatureError(
-            f"{provider}: flyllm does not send tools to this provider yet",
-            provider=provider,
-            feature="tools",
-        )
-
-
 def function_call(item: Any, where: str, provider: str) -> tuple[str | None, str, Any]:
     """``(id, name, arguments)`` of one OpenAI-like call object ``{id?, function: {name,
     arguments}}`` as a server sent it (arguments left as they came: text or an object, None
@@ -255,18 +242,3 @@ def function_call(item: Any, where: str, provider: str) -> tuple[str | None, str
         raise bad(".id", call_id)
     check_call_head(call_id, name, provider)
     return call_id or None, name, function.get("arguments")
-
-
-def not_yet(provider: str, output: OutputFormat | None, messages: Sequence[Message]) -> None:
-    """Until a provider module translates structured output and images, a request with them
-    is refused before anything is sent (never sent without them). Routing already keeps such
-    requests from instances that lack the capability; this guards direct calls of ``build``."""
-    feature = "structured_output" if output is not None else None
-    if feature is None and any(m.parts and m.images for m in messages):
-        feature = "images"
-    if feature is not None:
-        raise UnsupportedFeatureError(
-            f"{provider}: flyllm does not send {feature.replace('_', ' ')} to this provider yet",
-            provider=provider,
-            feature=feature,
-        )

@@ -210,7 +210,7 @@ class AnthropicProvider(ClockedProvider):
     name = "anthropic"
     default_base_url = ANTHROPIC_BASE_URL
     stream_framing = "sse"
-    capabilities: frozenset[Capability] = ALL_CAPABILITIES | {"structured_output", "images"}
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
     image_url_schemes = IMAGE_URL_SCHEMES
 
     def build(

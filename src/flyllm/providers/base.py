@@ -46,7 +46,9 @@ __all__ = [
     "url_scheme",
 ]
 
-ALL_CAPABILITIES: frozenset[Capability] = frozenset({"tools", "named_tool_choice"})
+ALL_CAPABILITIES: frozenset[Capability] = frozenset(
+    {"tools", "named_tool_choice", "structured_output", "images"}
+)
 """What a provider's API can do unless it says less (``Provider.capabilities``)."""
 
 SECRET_MIN_LENGTH = 8

@@ -229,7 +229,7 @@ class GoogleProvider(ClockedProvider):
     name = "google"
     default_base_url = GOOGLE_BASE_URL
     stream_framing = "sse"
-    capabilities: frozenset[Capability] = ALL_CAPABILITIES | {"structured_output", "images"}
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
     image_url_schemes = frozenset({"gs"})
     """``gs://`` only: Gemini File API URIs are https, like the URLs it does not fetch, so
     :meth:`accepts_image_url` tells them apart."""

@@ -152,7 +152,7 @@ class MistralProvider(ClockedProvider):
     name = "mistral"
     default_base_url = MISTRAL_BASE_URL
     stream_framing = "sse"
-    capabilities: frozenset[Capability] = ALL_CAPABILITIES | {"structured_output", "images"}
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
 
     def build(
         self,

@@ -129,7 +129,6 @@ from flyllm.providers.chat_stream import (
 from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = [
-    "CHAT_CAPABILITIES",
     "COMPATIBLE_SPEC",
     "OPENAI_BASE_URL",
     "OPENAI_IMAGES",
@@ -154,7 +153,6 @@ __all__ = [
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 """The official SDK's default base URL; requests go to ``{base}/chat/completions``."""
 
-CHAT_CAPABILITIES: frozenset[Capability] = ALL_CAPABILITIES | {"structured_output", "images"}
 """What OpenAI's Chat Completions can do: tools (a named choice too), structured output, images."""
 
 OPENAI_IMAGES = ImageRules(
@@ -318,7 +316,7 @@ class OpenAIProvider:
         stop: bool = True,
         stream_usage: bool = True,
         require_done: bool = True,
-        capabilities: frozenset[Capability] = CHAT_CAPABILITIES,
+        capabilities: frozenset[Capability] = ALL_CAPABILITIES,
         json_schema: bool = True,
         clock: Clock = time.time,
     ) -> None:

@@ -46,9 +46,8 @@ import time
 from dataclasses import dataclass
 
 from flyllm.providers._common import Clock, bearer_auth
-from flyllm.providers.base import ProviderSpec
+from flyllm.providers.base import ALL_CAPABILITIES, ProviderSpec
 from flyllm.providers.openai import (
-    CHAT_CAPABILITIES,
     OPENAI_MODELS,
     OPENAI_RATE_LIMITS,
     OpenAIProvider,
@@ -85,7 +84,7 @@ class Preset:
     key_required: bool = True
     aliases: tuple[str, ...] = ()
     key_env: tuple[str, ...] = ()
-    capabilities: frozenset[Capability] = CHAT_CAPABILITIES
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES
     json_schema: bool = True
 
     @property
