@@ -34,7 +34,7 @@ from bench.wire import (
     tool_calls_of,
     tool_prompt,
 )
-from flyllm import FlyLLMError, GenerationRequest, LlmManager, Tool
+from flyllm import FlyLLMError, GenerationRequest, LlmManager
 
 __all__ = ["CONTENDERS", "Contender", "Options", "make_contender"]
 
@@ -175,6 +175,8 @@ class FlyllmClient:
     async def batch(self, start: int, count: int, concurrency: int) -> BatchResult:
         """One ``batch_generate`` call over all the requests."""
         if self._tools:
+            from flyllm import Tool  # here, so older snapshots without tools still run the rest
+
             tool = Tool(str(TOOL["name"]), str(TOOL["description"]), TOOL["parameters"])
             requests = [
                 GenerationRequest(tool_prompt(start + i), tools=[tool], tool_choice="required")
