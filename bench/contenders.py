@@ -187,7 +187,7 @@ class FlyllmClient:
         responses = await self.manager.batch_generate(requests, max_concurrency=concurrency)
         out = BatchResult()
         for r in responses:
-            if r.success and (r.tool_calls or not self._tools):
+            if r.success and (not self._tools or r.tool_calls):
                 out.successes += 1
                 out.latencies.append(r.latency)
             else:
