@@ -239,6 +239,8 @@ def tool_set(request: GenerationRequest) -> ToolSet | None:
     """The request's tools checked (names, schemas, choice); None when it offers none.
     Raises InvalidRequestError naming the culprit."""
     tools, choice, parallel = request.tools, request.tool_choice, request.parallel_tool_calls
+    if tools is None and choice is None and parallel is None:  # the common case, at once
+        return None
     if not tools:
         if tools is not None and not isinstance(tools, Sequence):
             raise InvalidRequestError("tools must be a sequence of Tool")

@@ -9,7 +9,7 @@ import base64
 import enum
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +37,32 @@ __all__ = [
 Role = Literal["system", "user", "assistant", "tool"]
 """The roles a conversation may use; each provider gets them in its own shape. A "tool" turn
 is the result of one tool call (see ``Message.tool_result``)."""
+
+
+class _NoData(Mapping[str, Mapping[str, Any]]):
+    """An empty, immutable, hashable mapping."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Mapping[str, Any]:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+NO_DATA: Mapping[str, Mapping[str, Any]] = _NoData()
+"""The ``provider_data`` of turns, calls and answers that carry none: one shared, read-only
+empty mapping (a fresh dict per message and per answer would cost every request)."""
 
 ToolChoice = str
 """Whether and which tools the model must call: "auto" (the model decides), "none" (no tool),
@@ -144,7 +170,7 @@ class ToolCall:
     arguments: Mapping[str, Any] = field(default_factory=dict)
     raw_arguments: str | None = field(default=None, kw_only=True)
     provider_data: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=dict, kw_only=True, repr=False, compare=False
+        default=NO_DATA, kw_only=True, repr=False, compare=False
     )
 
 
@@ -292,7 +318,7 @@ class Message:
     tool_name: str | None = field(default=None, kw_only=True)
     is_error: bool = field(default=False, kw_only=True)
     provider_data: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=dict, kw_only=True, repr=False, compare=False
+        default=NO_DATA, kw_only=True, repr=False, compare=False
     )
 
     @classmethod
@@ -441,7 +467,7 @@ class LlmResponse:
     tool_calls: tuple[ToolCall, ...] = ()
     messages: tuple[Message, ...] = field(default=(), repr=False)
     provider_data: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=dict, repr=False, compare=False
+        default=NO_DATA, repr=False, compare=False
     )
     parsed: Any = field(default=None, compare=False)
 

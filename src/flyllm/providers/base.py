@@ -18,6 +18,7 @@ from flyllm._wire import NON_SSE_LINE, HttpRequest, HttpResponse, SseEvent
 from flyllm.errors import ProviderError
 from flyllm.params import OutputFormat, ToolSet
 from flyllm.types import (
+    NO_DATA,
     Capability,
     FinishReason,
     Message,
@@ -120,7 +121,7 @@ class Completion:
     model: str | None = None
     request_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
-    provider_data: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    provider_data: Mapping[str, Mapping[str, Any]] = NO_DATA
 
 
 @dataclass(slots=True, frozen=True)
