@@ -297,3 +297,23 @@ async def test_a_model_that_cannot_is_learned_and_skipped(
             again = await mgr.generate(ask)
             assert again.success and again.provider == "mistral" and again.attempts == 1
         assert refuses.stats()["requests"] == 1
+
+
+async def test_cohere_beside_tools_fails_over_and_keeps_its_capabilities() -> None:
+    async with (
+        LlmManager() as mgr,
+        Emulator(provider="cohere") as cohere,
+        Emulator(provider="openai") as openai,
+    ):
+        mgr.add_provider("cohere", key("cohere"), "command-a", base_url=cohere.base_url)
+        mgr.add_provider("openai", key("openai"), "gpt-4o", base_url=openai.base_url)
+        turn = Message.user(["Weather report for Oslo?", Image.from_bytes(PNG)])
+        request = GenerationRequest(messages=[turn], response_format=REPORT)
+        response = await mgr.run_tools(request, [get_weather])
+        assert response.success and response.provider == "openai"
+        assert response.attempts > 2  # two steps, and cohere tried (and passed over) first
+        assert validate(response.parsed, REPORT.schema) == []
+        assert cohere.stats()["requests"] == 0  # refused before sending
+        alone = await mgr.generate(GenerationRequest("Extract it", response_format=SCHEMA))
+        again = await mgr.generate(GenerationRequest("Extract it", response_format=SCHEMA))
+        assert {alone.provider, again.provider} == {"cohere", "openai"}  # not learned away
