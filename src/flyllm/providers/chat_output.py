@@ -28,6 +28,7 @@ __all__ = [
     "JSON_INSTRUCTION",
     "ImageRules",
     "check_image_count",
+    "image_detail",
     "image_part",
     "mistral_output_schema",
     "openai_output_schema",
@@ -59,8 +60,9 @@ MAX_SCHEMA_DEPTH = 64
 @dataclass(slots=True, frozen=True)
 class ImageRules:
     """What one provider takes as images: ``media_types``, ``max_bytes`` per image,
-    ``max_images`` per request, whether ``detail`` exists, and whether an animated GIF is
-    refused (OpenAI and Mistral take only still GIFs)."""
+    ``max_images`` per request, whether ``detail`` exists (and its "original", OpenAI's
+    alone: sent as "high" elsewhere), and whether an animated GIF is refused (OpenAI and
+    Mistral take only still GIFs)."""
 
     provider: str
     media_types: frozenset[str]
@@ -69,6 +71,7 @@ class ImageRules:
     detail: bool = True
     still_gif: bool = True
     url_schemes: frozenset[str] = frozenset({"http", "https"})
+    original_detail: bool = False
 
 
 def _refuse(provider: str, message: str) -> InvalidRequestError:
@@ -115,8 +118,14 @@ def image_part(image: Image, rules: ImageRules) -> dict[str, Any]:
         url = f"data:{media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
     inner: dict[str, Any] = {"url": url}
     if rules.detail and image.detail is not None:
-        inner["detail"] = image.detail
+        inner["detail"] = image_detail(image.detail, rules.original_detail)
     return {"type": "image_url", "image_url": inner}
+
+
+def image_detail(detail: str, original: bool) -> str:
+    """``detail`` as a provider takes it: "original" (OpenAI's "do not downscale") becomes
+    "high", the nearest, where the provider lacks it (``original`` False)."""
+    return "high" if detail == "original" and not original else detail
 
 
 def user_content(message: Message, rules: ImageRules | None) -> str | list[dict[str, Any]]:

@@ -160,6 +160,7 @@ OPENAI_IMAGES = ImageRules(
     frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
     max_bytes=20 * MB,
     max_images=500,
+    original_detail=True,
 )
 """OpenAI's vision limits: PNG, JPEG, WEBP and still GIF, 20 MB an image, 500 a request."""
 
@@ -328,7 +329,10 @@ class OpenAIProvider:
         self._stream_usage = stream_usage
         self._require_done = require_done
         self._json_schema = json_schema
-        self._images = dataclasses.replace(OPENAI_IMAGES, provider=name)
+        # "original" detail is OpenAI's own; compatible services get "high"
+        self._images = dataclasses.replace(
+            OPENAI_IMAGES, provider=name, original_detail=name == "openai"
+        )
         self._clock = clock
 
     @classmethod
