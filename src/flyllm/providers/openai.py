@@ -112,6 +112,7 @@ from flyllm.providers.chat_output import (
     MB,
     ImageRules,
     check_image_count,
+    json_turns,
     openai_output_schema,
     unsupported_feature,
     write_output,
@@ -400,10 +401,10 @@ class OpenAIProvider:
         self._require(images, "images", "image input")
         if images:
             check_image_count(messages, self._images)
+        messages = json_turns(messages, output, json_schema=self._json_schema)
         turns = chat_messages(messages, images=self._images)
         body: dict[str, Any] = {"model": model, "messages": turns}
-        write_output(body, output, [m.content for m in messages], openai_output_schema,
-                     json_schema=self._json_schema)  # fmt: skip
+        write_output(body, output, openai_output_schema, json_schema=self._json_schema)
         if stream:
             body["stream"] = True
             if self._stream_usage if stream_usage is None else stream_usage:
