@@ -12,7 +12,7 @@ One emulator per provider and one manager for the module (a task per variant).""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -136,6 +136,26 @@ async def manager() -> AsyncIterator[LlmManager]:
         yield mgr
 
 
+Instance = tuple[str, str, dict[str, Any]]
+
+
+@asynccontextmanager
+async def two(
+    *instances: Instance, tasks: tuple[TaskDefinition, ...] = ()
+) -> AsyncIterator[tuple[LlmManager, Emulator, Emulator]]:
+    """A fresh manager with two instances (provider, model, options), each behind its own
+    emulator, tried in that order when neither was used yet."""
+    async with AsyncExitStack() as stack:
+        mgr = await stack.enter_async_context(LlmManager())
+        emus = []
+        for provider, model, options in instances:
+            emu = await stack.enter_async_context(Emulator(provider=provider))
+            mgr.add_provider(provider, key(provider), model, tasks, base_url=emu.base_url,
+                             options=options)  # fmt: skip
+            emus.append(emu)
+        yield mgr, emus[0], emus[1]
+
+
 def shape(value: Any) -> Any:
     """The value's structure: keys and JSON types, not the values."""
     if isinstance(value, dict):
@@ -218,14 +238,12 @@ async def test_tools_images_and_a_schema_through_run_tools(
 
 
 async def test_bad_output_fails_over_to_another_mechanism() -> None:
-    async with (
-        LlmManager() as mgr,
-        Emulator(provider="openai") as bad,
-        Emulator(provider="anthropic") as good,
-    ):
-        mgr.add_provider("openai", key("openai"), "gpt-4o", base_url=bad.base_url)
-        mgr.add_provider("anthropic", key("anthropic"), "claude-sonnet-4-5",
-                         base_url=good.base_url, options={"structured_output": "tool"})  # fmt: skip
+    tool_mode = {"structured_output": "tool"}
+    instances: tuple[Instance, ...] = (
+        ("openai", "gpt-4o", {}),
+        ("anthropic", "claude-sonnet-4-5", tool_mode),
+    )
+    async with two(*instances) as (mgr, bad, _):
         bad.schedule("bad_output", count=5)
         response = await mgr.generate(GenerationRequest("Extract it", response_format=SCHEMA))
         assert response.success and response.provider == "anthropic" and response.attempts == 2
@@ -281,15 +299,8 @@ async def test_a_model_that_cannot_is_learned_and_skipped(
     weak: tuple[str, str], ask: GenerationRequest
 ) -> None:
     provider, model = weak
-    async with (
-        LlmManager() as mgr,
-        Emulator(provider=provider) as refuses,
-        Emulator(provider="mistral") as takes,
-    ):
-        mgr.add_provider(provider, key(provider), model, [TaskDefinition("t")],
-                         base_url=refuses.base_url)  # fmt: skip
-        mgr.add_provider("mistral", key("mistral"), "mistral-small-latest", [TaskDefinition("t")],
-                         base_url=takes.base_url)  # fmt: skip
+    instances: tuple[Instance, ...] = (provider, model, {}), ("mistral", "mistral-small-latest", {})
+    async with two(*instances, tasks=(TaskDefinition("t"),)) as (mgr, refuses, _):
         first = await mgr.generate(ask)
         assert first.success and first.provider == "mistral" and first.attempts == 2
         assert refuses.stats()["requests"] == 1
@@ -300,13 +311,8 @@ async def test_a_model_that_cannot_is_learned_and_skipped(
 
 
 async def test_cohere_beside_tools_fails_over_and_keeps_its_capabilities() -> None:
-    async with (
-        LlmManager() as mgr,
-        Emulator(provider="cohere") as cohere,
-        Emulator(provider="openai") as openai,
-    ):
-        mgr.add_provider("cohere", key("cohere"), "command-a", base_url=cohere.base_url)
-        mgr.add_provider("openai", key("openai"), "gpt-4o", base_url=openai.base_url)
+    instances: tuple[Instance, ...] = ("cohere", "command-a", {}), ("openai", "gpt-4o", {})
+    async with two(*instances) as (mgr, cohere, _):
         turn = Message.user(["Weather report for Oslo?", Image.from_bytes(PNG)])
         request = GenerationRequest(messages=[turn], response_format=REPORT)
         response = await mgr.run_tools(request, [get_weather])
