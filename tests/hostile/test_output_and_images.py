@@ -125,3 +125,16 @@ def test_detail_original_goes_where_it_exists_and_as_high_elsewhere(
     built = get_provider(provider).build(Endpoint("m", "k", ""), [checked], {})
     content = json.loads(built.body)["messages"][-1]["content"]
     assert content[1]["image_url"]["detail"] == sent
+
+
+def test_image_bytes_are_not_copied_when_wrapped() -> None:
+    data = PNG + b"\x00" * 1000
+    assert Image.from_bytes(data).data is data
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai", "mistral", "cohere"])
+def test_an_oversized_image_is_refused_before_it_is_encoded(provider: str) -> None:
+    huge = Image.from_bytes(PNG + b"\x00" * (30 << 20))
+    turn = Message.user(["look", huge])
+    with budget(seconds=2.0, megabytes=8), pytest.raises(InvalidRequestError, match="MB"):
+        get_provider(provider).build(Endpoint("m", "k", ""), [turn], {})
