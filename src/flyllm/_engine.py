@@ -233,8 +233,9 @@ class Engine:
                         await self._send(attempt, http_request, outcome)
                     completion = outcome.completion
                     assert completion is not None
-                    # A step that calls tools is not the answer yet: its text is not checked.
-                    checked = plan.output is not None and not completion.tool_calls
+                    # A step that calls offered tools is not the answer yet: not checked.
+                    stepped = plan.tools is not None and completion.tool_calls
+                    checked = plan.output is not None and not stepped
                     parsed = _parsed(plan, completion, attempt.instance) if checked else None
                 except ProviderError as err:
                     if _failed(loop, attempt, err, parts):
@@ -392,6 +393,9 @@ def _parsed(plan: Plan, completion: Completion, instance: LlmInstance) -> Any:
     StructuredOutputError when the text is not the JSON asked for."""
     assert plan.output is not None
     value, errors = read_output(completion.content, plan.output)
+    if completion.tool_calls:  # and no tools offered: calls cannot stand for the JSON
+        names = ", ".join(sorted({c.name[:64] for c in completion.tool_calls})[:5])
+        errors = [f"the answer calls tools ({names}), but the request offered none"]
     if errors:
         raise StructuredOutputError(
             f"the answer is not the JSON {plan.output.name!r} asks for: {'; '.join(errors)}",

@@ -24,6 +24,7 @@ from flyllm.types import (
     Tool,
     ToolCall,
     ToolChoice,
+    sniff_media_type,
 )
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -282,13 +283,31 @@ def _check_tool(i: int, tool: Any, names: set[str]) -> None:
             f"tools[{i}] ({tool.name}): parameters must be a JSON Schema of an object "
             '({"type": "object", "properties": {...}})'
         )
+    _schema_sendable(f"tools[{i}].parameters", schema)
+
+
+def _schema_sendable(name: str, schema: Mapping[str, Any]) -> None:
+    """InvalidRequestError unless JSON carries ``schema`` as it is: json.dumps would turn a
+    key such as 1 or None into a string, so the provider would get another schema than the
+    one the answer is validated against."""
     try:
-        _sendable(f"tools[{i}].parameters", schema)
+        _sendable(name, schema)
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
+    stack: list[Any] = [schema]  # iterative: json.dumps has bounded the nesting already
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    raise InvalidRequestError(f"{name}: object keys must be strings, got {key!r}")
+                stack.append(value)
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
 
 
-_DETAILS = frozenset({None, "auto", "low", "high"})
+_DETAILS = frozenset({None, "auto", "low", "high", "original"})
+_JPG = {"image/jpg": "image/jpeg"}  # a common misspelling, read as what it means
 
 
 def _check_parts(i: int, m: Message) -> None:
@@ -308,13 +327,22 @@ def _check_parts(i: int, m: Message) -> None:
             raise InvalidRequestError(f"messages[{i}]: an Image has either data or a url")
         if part.data is not None and not isinstance(part.data, bytes):
             raise InvalidRequestError(f"messages[{i}]: an Image's data must be bytes")
+        if part.data is not None and isinstance(part.media_type, str):
+            sniffed = sniff_media_type(part.data)  # the first bytes only
+            declared = part.media_type.lower()
+            if sniffed is not None and _JPG.get(declared, declared) != sniffed:
+                raise InvalidRequestError(
+                    f"messages[{i}]: an Image says media_type {part.media_type} but the bytes "
+                    f"are {sniffed}; build it with Image.from_bytes (which reads the type)"
+                )
         if part.url is not None and not isinstance(part.url, str):
             raise InvalidRequestError(f"messages[{i}]: an Image's url must be a string")
         if part.media_type is not None and not isinstance(part.media_type, str):
             raise InvalidRequestError(f"messages[{i}]: an Image's media_type must be a string")
         if part.detail not in _DETAILS:
             raise InvalidRequestError(
-                f"messages[{i}]: an Image's detail is 'auto', 'low' or 'high', got {part.detail!r}"
+                f"messages[{i}]: an Image's detail is 'auto', 'low', 'high' or 'original', "
+                f"got {part.detail!r}"
             )
 
 
@@ -347,10 +375,7 @@ def _json_schema(fmt: JsonSchema) -> OutputFormat:
             '({"type": "object", ...}): providers\' structured output needs an object at the '
             "root (wrap a list or a value in a property)"
         )
-    try:
-        _sendable(f"JsonSchema {fmt.name!r}", schema)
-    except ValueError as exc:
-        raise InvalidRequestError(str(exc)) from None
+    _schema_sendable(f"JsonSchema {fmt.name!r}", schema)
     if not isinstance(fmt.strict, bool):
         raise InvalidRequestError(f"JsonSchema {fmt.name!r}: strict must be True or False")
     if fmt.description is not None and not isinstance(fmt.description, str):

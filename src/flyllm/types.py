@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flyllm._display import mask_url
+
 __all__ = [
     "Capability",
     "ErrorKind",
@@ -216,7 +218,8 @@ def sniff_media_type(data: bytes) -> str | None:
 class Image:
     """An image in a user turn: its bytes (``data``, with the ``media_type`` read from them)
     or a ``url`` the provider fetches (flyllm downloads it for providers that take only bytes).
-    ``detail`` ("low", "high" or "auto") is OpenAI's resolution hint, left out elsewhere.
+    ``detail`` ("low", "high", "auto" or "original") is a resolution hint for OpenAI, Mistral
+    and Cohere ("original" is OpenAI's alone, sent as "high" to the others), left out elsewhere.
     Build one with ``Image.from_path``, ``Image.from_bytes`` or ``Image.from_url``.
     """
 
@@ -226,7 +229,8 @@ class Image:
     detail: str | None = None
 
     def __repr__(self) -> str:
-        where = f"url={self.url[:80]!r}" if self.url else f"{len(self.data or b'')} bytes"
+        # masked: a URL's user-info or a signed query is a credential
+        where = f"url={mask_url(self.url)[:80]!r}" if self.url else f"{len(self.data or b'')} bytes"
         return f"Image({where}, media_type={self.media_type!r})"
 
     @classmethod

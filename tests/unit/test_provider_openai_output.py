@@ -285,3 +285,12 @@ def test_mistral_takes_at_most_eight_images() -> None:
     turn = Message.user(["look", *[Image.from_bytes(PNG)] * 9])
     with pytest.raises(InvalidRequestError, match="9 images in one request, over its limit of 8"):
         MISTRAL.build(MISTRAL_AT, [turn], {})
+
+
+def test_the_json_instruction_joins_a_system_turn_as_on_every_provider() -> None:
+    turns = [Message.system("Be brief."), *ASK]
+    fmt = OutputFormat("response", None)
+    for provider, at in ((OPENAI, ENDPOINT), (MISTRAL, MISTRAL_AT)):
+        sent = body_of(provider.build(at, turns, {}, output=fmt))["messages"]
+        assert sent[0] == {"role": "system", "content": f"Be brief.\n\n{JSON_INSTRUCTION}"}
+        assert [m["role"] for m in sent] == ["system", "user"]

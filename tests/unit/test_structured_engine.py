@@ -285,3 +285,17 @@ async def test_run_tools_with_a_response_format_parses_the_final_answer() -> Non
     assert response.parsed == {"city": "Oslo", "celsius": 21}
     assert response.attempts == 2 and len(script.sent) == 2  # the tool step was not refused
     assert [m.role for m in response.messages] == ["user", "assistant", "tool", "assistant"]
+
+
+async def test_tool_calls_in_answer_to_a_request_without_tools_are_not_the_answer() -> None:
+    # A hostile or broken server: without tools offered, calls cannot stand for the JSON.
+    made = ToolCall("c1", "get_weather", {"city": "Oslo"})
+    manager, script = managed([calls(made), answer(GOOD)])
+    response = await manager.generate(EXTRACT)
+    assert response.parsed == {"total": 12.5, "currency": "EUR"} and response.attempts == 2
+    assert len(script.sent) == 2
+    manager, _ = managed([calls(made)], (ABLE,), max_attempts=1)
+    with pytest.raises(AllAttemptsFailedError) as caught:
+        await manager.generate(EXTRACT)
+    (err,) = cast(Sequence[StructuredOutputError], caught.value.attempts)
+    assert err.errors == ("the answer calls tools (get_weather), but the request offered none",)

@@ -15,7 +15,10 @@ The rules (documented for tests and users of the emulator):
 - Arguments follow the tool's JSON Schema: strings are the subject (or the first ``enum``
   value the prompt mentions, else the first), integers and numbers the first number in the
   prompt (else the subject's length), booleans true, arrays one item, objects recurse over
-  their properties (required ones, or all when none is marked required).
+  their properties (required ones, or all when none is marked required); a ``$ref`` to
+  ``#/$defs/...`` or ``#/definitions/...`` of the tool's schema is followed.
+- A forced call ("required") once results came back calls a tool that has no result yet when
+  there is one (a model that called the weather tool goes on to the answer tool).
 - When the last turns are tool results, the answer is text that quotes each result, so a
   test can tell the results reached the model.
 - A model whose name contains "notools" does not support tools: the dialect answers with its
@@ -134,10 +137,19 @@ def plan_calls(
     return calls[:MAX_PARALLEL_CALLS]
 
 
-def arguments_for(schema: Mapping[str, Any], subject: str, prompt: str, depth: int = 0) -> Any:
-    """A value that follows ``schema``, derived from the ``subject`` and the prompt."""
+def arguments_for(
+    schema: Mapping[str, Any],
+    subject: str,
+    prompt: str,
+    depth: int = 0,
+    root: Mapping[str, Any] | None = None,
+) -> Any:
+    """A value that follows ``schema`` (a part of ``root``, the tool's whole schema, where
+    its ``$ref``s point), derived from the ``subject`` and the prompt."""
     if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
         return subject
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
     enum = schema.get("enum")
     if isinstance(enum, list) and enum:
         lowered = prompt.lower()
@@ -149,11 +161,11 @@ def arguments_for(schema: Mapping[str, Any], subject: str, prompt: str, depth: i
         options = schema.get(union)
         if kind is None and isinstance(options, list) and options:
             usable = [o for o in options if isinstance(o, Mapping) and o.get("type") != "null"]
-            return arguments_for((usable or options)[0], subject, prompt, depth + 1)
+            return arguments_for((usable or options)[0], subject, prompt, depth + 1, root)
     if kind == "object" or (kind is None and "properties" in schema):
-        return _object_for(schema, subject, prompt, depth)
+        return _object_for(schema, subject, prompt, depth, root)
     if kind == "array":
-        return [arguments_for(schema.get("items", {}), subject, prompt, depth + 1)]
+        return [arguments_for(schema.get("items", {}), subject, prompt, depth + 1, root)]
     if kind in ("integer", "number"):
         number = _NUMBER.search(prompt)
         value = float(number.group()) if number else float(len(subject))
@@ -165,13 +177,26 @@ def arguments_for(schema: Mapping[str, Any], subject: str, prompt: str, depth: i
     return subject
 
 
-def _object_for(schema: Mapping[str, Any], subject: str, prompt: str, depth: int) -> Any:
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The schema a local ``$ref`` points to (``{}`` when it points nowhere)."""
+    ref = schema.get("$ref")
+    if not isinstance(ref, str):
+        return schema
+    kind, _, name = ref.removeprefix("#/").partition("/")
+    defs = root.get(kind) if kind in ("$defs", "definitions") else None
+    target = defs.get(name) if isinstance(defs, Mapping) else None
+    return target if isinstance(target, Mapping) else {}
+
+
+def _object_for(
+    schema: Mapping[str, Any], subject: str, prompt: str, depth: int, root: Mapping[str, Any]
+) -> Any:
     properties = schema.get("properties")
     if not isinstance(properties, Mapping):
         return {}
     required = schema.get("required")
     names = [n for n in properties if not isinstance(required, list) or n in required]
-    return {n: arguments_for(properties[n], subject, prompt, depth + 1) for n in names}
+    return {n: arguments_for(properties[n], subject, prompt, depth + 1, root) for n in names}
 
 
 def results_text(results: Sequence[ToolResult]) -> str:
@@ -194,6 +219,9 @@ def tool_reply(
 ) -> Reply | None:
     """The reply of a tool conversation: the calls (with no text), or the text quoting the
     results that came back; None when tools play no part (the usual reply then)."""
+    if choice == "required" and last_role == "tool":
+        answered = {r.name for r in results}
+        tools = [t for t in tools if t.name not in answered] or tools
     calls = plan_calls(tools, choice, parallel, prompt, last_role)
     if calls:
         tokens = sum(count_words(c.arguments_json.replace(",", " ")) for c in calls)

@@ -322,10 +322,11 @@ def _source(image: Image) -> dict[str, Any]:
             f"anthropic takes JPEG, PNG, GIF and WEBP images, not {media_type or 'unknown'!r}: "
             "convert the image first"
         )
-    encoded = base64.b64encode(data).decode("ascii")
-    if len(encoded) > MAX_IMAGE_BASE64:
+    encoded_size = 4 * -(-len(data) // 3)  # base64's length, known before encoding
+    if encoded_size > MAX_IMAGE_BASE64:
         raise InvalidRequestError(
-            f"an image of {len(data):,} bytes is {len(encoded):,} bytes as base64, over "
+            f"an image of {len(data):,} bytes is {encoded_size:,} bytes as base64, over "
             f"anthropic's 5 MB ({MAX_IMAGE_BASE64:,} bytes) per image: resize or compress it"
         )
+    encoded = base64.b64encode(data).decode("ascii")
     return {"type": "base64", "media_type": media_type, "data": encoded}

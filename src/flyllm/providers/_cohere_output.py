@@ -23,6 +23,7 @@ from typing import Any
 
 from flyllm.errors import InvalidRequestError
 from flyllm.params import OutputFormat
+from flyllm.providers.chat_output import image_detail
 from flyllm.types import Image, Message, sniff_media_type
 
 __all__ = [
@@ -78,7 +79,7 @@ def output_schema(schema: Mapping[str, Any], strict: bool = True) -> dict[str, A
 
 def _refuse(path: str, why: str) -> InvalidRequestError:
     return InvalidRequestError(
-        f"cohere's JSON Schema mode cannot take this schema: at {path}, {why}; "
+        f"cohere's JSON Schema mode cannot take this schema: at {path[:200]}, {why}; "
         "simplify the schema, use response_format='json', or route to another provider"
     )
 
@@ -191,7 +192,7 @@ def user_content(message: Message) -> str | list[dict[str, Any]]:
         else:
             image_url: dict[str, Any] = {"url": _url(part)}
             if part.detail:
-                image_url["detail"] = part.detail
+                image_url["detail"] = image_detail(part.detail, original=False)
             blocks.append({"type": "image_url", "image_url": image_url})
     return blocks
 

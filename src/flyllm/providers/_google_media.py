@@ -16,6 +16,7 @@ import mimetypes
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from flyllm._display import mask_url
 from flyllm.errors import InvalidRequestError
 from flyllm.types import Image, Message, sniff_media_type
 
@@ -124,10 +125,6 @@ def check_inline_size(messages: Sequence[Message]) -> None:
 
 
 def _shown(url: str) -> str:
-    """The URL without its query and fragment (they may hold a signature), bounded."""
-    try:
-        parts = urlsplit(url)
-        url = parts._replace(query="", fragment="").geturl()
-    except ValueError:
-        pass
-    return repr(url[:200])
+    """The URL without its user-info, query and fragment (they may hold a credential or a
+    signature), bounded."""
+    return repr(mask_url(url).partition("?")[0][:200])

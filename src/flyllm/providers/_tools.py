@@ -14,7 +14,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from flyllm.errors import MalformedResponseError
-from flyllm.types import Message, ToolCall, ToolCallDelta
+from flyllm.types import Message, Tool, ToolCall, ToolCallDelta
 
 __all__ = [
     "MAX_CALLS",
@@ -23,6 +23,7 @@ __all__ = [
     "charset_id",
     "check_call_count",
     "check_call_head",
+    "function_tools",
     "new_call_id",
     "parse_arguments",
     "short_id",
@@ -129,6 +130,22 @@ def arguments_text(call: ToolCall) -> str:
     if call.raw_arguments is not None:
         return call.raw_arguments
     return json.dumps(call.arguments, ensure_ascii=False, separators=(",", ":"))
+
+
+def function_tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    """The offered tools in the OpenAI shape the chat providers, Cohere and Ollama share:
+    ``[{type: "function", function: {name, description (when set), parameters}}]``."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                **({"description": tool.description} if tool.description else {}),
+                "parameters": dict(tool.parameters),
+            },
+        }
+        for tool in tools
+    ]
 
 
 def tool_names(messages: Sequence[Message]) -> dict[str, str]:

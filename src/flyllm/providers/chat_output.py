@@ -1,6 +1,7 @@
 """Structured output and image parts of the chat-completions format (OpenAI, Azure, the
-OpenAI-compatible presets, Mistral): ``response_format`` from a request's OutputFormat, the
-schema conversion each provider's strict mode needs, and a user turn's image parts.
+OpenAI-compatible presets, Mistral): ``response_format`` from a request's OutputFormat (and the
+conversation with flyllm's JSON instruction where it needs one), the schema conversion each
+provider's strict mode needs, and a user turn's image parts.
 
 On the wire: ``response_format: {type: "json_schema", json_schema: {name, schema, strict,
 description?}}`` for a schema, ``{type: "json_object"}`` for "json" (with a system
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,28 +22,30 @@ from urllib.parse import urlsplit
 
 from flyllm.errors import InvalidRequestError
 from flyllm.params import OutputFormat
+from flyllm.providers._json_hint import JSON_HINT, with_json_hint
 from flyllm.types import Image, Message
 
 __all__ = [
     "JSON_INSTRUCTION",
     "ImageRules",
     "check_image_count",
+    "image_detail",
     "image_part",
+    "json_turns",
     "mistral_output_schema",
     "openai_output_schema",
     "response_format",
     "unsupported_feature",
     "user_content",
-    "with_json_instruction",
     "write_output",
 ]
 
 MB = 1024 * 1024
 
-JSON_INSTRUCTION = "Answer with a single JSON object."
-"""The system turn added to a "json" request whose conversation never says "JSON"."""
+JSON_INSTRUCTION = JSON_HINT
+"""The system sentence added to a "json" request whose conversation never says "JSON" (the
+one every provider adds: ``providers._json_hint``)."""
 
-_JSON_WORD = re.compile(r"json", re.IGNORECASE)
 # Keywords OpenAI's strict mode cannot take and that have no safe rewrite: refused, named.
 _STRICT_REFUSED = ("allOf", "not", "if", "then", "else", "patternProperties",
                    "dependentRequired", "dependentSchemas", "unevaluatedProperties")  # fmt: skip
@@ -59,8 +61,9 @@ MAX_SCHEMA_DEPTH = 64
 @dataclass(slots=True, frozen=True)
 class ImageRules:
     """What one provider takes as images: ``media_types``, ``max_bytes`` per image,
-    ``max_images`` per request, whether ``detail`` exists, and whether an animated GIF is
-    refused (OpenAI and Mistral take only still GIFs)."""
+    ``max_images`` per request, whether ``detail`` exists (and its "original", OpenAI's
+    alone: sent as "high" elsewhere), and whether an animated GIF is refused (OpenAI and
+    Mistral take only still GIFs)."""
 
     provider: str
     media_types: frozenset[str]
@@ -69,6 +72,7 @@ class ImageRules:
     detail: bool = True
     still_gif: bool = True
     url_schemes: frozenset[str] = frozenset({"http", "https"})
+    original_detail: bool = False
 
 
 def _refuse(provider: str, message: str) -> InvalidRequestError:
@@ -115,8 +119,14 @@ def image_part(image: Image, rules: ImageRules) -> dict[str, Any]:
         url = f"data:{media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
     inner: dict[str, Any] = {"url": url}
     if rules.detail and image.detail is not None:
-        inner["detail"] = image.detail
+        inner["detail"] = image_detail(image.detail, rules.original_detail)
     return {"type": "image_url", "image_url": inner}
+
+
+def image_detail(detail: str, original: bool) -> str:
+    """``detail`` as a provider takes it: "original" (OpenAI's "do not downscale") becomes
+    "high", the nearest, where the provider lacks it (``original`` False)."""
+    return "high" if detail == "original" and not original else detail
 
 
 def user_content(message: Message, rules: ImageRules | None) -> str | list[dict[str, Any]]:
@@ -143,14 +153,16 @@ def check_image_count(messages: Sequence[Message], rules: ImageRules) -> None:
         )
 
 
-def with_json_instruction(
-    messages: list[dict[str, Any]], texts: Sequence[str]
-) -> list[dict[str, Any]]:
-    """``messages`` with a first system turn asking for JSON when none of ``texts`` says
-    "JSON" (OpenAI answers 400 to a json_object request otherwise)."""
-    if any(_JSON_WORD.search(text) for text in texts):
+def json_turns(
+    messages: Sequence[Message], output: OutputFormat | None, *, json_schema: bool = True
+) -> Sequence[Message]:
+    """The conversation as sent for ``output``: with the JSON instruction for "json" when no
+    turn says "JSON" (OpenAI answers 400 to a json_object request otherwise), and with the
+    schema stated in words where the service takes only ``json_object`` (``json_schema``
+    False); ``messages`` itself otherwise."""
+    if output is None or (output.schema is not None and json_schema):
         return messages
-    return [{"role": "system", "content": JSON_INSTRUCTION}, *messages]
+    return with_json_hint(messages, output.schema)
 
 
 def response_format(
@@ -281,24 +293,18 @@ def _close(node: Any, where: str, depth: int = 0, *, mutate: bool = True) -> Non
 def write_output(
     body: dict[str, Any],
     output: OutputFormat | None,
-    texts: Sequence[str],
     convert: Callable[[Mapping[str, Any], bool], dict[str, Any]],
     *,
     json_schema: bool = True,
 ) -> None:
-    """Write ``response_format`` (and, where needed, a system instruction) into ``body``.
-    ``json_schema`` False is for services that take only ``json_object``: the schema is then
+    """Write ``response_format`` into ``body`` (the conversation went through ``json_turns``).
+    ``json_schema`` False is for services that take only ``json_object``: the schema was
     asked for in words (flyllm validates the answer against it either way)."""
     if output is None:
         return
     if output.schema is not None and not json_schema:
-        schema = json.dumps(output.schema, ensure_ascii=False, separators=(",", ":"))
-        instruction = f"{JSON_INSTRUCTION} It must follow this JSON Schema: {schema}"
-        body["messages"] = [{"role": "system", "content": instruction}, *body["messages"]]
         body["response_format"] = {"type": "json_object"}
         return
-    if output.schema is None:
-        body["messages"] = with_json_instruction(body["messages"], texts)
     body["response_format"] = response_format(output, convert)
 
 

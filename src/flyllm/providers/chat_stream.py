@@ -33,6 +33,7 @@ from flyllm.providers._tools import (
     ToolCallAssembler,
     arguments_text,
     check_call_head,
+    function_tools,
     new_call_id,
     parse_arguments,
     tool_names,
@@ -116,10 +117,7 @@ def chat_tools(body: dict[str, Any], tools: ToolSet, *, required: str = "require
     it is not the default "auto" (``required`` is the provider's word for "required": Mistral
     says "any"; a name becomes ``{type: "function", function: {name}}``) and
     ``parallel_tool_calls`` only when the request sets it."""
-    body["tools"] = [
-        {"type": "function", "function": _function(tool.name, tool.description, tool.parameters)}
-        for tool in tools.tools
-    ]
+    body["tools"] = function_tools(tools.tools)
     choice = tools.choice
     if choice == "required":
         body["tool_choice"] = required
@@ -129,14 +127,6 @@ def chat_tools(body: dict[str, Any], tools: ToolSet, *, required: str = "require
         body["tool_choice"] = {"type": "function", "function": {"name": choice}}
     if tools.parallel is not None:
         body["parallel_tool_calls"] = tools.parallel
-
-
-def _function(name: str, description: str, parameters: Any) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": name}
-    if description:
-        function["description"] = description
-    function["parameters"] = parameters
-    return function
 
 
 def _call_parts(item: Any, where: str, provider: str) -> tuple[str | None, str | None, str]:

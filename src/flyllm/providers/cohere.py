@@ -98,6 +98,7 @@ from flyllm.providers._tools import (
     charset_id,
     check_call_count,
     function_call,
+    function_tools,
     new_call_id,
     parse_arguments,
     unsupported_tools_message,
@@ -373,17 +374,7 @@ def _offer(body: dict[str, Any], tools: ToolSet, notes: list[str]) -> None:
             feature="named_tool_choice",
             provider="cohere",
         )
-    body["tools"] = [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                **({"description": tool.description} if tool.description else {}),
-                "parameters": dict(tool.parameters),
-            },
-        }
-        for tool in tools.tools
-    ]
+    body["tools"] = function_tools(tools.tools)
     if choice in _CHOICE:
         body["tool_choice"] = _CHOICE[choice]
     if tools.parallel is False:

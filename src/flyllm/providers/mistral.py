@@ -98,6 +98,7 @@ from flyllm.providers.chat_output import (
     MB,
     ImageRules,
     check_image_count,
+    json_turns,
     mistral_output_schema,
     unsupported_feature,
     write_output,
@@ -168,9 +169,10 @@ class MistralProvider(ClockedProvider):
         notes: list[str] = []
         if any(m.parts and m.images for m in messages):
             check_image_count(messages, MISTRAL_IMAGES)
+        messages = json_turns(messages, output)
         turns = chat_messages(messages, call_id=short_id, name_results=True, images=MISTRAL_IMAGES)
         body: dict[str, Any] = {"model": endpoint.model, "messages": turns}
-        write_output(body, output, [m.content for m in messages], mistral_output_schema)
+        write_output(body, output, mistral_output_schema)
         if stream:
             body["stream"] = True
         if tools is not None:

@@ -105,6 +105,7 @@ from flyllm.providers._ollama_output import (
 from flyllm.providers._tools import (
     ToolCallAssembler,
     function_call,
+    function_tools,
     tool_names,
     unsupported_tools_message,
 )
@@ -343,17 +344,7 @@ def _offer(body: dict[str, Any], tools: ToolSet, notes: list[str]) -> None:
         )
     if choice == "none":
         return
-    body["tools"] = [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                **({"description": tool.description} if tool.description else {}),
-                "parameters": dict(tool.parameters),
-            },
-        }
-        for tool in tools.tools
-    ]
+    body["tools"] = function_tools(tools.tools)
     if choice == "required":
         left_out(
             "tool_choice='required'", "ollama", notes, "cannot be forced on ollama (tools offered)"

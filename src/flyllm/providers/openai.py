@@ -112,6 +112,7 @@ from flyllm.providers.chat_output import (
     MB,
     ImageRules,
     check_image_count,
+    json_turns,
     openai_output_schema,
     unsupported_feature,
     write_output,
@@ -160,6 +161,7 @@ OPENAI_IMAGES = ImageRules(
     frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
     max_bytes=20 * MB,
     max_images=500,
+    original_detail=True,
 )
 """OpenAI's vision limits: PNG, JPEG, WEBP and still GIF, 20 MB an image, 500 a request."""
 
@@ -328,7 +330,10 @@ class OpenAIProvider:
         self._stream_usage = stream_usage
         self._require_done = require_done
         self._json_schema = json_schema
-        self._images = dataclasses.replace(OPENAI_IMAGES, provider=name)
+        # "original" detail is OpenAI's own; compatible services get "high"
+        self._images = dataclasses.replace(
+            OPENAI_IMAGES, provider=name, original_detail=name == "openai"
+        )
         self._clock = clock
 
     @classmethod
@@ -396,10 +401,10 @@ class OpenAIProvider:
         self._require(images, "images", "image input")
         if images:
             check_image_count(messages, self._images)
+        messages = json_turns(messages, output, json_schema=self._json_schema)
         turns = chat_messages(messages, images=self._images)
         body: dict[str, Any] = {"model": model, "messages": turns}
-        write_output(body, output, [m.content for m in messages], openai_output_schema,
-                     json_schema=self._json_schema)  # fmt: skip
+        write_output(body, output, openai_output_schema, json_schema=self._json_schema)
         if stream:
             body["stream"] = True
             if self._stream_usage if stream_usage is None else stream_usage:

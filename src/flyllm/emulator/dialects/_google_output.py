@@ -10,19 +10,32 @@
   as are requests whose inline data exceed the size limit. ``fileData {mimeType, fileUri}``
   parts take ``gs://`` and https URIs.
 Camel or snake case, as google-genai may send either.
+
+A model asked in its system instruction (not in JSON mode) for "only a JSON object" or "a
+JSON value that follows this JSON Schema: {...}" answers as JSON mode would
+(``instructed_output``): flyllm asks so beside tools on models before Gemini 3.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flyllm.emulator.dialects._google_tools import lower_types
 
-__all__ = ["IMAGE_TYPES", "MAX_INLINE", "MIME_TYPES", "Output", "read_images", "read_output"]
+__all__ = [
+    "IMAGE_TYPES",
+    "MAX_INLINE",
+    "MIME_TYPES",
+    "Output",
+    "instructed_output",
+    "read_images",
+    "read_output",
+]
 
 MIME_TYPES = (
     "text/plain",
@@ -81,6 +94,21 @@ def read_output(config: Mapping[str, Any]) -> Output | str:
         if problem:
             return f"{where}.response_json_schema: {problem}\n"
     return Output(mime == "application/json", schema if mime == "application/json" else None)
+
+
+def instructed_output(system: str) -> Output | None:
+    """The JSON a system instruction asks for in words (see the module doc); None when it
+    asks for none."""
+    if "only a JSON object" in system:
+        return Output(True, None)
+    _, found, rest = system.partition("follows this JSON Schema: ")
+    if not found:
+        return None
+    try:
+        schema, _ = json.JSONDecoder().raw_decode(rest)
+    except ValueError:
+        return None
+    return Output(True, schema if isinstance(schema, dict) else None)
 
 
 def _unknown_field(node: Any, where: str, depth: int) -> str | None:

@@ -20,7 +20,11 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
-from flyllm.emulator.dialects._google_output import read_images, read_output
+from flyllm.emulator.dialects._google_output import (
+    instructed_output,
+    read_images,
+    read_output,
+)
 from flyllm.emulator.dialects._google_tools import call_parts, new_signature, read_tools, signs
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply, count_words
@@ -291,6 +295,8 @@ class GoogleDialect(Dialect):
             return invalid(output)
         if tools.tools and output.json and not signs(route.model or ""):
             return invalid(TOOLS_WITH_JSON)
+        if not output.json and system:
+            output = instructed_output(texts[0]) or output
         images = read_images(contents)
         if isinstance(images, str):
             return invalid(images)
