@@ -551,6 +551,10 @@ class LlmManager:
         every = [c for tier in tiers for c in tier.candidates if c.enabled]
         limits = [getattr(c.provider, "embedding_limits") for c in every]  # noqa: B009
         max_inputs = min(x.max_inputs for x in limits)
+        answer_room = self._transport.max_response_bytes * 0.9  # JSON around the vectors
+        for x in limits:
+            per_vector = (dimensions or x.max_dimensions) * x.bytes_per_value + 64
+            max_inputs = min(max_inputs, max(1, int(answer_room // per_vector)))
         max_tokens = min([x.max_tokens for x in limits] + [c.limiter.tpm or 10**12 for c in every])
         if batch_size is not None:
             max_inputs = min(max_inputs, batch_size)

@@ -141,11 +141,16 @@ class Embeddings:
 class EmbeddingLimits:
     """What one embeddings request may carry: ``max_inputs`` texts, ``max_tokens`` tokens
     summed over them, and ``max_input_tokens`` per text. The engine splits inputs by the
-    first two (estimating tokens as characters / 4); the provider judges the third."""
+    first two (estimating tokens as characters / 4); the provider judges the third. So that
+    an answer stays within the transport's size limit, a request also carries no more
+    vectors than fit in it at ``bytes_per_value`` for ``max_dimensions`` values each (or the
+    request's ``dimensions``)."""
 
     max_inputs: int
     max_tokens: int
     max_input_tokens: int
+    max_dimensions: int = 3072
+    bytes_per_value: float = 24.0
 
 
 @dataclass(slots=True, frozen=True)

@@ -336,7 +336,10 @@ class OpenAIProvider:
         self.name = name
         embed: frozenset[Capability] = frozenset({"embeddings"} if embeddings else ())
         self.capabilities: frozenset[Capability] = capabilities | embed
-        self.embedding_limits: EmbeddingLimits = OPENAI_EMBEDDING_LIMITS
+        # base64 carries a float32 in 5.33 characters; JSON text in up to ~24.
+        self.embedding_limits: EmbeddingLimits = dataclasses.replace(
+            OPENAI_EMBEDDING_LIMITS, bytes_per_value=6.0 if embed_base64 else 24.0
+        )
         self._embed_base64 = embed_base64
         self.default_base_url = default_base_url
         seed_field = "seed" if seed else None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import array
 import base64
 import binascii
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -119,10 +120,9 @@ def vector_from(value: Any) -> array.array[float] | None:
     if isinstance(value, list) and all(
         isinstance(x, int | float) and not isinstance(x, bool) for x in value
     ):
-        try:
-            return array.array("f", value)
-        except OverflowError:
-            return None
+        vector = array.array("f", value)
+        # A number beyond float32 becomes infinity: an answer no embedding model gives.
+        return None if any(math.isinf(x) for x in vector) else vector
     return None
 
 
