@@ -102,13 +102,15 @@ async def test_what_the_api_refuses_is_a_400(
 
 async def test_too_many_tokens_in_one_request() -> None:
     texts = ["w " * 150] * 2048  # 307,200 words: each input fits, the sum does not
-    async with Emulator(provider="openai") as emulator:
-        async with openai.AsyncOpenAI(
+    async with (
+        Emulator(provider="openai") as emulator,
+        openai.AsyncOpenAI(
             api_key=KEY, base_url=emulator.base_url, max_retries=0, timeout=5.0
-        ) as sdk:
-            with pytest.raises(openai.BadRequestError) as caught:
-                await sdk.embeddings.create(model=MODEL, input=texts, encoding_format="float")
-            fine = await sdk.embeddings.create(model=MODEL, input=texts[:1000])
+        ) as sdk,
+    ):
+        with pytest.raises(openai.BadRequestError) as caught:
+            await sdk.embeddings.create(model=MODEL, input=texts, encoding_format="float")
+        fine = await sdk.embeddings.create(model=MODEL, input=texts[:1000])
     assert caught.value.code == "max_tokens_per_request"
     assert "max 300000 tokens per request" in caught.value.message
     assert fine.usage.total_tokens == 150_000

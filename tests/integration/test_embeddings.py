@@ -44,7 +44,10 @@ def manager_for(*emulators: Emulator, model: str = MODEL, **kwargs: object) -> L
 
 def close(got: object, want: list[float]) -> bool:
     values = list(got)  # type: ignore[call-overload]
-    return len(values) == len(want) and max(abs(a - b) for a, b in zip(values, want)) < 1e-6
+    return (
+        len(values) == len(want)
+        and max(abs(a - b) for a, b in zip(values, want, strict=True)) < 1e-6
+    )
 
 
 async def test_embed_returns_one_float32_vector_per_input_in_order(emu: Emulator) -> None:
@@ -149,7 +152,7 @@ async def test_instances_of_different_models_or_dimensions_are_a_set_up_error(
         manager.add_provider("openai", KEY, MODEL, [EMBED], base_url=emu.base_url)
         manager.add_provider("openai", KEY, "text-embedding-3-large", ["embed"],
                              base_url=emu.base_url)  # fmt: skip
-        with pytest.raises(ConfigurationError, match="not comparable.*mixed_models=True"):
+        with pytest.raises(ConfigurationError, match=r"not comparable.*mixed_models=True"):
             await manager.embed(EmbeddingRequest(["a"], task="embed"))
         failed = await manager.embed_batch(["a", "b"], task="embed")
         assert [r.error_kind for r in failed] == [None, None]  # a ConfigurationError has none
