@@ -9,8 +9,10 @@ import math
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 from flyllm import (
+    AllAttemptsFailedError,
     ConfigurationError,
     ContextLengthError,
     EmbeddingRequest,
@@ -22,7 +24,7 @@ from flyllm import (
 )
 from flyllm.emulator import Emulator
 from flyllm.emulator.embeddings import vector
-from tests.integration.conftest import VirtualTime, emulator_in_thread
+from tests.integration.conftest import ServerFactory, VirtualTime, emulator_in_thread
 
 KEY = "-".join(["sk", "embed", "integration", "4242"])
 MODEL = "text-embedding-3-small"
@@ -218,3 +220,42 @@ def test_the_sync_manager_embeds_too() -> None:
         many = manager.embed_batch(["a", "b c"], task="embed", batch_size=1)
     assert math.isclose(sum(x * x for x in one.vector), 1.0, rel_tol=1e-5)
     assert [r.usage.total_tokens for r in many] == [1, 2]
+
+
+async def test_compatible_presets_with_the_endpoint_embed_and_the_others_lack_it() -> None:
+    async with Emulator(provider="vllm") as vllm, LlmManager() as manager:
+        manager.add_provider("vllm", "", "bge-m3", [EMBED], base_url=vllm.base_url)
+        manager.add_provider("groq", KEY, "llama", [TaskDefinition("g")], base_url=vllm.base_url)
+        result = await manager.embed(EmbeddingRequest(["a b"], task="embed"))
+        with pytest.raises(NoInstanceAvailableError, match="lacks embeddings"):
+            await manager.embed(EmbeddingRequest(["a"], task="g"))
+    assert close(result.vector, vector("a b", "bge-m3"))
+    assert vllm.requests[0].path == "/v1/embeddings"
+    assert vllm.requests[0].json is not None
+    assert vllm.requests[0].json["encoding_format"] == "float"
+
+
+async def test_hooks_see_embedding_attempts(emu: Emulator) -> None:
+    events: list[tuple[str, object]] = []
+    async with manager_for(emu) as manager:
+        manager.add_hook(lambda e: events.append((e.kind, e.success)))
+        await manager.embed(EmbeddingRequest(["a"], task="embed"))
+    assert events == [("attempt_start", None), ("attempt_end", True), ("request_end", True)]
+
+
+async def test_an_answer_with_the_wrong_number_of_vectors_fails_over(
+    aiohttp_server_factory: ServerFactory,
+) -> None:
+    async def two_vectors(request: web.Request) -> web.Response:
+        data = [{"index": i, "embedding": [0.5, 0.5]} for i in range(2)]
+        return web.json_response({"data": data, "usage": {"prompt_tokens": 1}})
+
+    url = await aiohttp_server_factory(two_vectors)
+    async with Emulator(provider="openai") as good, LlmManager(strategy="round_robin") as manager:
+        manager.add_provider("openai_compatible", "", MODEL, [EMBED], base_url=url)
+        manager.add_provider("openai", KEY, MODEL, ["embed"], base_url=good.base_url)
+        result = await manager.embed(EmbeddingRequest(["one input"], task="embed"))
+        with pytest.raises(AllAttemptsFailedError, match="2 vectors for 1 inputs"):
+            manager.disable_instance(1)
+            await manager.embed(EmbeddingRequest(["one input"], task="embed"))
+    assert result.instance_id == 1 and result.attempts == 2
