@@ -259,3 +259,13 @@ async def test_an_answer_with_the_wrong_number_of_vectors_fails_over(
             manager.disable_instance(1)
             await manager.embed(EmbeddingRequest(["one input"], task="embed"))
     assert result.instance_id == 1 and result.attempts == 2
+
+
+async def test_a_request_carries_no_more_vectors_than_the_answer_size_allows(
+    emu: Emulator,
+) -> None:
+    # 200,000 bytes * 0.9 / (3072 values * 6 bytes + 64) = 9 full-size vectors a request.
+    async with manager_for(emu, max_response_bytes=200_000) as manager:
+        result = await manager.embed(EmbeddingRequest([f"t{i}" for i in range(20)], task="embed"))
+    assert len(result.vectors) == 20
+    assert [len(r.json["input"]) for r in emu.requests if r.json] == [9, 9, 2]
