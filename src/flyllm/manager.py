@@ -513,8 +513,9 @@ class LlmManager:
         try:
             try:
                 batch = self._embed_batch(inputs, task, dimensions, input_type, batch_size)
-            except FlyLLMError as exc:
-                done(Piece(0, len(inputs), None, exc, None, 0, 0.0))
+            except Exception as exc:  # a call promised not to raise: typed, per text
+                typed = exc if isinstance(exc, FlyLLMError) else unexpected_error(exc, "request")
+                done(Piece(0, len(inputs), None, typed, None, 0, 0.0))
             else:
                 if inputs:
                     concurrency = min(max_concurrency, len(inputs))
