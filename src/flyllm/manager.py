@@ -818,8 +818,9 @@ def _same_model(tiers: tuple[Tier, ...]) -> None:
     seen: dict[tuple[str, Any], LlmInstance] = {}
     for tier in tiers:
         task_dims = tier.task.parameters.get("dimensions") if tier.task else None
-        for c in tier.candidates:
-            seen.setdefault((c.model, c.parameters.get("dimensions", task_dims)), c)
+        for c in tier.candidates:  # the task's parameters win over the instance's
+            dims = c.parameters.get("dimensions") if task_dims is None else task_dims
+            seen.setdefault((c.model, dims), c)
     if len(seen) > 1:
         named = "; ".join(
             f"instance {c.id} ({c.name}): model {m!r}, dimensions {d}"

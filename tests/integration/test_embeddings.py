@@ -164,6 +164,11 @@ async def test_instances_of_different_models_or_dimensions_are_a_set_up_error(
         manager.add_provider("openai", KEY, MODEL, ["dims"], base_url=emu.base_url)
         with pytest.raises(ConfigurationError, match="dimensions 8"):
             await manager.embed(EmbeddingRequest(["a"], task="dims"))
+        sized = TaskDefinition("sized", parameters={"dimensions": 16})  # wins for both
+        manager.add_provider("openai", KEY, MODEL, [sized], base_url=emu.base_url,
+                             parameters={"dimensions": 8})  # fmt: skip
+        manager.add_provider("openai", KEY, MODEL, ["sized"], base_url=emu.base_url)
+        assert len((await manager.embed(EmbeddingRequest(["a"], task="sized"))).vector) == 16
         manager.add_provider("openai", KEY, MODEL, [TaskDefinition("any", mixed_models=True)],
                              base_url=emu.base_url)  # fmt: skip
         manager.add_provider("openai", KEY, "text-embedding-3-large", ["any"],
