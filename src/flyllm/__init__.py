@@ -48,6 +48,8 @@ from flyllm.routing.state import Booking, StateStore
 from flyllm.routing.strategies import Candidate, CandidateStats, Strategy
 from flyllm.streaming import LlmStream
 from flyllm.types import (
+    EmbeddingRequest,
+    EmbeddingResult,
     ErrorKind,
     GenerationRequest,
     Image,
@@ -95,6 +97,8 @@ __all__ = [
     "ConfigurationError",
     "ContentFilterError",
     "ContextLengthError",
+    "EmbeddingRequest",
+    "EmbeddingResult",
     "ErrorKind",
     "Event",
     "EventKind",

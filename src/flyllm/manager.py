@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from flyllm._display import mask_url
+from flyllm._embed import Batch, Piece, embed_all, per_input_results, whole_result
 from flyllm._engine import Engine
 from flyllm._images import DEFAULT_MAX_IMAGE_BYTES, needs_fetcher
 from flyllm._toolloop import ToolFunctions, run_tools
@@ -68,6 +69,8 @@ from flyllm.routing.strategies import Strategy, make_strategy
 from flyllm.streaming import LlmStream
 from flyllm.types import (
     Capability,
+    EmbeddingRequest,
+    EmbeddingResult,
     GenerationRequest,
     LlmResponse,
     Message,
@@ -201,6 +204,7 @@ class LlmManager:
         normalised = TaskDefinition(
             task.name, params, provider_params, fallback=tuple(fallback),
             fallback_on_content_filter=task.fallback_on_content_filter,
+            mixed_models=task.mixed_models,
         )  # fmt: skip
         known = self._tasks.get(task.name)
         if known is not None:
@@ -446,6 +450,117 @@ class LlmManager:
                 bar.close()
         return [r for r in results if r is not None]
 
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """Embed the request's inputs: one float32 vector each, in input order. The inputs
+        are split into requests by the instances' limits (those run concurrently, at most
+        ``max_concurrency`` at once), each routed and failed over like ``generate``. Raises
+        like ``generate``: InvalidRequestError (an empty or non-text input, a bad
+        ``dimensions``), NoInstanceAvailableError (no instance with embeddings serves the
+        task), ConfigurationError (the task's instances name different models or dimensions
+        and it does not say ``mixed_models=True``), or the first failed input's error."""
+        start = time.perf_counter()
+        inputs = _embed_inputs(request.inputs)
+        bad = next((i for i, t in enumerate(inputs) if not t), None)
+        if bad is not None:
+            raise InvalidRequestError(f"input {bad} is empty; the providers refuse empty texts")
+        batch = self._embed_batch(
+            inputs, request.task, request.dimensions, request.input_type, None
+        )
+        pieces: list[Piece] = []
+        await embed_all(self._engine, self._transport.send, batch, self.max_concurrency,
+                        pieces.append)  # fmt: skip
+        result = whole_result(pieces, len(inputs))
+        return dataclasses.replace(result, latency=time.perf_counter() - start)
+
+    async def embed_batch(
+        self,
+        texts: Iterable[str],
+        task: str | None = None,
+        batch_size: int | None = None,
+        max_concurrency: int = 16,
+        *,
+        progress: bool = False,
+        dimensions: int | None = None,
+        input_type: str | None = None,
+    ) -> list[EmbeddingResult]:
+        """Embed many texts: one EmbeddingResult per text, in input order, each with its
+        one vector (``result.vector``) and its share of its request's usage. Never raises for
+        a failure: a text that failed (empty, too long for the model, or in a request that
+        failed) has ``success=False`` and the error. Texts go at most ``batch_size`` per
+        request (default: as many as the provider's limits allow), ``max_concurrency``
+        requests at once; ``progress=True`` shows a progress bar on a terminal."""
+        texts = list(texts)
+        try:
+            positive_int("max_concurrency", max_concurrency)
+            if batch_size is not None:
+                positive_int("batch_size", batch_size)
+        except ConfigurationError as exc:
+            raise InvalidRequestError(f"bad parameter: {exc}") from None
+        results: list[EmbeddingResult | None] = [None] * len(texts)
+        bar = Progress(len(texts), label="embed") if progress else None
+        sendable = [i for i, t in enumerate(texts) if isinstance(t, str) and t]
+        inputs = [texts[i] for i in sendable]
+
+        def done(piece: Piece) -> None:  # piece indexes ``inputs``
+            for offset, result in enumerate(per_input_results(piece, inputs)):
+                results[sendable[piece.start + offset]] = result
+                if bar is not None:
+                    bar.update(result.success)
+
+        for i in sorted(set(range(len(texts))) - set(sendable)):
+            err = InvalidRequestError(f"input {i} is empty or not text")
+            results[i] = per_input_results(Piece(0, 1, None, err, None, 0, 0.0), ())[0]
+        try:
+            try:
+                batch = self._embed_batch(inputs, task, dimensions, input_type, batch_size)
+            except Exception as exc:  # a call promised not to raise: typed, per text
+                typed = exc if isinstance(exc, FlyLLMError) else unexpected_error(exc, "request")
+                done(Piece(0, len(inputs), None, typed, None, 0, 0.0))
+            else:
+                if inputs:
+                    concurrency = min(max_concurrency, len(inputs))
+                    await embed_all(self._engine, self._transport.send, batch, concurrency, done)
+        finally:
+            if bar is not None:
+                bar.close()
+        return [r for r in results if r is not None]
+
+    def _embed_batch(
+        self,
+        inputs: list[str],
+        task: str | None,
+        dimensions: int | None,
+        input_type: str | None,
+        batch_size: int | None,
+    ) -> Batch:
+        """The inputs resolved for ``embed_all``: the task's instances with embeddings (one
+        model and dimensions unless the task says ``mixed_models``) and the request limits."""
+        if dimensions is not None and (
+            not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1
+        ):
+            raise InvalidRequestError(f"dimensions must be a positive integer, got {dimensions!r}")
+        if input_type not in (None, "document", "query"):
+            raise InvalidRequestError(
+                f"input_type must be 'document' or 'query', got {input_type!r}"
+            )
+        tiers = _capable_tiers(self._tiers(task), frozenset({"embeddings"}), task)
+        _same_model(tiers)
+        params = {k: v for k, v in (("dimensions", dimensions), ("input_type", input_type))
+                  if v is not None}  # fmt: skip
+        deadline = None if self.deadline is None else self.clock() + self.deadline
+        plan = Plan((), tiers, params, {}, self.max_attempts, 0, (0, 0), deadline)
+        every = [c for tier in tiers for c in tier.candidates if c.enabled]
+        limits = [getattr(c.provider, "embedding_limits") for c in every]  # noqa: B009
+        max_inputs = min(x.max_inputs for x in limits)
+        answer_room = self._transport.max_response_bytes * 0.9  # JSON around the vectors
+        for x in limits:
+            per_vector = (dimensions or x.max_dimensions) * x.bytes_per_value + 64
+            max_inputs = min(max_inputs, max(1, int(answer_room // per_vector)))
+        max_tokens = min([x.max_tokens for x in limits] + [c.limiter.tpm or 10**12 for c in every])
+        if batch_size is not None:
+            max_inputs = min(max_inputs, batch_size)
+        return Batch(inputs, plan, max_inputs, max_tokens)
+
     async def run_tools(
         self, request: GenerationRequest, functions: ToolFunctions, *, max_steps: int = 8
     ) -> LlmResponse:
@@ -681,6 +796,42 @@ def _capable_tiers(
         every = {c.id: c for t in tiers for c in t.candidates}
         raise no_capable_instance(what, need, every.values())
     return out
+
+
+def _embed_inputs(inputs: object) -> list[str]:
+    """The request's inputs as a list of texts; InvalidRequestError otherwise."""
+    items = [inputs] if isinstance(inputs, str) else inputs
+    if not isinstance(items, list | tuple) or not items:
+        raise InvalidRequestError("inputs must be a text or a non-empty list of texts")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidRequestError(f"input {i} is {type(item).__name__}, not text")
+    return list(items)
+
+
+def _same_model(tiers: tuple[Tier, ...]) -> None:
+    """ConfigurationError when the instances that may embed for a task name different models
+    or ``dimensions`` (their vectors are not comparable), unless the task allows it."""
+    first = tiers[0].task
+    if first is not None and first.mixed_models:
+        return
+    seen: dict[tuple[str, Any], LlmInstance] = {}
+    for tier in tiers:
+        task_dims = tier.task.parameters.get("dimensions") if tier.task else None
+        for c in tier.candidates:  # the task's parameters win over the instance's
+            dims = c.parameters.get("dimensions") if task_dims is None else task_dims
+            seen.setdefault((c.model, dims), c)
+    if len(seen) > 1:
+        named = "; ".join(
+            f"instance {c.id} ({c.name}): model {m!r}, dimensions {d}"
+            for (m, d), c in list(seen.items())[:6]
+        )
+        what = f"task {first.name!r}" if first else "requests without a task"
+        raise ConfigurationError(
+            f"the instances that embed for {what} differ ({named}): vectors of different models "
+            "or dimensions are not comparable; give each model its own task, or say "
+            "TaskDefinition(..., mixed_models=True) on purpose"
+        )
 
 
 def _dry_build(impl: Provider, endpoint: Endpoint, label: str) -> None:

@@ -17,6 +17,8 @@ from flyllm._display import mask_url
 
 __all__ = [
     "Capability",
+    "EmbeddingRequest",
+    "EmbeddingResult",
     "ErrorKind",
     "FinishReason",
     "GenerationRequest",
@@ -70,10 +72,11 @@ ToolChoice = str
 """Whether and which tools the model must call: "auto" (the model decides), "none" (no tool),
 "required" (at least one tool) or the name of one offered tool (that tool)."""
 
-Capability = Literal["tools", "named_tool_choice", "structured_output", "images"]
+Capability = Literal["tools", "named_tool_choice", "structured_output", "images", "embeddings"]
 """What a request may need of an instance beyond text: "tools" (tool calling at all),
 "named_tool_choice" (forcing one named tool; Cohere cannot), "structured_output" (a
-``response_format``) and "images" (image parts in the conversation)."""
+``response_format``), "images" (image parts in the conversation) and "embeddings" (an
+embeddings endpoint: ``manager.embed``)."""
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "other"]
 """A provider's stop reason, normalised; the raw value is kept beside it."""
@@ -380,6 +383,9 @@ class TaskDefinition:
     provider_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     fallback: Sequence[str] = field(default=(), kw_only=True)
     fallback_on_content_filter: bool = field(default=False, kw_only=True)
+    mixed_models: bool = field(default=False, kw_only=True)
+    """For embeddings: let the task's instances name different models or ``dimensions``
+    (their vectors are then not comparable; without it such a task is a ConfigurationError)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -499,3 +505,44 @@ class StreamChunk:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class EmbeddingRequest:
+    """Texts to embed, optionally for a ``task``: ``inputs`` (one text or a list of them),
+    ``dimensions`` (a shorter vector, for the models that take it) and ``input_type``
+    ("document" or "query", for the providers with that notion; the others ignore it)."""
+
+    inputs: Sequence[str] | str
+    task: str | None = None
+    dimensions: int | None = None
+    input_type: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class EmbeddingResult:
+    """Vectors for a request's inputs, in input order: each an ``array.array("f")`` of
+    float32 (what the providers compute; ``numpy.frombuffer(v, numpy.float32)`` reads one
+    without a copy). ``usage`` counts the input tokens; ``instance_id``, ``provider`` and
+    ``model`` name the instance that answered (the last one when the inputs took several
+    requests). A batch item that failed has ``success=False``, ``error``, ``error_kind`` and
+    ``exception``, as LlmResponse."""
+
+    vectors: Sequence[Sequence[float]]
+    success: bool = True
+    usage: Usage = field(default_factory=Usage)
+    instance_id: int | None = None
+    provider: str | None = None
+    model: str | None = None
+    latency: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def vector(self) -> Sequence[float]:
+        """The one vector of a single-input result (``embed_batch`` gives one per text)."""
+        if len(self.vectors) != 1:
+            raise ValueError(f"this result has {len(self.vectors)} vectors, not one")
+        return self.vectors[0]

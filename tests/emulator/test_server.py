@@ -67,7 +67,7 @@ async def test_counters_per_route_key_model_and_status(session: aiohttp.ClientSe
         for key in ("a", "a", "b", "zzz"):
             await post(session, target, body, {"Authorization": f"Bearer {key}"})
         await post(session, target, body)
-        await post(session, emu.url + "/v1/embeddings", body, {"Authorization": "Bearer a"})
+        await post(session, emu.url + "/v1/completions", body, {"Authorization": "Bearer a"})
         stats = emu.stats()
         assert stats["requests"] == 6
         assert stats["by_route"] == {"/v1/chat/completions": 5, "unknown": 1}

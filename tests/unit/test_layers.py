@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("I/O", ("flyllm._transport", "flyllm._images")),
     ("observability", ("flyllm.observe",)),
     ("routing", ("flyllm.routing", "flyllm._toolplan")),
-    ("engine", ("flyllm._engine",)),
+    ("engine", ("flyllm._engine", "flyllm._embed")),
     (
         "API",
         (

@@ -31,6 +31,7 @@ EXPECTED = {
     "StateStore", "SyncStream",
     "Tool", "ToolCall", "ToolCallDelta", "ToolLoopError", "UnsupportedFeatureError",
     "Image", "JsonSchema", "StructuredOutputError",
+    "EmbeddingRequest", "EmbeddingResult",
     "__version__", "use_logging",
 }  # fmt: skip
 

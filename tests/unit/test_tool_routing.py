@@ -52,7 +52,7 @@ def two(first: list[Capability] | None, second: list[Capability] | None = None) 
 
 def test_capabilities_default_to_the_providers_and_show_in_instance_info() -> None:
     manager = two(None, [])
-    assert [i.capabilities for i in manager.instances()] == [ALL, frozenset()]
+    assert [i.capabilities for i in manager.instances()] == [ALL | {"embeddings"}, frozenset()]
     narrowed = two(["tools"])
     assert narrowed.instances()[0].capabilities == frozenset({"tools"})
 
@@ -152,7 +152,7 @@ async def test_an_unsupported_answer_is_learned_logged_once_and_fails_over(
             await manager.generate(TOOLS)  # instance 0 is no candidate now
         await manager.generate(PLAIN)  # text still goes there
     assert [s.instance_id for s in script.sent] == [0, 1, 1, 0]
-    assert manager.instances()[0].capabilities == ALL - {"tools"}
+    assert manager.instances()[0].capabilities == (ALL | {"embeddings"}) - {"tools"}
     learned = [r.getMessage() for r in caplog.records if "cannot do" in r.getMessage()]
     assert learned == [
         "instance 0 (openai/m0#0) cannot do 'tools', the provider said: requests that need it "

@@ -20,7 +20,15 @@ from flyllm.observe.events import Hook
 from flyllm.routing.instance import InstanceHealth, InstanceInfo
 from flyllm.routing.strategies import Strategy
 from flyllm.streaming import LlmStream
-from flyllm.types import GenerationRequest, LlmResponse, ProviderType, StreamChunk, TaskDefinition
+from flyllm.types import (
+    EmbeddingRequest,
+    EmbeddingResult,
+    GenerationRequest,
+    LlmResponse,
+    ProviderType,
+    StreamChunk,
+    TaskDefinition,
+)
 from flyllm.usage import InstanceUsage
 
 if TYPE_CHECKING:
@@ -118,6 +126,24 @@ class SyncLlmManager:
         """See LlmManager.batch_generate."""
         batch = list(requests)
         return self._call(self.manager.batch_generate(batch, max_concurrency, progress=progress))
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResult:
+        """See LlmManager.embed (raises on failure)."""
+        return self._call(self.manager.embed(request))
+
+    def embed_batch(
+        self,
+        texts: Iterable[str],
+        task: str | None = None,
+        batch_size: int | None = None,
+        max_concurrency: int = 16,
+        **kwargs: Any,
+    ) -> list[EmbeddingResult]:
+        """See LlmManager.embed_batch (one result per text, never raises for a failure)."""
+        batch = list(texts)
+        return self._call(
+            self.manager.embed_batch(batch, task, batch_size, max_concurrency, **kwargs)
+        )
 
     def run_tools(
         self, request: GenerationRequest, functions: ToolFunctions, *, max_steps: int = 8

@@ -323,7 +323,7 @@ class Emulator:
             isinstance(outcome, Answer)
             and outcome.status == 200
             and route is not None
-            and route.listing
+            and (route.listing or route.embed)  # a whole answer faults may spoil
         )
         if isinstance(outcome, Conversation) or listed:
             fault = self._plan.draw()
@@ -358,6 +358,8 @@ class Emulator:
             return dialect.list_models(route, request.query, rid)
         if body is None:
             return dialect.malformed_json(rid)
+        if route.embed:
+            return dialect.embed(route, body, self._context_window, rid)
         conv = dialect.parse(route, body, request.headers, rid)
         if isinstance(conv, Conversation) and not dialect.known_model(conv.model):
             return dialect.unknown_model(conv.model, route, rid)

@@ -151,6 +151,8 @@ class Route:
     sse: bool = True
     version: str = ""
     listing: bool = False
+    embed: bool = False
+    """The embeddings endpoint (answered whole by ``Dialect.embed``)."""
 
 
 def chat_route(method: str, path: str, chat: str, models: str) -> Route | None:
@@ -326,6 +328,14 @@ class Dialect(ABC):
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """The models endpoint's answer (``route.listing``): one page of the listed models, or
         the provider's 400 for a bad paging parameter. Auth and headers are checked before."""
+
+    def embed(
+        self, route: Route, body: dict[str, Any], input_limit: int | None, rid: str
+    ) -> Answer:
+        """The embeddings endpoint's answer (``route.embed``): the vectors, or the provider's
+        400 (``input_limit``: the tokens one input may have, when the emulator sets one).
+        Auth and headers are checked before; dialects with the endpoint override this."""
+        return self.not_found("POST", route.label, rid)
 
     @abstractmethod
     def unknown_model(self, model: str, route: Route, rid: str) -> Answer:

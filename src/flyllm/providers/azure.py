@@ -29,6 +29,10 @@ Tools are sent as OpenAI's. Dated api-versions took ``tools`` from 2023-12-01-pr
 ones: UnsupportedFeatureError before sending) and ``parallel_tool_calls`` from
 2024-07-01-preview (older ones: left out with a note; the model's default applies).
 
+Embeddings go to the same addressing with ``/embeddings`` for ``/chat/completions``
+(``{endpoint}/openai/deployments/{deployment}/embeddings?api-version=...`` or
+``{endpoint}/openai/v1/embeddings``), in OpenAI's shape (:mod:`flyllm.providers.openai_embed`).
+
 Structured output and images are sent as OpenAI's (:mod:`flyllm.providers.chat_output`).
 Dated api-versions took image parts and ``json_object`` from 2023-12-01-preview and
 ``json_schema`` from 2024-08-01-preview: an older version is UnsupportedFeatureError
@@ -153,6 +157,8 @@ class AzureOpenAIProvider(OpenAIProvider):
             default_base_url=AZURE_BASE_URL,
             max_tokens_field="max_tokens",
             max_stop=4,
+            embeddings=True,
+            embed_base64=True,
             clock=clock,
         )
         self._v1_dialect = ChatDialect("azure", "max_completion_tokens", 2.0, 4, "seed")
@@ -192,6 +198,15 @@ class AzureOpenAIProvider(OpenAIProvider):
             left_out("parallel_tool_calls", self.name, notes, f"is not in api-version {version}")
         headers = json_headers(endpoint, stream, azure_auth)
         return HttpRequest("POST", target.url, headers, dumps(body), tuple(notes))
+
+    def embed_url(self, endpoint: Endpoint) -> str:
+        """The chat URL's addressing with ``/embeddings`` for ``/chat/completions``."""
+        head, _, query = azure_target(endpoint).url.rpartition("/chat/completions")
+        return f"{head}/embeddings{query}"
+
+    def embed_headers(self, endpoint: Endpoint) -> dict[str, str]:
+        """``api-key`` and JSON."""
+        return json_headers(endpoint, False, azure_auth)
 
     def rate_limit_hint(
         self, headers: Mapping[str, str], etype: str | None, message: str

@@ -33,6 +33,9 @@ __all__ = [
     "NON_SSE_LINE",
     "Completion",
     "Delta",
+    "EmbeddingLimits",
+    "EmbeddingProvider",
+    "Embeddings",
     "Endpoint",
     "HttpRequest",
     "HttpResponse",
@@ -125,6 +128,33 @@ class Completion:
 
 
 @dataclass(slots=True, frozen=True)
+class Embeddings:
+    """A provider's embeddings answer translated: one float32 vector per input, in input
+    order, and the usage (input tokens)."""
+
+    vectors: tuple[Sequence[float], ...]
+    usage: Usage
+    model: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class EmbeddingLimits:
+    """What one embeddings request may carry: ``max_inputs`` texts, ``max_tokens`` tokens
+    summed over them, and ``max_input_tokens`` per text. The engine splits inputs by the
+    first two (estimating tokens as characters / 4); the provider judges the third. So that
+    an answer stays within the transport's size limit, a request also carries no more
+    vectors than fit in it at ``bytes_per_value`` for ``max_dimensions`` values each (or the
+    request's ``dimensions``)."""
+
+    max_inputs: int
+    max_tokens: int
+    max_input_tokens: int
+    max_dimensions: int = 3072
+    bytes_per_value: float = 24.0
+
+
+@dataclass(slots=True, frozen=True)
 class Delta:
     """What one stream event adds when it is more than text: its ``text`` (may be '') and
     the ``tool_calls`` pieces, in the canonical order (see ToolCallDelta)."""
@@ -203,6 +233,27 @@ class Provider(Protocol):
     def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A fresh parser for one streamed answer (redacting the ``endpoint``'s secrets from
         every event)."""
+        ...
+
+
+class EmbeddingProvider(Provider, Protocol):
+    """A provider that also embeds (it declares the "embeddings" capability): the pure
+    translation of an embeddings request and answer, and its limits as data. Errors are
+    classified by the provider's ``classify_error``."""
+
+    embedding_limits: EmbeddingLimits
+
+    def build_embed(
+        self, endpoint: Endpoint, inputs: Sequence[str], params: Mapping[str, Any]
+    ) -> HttpRequest:
+        """The HTTP request embedding ``inputs`` with the merged parameters (``dimensions``,
+        ``input_type`` and provider extras). InvalidRequestError for a parameter the model
+        cannot take, before anything is sent."""
+        ...
+
+    def parse_embed(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Embeddings:
+        """The vectors in a 2xx answer (as many as inputs were sent, in their order); the
+        classified ProviderError otherwise (a too-large request is a ContextLengthError)."""
         ...
 
 

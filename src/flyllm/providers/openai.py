@@ -34,6 +34,10 @@ json_schema with :func:`output_schema`'s strict conversion, json_object with a J
 instruction; ``image_url`` parts, PNG/JPEG/WEBP/still GIF up to 20 MB, 500 a request). Their
 "not supported" answers raise UnsupportedFeatureError with "structured_output" or "images".
 
+Embeddings (``POST {base}/embeddings``): see :mod:`flyllm.providers.openai_embed`; offered
+by the instances built with ``embeddings=True`` (OpenAI, openai_compatible and the presets
+whose service has the endpoint).
+
 Errors: 400/413/422 bad request (``context_length_exceeded`` -> ContextLengthError), 401
 authentication, 403 permission, 404 not found, 408 timeout, 409 server (retryable), 429 rate
 limit (``insufficient_quota`` -> QuotaError), 503 (or any 5xx saying "overloaded"/"slow
@@ -96,6 +100,8 @@ from flyllm.providers._tools import unsupported_tools_message
 from flyllm.providers.base import (
     ALL_CAPABILITIES,
     Completion,
+    EmbeddingLimits,
+    Embeddings,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -126,6 +132,11 @@ from flyllm.providers.chat_stream import (
     chat_usage,
     content_text,
     tool_finish,
+)
+from flyllm.providers.openai_embed import (
+    OPENAI_EMBEDDING_LIMITS,
+    embed_body,
+    parse_embeddings,
 )
 from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
@@ -320,10 +331,18 @@ class OpenAIProvider:
         require_done: bool = True,
         capabilities: frozenset[Capability] = ALL_CAPABILITIES,
         json_schema: bool = True,
+        embeddings: bool = False,
+        embed_base64: bool = False,
         clock: Clock = time.time,
     ) -> None:
         self.name = name
-        self.capabilities = capabilities
+        embed: frozenset[Capability] = frozenset({"embeddings"} if embeddings else ())
+        self.capabilities: frozenset[Capability] = capabilities | embed
+        # base64 carries a float32 in 5.33 characters; JSON text in up to ~24.
+        self.embedding_limits: EmbeddingLimits = dataclasses.replace(
+            OPENAI_EMBEDDING_LIMITS, bytes_per_value=6.0 if embed_base64 else 24.0
+        )
+        self._embed_base64 = embed_base64
         self.default_base_url = default_base_url
         seed_field = "seed" if seed else None
         self._dialect = ChatDialect(name, max_tokens_field, 2.0, max_stop, seed_field, top_k, stop)
@@ -345,6 +364,7 @@ class OpenAIProvider:
             default_base_url="",
             max_tokens_field="max_tokens",
             max_stop=None,
+            embeddings=True,
             clock=clock,
         )
 
@@ -413,6 +433,36 @@ class OpenAIProvider:
             chat_tools(body, tools)
         chat_params(body, params, dialect or self._dialect, notes)
         return body
+
+    def build_embed(
+        self, endpoint: Endpoint, inputs: Sequence[str], params: Mapping[str, Any]
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/embeddings`` for these inputs."""
+        self._require(True, "embeddings", "embeddings endpoint")
+        notes: list[str] = []
+        body = embed_body(endpoint.model, inputs, params, provider=self.name,
+                          base64_wire=self._embed_base64, notes=notes)  # fmt: skip
+        return HttpRequest(
+            "POST", self.embed_url(endpoint), self.embed_headers(endpoint), body, tuple(notes)
+        )
+
+    def embed_url(self, endpoint: Endpoint) -> str:
+        """Where an instance's embeddings requests go."""
+        base_url = endpoint.base_url or self.default_base_url
+        if not base_url:
+            raise ConfigurationError(f"{self.name} instances need a base_url")
+        return join_url(base_url, "/embeddings")
+
+    def embed_headers(self, endpoint: Endpoint) -> dict[str, str]:
+        """The headers of an embeddings request (the key's, JSON)."""
+        return bearer_headers(endpoint, False)
+
+    def parse_embed(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Embeddings:
+        """The Embeddings in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        return parse_embeddings(response, self.name, response.headers.get(self.request_id_header))
 
     def _require(self, needed: bool, feature: Capability, what: str) -> None:
         """UnsupportedFeatureError before sending when the request needs ``feature`` and the
@@ -572,7 +622,7 @@ def _error_class(
 ) -> type[ProviderError]:
     lowered = message.lower()
     if 400 <= status < 500 and (
-        code == "context_length_exceeded"
+        code in ("context_length_exceeded", "max_tokens_per_request")  # the latter: embeddings
         or "maximum context length" in lowered
         or "context length exceeded" in lowered
     ):
@@ -658,7 +708,7 @@ OPENAI_RATE_LIMITS = RateLimitHeaders(
 
 SPEC = ProviderSpec(
     ProviderType.OPENAI,
-    OpenAIProvider(),
+    OpenAIProvider(embeddings=True, embed_base64=True),
     bearer_auth,
     OPENAI_MODELS,
     base_url_env="OPENAI_BASE_URL",

@@ -32,6 +32,9 @@ Tool calling is OpenAI's on every service but perplexity, whose API has none: it
 ``capabilities`` leave out "tools", so requests with tools go elsewhere (and are refused before
 sending if one reaches it).
 
+Embeddings (OpenAI's ``/embeddings``, floats on the wire) on together, fireworks, lmstudio and
+vllm (and openai_compatible); groq, perplexity, deepseek and openrouter lack the capability.
+
 Structured output and images are OpenAI's shapes on every service (``response_format``
 json_schema / json_object, ``image_url`` parts), with two exceptions: deepseek's
 ``response_format`` takes only ``json_object`` (a schema request asks for the schema in a
@@ -69,7 +72,8 @@ class Preset:
     other names the service answers to; ``key_env`` where the CLI finds its key (default
     ``<NAME>_API_KEY``); ``capabilities`` what its API can do (all but "tools" for a service
     without tool calling); ``json_schema`` False for a service whose ``response_format`` takes
-    only ``json_object`` (a schema is then asked for in words, and the answer validated).
+    only ``json_object`` (a schema is then asked for in words, and the answer validated);
+    ``embeddings`` True for a service with OpenAI's ``/embeddings`` endpoint.
     """
 
     kind: ProviderType
@@ -86,6 +90,7 @@ class Preset:
     key_env: tuple[str, ...] = ()
     capabilities: frozenset[Capability] = ALL_CAPABILITIES
     json_schema: bool = True
+    embeddings: bool = False
 
     @property
     def name(self) -> str:
@@ -106,6 +111,7 @@ class Preset:
             require_done=self.require_done,
             capabilities=self.capabilities,
             json_schema=self.json_schema,
+            embeddings=self.embeddings,
             clock=clock,
         )
 
@@ -132,7 +138,11 @@ PRESETS: tuple[Preset, ...] = (
         max_stop=4,
     ),
     Preset(
-        ProviderType.TOGETHER, "https://api.together.xyz/v1", top_k=True, aliases=("togetherai",)
+        ProviderType.TOGETHER,
+        "https://api.together.xyz/v1",
+        top_k=True,
+        aliases=("togetherai",),
+        embeddings=True,
     ),
     Preset(
         ProviderType.PERPLEXITY,
@@ -159,6 +169,7 @@ PRESETS: tuple[Preset, ...] = (
         "https://api.fireworks.ai/inference/v1",
         top_k=True,
         aliases=("fireworks_ai",),
+        embeddings=True,
     ),
     Preset(
         ProviderType.LMSTUDIO,
@@ -167,6 +178,7 @@ PRESETS: tuple[Preset, ...] = (
         stream_usage=True,
         key_required=False,
         aliases=("lm_studio", "lm-studio"),
+        embeddings=True,
     ),
     Preset(
         ProviderType.VLLM,
@@ -174,6 +186,7 @@ PRESETS: tuple[Preset, ...] = (
         top_k=True,
         stream_usage=True,
         key_required=False,
+        embeddings=True,
     ),
 )
 """Every OpenAI-compatible service flyllm knows by name."""

@@ -31,6 +31,8 @@ __all__ = ["AzureDialect"]
 
 _DEPLOYMENT = re.compile(r"/openai/deployments/([^/]+)/chat/completions")
 V1_ROUTE = "/openai/v1/chat/completions"
+V1_EMBED_ROUTE = "/openai/v1/embeddings"
+_EMBED_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]+)/embeddings")
 MODELS_ROUTE = "/openai/models"
 V1_MODELS_ROUTE = "/openai/v1/models"
 _DATED = re.compile(r"\d{4}-\d{2}-\d{2}(-preview)?")
@@ -119,6 +121,12 @@ class AzureDialect(OpenAIDialect):
             return None
         if path == V1_ROUTE:
             return Route("v1", version=query.get("api-version", "v1"))
+        if path == V1_EMBED_ROUTE:
+            return Route("v1", version=query.get("api-version", "v1"), embed=True)
+        embed = _EMBED_DEPLOYMENT.fullmatch(path)
+        if embed is not None and "api-version" in query:
+            return Route("deployments", model=embed.group(1), version=query["api-version"],
+                         embed=True)  # fmt: skip
         found = _DEPLOYMENT.fullmatch(path)
         if found is None or "api-version" not in query:
             return None  # Azure answers a missing api-version with 404 Resource not found
@@ -175,6 +183,19 @@ class AzureDialect(OpenAIDialect):
             body = {**body, "model": route.model or ""}
         plain = {k: v for k, v in body.items() if k in KNOWN_FIELDS}
         return super().parse(route, plain, headers, rid)
+
+    def embed(
+        self, route: Route, body: dict[str, Any], input_limit: int | None, rid: str
+    ) -> Answer:
+        """OpenAI's embeddings behind Azure's addressing (the deployment names the model)."""
+        dated = route.label == "deployments"
+        if (dated and not _DATED.fullmatch(route.version)) or (
+            not dated and route.version not in V1_VERSIONS
+        ):
+            return azure_error(400, "BadRequest", "API version not supported")
+        if dated:
+            body = {**body, "model": route.model or ""}
+        return super().embed(route, body, input_limit, rid)
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """Every model the resource can use, at once: Azure's ModelList on the dated surface,

@@ -61,7 +61,8 @@ class Flavour:
     stream carries usage (one of :data:`USAGE_MODES`); ``done`` whether it ends with
     ``data: [DONE]``; ``key_optional`` whether requests without a key are served; ``max_stop``
     the stop-sequence limit; ``rejected`` fields answered with a 400; ``quota_status`` the
-    status of a spent balance."""
+    status of a spent balance; ``embeddings`` whether it serves ``{prefix}/embeddings`` (in
+    OpenAI's shape)."""
 
     name: str
     prefix: str
@@ -71,6 +72,7 @@ class Flavour:
     max_stop: int | None = None
     rejected: frozenset[str] = frozenset()
     quota_status: int = 429
+    embeddings: bool = False
 
 
 FLAVOURS: dict[str, Flavour] = {
@@ -83,7 +85,7 @@ FLAVOURS: dict[str, Flavour] = {
             max_stop=4,
             rejected=frozenset({"logprobs", "logit_bias", "top_logprobs"}),
         ),
-        Flavour("together", "/v1", "finish_chunk"),
+        Flavour("together", "/v1", "finish_chunk", embeddings=True),
         Flavour(
             "perplexity",
             "",
@@ -93,9 +95,9 @@ FLAVOURS: dict[str, Flavour] = {
         ),
         Flavour("deepseek", "", "stream_options", max_stop=16, quota_status=402),
         Flavour("openrouter", "/api/v1", "final_chunk", quota_status=402),
-        Flavour("fireworks", "/inference/v1", "finish_chunk"),
-        Flavour("lmstudio", "/v1", "stream_options", key_optional=True),
-        Flavour("vllm", "/v1", "stream_options", key_optional=True),
+        Flavour("fireworks", "/inference/v1", "finish_chunk", embeddings=True),
+        Flavour("lmstudio", "/v1", "stream_options", key_optional=True, embeddings=True),
+        Flavour("vllm", "/v1", "stream_options", key_optional=True, embeddings=True),
     )
 }
 
@@ -116,9 +118,16 @@ class CompatDialect(OpenAIDialect):
         return root + self.flavour.prefix
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """``POST {prefix}/chat/completions`` and ``GET {prefix}/models``."""
+        """``POST {prefix}/chat/completions``, ``GET {prefix}/models`` and, for the services
+        that have it, ``POST {prefix}/embeddings``."""
         if method == "GET" and path == self.flavour.prefix + "/models":
             return Route(path, listing=True)
+        if (
+            self.flavour.embeddings
+            and method == "POST"
+            and path == self.flavour.prefix + "/embeddings"
+        ):
+            return Route(path, embed=True)
         return Route(self._route) if method == "POST" and path == self._route else None
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:

@@ -9,6 +9,11 @@ call id (the API's two 400s otherwise). Calls are answered with ``call_`` ids, `
 and finish ``tool_calls``; streams send a call's id and name first, then its arguments in
 several fragments keyed by ``index``.
 
+Embeddings (``POST /v1/embeddings``): ``input`` a text, a list of texts or token arrays (at
+most 2048, none empty, each within the model's 8192 tokens and 300,000 summed), ``dimensions``
+(text-embedding-3 only), ``encoding_format`` float or base64; vectors from
+:mod:`flyllm.emulator.embeddings`, usage = words.
+
 ``response_format`` and ``image_url`` parts as :mod:`flyllm.emulator.dialects.chat_output`
 reads them (OpenAI's rules and 400s).
 """
@@ -34,8 +39,9 @@ from flyllm.emulator.dialects.chat_tools import (
     read_tool_turns,
     read_tools,
 )
+from flyllm.emulator.embeddings import as_base64, vector
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply
+from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.wire import (
     Answer,
     Bucket,
@@ -55,6 +61,15 @@ from flyllm.emulator.wire import (
 __all__ = ["OpenAIDialect", "ToolTurns", "read_tool_turns", "read_tools"]
 
 ROUTE = "/v1/chat/completions"
+EMBED_ROUTE = "/v1/embeddings"
+EMBED_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user"})
+MAX_INPUTS = 2048
+MAX_INPUT_TOKENS = 8192
+MAX_REQUEST_TOKENS = 300_000
+BAD_INPUT = (
+    "'$.input' is invalid. Please check the API reference: "
+    "https://platform.openai.com/docs/api-reference."
+)
 MODELS_ROUTE = "/v1/models"
 CONTEXT_WINDOW = 128_000
 _KNOWN_FIELDS = """
@@ -137,8 +152,39 @@ class OpenAIDialect(Dialect):
         return root + "/v1"
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """``POST /v1/chat/completions`` and ``GET /v1/models``."""
+        """``POST /v1/chat/completions``, ``POST /v1/embeddings`` and ``GET /v1/models``."""
+        if method == "POST" and path == EMBED_ROUTE:
+            return Route(EMBED_ROUTE, embed=True)
         return chat_route(method, path, ROUTE, MODELS_ROUTE)
+
+    def embed(
+        self, route: Route, body: dict[str, Any], input_limit: int | None, rid: str
+    ) -> Answer:
+        """The embeddings list, or OpenAI's 400 for what the API refuses."""
+        unknown = sorted(set(body) - EMBED_FIELDS)
+        if unknown:
+            return invalid(f"Unrecognized request argument supplied: {unknown[0]}")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return invalid("you must provide a model parameter")
+        if not self.known_model(model):
+            return self.unknown_model(model, route, rid)
+        texts = _embed_inputs(body.get("input"))
+        if isinstance(texts, Answer):
+            return texts
+        dims = body.get("dimensions")
+        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
+            return invalid("Invalid 'dimensions': expected a positive integer.", "dimensions")
+        if dims is not None and not model.startswith("text-embedding-3"):
+            return invalid("This model does not support specifying dimensions.", "dimensions")
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            return invalid(
+                f"Invalid value: {encoding!r}. Supported values are: 'float' and 'base64'.",
+                "encoding_format",
+                "invalid_value",
+            )
+        return _embeddings(model, texts, dims, encoding == "base64", input_limit)
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """``{"object": "list", "data": [{"id", "object", "created", "owned_by"}]}``, every
@@ -430,3 +476,68 @@ def _stops(stop: Any) -> tuple[str, ...] | Answer:
             "array_above_max_length",
         )
     return tuple(stop)
+
+
+def _embed_inputs(raw: Any) -> list[str] | Answer:
+    """The inputs as texts (a token array stands for one word a token), or OpenAI's 400."""
+    if raw is None:
+        return invalid(
+            "Missing required parameter: 'input'.", "input", "missing_required_parameter"
+        )
+    items = [raw] if isinstance(raw, str) or _tokens(raw) else raw
+    if not isinstance(items, list) or not items:
+        return invalid(BAD_INPUT)
+    if len(items) > MAX_INPUTS:
+        return invalid(
+            "Invalid 'input': array too long. Expected an array with maximum length "
+            f"{MAX_INPUTS}, but got an array with length {len(items)} instead.",
+            "input",
+            "array_above_max_length",
+        )
+    texts = []
+    for item in items:
+        if _tokens(item) and item:
+            texts.append(" ".join(f"t{t}" for t in item))
+        elif isinstance(item, str) and item:
+            texts.append(item)
+        else:
+            return invalid(BAD_INPUT)
+    return texts
+
+
+def _tokens(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+        and bool(value)
+    )
+
+
+def _embeddings(
+    model: str, texts: list[str], dims: int | None, b64: bool, input_limit: int | None
+) -> Answer:
+    limit = input_limit or MAX_INPUT_TOKENS
+    counts = [count_words(t) for t in texts]
+    for n in counts:
+        if n > limit:
+            return invalid(
+                f"This model's maximum context length is {limit} tokens, however you "
+                f"requested {n} tokens ({n} in your prompt; 0 for the completion). Please "
+                "reduce your prompt; or completion length."
+            )
+    total = sum(counts)
+    if total > MAX_REQUEST_TOKENS:
+        return error(
+            400,
+            f"Requested {total} tokens, max {MAX_REQUEST_TOKENS} tokens per request",
+            "max_tokens_per_request",
+            "input",
+            "max_tokens_per_request",
+        )
+    data = []
+    for i, text in enumerate(texts):
+        values = vector(text, model, dims)
+        data.append({"object": "embedding", "index": i,
+                     "embedding": as_base64(values) if b64 else values})  # fmt: skip
+    usage = {"prompt_tokens": total, "total_tokens": total}
+    return Answer(200, dumps({"object": "list", "data": data, "model": model, "usage": usage}))

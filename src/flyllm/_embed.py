@@ -1,0 +1,290 @@
+"""The embeddings driver: inputs split into requests, each request driven through the same
+attempt loop as generation (routing, failover, breaker, limits, hooks, usage per instance and
+task).
+
+Inputs are packed in order into requests that fit the candidates' limits: the smallest
+``max_inputs`` and ``max_tokens`` of their providers (``EmbeddingLimits``), the smallest
+tokens-per-minute limit, and the caller's ``batch_size``; tokens are estimated as
+characters / 4 + 1 per input. An embedding task's instances share one model (the manager
+checks it), so these are the chosen instance's limits. A request the provider refuses as too
+large (ContextLengthError: one input over the model's limit, or too many tokens in total) is
+split in half and each half retried; a single input refused so is that input's own error.
+Other failures fail the inputs of that request only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from flyllm._wire import HttpRequest, HttpResponse, Timeouts
+from flyllm.errors import (
+    ContextLengthError,
+    FlyLLMError,
+    InvalidRequestError,
+    MalformedResponseError,
+    ProviderError,
+)
+from flyllm.providers.base import EmbeddingProvider, Embeddings
+from flyllm.routing.attempts import Attempt, AttemptEngine, AttemptLoop, Plan, unexpected_error
+from flyllm.routing.instance import LlmInstance
+from flyllm.types import EmbeddingResult, Usage
+
+__all__ = [
+    "Batch",
+    "Piece",
+    "Send",
+    "embed_all",
+    "input_tokens",
+    "pack",
+    "per_input_results",
+    "whole_result",
+]
+
+Send = Callable[[HttpRequest, Timeouts], Awaitable[HttpResponse]]
+"""The transport's send."""
+
+
+def input_tokens(text: str) -> int:
+    """The token estimate of one input: characters / 4, plus one."""
+    return len(text) // 4 + 1
+
+
+@dataclass(slots=True, frozen=True)
+class Piece:
+    """The outcome of one request (or of one input refused alone): the inputs ``start`` to
+    ``stop`` of the batch, their ``embeddings`` or the ``error``, the instance that answered,
+    the attempts made and the seconds it took."""
+
+    start: int
+    stop: int
+    embeddings: Embeddings | None
+    error: FlyLLMError | None
+    instance: LlmInstance | None
+    attempts: int
+    latency: float
+
+
+@dataclass(slots=True, frozen=True)
+class Batch:
+    """The inputs and how to send them: ``plan`` the resolved request (its tiers, parameters,
+    attempts; its tokens are set per request), ``max_inputs`` and ``max_tokens`` per
+    request."""
+
+    inputs: Sequence[str]
+    plan: Plan
+    max_inputs: int
+    max_tokens: int
+
+
+def pack(inputs: Sequence[str], max_inputs: int, max_tokens: int) -> Iterator[range]:
+    """Consecutive ranges of ``inputs``, each within ``max_inputs`` and ``max_tokens`` (an
+    input larger than ``max_tokens`` alone goes in a range of its own)."""
+    start, tokens = 0, 0
+    for i, text in enumerate(inputs):
+        cost = input_tokens(text)
+        if i > start and (i - start >= max_inputs or tokens + cost > max_tokens):
+            yield range(start, i)
+            start, tokens = i, 0
+        tokens += cost
+    if start < len(inputs):
+        yield range(start, len(inputs))
+
+
+async def embed_all(
+    engine: AttemptEngine,
+    send: Send,
+    batch: Batch,
+    concurrency: int,
+    done: Callable[[Piece], None],
+) -> None:
+    """Embed every input of ``batch``, at most ``concurrency`` requests at once; ``done`` is
+    called with each piece as it ends (in no particular order). Raises only when the caller
+    leaves."""
+    ranges = pack(batch.inputs, batch.max_inputs, batch.max_tokens)
+
+    async def worker() -> None:
+        for r in ranges:
+            await _embed_range(engine, send, batch, r.start, r.stop, done)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+
+
+async def _embed_range(
+    engine: AttemptEngine,
+    send: Send,
+    batch: Batch,
+    start: int,
+    stop: int,
+    done: Callable[[Piece], None],
+) -> None:
+    """One request for inputs ``start:stop``; halves of it again when it is too large."""
+    began = time.perf_counter()
+    inputs = batch.inputs[start:stop]
+    tokens = sum(input_tokens(t) for t in inputs)
+    plan = dataclasses.replace(batch.plan, tokens=tokens, estimate=(tokens, 0))
+    loop = AttemptLoop(engine, plan)
+    try:
+        embeddings, instance = await _drive(loop, send, inputs, began)
+    except ContextLengthError as err:
+        if stop - start > 1:  # too large: each half again
+            middle = (start + stop) // 2
+            await _embed_range(engine, send, batch, start, middle, done)
+            await _embed_range(engine, send, batch, middle, stop, done)
+            return
+        done(Piece(start, stop, None, err, None, loop.attempts, time.perf_counter() - began))
+        return
+    except FlyLLMError as err:
+        done(Piece(start, stop, None, err, None, loop.attempts, time.perf_counter() - began))
+        return
+    latency = time.perf_counter() - began
+    done(Piece(start, stop, embeddings, None, instance, loop.attempts, latency))
+
+
+async def _drive(
+    loop: AttemptLoop, send: Send, inputs: Sequence[str], began: float
+) -> tuple[Embeddings, LlmInstance]:
+    """Attempt after attempt until one answers or the loop gives up (raising the typed
+    error); each outcome recorded once, the request's end reported once."""
+    try:
+        while not isinstance(attempt := await loop.next(), FlyLLMError):
+            try:
+                embeddings, headers = await _attempt(attempt, send, inputs)
+            except ProviderError as err:
+                if loop.failed(attempt, err):
+                    continue
+                raise
+            except FlyLLMError:  # e.g. a parameter the model cannot take
+                loop.abandoned(attempt)
+                raise
+            loop.succeeded(attempt, embeddings.usage, headers)
+            loop.finish(True, None, time.perf_counter() - began)
+            return embeddings, attempt.instance
+        raise attempt
+    except FlyLLMError as err:
+        loop.failed_response(err, began)
+        raise
+    except Exception as exc:  # nothing may escape the typed tree
+        typed = loop.crashed(exc)
+        loop.failed_response(typed, began)
+        raise typed from exc
+    except BaseException:
+        loop.cancelled(began)
+        raise
+
+
+async def _attempt(
+    attempt: Attempt, send: Send, inputs: Sequence[str]
+) -> tuple[Embeddings, dict[str, str]]:
+    """Build, send and parse one embeddings attempt; raises only FlyLLMErrors."""
+    instance = attempt.instance
+    provider = cast(EmbeddingProvider, instance.provider)
+    try:
+        request = provider.build_embed(instance.endpoint, inputs, attempt.params)
+    except FlyLLMError as err:
+        if type(err) is InvalidRequestError:  # say which instance cannot take it
+            raise InvalidRequestError(f"instance {instance.id} ({instance.name}): {err}") from err
+        raise
+    except Exception as exc:
+        raise unexpected_error(exc, "build", None, instance) from exc
+    if request.notes:
+        instance.note_once(request.notes)
+    try:
+        response = await send(request, attempt.timeouts)
+    except FlyLLMError:
+        raise
+    except Exception as exc:
+        raise unexpected_error(exc, "send", None, instance) from exc
+    try:
+        embeddings = provider.parse_embed(response, instance.endpoint)
+    except FlyLLMError:
+        raise
+    except Exception as exc:
+        raise unexpected_error(exc, "read", response.status, instance) from exc
+    if len(embeddings.vectors) != len(inputs):
+        raise MalformedResponseError(
+            f"the answer has {len(embeddings.vectors)} vectors for {len(inputs)} inputs",
+            status=response.status,
+            provider=instance.provider_type.value,
+        )
+    return embeddings, dict(response.headers)
+
+
+def whole_result(pieces: Sequence[Piece], count: int) -> EmbeddingResult:
+    """One result for all ``count`` inputs, vectors in input order; raises the error of the
+    first input that failed."""
+    ordered = sorted(pieces, key=lambda p: p.start)
+    for piece in ordered:
+        if piece.error is not None:
+            raise piece.error
+    vectors = [v for p in ordered if p.embeddings for v in p.embeddings.vectors]
+    assert len(vectors) == count
+    usage = Usage()
+    for piece in ordered:
+        assert piece.embeddings is not None
+        usage = usage + piece.embeddings.usage
+    last = ordered[-1].instance if ordered else None
+    return EmbeddingResult(
+        vectors=vectors,
+        usage=usage,
+        instance_id=last.id if last else None,
+        provider=last.provider_type.value if last else None,
+        model=last.model if last else None,
+        latency=max((p.latency for p in ordered), default=0.0),
+        attempts=sum(p.attempts for p in ordered),
+    )
+
+
+def per_input_results(piece: Piece, inputs: Sequence[str]) -> list[EmbeddingResult]:
+    """One result per input of ``piece`` (``inputs`` are the batch's): its vector and its
+    share of the request's usage (by estimated tokens; the shares add up to the total), or
+    the request's error."""
+    count = piece.stop - piece.start
+    if piece.embeddings is None:
+        err = piece.error
+        assert err is not None
+        kind = err.kind.value if err.kind is not None else None
+        failed = EmbeddingResult(
+            vectors=(), success=False, latency=piece.latency, attempts=piece.attempts,
+            error=str(err), error_kind=kind, exception=err,
+            instance_id=err.instance_id if isinstance(err, ProviderError) else None,
+            provider=err.provider if isinstance(err, ProviderError) else None,
+        )  # fmt: skip
+        return [failed] * count
+    instance = piece.instance
+    assert instance is not None
+    weights = [input_tokens(t) for t in inputs[piece.start : piece.stop]]
+    prompt = _shares(piece.embeddings.usage.prompt_tokens, weights)
+    total = _shares(piece.embeddings.usage.total_tokens, weights)
+    return [
+        EmbeddingResult(
+            vectors=(vector,),
+            usage=Usage(prompt_tokens=p, total_tokens=t),
+            instance_id=instance.id,
+            provider=instance.provider_type.value,
+            model=instance.model,
+            latency=piece.latency,
+            attempts=piece.attempts,
+        )
+        for vector, p, t in zip(piece.embeddings.vectors, prompt, total, strict=True)
+    ]
+
+
+def _shares(amount: int, weights: Sequence[int]) -> list[int]:
+    """``amount`` split in proportion to ``weights``, the remainder to the first ones."""
+    whole = sum(weights) or 1
+    shares = [amount * w // whole for w in weights]
+    for i in range(amount - sum(shares)):
+        shares[i % len(shares)] += 1
+    return shares
