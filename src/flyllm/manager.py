@@ -625,8 +625,16 @@ class LlmManager:
         if not any(c.enabled for tier in tiers for c in tier.candidates):
             what = f"task {request.task!r}" if request.task else "requests without a task"
             raise NoInstanceAvailableError(f"no enabled instance serves {what}")
-        tools, output = tool_set(request), output_format(request)
-        images = request.messages is not None and any(m.parts and m.images for m in messages)
+        tools = output = None
+        images = False
+        if request.tools is not None or request.tool_choice is not None:
+            tools = tool_set(request)
+        elif request.parallel_tool_calls is not None:
+            tools = tool_set(request)  # refuses it: it needs tools
+        if request.response_format is not None:
+            output = output_format(request)
+        if request.messages is not None:
+            images = any(m.parts and m.images for m in messages)
         if tools is not None or output is not None or images:  # only instances that can
             tiers = _capable_tiers(tiers, needs(tools, output, images), request.task)
         max_attempts = self.max_attempts if request.max_attempts is None else request.max_attempts

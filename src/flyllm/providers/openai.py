@@ -415,16 +415,17 @@ class OpenAIProvider:
         stream flags, the tools, ``response_format``, then the translated parameters
         (``dialect`` and ``stream_usage`` override the provider's own, for variants such as
         Azure's API versions). UnsupportedFeatureError for a capability the service lacks."""
-        self._require(tools is not None, "tools", "tool calling")
-        self._require(output is not None, "structured_output", "structured output")
-        images = any(m.parts and m.images for m in messages)
-        self._require(images, "images", "image input")
-        if images:
+        if tools is not None or output is not None:  # plain text requests skip the checks
+            self._require(tools is not None, "tools", "tool calling")
+            self._require(output is not None, "structured_output", "structured output")
+            messages = json_turns(messages, output, json_schema=self._json_schema)
+        if any(m.parts for m in messages) and any(m.images for m in messages if m.parts):
+            self._require(True, "images", "image input")
             check_image_count(messages, self._images)
-        messages = json_turns(messages, output, json_schema=self._json_schema)
         turns = chat_messages(messages, images=self._images)
         body: dict[str, Any] = {"model": model, "messages": turns}
-        write_output(body, output, openai_output_schema, json_schema=self._json_schema)
+        if output is not None:
+            write_output(body, output, openai_output_schema, json_schema=self._json_schema)
         if stream:
             body["stream"] = True
             if self._stream_usage if stream_usage is None else stream_usage:
