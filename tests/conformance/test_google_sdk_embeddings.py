@@ -85,7 +85,7 @@ async def test_what_the_api_refuses_is_a_400(
         with pytest.raises(errors.ClientError, match=says) as caught:
             await client.models.embed_content(
                 model=MODEL,
-                contents=contents,  # type: ignore[arg-type]
+                contents=contents,
                 config=config,  # type: ignore[arg-type]
             )
     assert caught.value.code == 400
