@@ -218,7 +218,14 @@ async def _attempt(
             status=response.status,
             provider=instance.provider_type.value,
         )
+    if not embeddings.usage.total_tokens:  # none reported (Gemini): estimate, and say so
+        tokens = sum(input_tokens(t) for t in inputs)
+        embeddings = dataclasses.replace(embeddings, usage=Usage(tokens, 0, tokens))
+        instance.note_once((_ESTIMATED,))
     return embeddings, dict(response.headers)
+
+
+_ESTIMATED = "the answer reports no usage for embeddings; flyllm estimates it as characters / 4"
 
 
 def whole_result(pieces: Sequence[Piece], count: int) -> EmbeddingResult:

@@ -18,11 +18,12 @@ import sys
 __all__ = ["DEFAULT_DIMENSIONS", "as_base64", "full_dimensions", "vector"]
 
 DEFAULT_DIMENSIONS = 1536
-_FULL = {"text-embedding-3-large": 3072}
+_FULL = {"text-embedding-3-large": 3072, "gemini-embedding-001": 3072, "text-embedding-004": 768}
 
 
 def full_dimensions(model: str) -> int:
-    """The size of ``model``'s full vector (3072 for text-embedding-3-large, else 1536)."""
+    """The size of ``model``'s full vector (3072 for text-embedding-3-large and
+    gemini-embedding-001, 768 for text-embedding-004, else 1536)."""
     return _FULL.get(model, DEFAULT_DIMENSIONS)
 
 

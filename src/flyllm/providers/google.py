@@ -62,6 +62,9 @@ quota (it will not clear in seconds); 499 CANCELLED connection; 500 server; 503 
 OverloadedError; 504 DEADLINE_EXCEEDED timeout. ``retry_after``: ``retry-after-ms``,
 ``retry-after``, then the body's RetryInfo ``retryDelay`` ("34.4s").
 
+Embeddings (``:batchEmbedContents``, the "embeddings" capability): see
+:mod:`flyllm.providers.google_embed`.
+
 Streams end at EOF (no sentinel): ``done`` means a finishReason was seen, and ``finish`` raises
 StreamInterruptedError if none ever was. Old models repeat STOP on every chunk, so a finishReason
 is not treated as the end. ``usageMetadata`` is a cumulative snapshot (the last one wins). Errors
@@ -139,6 +142,8 @@ from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
     Delta,
+    EmbeddingLimits,
+    Embeddings,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -150,6 +155,9 @@ from flyllm.providers.base import (
     StreamParser,
     ToolSet,
 )
+from flyllm.providers.google_embed import GOOGLE_EMBEDDING_LIMITS, too_large
+from flyllm.providers.google_embed import embed_body as google_embed_body
+from flyllm.providers.google_embed import parse_embeddings as google_embeddings
 from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
 __all__ = [
@@ -229,7 +237,8 @@ class GoogleProvider(ClockedProvider):
     name = "google"
     default_base_url = GOOGLE_BASE_URL
     stream_framing = "sse"
-    capabilities: frozenset[Capability] = ALL_CAPABILITIES
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES | {"embeddings"}
+    embedding_limits: EmbeddingLimits = GOOGLE_EMBEDDING_LIMITS
     image_url_schemes = frozenset({"gs"})
     """``gs://`` only: Gemini File API URIs are https, like the URLs it does not fetch, so
     :meth:`accepts_image_url` tells them apart."""
@@ -279,6 +288,28 @@ class GoogleProvider(ClockedProvider):
         version = endpoint.api_version or DEFAULT_GOOGLE_VERSION
         url = join_url(endpoint.base_url or GOOGLE_BASE_URL, f"/{version}/{model}{method}")
         return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
+
+    def build_embed(
+        self, endpoint: Endpoint, inputs: Sequence[str], params: Mapping[str, Any]
+    ) -> HttpRequest:
+        """The POST to ``.../models/{model}:batchEmbedContents`` for these inputs."""
+        notes: list[str] = []
+        model = model_path(endpoint.model)
+        body = google_embed_body(endpoint.model, model, inputs, params, notes)
+        version = endpoint.api_version or DEFAULT_GOOGLE_VERSION
+        url = join_url(
+            endpoint.base_url or GOOGLE_BASE_URL, f"/{version}/{model}:batchEmbedContents"
+        )
+        headers = json_headers(endpoint, False, google_auth)
+        return HttpRequest("POST", url, headers, body, tuple(notes))
+
+    def parse_embed(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Embeddings:
+        """The Embeddings in a 2xx answer; the classified error otherwise (too large: a
+        ContextLengthError)."""
+        response = without_secrets(response, endpoint)
+        if not 200 <= response.status < 300:
+            raise too_large(self.classify_error(response))
+        return google_embeddings(response, self.name)
 
     def _params(self, body: dict[str, Any], params: Mapping[str, Any], notes: list[str]) -> None:
         config: dict[str, Any] = {}

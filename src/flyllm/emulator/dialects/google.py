@@ -2,6 +2,7 @@
 
 After Gemini's API reference. Non-streaming and error bodies are pretty-printed like Google's
 servers; SSE chunks use Google's ``": "``/``,"`` spacing and CRLF event separators and end at EOF.
+Embeddings: ``:batchEmbedContents`` and ``:embedContent`` (:mod:`._google_embed`).
 The models list is ``GET /{v1,v1beta}/models`` with ``pageSize``/``pageToken`` paging
 (docs/WIRE-models.md section 4).
 """
@@ -20,6 +21,7 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
+from flyllm.emulator.dialects._google_embed import EMBED_METHODS, embed_answer
 from flyllm.emulator.dialects._google_output import (
     instructed_output,
     read_images,
@@ -116,6 +118,10 @@ def invalid(message: str) -> Answer:
     return error(400, "INVALID_ARGUMENT", message)
 
 
+def _pretty_answer(payload: Any) -> Answer:
+    return Answer(200, _PRETTY(payload).encode(), JSON_TYPE)
+
+
 def parts_text(content: Any) -> str:
     """The text of a Content's parts, joined with newlines (thought parts skipped)."""
     if not isinstance(content, dict) or not isinstance(content.get("parts"), list):
@@ -189,8 +195,9 @@ class GoogleDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """``POST /{v1,v1beta}/models/{model}:{generateContent,streamGenerateContent}`` and
-        ``GET /{v1,v1beta}/models``."""
+        """``POST /{v1,v1beta}/models/{model}:{generateContent,streamGenerateContent}``, the
+        embeddings methods (``:batchEmbedContents``, ``:embedContent``) and ``GET
+        /{v1,v1beta}/models``."""
         if method == "GET" and path in ("/v1/models", "/v1beta/models"):
             return Route(path, listing=True, version=path[1:].partition("/")[0])
         if method != "POST":
@@ -199,8 +206,11 @@ class GoogleDialect(Dialect):
         if not sep or version not in VERSIONS:
             return None
         model, colon, action = rest.rpartition(":")
-        if not colon or not model or "/" in model or action not in METHODS:
+        if not colon or not model or "/" in model or action not in METHODS + EMBED_METHODS:
             return None
+        if action in EMBED_METHODS:
+            return Route(f"/{version}/models/{{model}}:{action}", model, version=version,
+                         embed=True)  # fmt: skip
         stream = action == "streamGenerateContent"
         sse = not stream or query.get("alt") == "sse"
         return Route(f"/{version}/models/{{model}}:{action}", model, stream, sse, version)
@@ -313,6 +323,16 @@ class GoogleDialect(Dialect):
         conv.last_role, conv.tool_results = tools.last_role, tools.results
         conv.output_json, conv.output_schema, conv.images = output.json, output.schema, images
         return conv
+
+    def embed(
+        self, route: Route, body: dict[str, Any], input_limit: int | None, rid: str
+    ) -> Answer:
+        """The embeddings (:mod:`._google_embed`), or Gemini's 400 for what it refuses."""
+        model = route.model or ""
+        if not self.known_model(model):
+            return self.unknown_model(model, route, rid)
+        method = route.label.rpartition(":")[2]
+        return embed_answer(method, model, body, input_limit, invalid, _pretty_answer)
 
     def tools_unsupported(self, conv: Conversation, rid: str) -> Answer:
         """400 ``INVALID_ARGUMENT``, as Gemini answers for models without function calling."""
