@@ -114,6 +114,7 @@ def test_a_key_echoed_in_an_error_is_redacted() -> None:
 
 def test_the_limits_are_flyllms_caps() -> None:
     assert ollama().embedding_limits == OLLAMA_EMBEDDING_LIMITS
+    assert OLLAMA_EMBEDDING_LIMITS.bytes_per_value == 16.0
     assert (OLLAMA_EMBEDDING_LIMITS.max_inputs, OLLAMA_EMBEDDING_LIMITS.max_tokens) == (
         512,
         131_072,

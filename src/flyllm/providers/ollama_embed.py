@@ -19,7 +19,10 @@ input at a time within the model's context). flyllm caps a request at 512 inputs
 estimated tokens so that one request stays well within the transport's timeout on a modest
 machine, and at 8192 tokens per input (nomic-embed-text's context, the largest common one;
 the loaded model's ``num_ctx`` is what the server really judges). Vectors come as JSON floats
-of up to 4096 values (qwen3-embedding:8b's full size), which sizes the answer cap.
+of up to 4096 values (qwen3-embedding:8b's full size), each at most 16 bytes (Go writes a
+float32 in its shortest form, 15 characters at most, and a comma), which sizes the answer
+cap: about 460 full-size vectors a request with the default 32 MiB, all 512 below ~3,600
+``dimensions``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ __all__ = ["OLLAMA_EMBEDDING_LIMITS", "ollama_embed_body", "parse_ollama_embeddi
 
 OLLAMA_EMBEDDING_LIMITS = EmbeddingLimits(max_inputs=512, max_tokens=131_072,
                                           max_input_tokens=8192, max_dimensions=4096,
-                                          bytes_per_value=24.0)  # fmt: skip
+                                          bytes_per_value=16.0)  # fmt: skip
 """flyllm's caps for an Ollama request (Ollama has none; see the module doc)."""
 
 _GENERATION = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop", "seed"})
