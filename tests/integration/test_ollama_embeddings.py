@@ -106,3 +106,14 @@ async def test_two_ollama_models_in_one_task_are_a_set_up_error(emu: Emulator) -
         with pytest.raises(ConfigurationError, match="not comparable"):
             await manager.embed(EmbeddingRequest(["a"], task="embed"))
     assert emu.requests == []
+
+
+async def test_a_busy_server_fails_over_to_the_same_model() -> None:
+    async with Emulator(provider="ollama") as first, Emulator(provider="ollama") as second:
+        first.schedule("overloaded", 5)
+        async with LlmManager(strategy="round_robin") as manager:
+            for emu in (first, second):
+                manager.add_provider("ollama", "", MODEL, [EMBED], base_url=emu.base_url)
+            result = await manager.embed(EmbeddingRequest(["a b c"], task="embed"))
+    assert result.instance_id == 1 and result.attempts == 2
+    assert close(result.vectors[0], vector("a b c", MODEL, 768))
