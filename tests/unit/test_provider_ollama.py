@@ -291,7 +291,7 @@ def test_build_offers_tools_as_ollama_takes_them() -> None:
 
 
 def test_build_without_a_tool_choice_on_the_wire() -> None:
-    assert OLLAMA.capabilities == frozenset({"tools", "structured_output", "images"})
+    assert OLLAMA.capabilities == frozenset({"tools", "structured_output", "images", "embeddings"})
     assert "tools" not in body_of(OLLAMA.build(LOCAL, CHAT, {}, tools=_tools("none")))
     required = OLLAMA.build(LOCAL, CHAT, {}, tools=_tools("required", parallel=False))
     assert len(body_of(required)["tools"]) == 2 and "tool_choice" not in body_of(required)

@@ -50,6 +50,9 @@ status; "... does not support tools" (400) -> UnsupportedFeatureError, "... does
 image(s)" (400) -> UnsupportedFeatureError(feature="images"). A ``{"error": ...}``
 line inside a 200 stream raises the same way (as a server error unless its text says
 otherwise). ``retry_after`` from ``retry-after-ms`` / ``retry-after``.
+
+Embeddings (``POST {base}/api/embed``): see :mod:`flyllm.providers.ollama_embed`; a too-long
+input ("the input length exceeds the context length") is a ContextLengthError as above.
 """
 
 from __future__ import annotations
@@ -113,6 +116,8 @@ from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
     Delta,
+    EmbeddingLimits,
+    Embeddings,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -123,6 +128,11 @@ from flyllm.providers.base import (
     SseEvent,
     StreamParser,
     ToolSet,
+)
+from flyllm.providers.ollama_embed import (
+    OLLAMA_EMBEDDING_LIMITS,
+    ollama_embed_body,
+    parse_ollama_embeddings,
 )
 from flyllm.types import (
     Capability,
@@ -159,11 +169,15 @@ class OllamaProvider(ClockedProvider):
     name = "ollama"
     default_base_url = OLLAMA_BASE_URL
     stream_framing = "ndjson"
-    capabilities: frozenset[Capability] = frozenset({"tools", "structured_output", "images"})
+    capabilities: frozenset[Capability] = frozenset(
+        {"tools", "structured_output", "images", "embeddings"}
+    )
     """Tools, but no tool choice at all: Ollama's API has none, so a named tool cannot be
     forced (refused before sending) and "required" is sent as plain tools, with a note."""
     image_url_schemes: frozenset[str] = frozenset()
     """Ollama takes images only as base64 bytes: the engine downloads every URL first."""
+    embedding_limits: EmbeddingLimits = OLLAMA_EMBEDDING_LIMITS
+    """flyllm's own caps: Ollama sets none per request (see ``ollama_embed``)."""
 
     def build(
         self,
@@ -195,12 +209,8 @@ class OllamaProvider(ClockedProvider):
             body["options"] = options
         for key, value in extras:
             add_extra(body, key, value)
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        headers.update(bearer_auth(endpoint))
-        if endpoint.headers:
-            merge_headers(headers, endpoint.headers)
         url = join_url(endpoint.base_url or OLLAMA_BASE_URL, "/api/chat")
-        return HttpRequest("POST", url, headers, dumps(body), tuple(notes))
+        return HttpRequest("POST", url, _headers(endpoint), dumps(body), tuple(notes))
 
     def parse(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Completion:
         """The Completion in a 2xx answer; the classified error otherwise."""
@@ -216,6 +226,22 @@ class OllamaProvider(ClockedProvider):
         calls = ToolCallAssembler("ollama")
         _read_calls(message, calls)
         return self.conclude(_text(message), data, calls.calls())
+
+    def build_embed(
+        self, endpoint: Endpoint, inputs: Sequence[str], params: Mapping[str, Any]
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/api/embed`` for these inputs."""
+        notes: list[str] = []
+        body = ollama_embed_body(endpoint.model, inputs, params, notes)
+        url = join_url(endpoint.base_url or OLLAMA_BASE_URL, "/api/embed")
+        return HttpRequest("POST", url, _headers(endpoint), body, tuple(notes))
+
+    def parse_embed(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Embeddings:
+        """The Embeddings in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        return parse_ollama_embeddings(response)
 
     def conclude(
         self, text: str, final: Mapping[str, Any], calls: tuple[ToolCall, ...] = ()
@@ -276,6 +302,15 @@ class OllamaProvider(ClockedProvider):
             request_id=None,
             retry_after=None,
         )
+
+
+def _headers(endpoint: Endpoint) -> dict[str, str]:
+    """JSON both ways, the key when there is one, then the instance's own headers."""
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    headers.update(bearer_auth(endpoint))
+    if endpoint.headers:
+        merge_headers(headers, endpoint.headers)
+    return headers
 
 
 def _translate(

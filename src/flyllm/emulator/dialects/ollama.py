@@ -6,6 +6,14 @@ has no ``stream`` field, sampling parameters inside ``options``, errors as
 are base64 strings (no data: prefix) of PNG or JPEG images. No key is needed; with
 ``api_keys`` set the emulator wants a Bearer token, as ollama.com or an authenticating
 proxy would. ``GET /api/tags`` lists the local models (docs/WIRE-models.md section 6).
+
+``POST /api/embed`` (the SDK's ``embed``): ``input`` a text or a list of texts (none: an empty
+list back), ``truncate`` (default true: an input over the context, ``input_limit`` words or
+8192, is cut to it; false: 400 "the input length exceeds the context length"),
+``dimensions`` (the head of the vector, normalised again; 0 or more than the model's size:
+the full vector; negative: 400), usage as ``prompt_eval_count`` (words embedded). Vectors
+from :mod:`flyllm.emulator.embeddings`, unit length as Ollama's are, 768 values
+(nomic-embed-text; 1024 for mxbai-embed-large, 384 for all-minilm).
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from typing import Any
 
 from flyllm.emulator.catalog import CatalogModel, catalog
 from flyllm.emulator.dialects._cohere_output import media_type
+from flyllm.emulator.embeddings import vector
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply
+from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.tools import OfferedTool, ToolResult
 from flyllm.emulator.wire import (
     Answer,
@@ -39,6 +48,11 @@ __all__ = ["OllamaDialect"]
 
 ROUTE = "/api/chat"
 TAGS_ROUTE = "/api/tags"
+EMBED_ROUTE = "/api/embed"
+EMBED_CONTEXT = 8192
+"""nomic-embed-text's context: the words one input may have when the emulator sets none."""
+TOO_LONG = "the input length exceeds the context length"
+_EMBED_SIZES = {"mxbai-embed-large": 1024, "all-minilm": 384}
 CONTEXT_WINDOW = 4096
 ROLES = ("system", "user", "assistant", "tool")
 DONE_REASON = {"end": "stop", "stop_sequence": "stop", "length": "length", "refusal": "stop",
@@ -195,6 +209,26 @@ def _read_options(options: Any) -> tuple[int | None, tuple[str, ...]] | Answer:
     return (limit if limit is not None and limit > 0 else None), tuple(stop)
 
 
+def _embed_request(body: dict[str, Any]) -> tuple[list[str], bool, int] | Answer:
+    """(texts, truncate, dimensions or 0) as the server decodes them, or its 400."""
+    raw = body.get("input")
+    texts = [] if raw is None or raw == "" else [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return error(400, "invalid input type")
+    truncate = body.get("truncate", True)
+    if not isinstance(truncate, bool):
+        return error(400, _UNMARSHAL.format("string", "EmbedRequest.truncate", "bool"))
+    dims = body.get("dimensions") or 0
+    if not isinstance(dims, int) or isinstance(dims, bool):
+        return error(400, _UNMARSHAL.format("string", "EmbedRequest.dimensions", "int"))
+    if dims < 0:
+        return error(400, "dimensions must be a positive integer")
+    options = body.get("options")
+    if options is not None and not isinstance(options, dict):
+        return error(400, "json: cannot unmarshal string into Go struct field .options")
+    return texts, truncate, dims
+
+
 def _tag(model: CatalogModel) -> dict[str, Any]:
     """One local model as ``/api/tags`` lists it (``display_name`` holds its family)."""
     family = model.display_name if model.display_name != model.id else model.id.split(":")[0]
@@ -237,14 +271,45 @@ class OllamaDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """``POST /api/chat`` and ``GET /api/tags``."""
+        """``POST /api/chat``, ``POST /api/embed`` and ``GET /api/tags``."""
         if method == "GET" and path == TAGS_ROUTE:
             return Route(TAGS_ROUTE, sse=False, listing=True)
+        if method == "POST" and path == EMBED_ROUTE:
+            return Route(EMBED_ROUTE, sse=False, embed=True)
         return Route(ROUTE, sse=False) if method == "POST" and path == ROUTE else None
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """``{"models": [{"name", "model", "modified_at", "size", "digest", "details"}]}``."""
         return Answer(200, dumps({"models": [_tag(m) for m in catalog("ollama", self.models)]}))
+
+    def embed(
+        self, route: Route, body: dict[str, Any], input_limit: int | None, rid: str
+    ) -> Answer:
+        """``{"model", "embeddings", "total_duration", "load_duration", "prompt_eval_count"}``,
+        or the server's 400 (see the module doc). Unknown fields are ignored, as Go does."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return error(400, "model is required")
+        if not self.known_model(model):
+            return self.unknown_model(model, route, rid)
+        request = _embed_request(body)
+        if isinstance(request, Answer):
+            return request
+        texts, truncate, dims = request
+        limit, counted, vectors = input_limit or EMBED_CONTEXT, 0, []
+        size = _EMBED_SIZES.get(model.split(":")[0], 768)
+        for text in texts:
+            words = text.split()
+            if len(words) > limit:
+                if not truncate:
+                    return error(400, TOO_LONG)
+                text = " ".join(words[:limit])
+            counted += count_words(text)
+            vectors.append(vector(text, model, dims if 0 < dims < size else size))
+        return Answer(200, dumps({"model": model, "embeddings": vectors,
+                                  "total_duration": _LOAD_NS + _PER_TOKEN_NS * len(texts),
+                                  "load_duration": _LOAD_NS,
+                                  "prompt_eval_count": counted}))  # fmt: skip
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The Bearer token, or '' without one (a local server needs no key)."""
