@@ -93,6 +93,7 @@ def test_only_the_providers_with_the_endpoint_declare_the_capability() -> None:
     assert able == {
         "openai", "azure", "openai_compatible", "together", "fireworks", "lmstudio", "vllm",
         "google",
+        "mistral",
         "ollama",
     }  # fmt: skip
 

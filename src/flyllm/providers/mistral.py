@@ -44,6 +44,9 @@ found, 429 rate limit (``service_tier_capacity_exceeded`` -> OverloadedError: th
 out of capacity, not this key; a "monthly" limit -> QuotaError: it will not clear soon), 503
 overloaded, 504 timeout, other 5xx server. ``retry_after`` from ``retry-after-ms`` /
 ``retry-after``.
+
+Embeddings (``POST {base}/v1/embeddings``): see :mod:`flyllm.providers.mistral_embed`; "too
+many tokens" (a request over 16,384 tokens) is a ContextLengthError too.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ from flyllm.providers._tools import short_id, unsupported_tools_message
 from flyllm.providers.base import (
     ALL_CAPABILITIES,
     Completion,
+    EmbeddingLimits,
+    Embeddings,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -104,6 +109,7 @@ from flyllm.providers.chat_output import (
     write_output,
 )
 from flyllm.providers.chat_stream import tool_finish
+from flyllm.providers.mistral_embed import MISTRAL_EMBEDDING_LIMITS, embed_body, parse_vectors
 from flyllm.providers.openai import (
     ChatCompletionsStream,
     ChatDialect,
@@ -153,7 +159,8 @@ class MistralProvider(ClockedProvider):
     name = "mistral"
     default_base_url = MISTRAL_BASE_URL
     stream_framing = "sse"
-    capabilities: frozenset[Capability] = ALL_CAPABILITIES
+    capabilities: frozenset[Capability] = ALL_CAPABILITIES | {"embeddings"}
+    embedding_limits: EmbeddingLimits = MISTRAL_EMBEDDING_LIMITS
 
     def build(
         self,
@@ -187,6 +194,22 @@ class MistralProvider(ClockedProvider):
         if not 200 <= response.status < 300:
             raise self.classify_error(response)
         return parse_chat(response, self.name, None, self._conclude, self._payload_error)
+
+    def build_embed(
+        self, endpoint: Endpoint, inputs: Sequence[str], params: Mapping[str, Any]
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/v1/embeddings`` for these inputs."""
+        notes: list[str] = []
+        body = embed_body(endpoint.model, inputs, params, notes)
+        url = join_url(endpoint.base_url or MISTRAL_BASE_URL, "/v1/embeddings")
+        return HttpRequest("POST", url, bearer_headers(endpoint, False), body, tuple(notes))
+
+    def parse_embed(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Embeddings:
+        """The Embeddings in a 2xx answer; the classified error otherwise."""
+        response = without_secrets(response, endpoint)
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        return parse_vectors(response, response.headers.get("mistral-correlation-id"))
 
     def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer (usage arrives on the finish chunk)."""
@@ -319,6 +342,8 @@ def _error_class(status: int, etype: str | None, message: str) -> type[ProviderE
         return NotFoundError
     lowered = message.lower()
     if 400 <= status < 500 and ("too large for model" in lowered or "context length" in lowered):
+        return ContextLengthError
+    if status == 400 and "too many tokens" in lowered:  # embeddings: over 16,384 a request
         return ContextLengthError
     if status == 429:
         if etype == "service_tier_capacity_exceeded":

@@ -11,6 +11,17 @@ Tools: ``tools[{type: "function", function: {name, description?, parameters, str
 9.", for calls and results alike), and every call needs its result before the next other turn
 ("Not the same number of function calls and responses"). Calls are answered with nine-character
 ids, ``content: ""`` and finish ``tool_calls``; streams send whole calls in one chunk.
+
+Embeddings (``POST /v1/embeddings``, the strict schema: ``model``, ``input`` a text or texts,
+``metadata``, ``output_dimension``, ``output_dtype``, ``encoding_format``): vectors from
+:mod:`flyllm.emulator.embeddings`, unit length; mistral-embed (and any other model) 1024
+values, codestral-embed 1536 unless ``output_dimension`` (1 to 3072, codestral-embed only; a
+400 otherwise) asks another size, the head of its 3072 values renormalised (Matryoshka).
+Usage = words. The API's answers: "Please provide at least one input element." for no input
+or an empty one, "Too many tokens overall, split into more batches." (code 3210) over 16,384
+tokens summed; an input over the model's 8192 tokens (or the emulator's ``context_window``)
+gets the chat's "too large for model" wording, which no public report pins for embeddings.
+Only float vectors are emulated (another ``output_dtype`` is a 400), as JSON or base64.
 """
 
 from __future__ import annotations
@@ -30,8 +41,9 @@ from flyllm.emulator.dialects.chat_output import (
     read_output,
 )
 from flyllm.emulator.dialects.chat_tools import NO_PARAMETERS
+from flyllm.emulator.embeddings import as_base64, vector
 from flyllm.emulator.faults import Fault
-from flyllm.emulator.text import Reply
+from flyllm.emulator.text import Reply, count_words
 from flyllm.emulator.tools import OfferedTool, PlannedCall, ToolResult
 from flyllm.emulator.wire import (
     Answer,
@@ -53,6 +65,13 @@ __all__ = ["MistralDialect"]
 
 ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
+EMBED_ROUTE = "/v1/embeddings"
+EMBED_FIELDS = frozenset(
+    {"model", "input", "metadata", "output_dimension", "output_dtype", "encoding_format"}
+)
+EMBED_INPUT_TOKENS = 8192
+EMBED_REQUEST_TOKENS = 16_384
+NO_INPUT = "Please provide at least one input element."
 CONTEXT_WINDOW = 131_072
 _FIELDS = """
     model messages temperature top_p max_tokens stream stop random_seed metadata response_format
@@ -128,6 +147,67 @@ def _check_fields(body: dict[str, Any]) -> Answer | None:
     return unprocessable(details) if details else None
 
 
+def _check_embed_fields(body: dict[str, Any]) -> Answer | None:
+    """The 422 for an unknown or missing field or a value of the wrong type, as FastAPI's."""
+    details = [
+        {"type": "extra_forbidden", "loc": ["body", name],
+         "msg": "Extra inputs are not permitted", "input": value}
+        for name, value in body.items()
+        if name not in EMBED_FIELDS
+    ]  # fmt: skip
+    details += [
+        {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": body}
+        for name in ("model", "input")
+        if name not in body
+    ]
+    if details:
+        return unprocessable(details)
+    raw, dims = body["input"], body.get("output_dimension")
+    wrong = [
+        (name, value, msg)
+        for name, value, ok, msg in (
+            ("model", body["model"], isinstance(body["model"], str), "a valid string"),
+            ("input", raw, isinstance(raw, str) or (isinstance(raw, list) and all(
+                isinstance(t, str) for t in raw)), "a valid string or list of strings"),
+            ("output_dimension", dims, dims is None or (isinstance(dims, int) and not isinstance(
+                dims, bool) and dims > 0), "an integer greater than 0"),
+            ("output_dtype", body.get("output_dtype"), body.get("output_dtype", "float") in (
+                "float", "int8", "uint8", "binary", "ubinary"), "'float', 'int8', 'uint8', "
+                "'binary' or 'ubinary'"),
+            ("encoding_format", body.get("encoding_format"), body.get(
+                "encoding_format", "float") in ("float", "base64"), "'float' or 'base64'"),
+        )
+        if not ok
+    ]  # fmt: skip
+    return unprocessable(
+        [{"type": "invalid", "loc": ["body", name], "msg": f"Input should be {msg}",
+          "input": value} for name, value, msg in wrong]
+    ) if wrong else None  # fmt: skip
+
+
+def _embeddings(rid: str, model: str, texts: list[str], dims: int | None, b64: bool) -> Answer:
+    """The answer: one unit vector per text, in order, and usage = words."""
+    data = []
+    for i, text in enumerate(texts):
+        values = _vector(text, model, dims)
+        data.append({"object": "embedding", "embedding": as_base64(values) if b64 else values,
+                     "index": i})  # fmt: skip
+    total = sum(count_words(t) for t in texts)
+    usage = {"prompt_tokens": total, "total_tokens": total, "completion_tokens": 0}
+    payload = {"id": rid, "object": "list", "data": data, "model": model, "usage": usage}
+    return Answer(200, dumps(payload))
+
+
+def _vector(text: str, model: str, dims: int | None) -> list[float]:
+    """mistral-embed's 1024 values, or codestral-embed's ``dims`` (1536 by default)."""
+    if model.startswith("codestral-embed"):
+        # 3072 values in full, a size the shared generator has only for OpenAI's large
+        # model: borrowed, with this model folded into the text (vectors stay per model and
+        # text); every shorter vector is the head of the full one, renormalised.
+        return vector(f"{model}\0{text}", "text-embedding-3-large", dims or 1536)
+    return vector(text, model, 1024)
+
+
 def _read_messages(messages: list[Any]) -> tuple[list[str], str] | Answer:
     """Every message's text and the last user text, or the 422 for a bad role."""
     texts: list[str] = []
@@ -189,8 +269,43 @@ class MistralDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """``POST /v1/chat/completions`` and ``GET /v1/models``."""
+        """``POST /v1/chat/completions``, ``POST /v1/embeddings`` and ``GET /v1/models``."""
+        if method == "POST" and path == EMBED_ROUTE:
+            return Route(EMBED_ROUTE, embed=True)
         return chat_route(method, path, ROUTE, MODELS_ROUTE)
+
+    def embed(
+        self, route: Route, body: dict[str, Any], input_limit: int | None, rid: str
+    ) -> Answer:
+        """The embeddings list, or Mistral's 422/400 for what the API refuses."""
+        problem = _check_embed_fields(body)
+        if problem is not None:
+            return problem
+        model = body["model"]
+        if not self.known_model(model):
+            return self.unknown_model(model, route, rid)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if not texts or not all(texts):
+            return error(400, NO_INPUT, "invalid_request_error")
+        dims = body.get("output_dimension")
+        if dims is not None and (not model.startswith("codestral-embed") or not 1 <= dims <= 3072):
+            message = f"output_dimension {dims} is not supported for model {model}"
+            return error(400, message, "invalid_request_error")
+        if body.get("output_dtype", "float") != "float":
+            return error(400, "the emulator serves float vectors only", "invalid_request_error")
+        counts = [count_words(t) for t in texts]
+        limit = input_limit or EMBED_INPUT_TOKENS
+        for n in counts:
+            if n > limit:
+                message = (
+                    f"Input contains {n} tokens, too large for model with {limit} maximum "
+                    "context length"
+                )
+                return error(400, message, "invalid_request_message_error", "3051")
+        if sum(counts) > EMBED_REQUEST_TOKENS:
+            message = "Too many tokens overall, split into more batches."
+            return error(400, message, "invalid_request_prompt", "3210")
+        return _embeddings(rid, model, texts, dims, body.get("encoding_format") == "base64")
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """``{"object": "list", "data": [card...]}``, every model at once; ``created`` is the
