@@ -91,7 +91,8 @@ def test_azure_deployments_and_v1_addressing() -> None:
 def test_only_the_providers_with_the_endpoint_declare_the_capability() -> None:
     able = {k.value for k in ProviderType if "embeddings" in get_provider(k).capabilities}
     assert able == {
-        "openai", "azure", "openai_compatible", "together", "fireworks", "lmstudio", "vllm"
+        "openai", "azure", "openai_compatible", "together", "fireworks", "lmstudio", "vllm",
+        "cohere",
     }  # fmt: skip
 
 
