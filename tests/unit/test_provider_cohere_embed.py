@@ -60,9 +60,10 @@ def test_input_type_maps_to_cohere_notion(given: str, sent: str) -> None:
     assert body_of(["a"], {"input_type": given})["input_type"] == sent
 
 
-def test_an_unknown_input_type_is_refused_before_sending() -> None:
+@pytest.mark.parametrize("value", ["passage", ["query"], 3])
+def test_an_unknown_input_type_is_refused_before_sending(value: object) -> None:
     with pytest.raises(InvalidRequestError, match="input_type 'document' or 'query'"):
-        COHERE.build_embed(V4, ["a"], {"input_type": "passage"})
+        COHERE.build_embed(V4, ["a"], {"input_type": value})
 
 
 @pytest.mark.parametrize("dims", [256, 512, 1024, 1536])
@@ -73,6 +74,10 @@ def test_embed_v4_takes_its_four_dimensions(dims: int) -> None:
 def test_other_dimensions_and_old_models_are_refused_before_sending() -> None:
     with pytest.raises(InvalidRequestError, match="256, 512, 1024 or 1536, not 300"):
         COHERE.build_embed(V4, ["a"], {"dimensions": 300})
+    newer = Endpoint("embed-v5.0", KEY, "https://api.cohere.com")  # the API judges
+    assert body_of(["a"], {"dimensions": 300}, newer)["output_dimension"] == 300
+    with pytest.raises(InvalidRequestError, match="whole number"):
+        COHERE.build_embed(newer, ["a"], {"dimensions": "300"})
     v3 = Endpoint("embed-english-v3.0", KEY, "https://api.cohere.com")
     with pytest.raises(InvalidRequestError, match="takes no dimensions"):
         COHERE.build_embed(v3, ["a"], {"dimensions": 1024})

@@ -97,12 +97,11 @@ def embed_request(
 
 
 def _input_type(value: Any) -> str:
+    """Cohere's ``input_type`` for flyllm's (``search_document`` when none is given)."""
     if value is None:
         return "search_document"
-    if value in INPUT_TYPES:
-        return INPUT_TYPES[value]
-    if value in _NATIVE_TYPES:
-        return str(value)
+    if isinstance(value, str) and (value in INPUT_TYPES or value in _NATIVE_TYPES):
+        return INPUT_TYPES.get(value, value)
     raise InvalidRequestError(
         f"cohere takes input_type 'document' or 'query' (or its own {sorted(_NATIVE_TYPES)}), "
         f"got {value!r}"
@@ -116,11 +115,13 @@ def _dimensions(model: str, value: Any) -> int:
             f"cohere model {model!r} takes no dimensions (embed-v4 and later do); leave "
             "dimensions out or use embed-v4.0"
         )
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequestError(f"dimensions must be a whole number, got {value!r}")
     if model.startswith("embed-v4") and value not in _V4_DIMENSIONS:
         raise InvalidRequestError(
             f"cohere model {model!r} takes dimensions 256, 512, 1024 or 1536, not {value!r}"
         )
-    return int(value)
+    return value
 
 
 def parse_embeddings(response: HttpResponse) -> Embeddings:
