@@ -105,3 +105,14 @@ async def test_dimensions_a_model_cannot_take_name_the_instance_before_sending(
         with pytest.raises(InvalidRequestError, match="256, 512, 1024 or 1536"):
             await manager.embed(EmbeddingRequest(["a"], task="embed", dimensions=100))
     assert emu.requests == []
+
+
+async def test_failover_stays_within_the_model() -> None:
+    async with Emulator(provider="cohere") as first, Emulator(provider="cohere") as second:
+        first.schedule("server_error", 5)
+        async with LlmManager(strategy="round_robin") as manager:
+            for emu in (first, second):
+                manager.add_provider("cohere", KEY, MODEL, [EMBED], base_url=emu.base_url)
+            result = await manager.embed(EmbeddingRequest(["a b c"], task="embed"))
+    assert result.instance_id == 1 and result.attempts == 2
+    assert close(result.vectors[0], vector("a b c", MODEL))
