@@ -92,6 +92,7 @@ def test_only_the_providers_with_the_endpoint_declare_the_capability() -> None:
     able = {k.value for k in ProviderType if "embeddings" in get_provider(k).capabilities}
     assert able == {
         "openai", "azure", "openai_compatible", "together", "fireworks", "lmstudio", "vllm",
+        "cohere",
         "google",
         "mistral",
         "ollama",

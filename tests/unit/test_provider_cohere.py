@@ -273,7 +273,7 @@ def test_build_offers_tools_and_translates_the_choice() -> None:
 
 
 def test_a_named_tool_choice_is_refused_before_sending() -> None:
-    assert COHERE.capabilities == frozenset({"tools", "structured_output", "images"})
+    assert COHERE.capabilities == frozenset({"tools", "structured_output", "images", "embeddings"})
     with pytest.raises(UnsupportedFeatureError) as caught:
         COHERE.build(ENDPOINT, CHAT, {}, tools=_tools("get_weather"))
     assert caught.value.feature == "named_tool_choice" and caught.value.provider == "cohere"

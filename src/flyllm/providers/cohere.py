@@ -39,6 +39,9 @@ connection, 500 server, 503 overloaded, 504 timeout; a 4xx saying tools, images 
 "structured_output"). ``retry_after`` from ``retry-after-ms`` /
 ``retry-after``. In a stream, ``message-end`` with ``finish_reason: "ERROR"`` raises a
 ServerError carrying ``delta.error``.
+
+Embeddings (``POST {base}/v2/embed``, the "embeddings" capability): see
+:mod:`flyllm.providers.cohere_embed`.
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ from flyllm.providers.base import (
     NON_SSE_LINE,
     Completion,
     Delta,
+    EmbeddingLimits,
+    Embeddings,
     Endpoint,
     HttpRequest,
     HttpResponse,
@@ -117,6 +122,11 @@ from flyllm.providers.base import (
     SseEvent,
     StreamParser,
     ToolSet,
+)
+from flyllm.providers.cohere_embed import (
+    COHERE_EMBEDDING_LIMITS,
+    embed_request,
+    parse_embeddings,
 )
 from flyllm.types import Capability, FinishReason, Message, ProviderType, ToolCall, Usage
 
@@ -173,8 +183,11 @@ class CohereProvider(ClockedProvider):
     name = "cohere"
     default_base_url = COHERE_BASE_URL
     stream_framing = "sse"
-    capabilities: frozenset[Capability] = frozenset({"tools", "structured_output", "images"})
+    capabilities: frozenset[Capability] = frozenset(
+        {"tools", "structured_output", "images", "embeddings"}
+    )
     """Tools, but no named tool choice: Cohere can force "some tool", never a given one."""
+    embedding_limits: EmbeddingLimits = COHERE_EMBEDDING_LIMITS
     image_url_schemes = frozenset({"http", "https"})
     """Cohere fetches http(s) image URLs itself; other images go as data URIs."""
 
@@ -251,6 +264,20 @@ class CohereProvider(ClockedProvider):
         if calls and finish == "stop":
             finish = "tool_calls"
         return Completion(text, finish, raw, usage, None, rid, calls)
+
+    def build_embed(
+        self, endpoint: Endpoint, inputs: Sequence[str], params: Mapping[str, Any]
+    ) -> HttpRequest:
+        """The POST to ``{base_url}/v2/embed`` for these texts."""
+        return embed_request(endpoint, inputs, params)
+
+    def parse_embed(self, response: HttpResponse, endpoint: Endpoint | None = None) -> Embeddings:
+        """The Embeddings in a 2xx answer; the classified error otherwise ("too many
+        tokens" is a ContextLengthError, which the engine answers by splitting)."""
+        response = without_secrets(response, endpoint)
+        if not 200 <= response.status < 300:
+            raise self.classify_error(response)
+        return parse_embeddings(response)
 
     def stream_parser(self, endpoint: Endpoint | None = None) -> StreamParser:
         """A parser for one streamed answer."""

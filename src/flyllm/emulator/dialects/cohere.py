@@ -5,7 +5,7 @@ Bearer auth, a strict schema (unknown fields are a 400), ``message.content[]`` t
 ``tokens`` (the latter also counts the prompt template), named SSE
 events from ``message-start`` to ``message-end``, errors as ``{"id", "message"}``. The models
 list is ``GET /v1/models`` with ``page_size``/``page_token`` paging and an ``endpoint`` filter
-(docs/WIRE-models.md section 7).
+(docs/WIRE-models.md section 7). Embeddings: ``POST /v2/embed``, see ``_cohere_embed``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from flyllm.emulator.catalog import (
     page_token,
     read_page_token,
 )
+from flyllm.emulator.dialects._cohere_embed import embed_body
 from flyllm.emulator.dialects._cohere_output import image_types, model_lacks, read_format
 from flyllm.emulator.faults import Fault
 from flyllm.emulator.text import Reply
@@ -41,6 +42,7 @@ from flyllm.emulator.wire import (
 __all__ = ["CohereDialect"]
 
 ROUTE = "/v2/chat"
+EMBED_ROUTE = "/v2/embed"
 MODELS_ROUTE = "/v1/models"
 ENDPOINTS = ("chat", "embed", "classify", "summarize", "rerank", "rate", "generate")
 CONTEXT_WINDOW = 256_000
@@ -148,8 +150,23 @@ class CohereDialect(Dialect):
         return root
 
     def match(self, method: str, path: str, query: Mapping[str, str]) -> Route | None:
-        """``POST /v2/chat`` and ``GET /v1/models``."""
+        """``POST /v2/chat``, ``POST /v2/embed`` and ``GET /v1/models``."""
+        if method == "POST" and path == EMBED_ROUTE:
+            return Route(EMBED_ROUTE, embed=True)
         return chat_route(method, path, ROUTE, MODELS_ROUTE)
+
+    def embed(
+        self, route: Route, body: dict[str, Any], input_limit: int | None, rid: str
+    ) -> Answer:
+        """The ``/v2/embed`` answer (vectors by type, ``meta.billed_units``), or Cohere's
+        error for what the API refuses."""
+        model = body.get("model")
+        if isinstance(model, str) and model and not self.known_model(model):
+            return self.unknown_model(model, route, rid)
+        outcome = embed_body(body, input_limit)
+        if isinstance(outcome, tuple):
+            return error(*outcome, rid)
+        return Answer(200, dumps({"id": rid, **outcome}))
 
     def list_models(self, route: Route, query: Mapping[str, str], rid: str) -> Answer:
         """``{"models": [...], "next_page_token"}``: ``endpoint`` keeps the models of one
