@@ -19,9 +19,6 @@ from flyllm import (
     UnsupportedFeatureError,
 )
 from flyllm.emulator import Emulator
-from flyllm.params import ToolSet
-from flyllm.providers.base import Endpoint
-from flyllm.providers.openai import OpenAIProvider
 from flyllm.types import LlmResponse
 from tests.integration.conftest import EmulatorFactory, body
 
@@ -161,21 +158,6 @@ async def test_model_without_tools_is_unsupported(
     assert any(isinstance(e, UnsupportedFeatureError) and e.feature == "tools" for e in found)
 
 
-def _openai_takes_tools() -> bool:
-    """Whether this tree's OpenAI provider translates tools yet (another branch adds it)."""
-    endpoint = Endpoint("gpt-4o-mini", "k", "http://127.0.0.1:1/v1")
-    try:
-        OpenAIProvider().build(endpoint, [Message.user("x")], {}, tools=ToolSet((WEATHER,)))
-    except UnsupportedFeatureError:
-        return False
-    return True
-
-
-needs_openai_tools = pytest.mark.skipif(
-    not _openai_takes_tools(), reason="the OpenAI provider does not translate tools in this tree"
-)
-
-
 async def _two_providers(manager: LlmManager, emulators: EmulatorFactory) -> None:
     anthropic, openai = await emulators("anthropic"), await emulators("openai")
     manager.add_provider(
@@ -190,7 +172,6 @@ async def _two_providers(manager: LlmManager, emulators: EmulatorFactory) -> Non
     )
 
 
-@needs_openai_tools
 async def test_started_here_continues_on_openai(
     manager: LlmManager, emulators: EmulatorFactory
 ) -> None:
@@ -203,7 +184,6 @@ async def test_started_here_continues_on_openai(
     assert "12 C in Oslo" in second.content and "20 C in Lima" in second.content
 
 
-@needs_openai_tools
 async def test_started_on_openai_continues_here(
     manager: LlmManager, emulators: EmulatorFactory
 ) -> None:

@@ -9,9 +9,6 @@ import json
 import pytest
 
 from flyllm import FlyLLMError, GenerationRequest, LlmManager, LlmResponse, Message, Tool, ToolCall
-from flyllm.errors import UnsupportedFeatureError
-from flyllm.providers import get_provider
-from flyllm.providers.base import Endpoint, ToolSet
 from flyllm.types import ToolCallDelta
 from tests.integration.conftest import EmulatorFactory, body
 
@@ -122,12 +119,6 @@ async def test_an_openai_started_conversation_continues_on_cohere(
 async def test_a_cohere_started_conversation_continues_on_openai(
     manager: LlmManager, emulators: EmulatorFactory
 ) -> None:
-    try:  # the OpenAI provider translates tools on its own branch; until merged it refuses
-        get_provider("openai").build(
-            Endpoint("m", "k", "http://127.0.0.1:9"), [], {}, tools=ToolSet((WEATHER,))
-        )
-    except UnsupportedFeatureError:
-        pytest.skip("the openai provider does not send tools yet")
     cohere, openai = await emulators("cohere"), await emulators("openai")
     manager.add_provider("cohere", "co-key-0123456789", "command-a", base_url=cohere.base_url)
     first, _ = await ask(manager, [Message.user(ASKED)], False)

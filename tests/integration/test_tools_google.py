@@ -10,10 +10,6 @@ import pytest
 
 from flyllm import GenerationRequest, LlmManager, Message, TaskDefinition, Tool, ToolCallDelta
 from flyllm.emulator import Emulator
-from flyllm.errors import UnsupportedFeatureError
-from flyllm.params import ToolSet
-from flyllm.providers import get_provider
-from flyllm.providers.base import Endpoint
 from flyllm.types import LlmResponse, ToolCall
 from tests.integration.conftest import EmulatorFactory, body
 
@@ -131,21 +127,6 @@ async def test_openai_shaped_conversation_continues_on_gemini3(
     assert [p["functionCall"]["id"] for p in model_turn["parts"]] == [c.id for c in calls]
 
 
-def _openai_translates_tools() -> bool:
-    endpoint = Endpoint("gpt-4o-mini", "k", "http://127.0.0.1:1/v1")
-    try:
-        get_provider("openai").build(endpoint, [ASK], {}, tools=ToolSet((WEATHER,)))
-    except UnsupportedFeatureError:
-        return False
-    return True
-
-
-needs_openai_tools = pytest.mark.skipif(
-    not _openai_translates_tools(), reason="the OpenAI provider does not translate tools yet"
-)
-
-
-@needs_openai_tools
 @pytest.mark.parametrize(("start", "then"), [("google", "openai"), ("openai", "google")])
 async def test_conversation_crosses_between_gemini_and_openai(
     manager: LlmManager, emulators: EmulatorFactory, start: str, then: str

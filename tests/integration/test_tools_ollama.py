@@ -8,11 +8,8 @@ from __future__ import annotations
 import pytest
 
 from flyllm import FlyLLMError, LlmManager, Message, ToolCall
-from flyllm.errors import UnsupportedFeatureError
-from flyllm.providers import get_provider
-from flyllm.providers.base import Endpoint, ToolSet
 from tests.integration.conftest import EmulatorFactory, body
-from tests.integration.test_tools_cohere import ASKED, QUOTED, WEATHER, ask, check_deltas, results
+from tests.integration.test_tools_cohere import ASKED, QUOTED, ask, check_deltas, results
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -95,12 +92,6 @@ async def test_an_openai_started_conversation_continues_on_ollama(
 async def test_an_ollama_started_conversation_continues_on_openai(
     manager: LlmManager, emulators: EmulatorFactory
 ) -> None:
-    try:  # the OpenAI provider translates tools on its own branch; until merged it refuses
-        get_provider("openai").build(
-            Endpoint("m", "k", "http://127.0.0.1:9"), [], {}, tools=ToolSet((WEATHER,))
-        )
-    except UnsupportedFeatureError:
-        pytest.skip("the openai provider does not send tools yet")
     ollama, openai = await emulators("ollama"), await emulators("openai")
     manager.add_provider("ollama", "", "llama3.2", base_url=ollama.base_url)
     first, _ = await ask(manager, [Message.user(ASKED)], False)
