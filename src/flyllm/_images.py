@@ -23,7 +23,7 @@ from typing import cast
 
 from flyllm._display import mask_url
 from flyllm._transport import Transport
-from flyllm._wire import HttpRequest, Timeouts
+from flyllm._wire import HttpRequest, Timeouts, url_scheme
 from flyllm.errors import (
     FlyLLMError,
     InvalidRequestError,
@@ -47,10 +47,6 @@ _HEADERS = {"Accept": "image/*"}
 def shown_url(url: str) -> str:
     """``url`` as an error message names it: no user-info, query or fragment."""
     return mask_url(url).partition("?")[0]
-
-
-def _scheme(url: str) -> str:
-    return url.partition(":")[0].lower()
 
 
 class ImageFetcher:
@@ -103,10 +99,10 @@ class ImageFetcher:
     async def _image(self, image: Image, url: str, timeouts: Timeouts, provider: str) -> Image:
         found = self._images.get(url)
         if found is None:
-            scheme = _scheme(url)
+            scheme = url_scheme(url)
             if scheme == "data":  # bytes already, spelt as a URI: decoded, not fetched
                 found = _from_bytes(url, lambda: Image.from_url(url))
-            elif ":" not in url or not _SCHEME.fullmatch(scheme):
+            elif not _SCHEME.fullmatch(scheme):
                 raise InvalidRequestError(
                     f"the image URL {shown_url(url)[:100]!r} has no scheme (http, https...): "
                     "for a file use Image.from_path"

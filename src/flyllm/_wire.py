@@ -42,6 +42,7 @@ __all__ = [
     "SseEvent",
     "Timeouts",
     "decoder_for",
+    "url_scheme",
 ]
 
 
@@ -239,3 +240,9 @@ def decoder_for(framing: str) -> SseDecoder | NdjsonDecoder:
     if framing == "sse":
         return SseDecoder()
     raise ValueError(f"unknown stream framing {framing!r}")
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of ``url``, lower case ('' when it has none)."""
+    scheme, sep, _ = url.partition(":")
+    return scheme.lower() if sep else ""

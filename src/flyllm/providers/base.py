@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from flyllm._display import mask_headers, mask_url, url_secrets
-from flyllm._wire import NON_SSE_LINE, HttpRequest, HttpResponse, SseEvent
+from flyllm._wire import NON_SSE_LINE, HttpRequest, HttpResponse, SseEvent, url_scheme
 from flyllm.errors import ProviderError
 from flyllm.params import OutputFormat, ToolSet
 from flyllm.types import (
@@ -306,12 +306,6 @@ class RateLimitHeaders:
     remaining_tokens: str
     reset_tokens: str
     reset_delay: Callable[[str, Callable[[], float]], float | None]
-
-
-def url_scheme(url: str) -> str:
-    """The scheme of ``url``, lower case ('' when it has none)."""
-    scheme, sep, _ = url.partition(":")
-    return scheme.lower() if sep else ""
 
 
 def no_auth(endpoint: Endpoint) -> dict[str, str]:
