@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("config", ("flyllm.config",)),
+    ("server", ("flyllm.server",)),
     ("cli", ("flyllm.cli",)),
 ]
 # The facade and the modules kept for one release under their old names: they re-export only,

@@ -108,6 +108,9 @@ class ManagerConfig:
     tasks: tuple[TaskDefinition, ...]
     instances: tuple[InstanceConfig, ...]
     lines: Mapping[Path, int] = field(default_factory=dict, repr=False)
+    gateway: Any = field(default=None, repr=False)
+    """The ``[gateway]`` table as read (``${VAR}`` substituted), for ``flyllm serve`` to check
+    (flyllm.server.settings); None when the file has none. The manager ignores it."""
 
     def build(self) -> LlmManager:
         """The LlmManager the file describes: tasks defined, instances added in file order."""
@@ -393,7 +396,7 @@ def _expand(src: _Source, text: str, path: Path, env: Mapping[str, str]) -> str:
 def _read(src: _Source, data: dict[str, Any]) -> ManagerConfig:
     hints = _hints(LlmManager.__init__)
     option_names = _settable(manager_option_names(), hints)
-    _check_keys(src, data, (), (*option_names, "tasks", "instances"))
+    _check_keys(src, data, (), (*option_names, "tasks", "instances", "gateway"))
     options = {
         key: _coerce(src, value, hints.get(key, Any), (key,))
         for key, value in data.items()
@@ -413,7 +416,9 @@ def _read(src: _Source, data: dict[str, Any]) -> ManagerConfig:
                 ("tasks", task.name),
                 "no instance serves this task: add it to the tasks list of an instance",
             )
-    return ManagerConfig(src.name, options, tuple(tasks), tuple(instances), src.lines)
+    return ManagerConfig(
+        src.name, options, tuple(tasks), tuple(instances), src.lines, data.get("gateway")
+    )
 
 
 def _read_tasks(src: _Source, tasks: Any) -> list[TaskDefinition]:

@@ -1,0 +1,233 @@
+"""The gateway's aiohttp application: one handler shape for every client protocol.
+
+Per request: authenticate the virtual key, read the body (bounded), let the dialect read it,
+resolve the model to a task and check the key may use it, admit the request against the key's
+limits, then call the manager (``generate`` or ``stream``) and render the answer, or the error,
+in the caller's protocol. Nothing here knows a provider: the manager does the routing.
+
+Streams: the status line and headers wait for the first chunk, so everything that fails before
+any output (every attempt, every failover) still becomes a proper HTTP error; after it, an
+error is an event in the stream. A client that disconnects cancels the handler (the runner
+enables aiohttp's handler cancellation), which closes the upstream connection at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from flyllm.manager import LlmManager
+from flyllm.server.dialect import Call, Dialect
+from flyllm.server.errors import GatewayError, bad_request, classify
+from flyllm.server.keys import VirtualKey
+from flyllm.server.openai_chat import OpenAIChat
+from flyllm.server.settings import GatewaySettings
+from flyllm.types import GenerationRequest, LlmResponse
+
+__all__ = ["Gateway"]
+
+_JSON = "application/json"
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+_KEY_HEADERS = ("x-api-key", "x-goog-api-key")
+_HEALTHY = frozenset({"closed", "half_open"})
+
+
+class Gateway:
+    """``flyllm serve``'s request handling over one LlmManager (which it does not own)."""
+
+    def __init__(self, manager: LlmManager, settings: GatewaySettings | None = None) -> None:
+        self.manager = manager
+        self.settings = settings or GatewaySettings()
+        self.openai = OpenAIChat()
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(6) + f"{os.getpid():x}"
+        self._instances: dict[int, tuple[str, str]] = {}
+
+    def application(self) -> web.Application:
+        """The aiohttp application with every route."""
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        return app
+
+    # -- routes ---------------------------------------------------------------------------
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/chat/completions`` (OpenAI)."""
+        return await self._generate(request, self.openai)
+
+    async def models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the tasks and aliases the caller's key may use."""
+        try:
+            key = self.authenticate(request)
+        except GatewayError as err:
+            return self._error(self.openai, err, {})
+        names = [*self.manager.tasks, *self.settings.aliases]
+        allowed = [n for n in names if key is None or key.allows(self.settings.task_for(n))]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "flyllm"} for n in allowed]
+        return web.json_response({"object": "list", "data": data})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """``GET /healthz``: the process is alive."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """``GET /readyz``: 200 when at least one instance can take traffic now, else 503."""
+        ready = [h.name for h in self.manager.instance_health() if h.state in _HEALTHY]
+        status = 200 if ready else 503
+        return web.json_response({"ready": bool(ready), "instances": len(ready)}, status=status)
+
+    # -- the handler ----------------------------------------------------------------------
+
+    async def _generate(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = self._request_id()
+        headers = {dialect.request_id_header: request_id}
+        try:
+            key = self.authenticate(request)
+            call = dialect.parse(await self._read_json(request))
+            generation = self._route(call, key)
+            if call.stream:
+                return await self._stream(request, dialect, call, generation, headers, started)
+            response = await self.manager.generate(generation)
+        except GatewayError as err:
+            return self._error(dialect, err, headers)
+        except Exception as exc:  # every FlyLLMError and anything unexpected: one answer each
+            return self._error(dialect, classify(exc), headers)
+        self._answer_headers(headers, response, started)
+        body = json.dumps(dialect.render(call, response, request_id))
+        return web.Response(text=body, content_type=_JSON, headers=headers)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        dialect: Dialect,
+        call: Call,
+        generation: GenerationRequest,
+        headers: dict[str, str],
+        started: float,
+    ) -> web.StreamResponse:
+        writer = dialect.stream_writer(call, headers[dialect.request_id_header])
+        async with self.manager.stream(generation) as stream:
+            iterator = aiter(stream)
+            try:
+                first = await anext(iterator)
+            except StopAsyncIteration:
+                first = None
+            # Before any output: a failure is still an HTTP error (raised to _generate).
+            out = web.StreamResponse(headers={**headers, **_SSE_HEADERS})
+            if first is not None:
+                self._instance_headers(out.headers, first.instance_id, started)
+            await out.prepare(request)
+            try:
+                if first is not None:
+                    await out.write(writer.start(first) + writer.chunk(first))
+                    async for chunk in iterator:
+                        data = writer.chunk(chunk)
+                        if data:
+                            await out.write(data)
+                await out.write(writer.end(stream.response))
+            except (ConnectionResetError, OSError):
+                raise  # the client left: leaving the block closes the upstream stream
+            except Exception as exc:
+                await out.write(writer.error(classify(exc)))
+        await out.write_eof()
+        return out
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def authenticate(self, request: web.Request) -> VirtualKey | None:
+        """The caller's virtual key (None when the gateway has no keys); 401 otherwise."""
+        ring = self.settings.keys
+        if not ring:
+            return None
+        presented = _presented_key(request.headers)
+        if presented is None:
+            raise GatewayError(
+                401, "authentication", "missing API key: send it as 'Authorization: Bearer "
+                "<key>' (or x-api-key / x-goog-api-key)",
+            )  # fmt: skip
+        key = ring.lookup(presented)
+        if key is None:
+            raise GatewayError(401, "authentication", "invalid API key")
+        return key
+
+    def _route(self, call: Call, key: VirtualKey | None) -> GenerationRequest:
+        task = self.settings.task_for(call.model)
+        if task not in self.manager.tasks:
+            raise GatewayError(
+                404, "not_found", f"the model {call.model!r} does not exist: GET /v1/models "
+                "lists the tasks and aliases this key may use", param="model",
+                code="model_not_found",
+            )  # fmt: skip
+        if key is not None and not key.allows(task):
+            raise GatewayError(
+                403, "permission", f"this key may not use {call.model!r}", param="model"
+            )
+        return dataclasses.replace(call.request, task=task)
+
+    async def _read_json(self, request: web.Request) -> Any:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise GatewayError(
+                413, "too_large",
+                f"the request body is over {self.settings.max_body_bytes} bytes",
+            ) from None  # fmt: skip
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise bad_request("the request body is not valid JSON") from None
+
+    def _request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):x}"
+
+    def _answer_headers(
+        self, headers: dict[str, str], response: LlmResponse, started: float
+    ) -> None:
+        self._instance_headers(headers, response.instance_id, started)
+        headers["x-flyllm-attempts"] = str(response.attempts)
+        overhead = max(0.0, time.perf_counter() - started - response.latency)
+        headers["x-flyllm-overhead-ms"] = f"{overhead * 1000:.3f}"
+
+    def _instance_headers(self, headers: Any, instance_id: int | None, started: float) -> None:
+        if instance_id is None:
+            return
+        found = self._instances.get(instance_id)
+        if found is None:
+            for info in self.manager.instances():
+                self._instances[info.id] = (info.name, info.provider)
+            found = self._instances.get(instance_id, ("", ""))
+        headers["x-flyllm-instance"], headers["x-flyllm-provider"] = found
+
+    def _error(
+        self, dialect: Dialect, err: GatewayError, headers: Mapping[str, str]
+    ) -> web.Response:
+        out = dict(headers)
+        if err.retry_after is not None:
+            out["Retry-After"] = str(max(1, round(err.retry_after)))
+        body = json.dumps(dialect.render_error(err))
+        return web.Response(status=err.status, text=body, content_type=_JSON, headers=out)
+
+
+def _presented_key(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("Authorization")
+    if auth is not None:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    for name in _KEY_HEADERS:
+        found = headers.get(name)
+        if found:
+            return found.strip()
+    return None

@@ -1,0 +1,54 @@
+"""The official openai SDK as a client of the gateway: the core path, streamed and not."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.server.conftest import GatewayFactory
+
+
+async def test_chat_completion_through_the_gateway(gateway: GatewayFactory) -> None:
+    served = await gateway("openai")
+    async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key="unused") as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": "hello there"}]
+        )
+        completion = raw.parse()
+    assert completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.total_tokens > 0
+    assert raw.headers["x-flyllm-provider"] == "openai"
+    assert raw.headers["x-flyllm-attempts"] == "1"
+    assert float(raw.headers["x-flyllm-overhead-ms"]) >= 0
+
+
+async def test_streamed_chat_completion_joins_to_the_plain_answer(
+    gateway: GatewayFactory,
+) -> None:
+    served = await gateway("openai")
+    messages = [{"role": "user", "content": "tell me more"}]
+    async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key="unused") as client:
+        plain = await client.chat.completions.create(model="chat", messages=messages)  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(
+            model="chat", messages=messages, stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        text, usage = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+            if chunk.usage is not None:
+                usage = chunk.usage
+    assert text == plain.choices[0].message.content
+    assert usage is not None and usage.completion_tokens > 0
+
+
+async def test_unknown_model_is_the_sdks_not_found_error(gateway: GatewayFactory) -> None:
+    served = await gateway("openai")
+    async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key="unused") as client:
+        with pytest.raises(openai.NotFoundError) as caught:
+            await client.chat.completions.create(
+                model="nope", messages=[{"role": "user", "content": "hi"}]
+            )
+    assert caught.value.code == "model_not_found"
