@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import anthropic
 import pytest
-from anthropic.types import MessageParam, ToolParam
+from anthropic.types import MessageParam, ToolParam, ToolResultBlockParam
 
 from tests.server.conftest import GatewayFactory, Served
 
@@ -63,14 +63,14 @@ def _call_turns(question: str, answer: anthropic.types.Message) -> list[MessageP
     """The conversation after a tool call: the question, the answer with its tool_use
     blocks (as the SDK hands them back) and one tool_result per call."""
     calls = [b for b in answer.content if b.type == "tool_use"]
-    results = [
+    results: list[ToolResultBlockParam] = [
         {"type": "tool_result", "tool_use_id": c.id, "content": f"sunny in {c.input['city']}"}
         for c in calls
     ]
     return [
         {"role": "user", "content": question},
         answer.to_param(),
-        {"role": "user", "content": results},  # type: ignore[typeddict-item]
+        {"role": "user", "content": results},
     ]
 
 
