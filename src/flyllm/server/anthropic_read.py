@@ -7,7 +7,8 @@ tool_use, tool_result, thinking and redacted_thinking), the custom tools and the
 what to send instead; nothing here raises anything else.
 
 A user turn's ``tool_result`` blocks become flyllm "tool" turns (in their order, before the
-turn's other blocks); an assistant turn's thinking blocks ride in ``provider_data`` under
+turn's other blocks; images in a result join the user turn after them, as flyllm's tool
+results are text); an assistant turn's thinking blocks ride in ``provider_data`` under
 flyllm's Anthropic key, so they go back unchanged to Anthropic instances and are dropped for
 every other provider (which could not read them).
 """
@@ -65,7 +66,8 @@ def read_turns(items: Any) -> list[Message]:
 
 
 def _user(blocks: list[Any], where: str) -> list[Message]:
-    """A user turn's blocks: its tool results first, as tool turns, then its text and images."""
+    """A user turn's blocks: its tool results first, as tool turns, then its text and images
+    (images a tool returned join them: flyllm's tool results are text)."""
     results: list[Message] = []
     parts: list[str | Image] = []
     for j, block in enumerate(blocks):
@@ -76,7 +78,7 @@ def _user(blocks: list[Any], where: str) -> list[Message]:
         elif kind == "image":
             parts.append(_image(block.get("source"), at))
         elif kind == "tool_result":
-            results.append(_tool_result(block, at))
+            results.append(_tool_result(block, at, parts))
         else:
             raise _unsupported(kind, at)
     if not parts:
@@ -146,7 +148,8 @@ def _tool_use(block: dict[str, Any], at: str) -> ToolCall:
     return ToolCall(call_id, name, arguments)
 
 
-def _tool_result(block: dict[str, Any], at: str) -> Message:
+def _tool_result(block: dict[str, Any], at: str, images: list[str | Image]) -> Message:
+    """A tool_result block as a tool turn; the images in its content go to ``images``."""
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
         raise bad_request(f"{at}: a tool_result block needs a string 'tool_use_id'", at)
@@ -154,15 +157,17 @@ def _tool_result(block: dict[str, Any], at: str) -> Message:
     if isinstance(content, list):
         texts = []
         for k, part in enumerate(content):
-            if _kind(part, f"{at}.content[{k}]") != "text":
-                raise bad_request(
-                    f"{at}.content[{k}]: only text blocks can be tool results here (flyllm "
-                    "sends tool results as text to every provider)", at,
-                )  # fmt: skip
-            texts.append(_text(part, f"{at}.content[{k}]"))
+            where = f"{at}.content[{k}]"
+            kind = _kind(part, where)
+            if kind == "image":
+                images.append(_image(part.get("source"), where))
+            elif kind == "text":
+                texts.append(_text(part, where))
+            else:
+                raise _unsupported(kind, where)
         content = "\n".join(texts)
     elif not isinstance(content, str):
-        raise bad_request(f"{at}.content must be a string or an array of text blocks", at)
+        raise bad_request(f"{at}.content must be a string or an array of blocks", at)
     is_error = block.get("is_error", False)
     if not isinstance(is_error, bool):
         raise bad_request(f"{at}.is_error must be a boolean", at)
