@@ -124,3 +124,21 @@ async def test_a_failure_mid_stream_is_an_error_event(gateway: GatewayFactory) -
     body = caught.value.body
     assert isinstance(body, dict) and body["type"] == "error"
     assert body["error"]["type"] in ("api_error", "overloaded_error")
+
+
+async def test_a_body_over_the_limit_is_413(gateway: GatewayFactory) -> None:
+    served = await gateway("openai", settings=GatewaySettings(max_body_bytes=2048))
+    big: list[MessageParam] = [{"role": "user", "content": "x" * 4096}]
+    async with sdk(served) as client:
+        with pytest.raises(anthropic.ContentTooLargeError) as caught:
+            await client.messages.create(model="chat", max_tokens=50, messages=big)
+    assert _error(caught)["type"] == "request_too_large"
+
+
+async def test_an_upstream_timeout_is_504(gateway: GatewayFactory) -> None:
+    served = await gateway("openai", max_attempts=1, read_timeout=0.3)
+    served.emulators["openai"].schedule("hang")
+    async with sdk(served) as client:
+        with pytest.raises(anthropic.GatewayTimeoutError) as caught:
+            await client.messages.create(model="chat", max_tokens=50, messages=HELLO)
+    assert _error(caught)["type"] == "timeout_error"
