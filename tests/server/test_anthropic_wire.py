@@ -195,3 +195,31 @@ async def test_count_tokens_is_an_estimate_behind_the_same_checks(
     assert 100 <= counted.input_tokens <= 110
     assert with_tool.input_tokens > counted.input_tokens
     assert served.emulators["openai"].stats()["requests"] == 0
+
+
+DEEP_CALL = [
+    {"role": "user", "content": "hi"},
+    {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": [[[[[[[[1]]]]]]]]}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"temperature": "hot"}, 400),
+        ({"tools": [{"name": "bad name!", "input_schema": {"type": "object"}}]}, 400),
+        ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
+            "type": "base64", "media_type": 5, "data": "AAAA"}}]}]}, 400),
+        ({"messages": DEEP_CALL}, 200),
+    ],
+)  # fmt: skip
+async def test_hostile_values_end_in_a_400_not_a_500(
+    gateway: GatewayFactory, fields: dict[str, Any], status: int
+) -> None:
+    served = await gateway("openai")
+    got, _, raw = await post(served, {**ask("hi"), **fields})
+    assert got == status, raw
+    if status == 400:
+        assert json.loads(raw)["error"]["type"] == "invalid_request_error"

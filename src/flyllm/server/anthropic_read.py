@@ -126,9 +126,10 @@ def _text(block: Any, at: str) -> str:
 def _image(source: Any, at: str) -> Image:
     kind = source.get("type") if isinstance(source, dict) else None
     try:
-        if kind == "base64" and isinstance(source.get("data"), str):
+        media_type = source.get("media_type") if kind == "base64" else None
+        if isinstance(source.get("data"), str) and isinstance(media_type, str | None):
             data = base64.b64decode(source["data"], validate=True)
-            return Image.from_bytes(data, source.get("media_type"))
+            return Image.from_bytes(data, media_type)
         if kind == "url" and isinstance(source.get("url"), str):
             return Image.from_url(source["url"])
     except (ValueError, TypeError, binascii.Error) as exc:
