@@ -197,6 +197,7 @@ async def test_count_tokens_is_an_estimate_behind_the_same_checks(
     assert served.emulators["openai"].stats()["requests"] == 0
 
 
+PNG_B64 = "iVBORw0KGgoAAAAAAAAAAAAAAAAAAAAA"  # a PNG signature and zeros
 DEEP_CALL = [
     {"role": "user", "content": "hi"},
     {"role": "assistant", "content": [
@@ -211,7 +212,7 @@ DEEP_CALL = [
         ({"temperature": "hot"}, 400),
         ({"tools": [{"name": "bad name!", "input_schema": {"type": "object"}}]}, 400),
         ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
-            "type": "base64", "media_type": 5, "data": "AAAA"}}]}]}, 400),
+            "type": "base64", "media_type": 5, "data": PNG_B64}}]}]}, 400),
         ({"messages": DEEP_CALL}, 200),
     ],
 )  # fmt: skip
