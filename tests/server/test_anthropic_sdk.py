@@ -101,3 +101,21 @@ async def test_tool_call_round_trip_created_and_streamed(
         )
     assert done.stop_reason == "end_turn"
     assert done.content[0].type == "text" and "sunny in Oslo" in done.content[0].text
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_parallel_tool_calls_stream_as_separate_blocks(
+    gateway: GatewayFactory, provider: str
+) -> None:
+    served = await gateway(provider)
+    ask: list[MessageParam] = [{"role": "user", "content": "Weather in Oslo and Lima?"}]
+    async with (
+        sdk(served) as client,
+        client.messages.stream(
+            model="chat", max_tokens=200, messages=ask, tools=[WEATHER]
+        ) as stream,
+    ):
+        final = await stream.get_final_message()
+    calls = [b for b in final.content if b.type == "tool_use"]
+    assert [c.input for c in calls] == [{"city": "Oslo"}, {"city": "Lima"}]
+    assert len({c.id for c in calls}) == 2 and final.stop_reason == "tool_use"
