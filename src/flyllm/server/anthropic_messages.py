@@ -50,7 +50,14 @@ from flyllm.types import GenerationRequest, JsonSchema, LlmResponse
 if TYPE_CHECKING:
     from flyllm.server.app import Gateway
 
-__all__ = ["VERSIONS", "AnthropicMessages", "count_tokens", "estimate_tokens"]
+__all__ = [
+    "ANTHROPIC",
+    "VERSIONS",
+    "AnthropicMessages",
+    "add_anthropic_routes",
+    "count_tokens",
+    "estimate_tokens",
+]
 
 VERSIONS = frozenset({"2023-01-01", "2023-06-01", "2026-10-21"})
 """The ``anthropic-version`` header values the gateway accepts."""
@@ -210,11 +217,32 @@ def estimate_tokens(call: Call) -> int:
     return chars // 4 + 1 + 1600 * images
 
 
+ANTHROPIC = AnthropicMessages()
+"""The dialect (stateless: one for every gateway)."""
+
+
+def add_anthropic_routes(app: web.Application, gateway: Gateway) -> None:
+    """``POST /v1/messages`` and ``POST /v1/messages/count_tokens`` on ``gateway``'s
+    application (here rather than in app.py, which every client protocol shares)."""
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        refused = ANTHROPIC.check_headers(request.headers)
+        if refused is not None:
+            return gateway._error(ANTHROPIC, refused, {"request-id": gateway._request_id()})
+        return await gateway._generate(request, ANTHROPIC)
+
+    async def counting(request: web.Request) -> web.Response:
+        return await count_tokens(gateway, request)
+
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", counting)
+
+
 async def count_tokens(gateway: Gateway, request: web.Request) -> web.Response:
     """``POST /v1/messages/count_tokens`` (Claude Code and the SDK's
     ``messages.count_tokens`` call it): the checks of a message (version header, key, body,
     model) and ``{"input_tokens": N}`` with N from estimate_tokens, an estimate."""
-    dialect = gateway.anthropic
+    dialect = ANTHROPIC
     headers = {dialect.request_id_header: gateway._request_id()}
     try:
         refused = dialect.check_headers(request.headers)

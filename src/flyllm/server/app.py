@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from flyllm.manager import LlmManager
-from flyllm.server.anthropic_messages import AnthropicMessages, count_tokens
+from flyllm.server.anthropic_messages import add_anthropic_routes
 from flyllm.server.dialect import Call, Dialect
 from flyllm.server.errors import GatewayError, bad_request, classify
 from flyllm.server.keys import VirtualKey
@@ -48,7 +48,6 @@ class Gateway:
         self.manager = manager
         self.settings = settings or GatewaySettings()
         self.openai = OpenAIChat()
-        self.anthropic = AnthropicMessages()
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6) + f"{os.getpid():x}"
         self._instances: dict[int, tuple[str, str]] = {}
@@ -56,9 +55,8 @@ class Gateway:
     def application(self) -> web.Application:
         """The aiohttp application with every route."""
         app = web.Application(client_max_size=self.settings.max_body_bytes)
+        add_anthropic_routes(app, self)  # POST /v1/messages and /v1/messages/count_tokens
         app.router.add_post("/v1/chat/completions", self.chat_completions)
-        app.router.add_post("/v1/messages", self.messages)
-        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -69,17 +67,6 @@ class Gateway:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions`` (OpenAI)."""
         return await self._generate(request, self.openai)
-
-    async def messages(self, request: web.Request) -> web.StreamResponse:
-        """``POST /v1/messages`` (Anthropic; the anthropic-version header is required)."""
-        refused = self.anthropic.check_headers(request.headers)
-        if refused is not None:
-            return self._error(self.anthropic, refused, {"request-id": self._request_id()})
-        return await self._generate(request, self.anthropic)
-
-    async def count_tokens(self, request: web.Request) -> web.Response:
-        """``POST /v1/messages/count_tokens`` (Anthropic): an estimate, see count_tokens."""
-        return await count_tokens(self, request)
 
     async def models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``: the tasks and aliases the caller's key may use."""
