@@ -224,3 +224,17 @@ async def test_hostile_values_end_in_a_400_not_a_500(
     assert got == status, raw
     if status == 400:
         assert json.loads(raw)["error"]["type"] == "invalid_request_error"
+
+
+async def test_output_config_format_is_structured_output_on_any_provider(
+    gateway: GatewayFactory,
+) -> None:
+    served = await gateway("gemini")
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"],
+              "additionalProperties": False}  # fmt: skip
+    fields = {"output_config": {"format": {"type": "json_schema", "schema": schema}}}
+    status, _, raw = await post(served, ask("a number please", **fields))
+    assert status == 200, raw
+    assert set(json.loads(json.loads(raw)["content"][0]["text"])) == {"n"}
+    sent = served.emulators["gemini"].requests[-1].json
+    assert sent is not None and sent["generationConfig"]["responseMimeType"] == "application/json"
