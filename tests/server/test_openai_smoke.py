@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import openai
 import pytest
 
@@ -27,11 +29,11 @@ async def test_streamed_chat_completion_joins_to_the_plain_answer(
     gateway: GatewayFactory,
 ) -> None:
     served = await gateway("openai")
-    messages = [{"role": "user", "content": "tell me more"}]
+    messages: Any = [{"role": "user", "content": "tell me more"}]
     async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key="unused") as client:
-        plain = await client.chat.completions.create(model="chat", messages=messages)  # type: ignore[arg-type]
+        plain = await client.chat.completions.create(model="chat", messages=messages)
         stream = await client.chat.completions.create(
-            model="chat", messages=messages, stream=True,  # type: ignore[arg-type]
+            model="chat", messages=messages, stream=True,
             stream_options={"include_usage": True},
         )  # fmt: skip
         text, usage = "", None
