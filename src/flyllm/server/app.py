@@ -103,7 +103,7 @@ class Gateway:
         except GatewayError as err:
             return self._error(dialect, err, headers)
         except Exception as exc:  # every FlyLLMError and anything unexpected: one answer each
-            return self._error(dialect, classify(exc), headers)
+            return self._error(dialect, classify(exc, deadline_passed=self._late(started)), headers)
         self._answer_headers(headers, response, started)
         body = json.dumps(dialect.render(call, response, request_id))
         return web.Response(text=body, content_type=_JSON, headers=headers)
@@ -188,6 +188,11 @@ class Gateway:
             return json.loads(raw)
         except (ValueError, RecursionError):
             raise bad_request("the request body is not valid JSON") from None
+
+    def _late(self, started: float) -> bool:
+        """Whether the manager's deadline has passed since the request came in."""
+        deadline = self.manager.deadline
+        return deadline is not None and time.perf_counter() - started >= deadline
 
     def _request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):x}"
