@@ -29,6 +29,7 @@ from flyllm.server.dialect import Call, Dialect
 from flyllm.server.errors import GatewayError, bad_request, classify
 from flyllm.server.keys import VirtualKey
 from flyllm.server.openai_chat import OpenAIChat
+from flyllm.server.openai_embeddings import OpenAIEmbeddings
 from flyllm.server.settings import GatewaySettings
 from flyllm.types import GenerationRequest, LlmResponse
 
@@ -47,6 +48,7 @@ class Gateway:
         self.manager = manager
         self.settings = settings or GatewaySettings()
         self.openai = OpenAIChat()
+        self.openai_embeddings = OpenAIEmbeddings()
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6) + f"{os.getpid():x}"
         self._instances: dict[int, tuple[str, str]] = {}
@@ -55,6 +57,7 @@ class Gateway:
         """The aiohttp application with every route."""
         app = web.Application(client_max_size=self.settings.max_body_bytes)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -65,6 +68,25 @@ class Gateway:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions`` (OpenAI)."""
         return await self._generate(request, self.openai)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """``POST /v1/embeddings`` (OpenAI) over ``LlmManager.embed``."""
+        started = time.perf_counter()
+        headers = {self.openai.request_id_header: self._request_id()}
+        try:
+            key = self.authenticate(request)
+            call = self.openai_embeddings.parse(await self._read_json(request))
+            task = self._task(call.model, key)
+            result = await self.manager.embed(dataclasses.replace(call.request, task=task))
+        except Exception as exc:  # as _generate: every failure in the caller's protocol
+            err = classify(exc, deadline_passed=self._late(started))
+            return self._error(self.openai, err, headers)
+        body = json.dumps(self.openai_embeddings.render(call, result))
+        self._instance_headers(headers, result.instance_id, started)
+        headers["x-flyllm-attempts"] = str(result.attempts)
+        overhead = max(0.0, time.perf_counter() - started - result.latency)
+        headers["x-flyllm-overhead-ms"] = f"{overhead * 1000:.3f}"
+        return web.Response(text=body, content_type=_JSON, headers=headers)
 
     async def models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``: the tasks and aliases the caller's key may use."""
@@ -163,18 +185,20 @@ class Gateway:
         return key
 
     def _route(self, call: Call, key: VirtualKey | None) -> GenerationRequest:
-        task = self.settings.task_for(call.model)
+        return dataclasses.replace(call.request, task=self._task(call.model, key))
+
+    def _task(self, model: str, key: VirtualKey | None) -> str:
+        """The task ``model`` names; 404 when none, 403 when the key may not use it."""
+        task = self.settings.task_for(model)
         if task not in self.manager.tasks:
             raise GatewayError(
-                404, "not_found", f"the model {call.model!r} does not exist: GET /v1/models "
+                404, "not_found", f"the model {model!r} does not exist: GET /v1/models "
                 "lists the tasks and aliases this key may use", param="model",
                 code="model_not_found",
             )  # fmt: skip
         if key is not None and not key.allows(task):
-            raise GatewayError(
-                403, "permission", f"this key may not use {call.model!r}", param="model"
-            )
-        return dataclasses.replace(call.request, task=task)
+            raise GatewayError(403, "permission", f"this key may not use {model!r}", param="model")
+        return task
 
     async def _read_json(self, request: web.Request) -> Any:
         try:
