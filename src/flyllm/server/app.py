@@ -31,7 +31,7 @@ from flyllm.server.keys import VirtualKey
 from flyllm.server.openai_chat import OpenAIChat
 from flyllm.server.openai_embeddings import OpenAIEmbeddings
 from flyllm.server.settings import GatewaySettings
-from flyllm.types import GenerationRequest, LlmResponse
+from flyllm.types import GenerationRequest
 
 __all__ = ["Gateway"]
 
@@ -77,15 +77,15 @@ class Gateway:
             key = self.authenticate(request)
             call = self.openai_embeddings.parse(await self._read_json(request))
             task = self._task(call.model, key)
+            called = time.perf_counter()
             result = await self.manager.embed(dataclasses.replace(call.request, task=task))
         except Exception as exc:  # as _generate: every failure in the caller's protocol
             err = classify(exc, deadline_passed=self._late(started))
             return self._error(self.openai, err, headers)
+        returned = time.perf_counter()
         body = json.dumps(self.openai_embeddings.render(call, result))
-        self._instance_headers(headers, result.instance_id, started)
-        headers["x-flyllm-attempts"] = str(result.attempts)
-        overhead = max(0.0, time.perf_counter() - started - result.latency)
-        headers["x-flyllm-overhead-ms"] = f"{overhead * 1000:.3f}"
+        own = called - started + time.perf_counter() - returned
+        self._answer_headers(headers, result.instance_id, result.attempts, own)
         return web.Response(text=body, content_type=_JSON, headers=headers)
 
     async def models(self, request: web.Request) -> web.Response:
@@ -121,13 +121,16 @@ class Gateway:
             generation = self._route(call, key)
             if call.stream:
                 return await self._stream(request, dialect, call, generation, headers, started)
+            called = time.perf_counter()
             response = await self.manager.generate(generation)
         except GatewayError as err:
             return self._error(dialect, err, headers)
         except Exception as exc:  # every FlyLLMError and anything unexpected: one answer each
             return self._error(dialect, classify(exc, deadline_passed=self._late(started)), headers)
-        self._answer_headers(headers, response, started)
+        returned = time.perf_counter()
         body = json.dumps(dialect.render(call, response, request_id))
+        own = called - started + time.perf_counter() - returned
+        self._answer_headers(headers, response.instance_id, response.attempts, own)
         return web.Response(text=body, content_type=_JSON, headers=headers)
 
     async def _stream(
@@ -140,6 +143,7 @@ class Gateway:
         started: float,
     ) -> web.StreamResponse:
         writer = dialect.stream_writer(call, headers[dialect.request_id_header])
+        own = time.perf_counter() - started  # what a header sent before the chunks can hold
         async with self.manager.stream(generation) as stream:
             iterator = aiter(stream)
             try:
@@ -149,7 +153,8 @@ class Gateway:
             # Before any output: a failure is still an HTTP error (raised to _generate).
             out = web.StreamResponse(headers={**headers, **_SSE_HEADERS})
             if first is not None:
-                self._instance_headers(out.headers, first.instance_id, started)
+                self._instance_headers(out.headers, first.instance_id)
+                out.headers["x-flyllm-overhead-ms"] = f"{own * 1000:.3f}"
             await out.prepare(request)
             try:
                 if first is not None:
@@ -222,14 +227,15 @@ class Gateway:
         return f"{self._id_prefix}{next(self._ids):x}"
 
     def _answer_headers(
-        self, headers: dict[str, str], response: LlmResponse, started: float
+        self, headers: dict[str, str], instance_id: int | None, attempts: int, own: float
     ) -> None:
-        self._instance_headers(headers, response.instance_id, started)
-        headers["x-flyllm-attempts"] = str(response.attempts)
-        overhead = max(0.0, time.perf_counter() - started - response.latency)
-        headers["x-flyllm-overhead-ms"] = f"{overhead * 1000:.3f}"
+        """The instance, the attempts and ``x-flyllm-overhead-ms``: ``own`` seconds, the
+        handler's time outside the manager call (docs/gateway/openai.md defines it)."""
+        self._instance_headers(headers, instance_id)
+        headers["x-flyllm-attempts"] = str(attempts)
+        headers["x-flyllm-overhead-ms"] = f"{own * 1000:.3f}"
 
-    def _instance_headers(self, headers: Any, instance_id: int | None, started: float) -> None:
+    def _instance_headers(self, headers: Any, instance_id: int | None) -> None:
         if instance_id is None:
             return
         found = self._instances.get(instance_id)
