@@ -52,7 +52,8 @@ async def test_tool_call_round_trip_in_openais_shapes(gateway: GatewayFactory) -
     async with client(served) as c:
         first = await c.chat.completions.create(
             model="chat", messages=messages, tools=[WEATHER], tool_choice="auto",
-            parallel_tool_calls=True, max_completion_tokens=64, temperature=0.2, seed=7,
+            parallel_tool_calls=True, max_completion_tokens=64, max_tokens=5,
+            temperature=0.2, seed=7,
         )  # fmt: skip
         choice = first.choices[0]
         assert choice.finish_reason == "tool_calls"
@@ -66,6 +67,7 @@ async def test_tool_call_round_trip_in_openais_shapes(gateway: GatewayFactory) -
         assert upstream["tools"][0]["function"]["name"] == "get_weather"
         assert upstream["messages"][0] == {"role": "system", "content": "Be brief."}
         assert upstream["temperature"] == 0.2 and upstream["seed"] == 7
+        assert upstream["max_completion_tokens"] == 64  # it wins over max_tokens
         results = [
             {"role": "tool", "tool_call_id": t.id, "content": f"sunny in {i}"}
             for i, t in enumerate(calls)

@@ -180,19 +180,25 @@ def _refuse(body: dict[str, Any]) -> None:
 
 
 def _params(body: dict[str, Any]) -> dict[str, Any] | None:
-    """The portable parameters, each checked here so that a bad one is a 400 naming it."""
+    """The portable parameters, checked here so that a bad one is a 400 naming it."""
     params: dict[str, Any] = {}
+    fields: dict[str, str] = {}
     for field, name in _PARAMS:
         value = body.get(field)
-        if value is None:
-            continue
-        try:
-            validate_params({name: value})
-        except (TypeError, ValueError) as exc:
-            raise bad_request(f"'{field}': {exc}", field) from None
-        if field != "max_tokens" or name not in params:  # max_completion_tokens wins
-            params[name] = value
-    return params or None
+        if value is not None and (field != "max_tokens" or name not in params):
+            params[name] = value  # max_completion_tokens wins over max_tokens
+            fields[name] = field
+    if not params:
+        return None
+    try:
+        validate_params(params)
+    except (TypeError, ValueError):
+        for name, value in params.items():  # once more, one by one, to name the culprit
+            try:
+                validate_params({name: value})
+            except (TypeError, ValueError) as exc:
+                raise bad_request(f"'{fields[name]}': {exc}", fields[name]) from None
+    return params
 
 
 class _ChunkWriter:
