@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
+from flyllm.server.openai_chat import OpenAIChat
+from flyllm.types import LlmResponse, ToolCall, Usage
 from tests.server.conftest import GatewayFactory, Served
 
 WEATHER: Any = {
@@ -235,3 +239,49 @@ async def test_streamed_tool_calls_in_openais_delta_shape(gateway: GatewayFactor
         ("get_weather", {"city": "Oslo"}),
         ("get_weather", {"city": "Lima"}),
     ]
+
+
+def test_answers_render_tool_calls_usage_and_finish_reasons_in_openais_shape() -> None:
+    call = OpenAIChat().parse({"model": "alias", "messages": [{"role": "user", "content": "x"}]})
+    calls = (ToolCall("call_1", "f", {"a": 1}), ToolCall("call_2", "g", raw_arguments="{oops"))
+    usage = Usage(10, 5, 15, cached_tokens=4)
+    answer = LlmResponse("", True, "anthropic", "m", 0, usage, "tool_calls", tool_calls=calls)
+    out = OpenAIChat().render(call, answer, "r1")
+    message = out["choices"][0]["message"]
+    assert out["model"] == "alias" and out["id"] == "chatcmpl-r1"
+    assert message["content"] is None and out["choices"][0]["finish_reason"] == "tool_calls"
+    assert message["tool_calls"] == [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{oops"}},
+    ]
+    assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 4}
+    for flyllm_reason, openai_reason in [("length", "length"), ("other", "stop"),
+                                         ("content_filter", "content_filter")]:  # fmt: skip
+        text = LlmResponse("t", True, finish_reason=flyllm_reason)  # type: ignore[arg-type]
+        assert OpenAIChat().render(call, text, "r")["choices"][0]["finish_reason"] == openai_reason
+
+
+async def test_hostile_nesting_ends_quickly(gateway: GatewayFactory) -> None:
+    """A body nested past the JSON decoder's depth is a 400; tool-call arguments nested too
+    deep to decode are kept as the raw text the model sent, and the request is served."""
+    served = await gateway("openai")
+    arguments = "[" * 100_000 + "]" * 100_000
+    call: Any = {"id": "c1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": arguments}}  # fmt: skip
+    turns: Any = [{"role": "user", "content": "Weather in Oslo?"},
+                  {"role": "assistant", "tool_calls": [call]},
+                  {"role": "tool", "tool_call_id": "c1", "content": "snow"}]  # fmt: skip
+    nested = '{"model": "chat", "messages": [{"role": "user", "content": "hi"}], "metadata": '
+    nested += '{"a": ' * 100_000 + "{}" + "}" * 100_000 + "}"
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        url = served.url + "/v1/chat/completions"
+        async with session.post(url, data=nested) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["message"] == "the request body is not valid JSON"
+        body = {"model": "chat", "messages": turns, "tools": [WEATHER]}
+        async with session.post(url, json=body) as resp:
+            assert resp.status == 200, await resp.text()
+    assert time.perf_counter() - started < 5
+    sent_call = sent(served)["messages"][1]["tool_calls"][0]
+    assert sent_call["function"]["arguments"] == arguments

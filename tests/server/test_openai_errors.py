@@ -6,9 +6,11 @@ message."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -142,3 +144,17 @@ async def test_a_failure_after_the_stream_started_is_an_error_event(
     assert "attempt" in caught.value.message or "stream" in caught.value.message
     body = caught.value.body
     assert isinstance(body, dict) and body["type"] == "api_error"
+
+
+async def test_the_error_event_ends_the_stream_without_done(gateway: GatewayFactory) -> None:
+    served = await gateway("openai")
+    served.emulators["openai"].schedule(Fault("stream_cut", after_chunks=1))
+    body = {"model": "chat", "stream": True, "messages": [{"role": "user", "content": "a story"}]}
+    url = served.url + "/v1/chat/completions"
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
+        assert resp.status == 200
+        events = [e for e in (await resp.text()).split("\n\n") if e]
+    assert events[0].startswith('data: {"id":"chatcmpl-')
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert set(last) == {"error"} and last["error"]["type"] == "api_error"
+    assert not any("[DONE]" in e for e in events)
