@@ -213,8 +213,12 @@ async def test_parts_that_cannot_be_carried_are_named(
     assert caught.value.param == param
 
 
-async def test_streamed_tool_calls_in_openais_delta_shape(gateway: GatewayFactory) -> None:
-    served = await gateway("openai")
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "google"])
+async def test_streamed_tool_calls_in_openais_delta_shape(
+    gateway: GatewayFactory, provider: str
+) -> None:
+    """Fragments (OpenAI, Anthropic's partial JSON) and whole calls (Gemini) alike."""
+    served = await gateway(provider)
     async with client(served) as c:
         stream = await c.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "Weather in Oslo and Lima?"}],
