@@ -30,8 +30,9 @@ from flyllm.server.dialect import Call, Dialect
 from flyllm.server.errors import GatewayError, bad_request, classify
 from flyllm.server.keys import VirtualKey
 from flyllm.server.openai_chat import OpenAIChat
+from flyllm.server.openai_embeddings import OpenAIEmbeddings
 from flyllm.server.settings import GatewaySettings
-from flyllm.types import GenerationRequest, LlmResponse
+from flyllm.types import GenerationRequest
 
 __all__ = ["Gateway"]
 
@@ -48,6 +49,7 @@ class Gateway:
         self.manager = manager
         self.settings = settings or GatewaySettings()
         self.openai = OpenAIChat()
+        self.openai_embeddings = OpenAIEmbeddings()
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6) + f"{os.getpid():x}"
         self._instances: dict[int, tuple[str, str]] = {}
@@ -57,6 +59,7 @@ class Gateway:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
         add_anthropic_routes(app, self)  # POST /v1/messages and /v1/messages/count_tokens
         app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -67,6 +70,25 @@ class Gateway:
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/chat/completions`` (OpenAI)."""
         return await self._generate(request, self.openai)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """``POST /v1/embeddings`` (OpenAI) over ``LlmManager.embed``."""
+        started = time.perf_counter()
+        headers = {self.openai.request_id_header: self._request_id()}
+        try:
+            key = self.authenticate(request)
+            call = self.openai_embeddings.parse(await self._read_json(request))
+            task = self._task(call.model, key)
+            called = time.perf_counter()
+            result = await self.manager.embed(dataclasses.replace(call.request, task=task))
+        except Exception as exc:  # as _generate: every failure in the caller's protocol
+            err = classify(exc, deadline_passed=self._late(started))
+            return self._error(self.openai, err, headers)
+        returned = time.perf_counter()
+        body = json.dumps(self.openai_embeddings.render(call, result))
+        own = called - started + time.perf_counter() - returned
+        self._answer_headers(headers, result.instance_id, result.attempts, own)
+        return web.Response(text=body, content_type=_JSON, headers=headers)
 
     async def models(self, request: web.Request) -> web.Response:
         """``GET /v1/models``: the tasks and aliases the caller's key may use."""
@@ -101,13 +123,16 @@ class Gateway:
             generation = self._route(call, key)
             if call.stream:
                 return await self._stream(request, dialect, call, generation, headers, started)
+            called = time.perf_counter()
             response = await self.manager.generate(generation)
         except GatewayError as err:
             return self._error(dialect, err, headers)
         except Exception as exc:  # every FlyLLMError and anything unexpected: one answer each
-            return self._error(dialect, classify(exc), headers)
-        self._answer_headers(headers, response, started)
+            return self._error(dialect, classify(exc, deadline_passed=self._late(started)), headers)
+        returned = time.perf_counter()
         body = json.dumps(dialect.render(call, response, request_id))
+        own = called - started + time.perf_counter() - returned
+        self._answer_headers(headers, response.instance_id, response.attempts, own)
         return web.Response(text=body, content_type=_JSON, headers=headers)
 
     async def _stream(
@@ -120,6 +145,7 @@ class Gateway:
         started: float,
     ) -> web.StreamResponse:
         writer = dialect.stream_writer(call, headers[dialect.request_id_header])
+        own = time.perf_counter() - started  # what a header sent before the chunks can hold
         async with self.manager.stream(generation) as stream:
             iterator = aiter(stream)
             try:
@@ -129,7 +155,8 @@ class Gateway:
             # Before any output: a failure is still an HTTP error (raised to _generate).
             out = web.StreamResponse(headers={**headers, **_SSE_HEADERS})
             if first is not None:
-                self._instance_headers(out.headers, first.instance_id, started)
+                self._instance_headers(out.headers, first.instance_id)
+                out.headers["x-flyllm-overhead-ms"] = f"{own * 1000:.3f}"
             await out.prepare(request)
             try:
                 if first is not None:
@@ -165,18 +192,20 @@ class Gateway:
         return key
 
     def _route(self, call: Call, key: VirtualKey | None) -> GenerationRequest:
-        task = self.settings.task_for(call.model)
+        return dataclasses.replace(call.request, task=self._task(call.model, key))
+
+    def _task(self, model: str, key: VirtualKey | None) -> str:
+        """The task ``model`` names; 404 when none, 403 when the key may not use it."""
+        task = self.settings.task_for(model)
         if task not in self.manager.tasks:
             raise GatewayError(
-                404, "not_found", f"the model {call.model!r} does not exist: GET /v1/models "
+                404, "not_found", f"the model {model!r} does not exist: GET /v1/models "
                 "lists the tasks and aliases this key may use", param="model",
                 code="model_not_found",
             )  # fmt: skip
         if key is not None and not key.allows(task):
-            raise GatewayError(
-                403, "permission", f"this key may not use {call.model!r}", param="model"
-            )
-        return dataclasses.replace(call.request, task=task)
+            raise GatewayError(403, "permission", f"this key may not use {model!r}", param="model")
+        return task
 
     async def _read_json(self, request: web.Request) -> Any:
         try:
@@ -191,18 +220,24 @@ class Gateway:
         except (ValueError, RecursionError):
             raise bad_request("the request body is not valid JSON") from None
 
+    def _late(self, started: float) -> bool:
+        """Whether the manager's deadline has passed since the request came in."""
+        deadline = self.manager.deadline
+        return deadline is not None and time.perf_counter() - started >= deadline
+
     def _request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):x}"
 
     def _answer_headers(
-        self, headers: dict[str, str], response: LlmResponse, started: float
+        self, headers: dict[str, str], instance_id: int | None, attempts: int, own: float
     ) -> None:
-        self._instance_headers(headers, response.instance_id, started)
-        headers["x-flyllm-attempts"] = str(response.attempts)
-        overhead = max(0.0, time.perf_counter() - started - response.latency)
-        headers["x-flyllm-overhead-ms"] = f"{overhead * 1000:.3f}"
+        """The instance, the attempts and ``x-flyllm-overhead-ms``: ``own`` seconds, the
+        handler's time outside the manager call (docs/gateway/openai.md defines it)."""
+        self._instance_headers(headers, instance_id)
+        headers["x-flyllm-attempts"] = str(attempts)
+        headers["x-flyllm-overhead-ms"] = f"{own * 1000:.3f}"
 
-    def _instance_headers(self, headers: Any, instance_id: int | None, started: float) -> None:
+    def _instance_headers(self, headers: Any, instance_id: int | None) -> None:
         if instance_id is None:
             return
         found = self._instances.get(instance_id)

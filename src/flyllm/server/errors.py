@@ -53,12 +53,17 @@ def bad_request(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, "invalid_request", message, param=param)
 
 
-def classify(exc: BaseException) -> GatewayError:
-    """The GatewayError for an exception ``LlmManager.generate`` (or a stream) raised."""
+def classify(exc: BaseException, *, deadline_passed: bool = False) -> GatewayError:
+    """The GatewayError for an exception ``LlmManager.generate`` (or a stream, or ``embed``)
+    raised. ``deadline_passed`` (the caller's clock says the manager's deadline has gone by)
+    makes a give-up a 504: the manager then reports the deadline only as the reason it stopped
+    (its last attempt's error, or "no instance" when it was still waiting)."""
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, InvalidRequestError):
         return bad_request(str(exc))
+    if deadline_passed and isinstance(exc, NoInstanceAvailableError | AllAttemptsFailedError):
+        return GatewayError(504, "timeout", f"the request's deadline passed: {_brief(exc)}")
     if isinstance(exc, NoInstanceAvailableError):
         return GatewayError(503, "unavailable", str(exc))
     if isinstance(exc, AllAttemptsFailedError):
@@ -68,6 +73,12 @@ def classify(exc: BaseException) -> GatewayError:
     if isinstance(exc, FlyLLMError):
         return GatewayError(500, "internal", f"{type(exc).__name__}: {exc}")
     return GatewayError(500, "internal", "internal error in the gateway")
+
+
+def _brief(exc: FlyLLMError) -> str:
+    if isinstance(exc, AllAttemptsFailedError) and exc.attempts:
+        return _summary(exc.attempts)
+    return str(exc)
 
 
 def _one_failed(exc: ProviderError) -> GatewayError:
@@ -90,8 +101,12 @@ def _all_failed(exc: AllAttemptsFailedError) -> GatewayError:
         return _one_failed(last)
     if isinstance(last, ProviderTimeoutError):
         return GatewayError(504, "timeout", _summary(attempts))
-    retry = max((a.retry_after or 0.0 for a in attempts), default=0.0) or None
-    if all(a.kind.value in ("rate_limit", "overloaded") for a in attempts):
+    # The pool's earliest hint: any one instance ready again is enough for the caller.
+    retry = min((a.retry_after for a in attempts if a.retry_after), default=None)
+    kinds = {a.kind.value for a in attempts}
+    if kinds == {"rate_limit"}:  # the pool is rate-limited: the caller should slow down
+        return GatewayError(429, "rate_limit", _summary(attempts), retry_after=retry or 1.0)
+    if kinds <= {"rate_limit", "overloaded", "quota"}:
         return GatewayError(503, "unavailable", _summary(attempts), retry_after=retry)
     return GatewayError(502, "upstream", _summary(attempts), retry_after=retry)
 

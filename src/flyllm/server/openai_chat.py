@@ -12,11 +12,25 @@ import json
 import time
 from typing import Any
 
+from flyllm.params import validate_params
 from flyllm.server.dialect import Call
 from flyllm.server.errors import GatewayError, bad_request
-from flyllm.types import GenerationRequest, LlmResponse, Message, StreamChunk, Usage
+from flyllm.server.openai_read import (
+    read_messages,
+    read_response_format,
+    read_tool_choice,
+    read_tools,
+)
+from flyllm.types import (
+    GenerationRequest,
+    LlmResponse,
+    StreamChunk,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
-__all__ = ["OpenAIChat"]
+__all__ = ["OPENAI_FAMILY", "OpenAIChat"]
 
 # flyllm's normalised finish reasons in OpenAI's set ("other" has no twin: "stop" is what
 # OpenAI's SDKs and clients handle everywhere).
@@ -40,8 +54,39 @@ _ERROR_TYPES = {
     "timeout": "api_error",
     "internal": "api_error",
 }
-_PARAMS = ("temperature", "top_p", "stop", "seed")
-_ROLES = ("system", "developer", "user", "assistant")
+# Carried to every provider: (OpenAI's field, flyllm's parameter). ``top_k`` is not
+# OpenAI's: accepted as flyllm's extension (providers without it leave it out, with a note).
+_PARAMS = (
+    ("temperature", "temperature"), ("top_p", "top_p"), ("stop", "stop"), ("seed", "seed"),
+    ("max_tokens", "max_tokens"), ("max_completion_tokens", "max_tokens"), ("top_k", "top_k"),
+)  # fmt: skip
+# OpenAI-only options: sent as provider_params to the OpenAI-family instances only (the
+# others have no equivalent; sending them there would be refused or ignored).
+_OPENAI_ONLY = frozenset({
+    "frequency_penalty", "presence_penalty", "logit_bias", "user", "service_tier",
+    "reasoning_effort", "metadata", "store", "safety_identifier", "prompt_cache_key",
+    "prompt_cache_retention", "prompt_cache_options", "verbosity", "moderation",
+})  # fmt: skip
+OPENAI_FAMILY = ("openai", "azure", "openai_compatible")
+"""The instances' providers that get the OpenAI-only fields (as ``provider_params``)."""
+# Features flyllm cannot carry portably: refused with the reason, never dropped. A value equal
+# to the second item (what the field means when absent) is accepted.
+_REFUSED: dict[str, tuple[str, Any]] = {
+    "n": ("only one choice per request (n=1) is supported", 1),
+    "logprobs": ("log probabilities are not carried across providers", False),
+    "top_logprobs": ("log probabilities are not carried across providers", None),
+    "audio": ("audio output is not supported", None),
+    "modalities": ("only text output is supported", ["text"]),
+    "functions": ("the legacy 'functions' are not supported: use 'tools'", None),
+    "function_call": ("the legacy 'function_call' is not supported: use 'tool_choice'", None),
+    "prediction": ("predicted outputs are not supported", None),
+    "web_search_options": ("web search is not supported", None),
+}
+_READ = frozenset({
+    "model", "messages", "stream", "stream_options", "tools", "tool_choice",
+    "parallel_tool_calls", "response_format",
+})  # fmt: skip
+_KNOWN = _READ | _OPENAI_ONLY | _REFUSED.keys() | {f for f, _ in _PARAMS}
 
 
 class OpenAIChat:
@@ -51,28 +96,44 @@ class OpenAIChat:
     request_id_header = "x-request-id"
 
     def parse(self, body: Any) -> Call:
+        """The request as a Call; a 400 naming the field for anything flyllm cannot carry
+        (including fields OpenAI's API does not know: it refuses those too)."""
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise bad_request("'model' is required: the name of a task (or alias)", "model")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise bad_request("'messages' must be a non-empty array", "messages")
-        system, turns = _messages(messages)
-        params: dict[str, Any] = {k: body[k] for k in _PARAMS if body.get(k) is not None}
-        limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        if limit is not None:
-            params["max_tokens"] = limit
-        stream = body.get("stream", False)
+        _refuse(body)
+        system, turns = read_messages(body.get("messages"))
+        stream = body.get("stream") or False
         if not isinstance(stream, bool):
             raise bad_request("'stream' must be a boolean", "stream")
         options = body.get("stream_options") or {}
-        include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
-        request = GenerationRequest(messages=turns, system=system, params=params or None)
-        return Call(request, model, stream, include_usage)
+        if not isinstance(options, dict):
+            raise bad_request("'stream_options' must be an object", "stream_options")
+        parallel = body.get("parallel_tool_calls")
+        if not isinstance(parallel, bool | None):
+            raise bad_request("'parallel_tool_calls' must be a boolean", "parallel_tool_calls")
+        extras = {k: v for k, v in body.items() if k in _OPENAI_ONLY and v is not None}
+        request = GenerationRequest(
+            messages=turns, system=system, params=_params(body),
+            provider_params=dict.fromkeys(OPENAI_FAMILY, extras) if extras else None,
+            tools=read_tools(body.get("tools")), tool_choice=read_tool_choice(
+                body.get("tool_choice")), parallel_tool_calls=parallel,
+            response_format=read_response_format(body.get("response_format")),
+        )  # fmt: skip
+        return Call(request, model, stream, options.get("include_usage") is True)
 
     def render(self, call: Call, response: LlmResponse, request_id: str) -> dict[str, Any]:
+        """A ``chat.completion`` object."""
+        calls = response.tool_calls
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": response.content if response.content or not calls else None,
+            "refusal": None,
+        }
+        if calls:
+            message["tool_calls"] = [_tool_call(c) for c in calls]
         return {
             "id": _completion_id(request_id),
             "object": "chat.completion",
@@ -81,7 +142,7 @@ class OpenAIChat:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": response.content, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": _FINISH.get(response.finish_reason or "stop", "stop"),
                 }
@@ -90,9 +151,11 @@ class OpenAIChat:
         }
 
     def stream_writer(self, call: Call, request_id: str) -> _ChunkWriter:
+        """``chat.completion.chunk`` events for one streamed answer."""
         return _ChunkWriter(call, _completion_id(request_id))
 
     def render_error(self, err: GatewayError) -> dict[str, Any]:
+        """OpenAI's error object: ``{"error": {message, type, param, code}}``."""
         return {
             "error": {
                 "message": err.message,
@@ -101,6 +164,41 @@ class OpenAIChat:
                 "code": err.code,
             }
         }
+
+
+def _refuse(body: dict[str, Any]) -> None:
+    for key, value in body.items():
+        if key in _KNOWN:
+            refused = _REFUSED.get(key)
+            if refused is not None and value is not None and value != refused[1]:
+                raise bad_request(f"'{key}': {refused[0]} by flyllm's gateway", key)
+        else:
+            raise bad_request(
+                f"unrecognized request argument supplied: {key!r} (flyllm's gateway refuses "
+                "fields it cannot carry, as OpenAI's API does)", key,
+            )  # fmt: skip
+
+
+def _params(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The portable parameters, checked here so that a bad one is a 400 naming it."""
+    params: dict[str, Any] = {}
+    fields: dict[str, str] = {}
+    for field, name in _PARAMS:
+        value = body.get(field)
+        if value is not None and (field != "max_tokens" or name not in params):
+            params[name] = value  # max_completion_tokens wins over max_tokens
+            fields[name] = field
+    if not params:
+        return None
+    try:
+        validate_params(params)
+    except (TypeError, ValueError):
+        for name, value in params.items():  # once more, one by one, to name the culprit
+            try:
+                validate_params({name: value})
+            except (TypeError, ValueError) as exc:
+                raise bad_request(f"'{fields[name]}': {exc}", fields[name]) from None
+    return params
 
 
 class _ChunkWriter:
@@ -121,9 +219,14 @@ class _ChunkWriter:
                            '"logprobs":null,"finish_reason":null}]')  # fmt: skip
 
     def chunk(self, chunk: StreamChunk) -> bytes:
-        if not chunk.text:
+        fields = []
+        if chunk.text:
+            fields.append('"content":' + json.dumps(chunk.text))
+        if chunk.tool_calls:
+            fields.append('"tool_calls":[' + ",".join(map(_call_delta, chunk.tool_calls)) + "]")
+        if not fields:
             return b""
-        delta = '{"content":' + json.dumps(chunk.text) + "}"
+        delta = "{" + ",".join(fields) + "}"
         return self._event(f'[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]')
 
     def end(self, response: LlmResponse) -> bytes:
@@ -139,6 +242,24 @@ class _ChunkWriter:
         return f"data: {json.dumps(OpenAIChat().render_error(err))}\n\n".encode()
 
 
+def _call_delta(delta: ToolCallDelta) -> str:
+    """One tool call's piece in OpenAI's delta shape: id, type and name on its first piece."""
+    if delta.id is None:
+        function = '{"arguments":' + json.dumps(delta.arguments_delta) + "}"
+        return f'{{"index":{delta.index},"function":{function}}}'
+    function = json.dumps({"name": delta.name or "", "arguments": delta.arguments_delta})
+    return (f'{{"index":{delta.index},"id":{json.dumps(delta.id)},"type":"function",'
+            f'"function":{function}}}')  # fmt: skip
+
+
+def _tool_call(call: ToolCall) -> dict[str, Any]:
+    arguments = call.raw_arguments
+    if arguments is None:
+        arguments = json.dumps(call.arguments, ensure_ascii=False)
+    return {"id": call.id, "type": "function",
+            "function": {"name": call.name, "arguments": arguments}}  # fmt: skip
+
+
 def _completion_id(request_id: str) -> str:
     return "chatcmpl-" + request_id
 
@@ -150,39 +271,3 @@ def _usage(usage: Usage) -> dict[str, Any]:
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
-
-
-def _messages(items: list[Any]) -> tuple[str | None, list[Message]]:
-    """System and developer turns join into flyllm's ``system``; the rest become Messages."""
-    system: list[str] = []
-    turns: list[Message] = []
-    for i, item in enumerate(items):
-        where = f"messages[{i}]"
-        if not isinstance(item, dict) or item.get("role") not in _ROLES:
-            raise bad_request(f"{where}: expected an object with a role in {_ROLES}", where)
-        text = _text(item.get("content"), f"{where}.content")
-        if item["role"] in ("system", "developer"):
-            system.append(text)
-        else:
-            turns.append(Message(item["role"], text))
-    if not turns:
-        raise bad_request("'messages' needs at least one user or assistant turn", "messages")
-    return ("\n\n".join(system) if system else None), turns
-
-
-def _text(content: Any, where: str) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for j, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise bad_request(f"{where}[{j}]: only text parts are supported here", where)
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise bad_request(f"{where}[{j}].text must be a string", where)
-            parts.append(text)
-        return "".join(parts)
-    raise bad_request(f"{where} must be a string or an array of parts", where)
