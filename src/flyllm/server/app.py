@@ -14,6 +14,7 @@ enables aiohttp's handler cancellation), which closes the upstream connection at
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import itertools
 import json
 import os
@@ -28,6 +29,8 @@ from flyllm.manager import LlmManager
 from flyllm.server.dialect import Call, Dialect
 from flyllm.server.errors import GatewayError, bad_request, classify
 from flyllm.server.keys import VirtualKey
+from flyllm.server.ledger import KeyGate, KeyLedger, MemoryLedger, Ticket
+from flyllm.server.metrics import MISSING, gateway_metrics
 from flyllm.server.openai_chat import OpenAIChat
 from flyllm.server.settings import GatewaySettings
 from flyllm.types import GenerationRequest, LlmResponse
@@ -43,9 +46,16 @@ _HEALTHY = frozenset({"closed", "half_open"})
 class Gateway:
     """``flyllm serve``'s request handling over one LlmManager (which it does not own)."""
 
-    def __init__(self, manager: LlmManager, settings: GatewaySettings | None = None) -> None:
+    def __init__(
+        self,
+        manager: LlmManager,
+        settings: GatewaySettings | None = None,
+        ledger: KeyLedger | None = None,
+    ) -> None:
         self.manager = manager
         self.settings = settings or GatewaySettings()
+        self.metrics = gateway_metrics(manager)
+        self.gate = KeyGate(manager, ledger or MemoryLedger(), self.metrics)
         self.openai = OpenAIChat()
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6) + f"{os.getpid():x}"
@@ -58,6 +68,7 @@ class Gateway:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_text)
         return app
 
     # -- routes ---------------------------------------------------------------------------
@@ -87,23 +98,54 @@ class Gateway:
         status = 200 if ready else 503
         return web.json_response({"ready": bool(ready), "instances": len(ready)}, status=status)
 
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: Prometheus text. Open to loopback callers; from elsewhere it needs
+        a valid virtual key when the gateway has keys (the counters name keys and spend)."""
+        if self.settings.keys and not _loopback_peer(request):
+            try:
+                self.authenticate(request)
+            except GatewayError as err:
+                return self._error(self.openai, err, {})
+        if self.metrics is None:
+            return web.json_response({"error": MISSING}, status=501)
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     # -- the handler ----------------------------------------------------------------------
 
     async def _generate(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = self._request_id()
         headers = {dialect.request_id_header: request_id}
+        key: VirtualKey | None = None
+        ticket: Ticket | None = None
+        outcome = "ok"
         try:
             key = self.authenticate(request)
             call = dialect.parse(await self._read_json(request))
             generation = self._route(call, key)
+            if key is not None:
+                ticket = await self.gate.admit(key, generation)
             if call.stream:
-                return await self._stream(request, dialect, call, generation, headers, started)
+                return await self._stream(
+                    request, dialect, call, generation, headers, started, ticket
+                )
             response = await self.manager.generate(generation)
+            if ticket is not None:
+                ticket.response = response
         except GatewayError as err:
+            outcome = err.kind
             return self._error(dialect, err, headers)
         except Exception as exc:  # every FlyLLMError and anything unexpected: one answer each
-            return self._error(dialect, classify(exc), headers)
+            failure = classify(exc)
+            outcome = failure.kind
+            return self._error(dialect, failure, headers)
+        except BaseException:  # cancelled: the client left
+            outcome = "cancelled"
+            raise
+        finally:
+            if key is not None:  # every way out settles the key's booking
+                self.gate.finish(key, ticket, outcome)
         self._answer_headers(headers, response, started)
         body = json.dumps(dialect.render(call, response, request_id))
         return web.Response(text=body, content_type=_JSON, headers=headers)
@@ -116,6 +158,7 @@ class Gateway:
         generation: GenerationRequest,
         headers: dict[str, str],
         started: float,
+        ticket: Ticket | None = None,
     ) -> web.StreamResponse:
         writer = dialect.stream_writer(call, headers[dialect.request_id_header])
         async with self.manager.stream(generation) as stream:
@@ -136,6 +179,8 @@ class Gateway:
                         data = writer.chunk(chunk)
                         if data:
                             await out.write(data)
+                if ticket is not None:
+                    ticket.response = stream.response
                 await out.write(writer.end(stream.response))
             except (ConnectionResetError, OSError):
                 raise  # the client left: leaving the block closes the upstream stream
@@ -160,6 +205,12 @@ class Gateway:
         key = ring.lookup(presented)
         if key is None:
             raise GatewayError(401, "authentication", "invalid API key")
+        if key.expires is not None and key.expired(dt.datetime.now(dt.timezone.utc)):
+            self.gate.rejected(key, "expired")
+            raise GatewayError(
+                401, "authentication", f"this API key ({key.name!r}) expired at "
+                f"{key.expires.isoformat()}: ask for a new one",
+            )  # fmt: skip
         return key
 
     def _route(self, call: Call, key: VirtualKey | None) -> GenerationRequest:
@@ -231,3 +282,8 @@ def _presented_key(headers: Mapping[str, str]) -> str | None:
         if found:
             return found.strip()
     return None
+
+
+def _loopback_peer(request: web.Request) -> bool:
+    remote = request.remote
+    return remote is not None and (remote in ("127.0.0.1", "::1") or remote.startswith("127."))
