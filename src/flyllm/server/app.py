@@ -69,6 +69,7 @@ class Gateway:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics_text)
+        app.on_cleanup.append(self._close_ledger)
         return app
 
     # -- routes ---------------------------------------------------------------------------
@@ -110,6 +111,9 @@ class Gateway:
             return web.json_response({"error": MISSING}, status=501)
         body, content_type = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _close_ledger(self, app: web.Application) -> None:
+        await self.gate.ledger.aclose()  # writes the last settlements of a shared store
 
     # -- the handler ----------------------------------------------------------------------
 
