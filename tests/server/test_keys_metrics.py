@@ -14,6 +14,7 @@ from aiohttp.test_utils import make_mocked_request
 from openai.types.chat import ChatCompletionMessageParam
 
 from flyllm import LlmManager
+from flyllm.emulator.faults import Fault
 from flyllm.pricing import ModelPrice
 from flyllm.server import Gateway, GatewaySettings, KeyRing, VirtualKey, hash_key, new_key
 from tests.server.conftest import GatewayFactory
@@ -111,3 +112,25 @@ async def test_without_prometheus_client_metrics_answer_501_naming_the_extra(
     assert status == 501 and "flyllm[serve]" in text
     async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key="x") as sdk:
         await sdk.chat.completions.create(model="chat", messages=HI)
+
+
+async def test_a_stream_failing_after_its_first_chunk_is_counted_as_failed(
+    gateway: GatewayFactory,
+) -> None:
+    key = new_key()
+    ring = KeyRing([VirtualKey(name="streamer", sha256=hash_key(key), max_concurrent=1)])
+    served = await gateway("openai", settings=GatewaySettings(keys=ring), max_attempts=1)
+    served.emulators["openai"].set_faults([Fault("stream_error", after_chunks=1)])
+    async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key=key, max_retries=0) as sdk:
+        stream = await sdk.chat.completions.create(model="chat", messages=HI, stream=True)
+        with pytest.raises(openai.APIError):
+            async for _ in stream:
+                pass
+        served.emulators["openai"].set_faults([])
+        await sdk.chat.completions.create(model="chat", messages=HI)  # the slot was freed
+    _, _, text = await scrape(served.url)
+    lines = text.splitlines()
+    assert 'flyllm_gateway_key_requests_total{key="streamer",outcome="ok"} 1.0' in lines
+    series = 'flyllm_gateway_key_requests_total{key="streamer"'
+    failed = [ln for ln in lines if ln.startswith(series) and 'outcome="ok"' not in ln]
+    assert len(failed) == 1 and failed[0].endswith(" 1.0")

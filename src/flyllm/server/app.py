@@ -189,7 +189,10 @@ class Gateway:
             except (ConnectionResetError, OSError):
                 raise  # the client left: leaving the block closes the upstream stream
             except Exception as exc:
-                await out.write(writer.error(classify(exc)))
+                failure = classify(exc)
+                if ticket is not None:
+                    ticket.outcome = failure.kind  # the status line said 200: count the truth
+                await out.write(writer.error(failure))
         await out.write_eof()
         return out
 

@@ -264,11 +264,13 @@ class MemoryLedger:
 @dataclass(slots=True)
 class Ticket:
     """One keyed request on its way: its key, what the ledger booked (None: the key has no
-    limits) and the answer once there is one (the handler sets ``response``)."""
+    limits), the answer once there is one (the handler sets ``response``) and the outcome of
+    a stream that failed after its first chunk."""
 
     key: VirtualKey
     booking: Booking | None = None
     response: LlmResponse | None = None
+    outcome: str | None = None
 
 
 class KeyGate:
@@ -321,10 +323,8 @@ class KeyGate:
             self.ledger.settle(ticket.booking, tokens, cost or 0.0)
         if self.metrics is not None:
             if response is not None:
-                if not response.success and outcome == "ok":
-                    outcome = response.error_kind or "error"
                 self.metrics.used(key.name, response.usage, cost)
-            self.metrics.request(key.name, outcome)
+            self.metrics.request(key.name, ticket.outcome or outcome)
 
     def _cost(self, key: VirtualKey, response: LlmResponse | None) -> float | None:
         if response is None or (key.budget_usd is None and self.metrics is None):

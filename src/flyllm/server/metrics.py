@@ -44,17 +44,21 @@ class GatewayMetrics:
         self.spend = Counter("key_spend_usd", "Spend in USD by key", ["key"], **opts)
         self.rejections = Counter("key_rejections", "Requests refused by a key's limit",
                                   ["key", "reason"], **opts)  # fmt: skip
-        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._children: dict[str, tuple[Any, Any, Any]] = {}
+        self._outcomes: dict[tuple[str, str], Any] = {}
 
     def request(self, key: str, outcome: str) -> None:
         """Count one finished request of ``key``."""
-        self.requests.labels(key, outcome).inc()
+        child = self._outcomes.get((key, outcome))
+        if child is None:  # labels() costs a dozen calls: once per key and outcome
+            child = self._outcomes[(key, outcome)] = self.requests.labels(key, outcome)
+        child.inc()
 
     def used(self, key: str, usage: Usage, cost: float | None) -> None:
         """Count an answer's tokens and cost."""
-        children = self._children.get((key, ""))
+        children = self._children.get(key)
         if children is None:
-            children = self._children[(key, "")] = (
+            children = self._children[key] = (
                 self.tokens.labels(key, "prompt"),
                 self.tokens.labels(key, "completion"),
                 self.spend.labels(key),
