@@ -204,3 +204,20 @@ def test_ledger_for_reads_the_state_url() -> None:
         ledger_for("postgres://user:secret@db/x")
     except ConfigurationError as exc:
         assert "secret" not in str(exc)
+
+
+def test_response_cost_uses_the_instances_price() -> None:
+    from flyllm import LlmManager, LlmResponse, TaskDefinition, Usage
+    from flyllm.pricing import ModelPrice
+
+    manager = LlmManager(prices={"priced": ModelPrice(input_per_mtok=2.0, output_per_mtok=8.0)})
+    priced = manager.add_provider("openai", "k", "priced", [TaskDefinition("chat")])
+    unpriced = manager.add_provider("openai", "k", "no-such-model-anywhere", ["chat"])
+    usage = Usage(prompt_tokens=1_000_000, completion_tokens=500_000, total_tokens=1_500_000)
+    answer = LlmResponse(content="x", success=True, instance_id=priced, usage=usage)
+    assert priced == 0 and manager.response_cost(answer) == pytest.approx(6.0)
+    other = LlmResponse(content="x", success=True, instance_id=unpriced, usage=usage)
+    assert manager.response_cost(other) is None
+    assert manager.response_cost(LlmResponse(content="", success=False)) is None
+    manager.remove_instance(priced)
+    assert manager.response_cost(answer) is None

@@ -293,4 +293,6 @@ def _presented_key(headers: Mapping[str, str]) -> str | None:
 
 def _loopback_peer(request: web.Request) -> bool:
     remote = request.remote
-    return remote is not None and (remote in ("127.0.0.1", "::1") or remote.startswith("127."))
+    return remote is not None and (
+        remote == "::1" or remote.removeprefix("::ffff:").startswith("127.")
+    )
