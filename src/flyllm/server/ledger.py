@@ -60,6 +60,9 @@ WINDOW = 60
 """Seconds in the rpm and tpm window (one bucket per second)."""
 
 _DEFAULT_COMPLETION = 256
+MAX_ESTIMATE = 2**40
+"""Estimates are capped here, so a caller's absurd ``max_tokens`` stays a number every store
+(and Redis's 64-bit counters) can add up: it is still far over any tokens-per-minute limit."""
 
 
 @dataclass(slots=True)
@@ -131,7 +134,7 @@ def estimate_tokens(request: GenerationRequest, task_max_tokens: int | None) -> 
         chars += len(message.content)
     limit = (request.params or {}).get("max_tokens") or task_max_tokens
     completion = limit if isinstance(limit, int) and limit > 0 else _DEFAULT_COMPLETION
-    return chars // 4 + 1 + completion
+    return min(chars // 4 + 1 + completion, MAX_ESTIMATE)
 
 
 _PERIODS: dict[str, tuple[str, float, float]] = {}  # period -> (id, start, end), the current one
