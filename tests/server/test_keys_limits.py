@@ -226,3 +226,24 @@ async def test_a_key_without_limits_never_reaches_the_ledger(gateway: GatewayFac
         stream = await sdk.chat.completions.create(model="chat", messages=HI, stream=True)
         async for _ in stream:
             pass
+
+
+async def test_redis_down_refuses_limited_keys_with_503_and_serves_the_others(
+    gateway: GatewayFactory,
+) -> None:
+    limited, free = new_key(), new_key()
+    ring = KeyRing([
+        VirtualKey(name="limited", sha256=hash_key(limited), rpm=100),
+        VirtualKey(name="free", sha256=hash_key(free)),
+    ])  # fmt: skip
+    down = RedisLedger("redis://127.0.0.1:1/0", timeout=0.2)  # nothing listens on port 1
+    served = await start(gateway, down, GatewaySettings(keys=ring))
+    async with client(served, limited) as sdk:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await sdk.chat.completions.create(model="chat", messages=HI)
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["Retry-After"] == "1"
+    assert "limits" in caught.value.message
+    async with client(served, free) as sdk:
+        await sdk.chat.completions.create(model="chat", messages=HI)
+    assert served.emulators["openai"].stats()["requests"] == 1
