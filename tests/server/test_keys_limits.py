@@ -137,6 +137,20 @@ async def test_max_concurrent_is_released_when_the_client_disconnects(
     await _until_admitted(served, key, ledger)
 
 
+async def test_max_concurrent_is_released_when_a_waiting_client_gives_up(
+    gateway: GatewayFactory, ledger: KeyLedger
+) -> None:
+    key, settings = keyed(max_concurrent=1)
+    served = await start(gateway, ledger, settings, emulator_options={"latency_ms": 2000})
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(asyncio.TimeoutError):
+            await session.post(served.url + "/v1/chat/completions", headers=headers,
+                               json={"model": "chat", "messages": HI},
+                               timeout=aiohttp.ClientTimeout(total=0.3))  # fmt: skip
+    await _until_admitted(served, key, ledger)  # long before the upstream's 2 s
+
+
 async def test_max_concurrent_is_released_when_the_call_fails(
     gateway: GatewayFactory, ledger: KeyLedger
 ) -> None:
@@ -153,7 +167,7 @@ async def test_max_concurrent_is_released_when_the_call_fails(
 async def _until_admitted(served: Served, key: str, ledger: KeyLedger) -> None:
     vk = served.gateway.settings.keys.lookup(key)
     assert vk is not None
-    for _ in range(100):
+    for _ in range(50):  # at most 1 s
         await settled(ledger)
         found = await ledger.admit(vk, 1)
         if isinstance(found, Booking):
