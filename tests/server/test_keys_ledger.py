@@ -236,3 +236,22 @@ async def test_an_absurd_max_tokens_is_a_bounded_estimate(ledger: KeyLedger) -> 
     await admitted(ledger, key, tokens)
     assert estimate_tokens(GenerationRequest(prompt="x" * 400), 100) == 201
     assert estimate_tokens(GenerationRequest(prompt="x" * 400), None) == 357
+
+
+async def test_running_calls_reserve_their_estimated_cost(ledger: KeyLedger) -> None:
+    key = make_key(budget_usd=1.0)
+    first = await ledger.admit(key, 10, 0.6)
+    assert isinstance(first, Booking) and first.reserved == 0.6
+    await admitted_at(ledger, key, 0.6)  # 0.6 reserved < 1.0
+    assert await ledger.admit(key, 10, 0.6) == Refusal("budget_in_flight", 1.0)
+    ledger.settle(first, 10, 0.1)  # it cost less than reserved: 0.1 spent + 0.6 reserved
+    await settled(ledger)
+    await admitted_at(ledger, key, 0.6)
+    assert (await ledger.admit(key, 10, 0.01)) == Refusal("budget_in_flight", 1.0)
+    assert await ledger.spent(key) == pytest.approx(0.1)
+
+
+async def admitted_at(ledger: KeyLedger, key: VirtualKey, cost: float) -> Booking:
+    found = await ledger.admit(key, 10, cost)
+    assert isinstance(found, Booking), found
+    return found

@@ -228,7 +228,7 @@ async def test_an_expired_key_is_refused_with_401(gateway: GatewayFactory) -> No
 
 
 class _Refuses(MemoryLedger):
-    async def admit(self, key: VirtualKey, tokens: int) -> Booking | Refusal:
+    async def admit(self, key: VirtualKey, tokens: int, cost: float = 0.0) -> Booking | Refusal:
         raise AssertionError("a key without limits reached the ledger")
 
 

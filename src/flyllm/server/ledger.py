@@ -13,10 +13,13 @@ then book) before the manager is called, and settled by ``KeyLedger.settle`` on 
 - ``max_concurrent``: held from admission to settlement (streamed or not). Refused: 429 with
   ``Retry-After: 1`` (nobody knows when a running call ends).
 - ``budget_usd`` per ``budget_period`` (the UTC calendar day or month): refused (429,
-  ``Retry-After`` until the period ends) once the period's spend has reached the budget; each
-  call's real cost is added after it. Calls admitted while spend was under the budget finish,
-  so spend may pass the budget by the cost of the calls in flight when it was reached (with
-  ``max_concurrent = 1``: by one call's cost at most).
+  ``Retry-After`` until the period ends) once the period's spend has reached the budget. Each
+  admitted call reserves its estimated cost (its estimated tokens at the highest price in the
+  pool) until it ends, when its real cost is added instead; a call is admitted only while
+  spend plus reservations is under the budget (else 429, ``Retry-After: 1``). So spend passes
+  the budget by at most one call's estimated cost, as long as calls cost no more than their
+  estimates (a ``max_tokens`` makes the completion's bound exact; the prompt's is a guess of
+  four characters a token).
 
 ``MemoryLedger`` is for one process; ``RedisLedger`` (module ``redis_ledger``) shares the
 limits between processes and machines. ``ledger_for(state_url)`` picks one from ``--state``.
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING, Protocol
 from flyllm.errors import ConfigurationError
 from flyllm.server.errors import GatewayError
 from flyllm.server.keys import VirtualKey
-from flyllm.types import GenerationRequest, LlmResponse
+from flyllm.types import GenerationRequest, LlmResponse, Usage
 
 if TYPE_CHECKING:
     from flyllm.manager import LlmManager
@@ -49,6 +52,7 @@ __all__ = [
     "Refusal",
     "Ticket",
     "budget_period",
+    "estimate",
     "estimate_tokens",
     "ledger_for",
     "refusal_error",
@@ -60,6 +64,8 @@ WINDOW = 60
 """Seconds in the rpm and tpm window (one bucket per second)."""
 
 _DEFAULT_COMPLETION = 256
+_MTOK = 1_000_000
+_PRICES_TTL = 60.0
 MAX_ESTIMATE = 2**40
 """Estimates are capped here, so a caller's absurd ``max_tokens`` stays a number every store
 (and Redis's 64-bit counters) can add up: it is still far over any tokens-per-minute limit."""
@@ -69,7 +75,7 @@ MAX_ESTIMATE = 2**40
 class Booking:
     """What ``admit`` booked for one request, for ``settle`` to correct and release: the
     estimated ``tokens``, the window ``second`` they went in (0: no window), the concurrency
-    booking id ("" none) and the budget ``period`` ("" none)."""
+    booking id ("" none), the budget ``period`` ("" none) and the cost ``reserved`` in it."""
 
     key: VirtualKey
     tokens: int = 0
@@ -77,12 +83,14 @@ class Booking:
     booking: str = ""
     period: str = ""
     period_ends: float = 0.0
+    reserved: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)
 class Refusal:
-    """Why a request was not admitted: ``reason`` is "rpm", "tpm", "max_concurrent" or
-    "budget"; ``retry_after`` the seconds until it may pass (None: never, it is too large)."""
+    """Why a request was not admitted: ``reason`` is "rpm", "tpm", "max_concurrent", "budget"
+    (spent) or "budget_in_flight" (spent or reserved by calls running); ``retry_after`` the
+    seconds until it may pass (None: never, it is too large)."""
 
     reason: str
     retry_after: float | None
@@ -91,15 +99,15 @@ class Refusal:
 class KeyLedger(Protocol):
     """Where the keys' windows, in-flight calls and spend live."""
 
-    async def admit(self, key: VirtualKey, tokens: int) -> Booking | Refusal:
-        """Check every limit of ``key`` for a request of about ``tokens`` tokens and book it,
-        in one atomic step; a Refusal books nothing."""
+    async def admit(self, key: VirtualKey, tokens: int, cost: float = 0.0) -> Booking | Refusal:
+        """Check every limit of ``key`` for a request of about ``tokens`` tokens and ``cost``
+        USD and book it, in one atomic step; a Refusal books nothing."""
         ...
 
     def settle(self, booking: Booking, tokens: int, cost: float) -> None:
-        """The call is over: release its concurrency slot, correct the window by the real
-        ``tokens`` and add ``cost`` (USD) to the period's spend. Never raises, never waits
-        (a shared store writes in the background), so it is safe on every way out."""
+        """The call is over: release its concurrency slot and cost reservation, correct the
+        window by the real ``tokens`` and add ``cost`` (USD) to the period's spend. Never
+        raises, never waits (a shared store writes in the background): safe on every way out."""
         ...
 
     async def spent(self, key: VirtualKey) -> float:
@@ -129,12 +137,18 @@ def ledger_for(state_url: str | None) -> KeyLedger:
 def estimate_tokens(request: GenerationRequest, task_max_tokens: int | None) -> int:
     """A request's likely tokens before it is sent: a token per four characters of text it
     sends, plus its completion limit (the request's ``max_tokens``, the task's, else 256)."""
+    prompt, completion = estimate(request, task_max_tokens)
+    return min(prompt + completion, MAX_ESTIMATE)
+
+
+def estimate(request: GenerationRequest, task_max_tokens: int | None) -> tuple[int, int]:
+    """``estimate_tokens`` in its two parts: (prompt, completion), each at most MAX_ESTIMATE."""
     chars = len(request.prompt or "") + len(request.system or "")
     for message in request.messages or ():
         chars += len(message.content)
     limit = (request.params or {}).get("max_tokens") or task_max_tokens
     completion = limit if isinstance(limit, int) and limit > 0 else _DEFAULT_COMPLETION
-    return min(chars // 4 + 1 + completion, MAX_ESTIMATE)
+    return min(chars // 4 + 1, MAX_ESTIMATE), min(completion, MAX_ESTIMATE)
 
 
 _PERIODS: dict[str, tuple[str, float, float]] = {}  # period -> (id, start, end), the current one
@@ -185,6 +199,7 @@ class _KeyState:
     buckets: dict[int, list[int]] = field(default_factory=dict)
     in_flight: int = 0
     spend: dict[str, float] = field(default_factory=dict)
+    reserved: float = 0.0
 
 
 class MemoryLedger:
@@ -198,7 +213,7 @@ class MemoryLedger:
     def __repr__(self) -> str:
         return f"MemoryLedger({len(self._keys)} keys)"
 
-    async def admit(self, key: VirtualKey, tokens: int) -> Booking | Refusal:
+    async def admit(self, key: VirtualKey, tokens: int, cost: float = 0.0) -> Booking | Refusal:
         now = self._clock()
         state = self._keys.get(key.name)
         if state is None:
@@ -208,8 +223,11 @@ class MemoryLedger:
         booking = Booking(key)
         if key.budget_usd is not None:
             booking.period, booking.period_ends = budget_period(key.budget_period, now)
-            if state.spend.get(booking.period, 0.0) >= key.budget_usd:
+            spent = state.spend.get(booking.period, 0.0)
+            if spent >= key.budget_usd:
                 return Refusal("budget", booking.period_ends - now)
+            if spent + state.reserved >= key.budget_usd:
+                return Refusal("budget_in_flight", 1.0)
         if key.rpm is not None or key.tpm is not None:
             refusal = self._window(state, key, tokens, now)
             if refusal is not None:
@@ -218,6 +236,9 @@ class MemoryLedger:
         if key.max_concurrent is not None:
             state.in_flight += 1
             booking.booking = "1"
+        if booking.period:
+            state.reserved += cost
+            booking.reserved = cost
         return booking
 
     def _window(self, state: _KeyState, key: VirtualKey, tokens: int, now: float) -> Refusal | None:
@@ -244,6 +265,8 @@ class MemoryLedger:
             return
         if booking.booking:
             state.in_flight = max(0, state.in_flight - 1)
+        if booking.reserved:
+            state.reserved = max(0.0, state.reserved - booking.reserved)
         if booking.second:
             bucket = state.buckets.get(booking.second)
             if bucket is not None:
@@ -292,14 +315,21 @@ class KeyGate:
         self.metrics = metrics
         self._max_tokens: dict[str | None, int | None] = {}
         self._unpriced: set[int | None] = set()
+        self._prices = (0.0, 0.0)  # the pool's highest USD per token: input, output
+        self._prices_at = -math.inf
 
     async def admit(self, key: VirtualKey, request: GenerationRequest) -> Ticket | None:
         """Book ``request`` against ``key``'s limits; the Ticket to finish (None: nothing to
         settle or count)."""
         if not key.limited:
             return Ticket(key) if self.metrics is not None else None
-        tokens = estimate_tokens(request, self._task_max_tokens(request.task))
-        found = await self.ledger.admit(key, tokens)
+        prompt, completion = estimate(request, self._task_max_tokens(request.task))
+        tokens = min(prompt + completion, MAX_ESTIMATE)
+        cost = 0.0
+        if key.budget_usd is not None:
+            per_input, per_output = self._top_prices()
+            cost = prompt * per_input + completion * per_output
+        found = await self.ledger.admit(key, tokens, cost)
         if isinstance(found, Refusal):
             self.rejected(key, found.reason)
             raise refusal_error(key, found, tokens)
@@ -345,6 +375,24 @@ class KeyGate:
             return key.budget_usd
         return cost
 
+    def _top_prices(self) -> tuple[float, float]:
+        """The highest input and output price per token among the pool's priced instances
+        (the call may go to any of them), looked up again once a minute."""
+        now = time.monotonic()
+        if now - self._prices_at >= _PRICES_TTL:
+            self._prices_at = now
+            top_in = top_out = 0.0
+            for info in self.manager.instances():
+                per_in = self._unit_cost(info.id, Usage(prompt_tokens=_MTOK))
+                per_out = self._unit_cost(info.id, Usage(completion_tokens=_MTOK))
+                top_in, top_out = max(top_in, per_in), max(top_out, per_out)
+            self._prices = (top_in, top_out)
+        return self._prices
+
+    def _unit_cost(self, instance_id: int, usage: Usage) -> float:
+        probe = LlmResponse(content="", success=True, instance_id=instance_id, usage=usage)
+        return (self.manager.response_cost(probe) or 0.0) / _MTOK
+
     def _task_max_tokens(self, task: str | None) -> int | None:
         if task not in self._max_tokens:
             definition = self.manager.tasks.get(task) if task is not None else None
@@ -369,6 +417,11 @@ def refusal_error(key: VirtualKey, refusal: Refusal, tokens: int) -> GatewayErro
         text = (f"key {key.name!r} has spent its budget of {key.budget_usd} USD for this UTC "
                 f"{key.budget_period}; it resets in {seconds} s")  # fmt: skip
         return GatewayError(429, "rate_limit", text, retry_after=wait, code="insufficient_quota")
+    if reason == "budget_in_flight":
+        text = (f"key {key.name!r}'s budget of {key.budget_usd} USD for this UTC "
+                f"{key.budget_period} is spent or reserved by its calls running; retry when "
+                "one ends")  # fmt: skip
+        return GatewayError(429, "rate_limit", text, retry_after=wait, code="rate_limit_exceeded")
     if reason == "max_concurrent":
         text = (f"key {key.name!r} already has {key.max_concurrent} requests running (its "
                 "max_concurrent); retry when one ends")  # fmt: skip

@@ -31,9 +31,10 @@ __all__ = ["RedisLedger"]
 
 _log = logging.getLogger("flyllm")
 
-# KEYS: window hash (fields r<second>, t<second>), in-flight zset, spend of the period.
+# KEYS: window hash (fields r<second>, t<second>), in-flight zset, spend of the period,
+# reservations zset (booking id by expiry) and hash (booking id -> USD).
 # ARGV: rpm, tpm, max concurrent (0: none), budget (-1: none), tokens, booking id, booking ttl,
-# seconds until the period ends.
+# seconds until the period ends, window seconds, cost to reserve.
 # Returns {reason ('' admitted), retry after (-1: never), window second booked (0: none)}.
 _ADMIT = """
 local t = redis.call('TIME')
@@ -46,8 +47,16 @@ if maxc > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   if redis.call('ZCARD', KEYS[2]) >= maxc then return {'max_concurrent', '1', 0} end
 end
-if budget >= 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= budget then
-  return {'budget', ARGV[8], 0}
+if budget >= 0 then
+  local spent = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if spent >= budget then return {'budget', ARGV[8], 0} end
+  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
+    redis.call('HDEL', KEYS[5], gone)  -- a crashed process's reservation, past its ttl
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  local reserved = 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[5])) do reserved = reserved + tonumber(v) end
+  if spent + reserved >= budget then return {'budget_in_flight', '1', 0} end
 end
 local booked = 0
 if rpm > 0 or tpm > 0 then
@@ -94,17 +103,27 @@ if maxc > 0 then
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[6])
   redis.call('EXPIRE', KEYS[2], math.ceil(ttl) + 60)
 end
+if budget >= 0 and tonumber(ARGV[10]) > 0 then
+  redis.call('ZADD', KEYS[4], now + ttl, ARGV[6])
+  redis.call('HSET', KEYS[5], ARGV[6], ARGV[10])
+  redis.call('EXPIRE', KEYS[4], math.ceil(ttl) + 60)
+  redis.call('EXPIRE', KEYS[5], math.ceil(ttl) + 60)
+end
 return {'', '0', booked}
 """
 
 # KEYS: as _ADMIT. ARGV: window second (0: none), tokens booked, tokens used, booking id ('':
-# none), cost, seconds the spend key lives.
+# none), cost, seconds the spend key lives, 1 when a cost was reserved.
 _SETTLE = """
 local sec = tonumber(ARGV[1])
 if sec > 0 and redis.call('HEXISTS', KEYS[1], 'r' .. sec) == 1 then
   redis.call('HINCRBY', KEYS[1], 't' .. sec, tonumber(ARGV[3]) - tonumber(ARGV[2]))
 end
 if ARGV[4] ~= '' then redis.call('ZREM', KEYS[2], ARGV[4]) end
+if ARGV[7] == '1' then
+  redis.call('ZREM', KEYS[4], ARGV[4])
+  redis.call('HDEL', KEYS[5], ARGV[4])
+end
 if tonumber(ARGV[5]) > 0 then
   redis.call('INCRBYFLOAT', KEYS[3], ARGV[5])
   redis.call('EXPIRE', KEYS[3], ARGV[6])
@@ -153,7 +172,7 @@ class RedisLedger:
         self._settle = self._client.register_script(_SETTLE)
         self._ttl = booking_ttl
         self._clock = clock
-        self._keys: dict[str, tuple[str, str, str]] = {}
+        self._keys: dict[str, tuple[str, ...]] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._warned = False
 
@@ -164,20 +183,23 @@ class RedisLedger:
         base = self._keys.get(key.name)
         if base is None:
             prefix = f"{self.namespace}:{key.name}"
-            base = self._keys[key.name] = (f"{prefix}:w", f"{prefix}:c", f"{prefix}:b:")
-        return [base[0], base[1], base[2] + period]
+            base = self._keys[key.name] = (
+                f"{prefix}:w", f"{prefix}:c", f"{prefix}:b:", f"{prefix}:r", f"{prefix}:rv"
+            )  # fmt: skip
+        return [base[0], base[1], base[2] + period, base[3], base[4]]
 
-    async def admit(self, key: VirtualKey, tokens: int) -> Booking | Refusal:
+    async def admit(self, key: VirtualKey, tokens: int, cost: float = 0.0) -> Booking | Refusal:
         now = self._clock()
         booking = Booking(key, tokens=tokens)
         if key.budget_usd is not None:
             booking.period, booking.period_ends = budget_period(key.budget_period, now)
-        if key.max_concurrent is not None:
+            booking.reserved = cost
+        if key.max_concurrent is not None or booking.reserved > 0:
             booking.booking = uuid.uuid4().hex
         args = [
             key.rpm or 0, key.tpm or 0, key.max_concurrent or 0,
             -1 if key.budget_usd is None else key.budget_usd, tokens, booking.booking,
-            self._ttl, max(1.0, booking.period_ends - now), WINDOW,
+            self._ttl, max(1.0, booking.period_ends - now), WINDOW, repr(booking.reserved),
         ]  # fmt: skip
         try:
             reply = await self._admit(keys=self._redis_keys(key, booking.period), args=args)
@@ -195,7 +217,8 @@ class RedisLedger:
 
     def settle(self, booking: Booking, tokens: int, cost: float) -> None:
         keep = max(1, int(booking.period_ends - self._clock())) + 86400
-        args = [booking.second, booking.tokens, tokens, booking.booking, repr(cost), keep]
+        reserved = "1" if booking.reserved > 0 else "0"
+        args = [booking.second, booking.tokens, tokens, booking.booking, repr(cost), keep, reserved]
         keys = self._redis_keys(booking.key, booking.period)
         task = asyncio.ensure_future(self._write(keys, args))
         self._pending.add(task)
