@@ -776,6 +776,14 @@ class LlmManager:
         whether every price was known."""
         return usage_report(self._all, self.token_usage(), self._instances, self._task_usage)
 
+    def response_cost(self, response: LlmResponse) -> float | None:
+        """What ``response`` cost in USD at its instance's price (the instance's own, else the
+        bundled one), or None when the price is unknown or the instance is gone."""
+        instance_id = response.instance_id
+        instance = self._instances.get(instance_id) if instance_id is not None else None
+        price = instance.model_price() if instance is not None else None
+        return None if price is None else price.cost(response.usage)
+
     def usage_report_json(self, indent: int | None = 2) -> str:
         """``usage_report()`` as JSON text."""
         return json.dumps(self.usage_report(), indent=indent)

@@ -1,4 +1,4 @@
-"""The ``flyllm`` command: ask, batch, usage, config check, models, demo, emulate and serve.
+"""The ``flyllm`` command: ask, batch, usage, config check, models, demo, emulate, serve, keys.
 
 Results go to stdout; progress, messages and logs to stderr. Exit codes: 0 success, 1 a request
 failed (or another run-time error), 2 a usage or configuration error, 128 + N when stopped by
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from flyllm.cli import ask, batch, config, demo, emulate, models, serve, usage
+from flyllm.cli import ask, batch, config, demo, emulate, keys, models, serve, usage
 from flyllm.cli._common import UsageError, err
 from flyllm.errors import ConfigurationError, FlyLLMError
 
@@ -30,6 +30,7 @@ COMMANDS: dict[str, ModuleType] = {
     "demo": demo,
     "emulate": emulate,
     "serve": serve,
+    "keys": keys,
 }
 """Each command's module, in the order ``--help`` lists them: ``add(commands)`` adds its
 sub-parser, ``run(args)`` runs it."""

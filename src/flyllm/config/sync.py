@@ -183,6 +183,10 @@ class SyncLlmManager:
         """See LlmManager.usage_report."""
         return self.manager.usage_report()
 
+    def response_cost(self, response: LlmResponse) -> float | None:
+        """See LlmManager.response_cost."""
+        return self.manager.response_cost(response)
+
     def usage_report_json(self, indent: int | None = 2) -> str:
         """See LlmManager.usage_report_json."""
         return self.manager.usage_report_json(indent)

@@ -14,6 +14,7 @@ enables aiohttp's handler cancellation), which closes the upstream connection at
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import itertools
 import json
 import os
@@ -29,10 +30,12 @@ from flyllm.server.anthropic_messages import add_anthropic_routes
 from flyllm.server.dialect import Call, Dialect
 from flyllm.server.errors import GatewayError, bad_request, classify
 from flyllm.server.keys import VirtualKey
+from flyllm.server.ledger import KeyGate, KeyLedger, MemoryLedger, Ticket
+from flyllm.server.metrics import MISSING, gateway_metrics
 from flyllm.server.openai_chat import OpenAIChat
 from flyllm.server.openai_embeddings import OpenAIEmbeddings
 from flyllm.server.settings import GatewaySettings
-from flyllm.types import GenerationRequest
+from flyllm.types import GenerationRequest, LlmResponse
 
 __all__ = ["Gateway"]
 
@@ -45,9 +48,16 @@ _HEALTHY = frozenset({"closed", "half_open"})
 class Gateway:
     """``flyllm serve``'s request handling over one LlmManager (which it does not own)."""
 
-    def __init__(self, manager: LlmManager, settings: GatewaySettings | None = None) -> None:
+    def __init__(
+        self,
+        manager: LlmManager,
+        settings: GatewaySettings | None = None,
+        ledger: KeyLedger | None = None,
+    ) -> None:
         self.manager = manager
         self.settings = settings or GatewaySettings()
+        self.metrics = gateway_metrics(manager)
+        self.gate = KeyGate(manager, ledger or MemoryLedger(), self.metrics)
         self.openai = OpenAIChat()
         self.openai_embeddings = OpenAIEmbeddings()
         self._ids = itertools.count(1)
@@ -63,6 +73,8 @@ class Gateway:
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_text)
+        app.on_cleanup.append(self._close_ledger)
         return app
 
     # -- routes ---------------------------------------------------------------------------
@@ -75,15 +87,34 @@ class Gateway:
         """``POST /v1/embeddings`` (OpenAI) over ``LlmManager.embed``."""
         started = time.perf_counter()
         headers = {self.openai.request_id_header: self._request_id()}
+        key: VirtualKey | None = None
+        ticket: Ticket | None = None
+        outcome = "ok"
         try:
             key = self.authenticate(request)
             call = self.openai_embeddings.parse(await self._read_json(request))
             task = self._task(call.model, key)
+            if key is not None:
+                inputs = call.request.inputs
+                ticket = await self.gate.admit_texts(
+                    key, [inputs] if isinstance(inputs, str) else inputs
+                )
             called = time.perf_counter()
             result = await self.manager.embed(dataclasses.replace(call.request, task=task))
+            if ticket is not None:  # the key's books take what an answer would show
+                ticket.response = LlmResponse(
+                    "", True, result.provider, result.model, result.instance_id, result.usage
+                )
         except Exception as exc:  # as _generate: every failure in the caller's protocol
             err = classify(exc, deadline_passed=self._late(started))
+            outcome = err.kind
             return self._error(self.openai, err, headers)
+        except BaseException:  # cancelled: the client left
+            outcome = "cancelled"
+            raise
+        finally:
+            if key is not None:
+                self.gate.finish(key, ticket, outcome)
         returned = time.perf_counter()
         body = json.dumps(self.openai_embeddings.render(call, result))
         own = called - started + time.perf_counter() - returned
@@ -111,24 +142,58 @@ class Gateway:
         status = 200 if ready else 503
         return web.json_response({"ready": bool(ready), "instances": len(ready)}, status=status)
 
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: Prometheus text. Open to loopback callers; from elsewhere it needs
+        a valid virtual key when the gateway has keys (the counters name keys and spend)."""
+        if self.settings.keys and not _loopback_peer(request):
+            try:
+                self.authenticate(request)
+            except GatewayError as err:
+                return self._error(self.openai, err, {})
+        if self.metrics is None:
+            return web.json_response({"error": MISSING}, status=501)
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _close_ledger(self, app: web.Application) -> None:
+        await self.gate.ledger.aclose()  # writes the last settlements of a shared store
+
     # -- the handler ----------------------------------------------------------------------
 
     async def _generate(self, request: web.Request, dialect: Dialect) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = self._request_id()
         headers = {dialect.request_id_header: request_id}
+        key: VirtualKey | None = None
+        ticket: Ticket | None = None
+        outcome = "ok"
         try:
             key = self.authenticate(request)
             call = dialect.parse(await self._read_json(request))
             generation = self._route(call, key)
+            if key is not None:
+                ticket = await self.gate.admit(key, generation)
             if call.stream:
-                return await self._stream(request, dialect, call, generation, headers, started)
+                return await self._stream(
+                    request, dialect, call, generation, headers, started, ticket
+                )
             called = time.perf_counter()
             response = await self.manager.generate(generation)
+            if ticket is not None:
+                ticket.response = response
         except GatewayError as err:
+            outcome = err.kind
             return self._error(dialect, err, headers)
         except Exception as exc:  # every FlyLLMError and anything unexpected: one answer each
-            return self._error(dialect, classify(exc, deadline_passed=self._late(started)), headers)
+            failure = classify(exc, deadline_passed=self._late(started))
+            outcome = failure.kind
+            return self._error(dialect, failure, headers)
+        except BaseException:  # cancelled: the client left
+            outcome = "cancelled"
+            raise
+        finally:
+            if key is not None:  # every way out settles the key's booking
+                self.gate.finish(key, ticket, outcome)
         returned = time.perf_counter()
         body = json.dumps(dialect.render(call, response, request_id))
         own = called - started + time.perf_counter() - returned
@@ -143,6 +208,7 @@ class Gateway:
         generation: GenerationRequest,
         headers: dict[str, str],
         started: float,
+        ticket: Ticket | None = None,
     ) -> web.StreamResponse:
         writer = dialect.stream_writer(call, headers[dialect.request_id_header])
         own = time.perf_counter() - started  # what a header sent before the chunks can hold
@@ -165,11 +231,16 @@ class Gateway:
                         data = writer.chunk(chunk)
                         if data:
                             await out.write(data)
+                if ticket is not None:
+                    ticket.response = stream.response
                 await out.write(writer.end(stream.response))
             except (ConnectionResetError, OSError):
                 raise  # the client left: leaving the block closes the upstream stream
             except Exception as exc:
-                await out.write(writer.error(classify(exc)))
+                failure = classify(exc)
+                if ticket is not None:
+                    ticket.outcome = failure.kind  # the status line said 200: count the truth
+                await out.write(writer.error(failure))
         await out.write_eof()
         return out
 
@@ -189,6 +260,12 @@ class Gateway:
         key = ring.lookup(presented)
         if key is None:
             raise GatewayError(401, "authentication", "invalid API key")
+        if key.expires is not None and key.expired(dt.datetime.now(dt.timezone.utc)):
+            self.gate.rejected(key, "expired")
+            raise GatewayError(
+                401, "authentication", f"this API key ({key.name!r}) expired at "
+                f"{key.expires.isoformat()}: ask for a new one",
+            )  # fmt: skip
         return key
 
     def _route(self, call: Call, key: VirtualKey | None) -> GenerationRequest:
@@ -268,3 +345,10 @@ def _presented_key(headers: Mapping[str, str]) -> str | None:
         if found:
             return found.strip()
     return None
+
+
+def _loopback_peer(request: web.Request) -> bool:
+    remote = request.remote
+    return remote is not None and (
+        remote == "::1" or remote.removeprefix("::ffff:").startswith("127.")
+    )

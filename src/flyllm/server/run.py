@@ -13,6 +13,7 @@ from aiohttp import web
 from flyllm.config.loader import read_config
 from flyllm.errors import ConfigurationError
 from flyllm.server.app import Gateway
+from flyllm.server.ledger import ledger_for
 from flyllm.server.settings import read_gateway_table
 
 __all__ = ["ServeOptions", "is_loopback", "serve"]
@@ -55,7 +56,8 @@ async def _serve(options: ServeOptions) -> int:
             "or bind to 127.0.0.1"
         )
     manager = config.build()
-    runner = web.AppRunner(Gateway(manager, settings).application(), handler_cancellation=True)
+    gateway = Gateway(manager, settings, ledger_for(options.state))
+    runner = web.AppRunner(gateway.application(), handler_cancellation=True)
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port)
