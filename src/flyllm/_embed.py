@@ -6,7 +6,11 @@ Inputs are packed in order into requests that fit the candidates' limits: the sm
 ``max_inputs`` and ``max_tokens`` of their providers (``EmbeddingLimits``), the smallest
 tokens-per-minute limit, and the caller's ``batch_size``; tokens are estimated as
 characters / 4 + 1 per input. An embedding task's instances share one model (the manager
-checks it), so these are the chosen instance's limits. A request the provider refuses as too
+checks it), so these are the chosen instance's limits. Each request is sized when a worker
+takes it, to the tpm headroom the candidates have at that moment (``Batch.budget``): a
+request that fits what a window still takes goes now instead of waiting for a whole
+window, and a window with little room left gets a full-size request that waits for it
+rather than a trickle of tiny ones. A request the provider refuses as too
 large (ContextLengthError: one input over the model's limit, or too many tokens in total) is
 split in half and each half retried; a single input refused so is that input's own error.
 Other failures fail the inputs of that request only.
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -36,11 +40,11 @@ from flyllm.types import EmbeddingResult, Usage
 
 __all__ = [
     "Batch",
+    "Packer",
     "Piece",
     "Send",
     "embed_all",
     "input_tokens",
-    "pack",
     "per_input_results",
     "whole_result",
 ]
@@ -69,6 +73,11 @@ class Piece:
     latency: float
 
 
+SMALLEST_SHARE = 4
+"""A tpm headroom under ``max_tokens / SMALLEST_SHARE`` is too little to size a request to:
+the request is packed full and waits for the window instead."""
+
+
 @dataclass(slots=True, frozen=True)
 class Batch:
     """The inputs and how to send them: ``plan`` the resolved request (its tiers, parameters,
@@ -80,19 +89,50 @@ class Batch:
     max_inputs: int
     max_tokens: int
 
+    def budget(self, now: float) -> int:
+        """The estimated tokens the next request may carry at ``now``: the largest tpm
+        headroom among the enabled candidates, when it is worth a request of its own (at
+        least ``max_tokens / SMALLEST_SHARE``, and at least tpm / rpm where an rpm limit makes
+        small requests waste it); else ``max_tokens``, the request then waiting for room."""
+        best = 0.0
+        for tier in self.plan.tiers:
+            for c in tier.candidates:
+                if not c.enabled:
+                    continue
+                limiter = c.limiter
+                free = limiter.tokens_free(now)
+                if free is None:  # no tpm limit: a full request goes now
+                    return self.max_tokens
+                floor = self.max_tokens / SMALLEST_SHARE
+                if limiter.rpm:
+                    floor = max(floor, (limiter.tpm or 0) / limiter.rpm)
+                if free >= floor:
+                    best = max(best, free)
+        return min(self.max_tokens, int(best)) if best else self.max_tokens
 
-def pack(inputs: Sequence[str], max_inputs: int, max_tokens: int) -> Iterator[range]:
-    """Consecutive ranges of ``inputs``, each within ``max_inputs`` and ``max_tokens`` (an
-    input larger than ``max_tokens`` alone goes in a range of its own)."""
-    start, tokens = 0, 0
-    for i, text in enumerate(inputs):
-        cost = input_tokens(text)
-        if i > start and (i - start >= max_inputs or tokens + cost > max_tokens):
-            yield range(start, i)
-            start, tokens = i, 0
-        tokens += cost
-    if start < len(inputs):
-        yield range(start, len(inputs))
+
+class Packer:
+    """Consecutive ranges of ``inputs``, each sized when it is taken."""
+
+    __slots__ = ("_inputs", "_next")
+
+    def __init__(self, inputs: Sequence[str]) -> None:
+        self._inputs = inputs
+        self._next = 0
+
+    def take(self, max_inputs: int, max_tokens: int) -> range | None:
+        """The next range within ``max_inputs`` and ``max_tokens`` (an input larger than
+        ``max_tokens`` goes alone); None when every input has been taken."""
+        inputs, start = self._inputs, self._next
+        stop, tokens, end = start, 0, min(len(inputs), start + max_inputs)
+        while stop < end:
+            cost = input_tokens(inputs[stop])
+            if stop > start and tokens + cost > max_tokens:
+                break
+            tokens += cost
+            stop += 1
+        self._next = stop
+        return range(start, stop) if stop > start else None
 
 
 async def embed_all(
@@ -102,13 +142,15 @@ async def embed_all(
     concurrency: int,
     done: Callable[[Piece], None],
 ) -> None:
-    """Embed every input of ``batch``, at most ``concurrency`` requests at once; ``done`` is
-    called with each piece as it ends (in no particular order). Raises only when the caller
-    leaves."""
-    ranges = pack(batch.inputs, batch.max_inputs, batch.max_tokens)
+    """Embed every input of ``batch``, at most ``concurrency`` requests at once, each sized
+    to the tpm headroom when it is taken; ``done`` is called with each piece as it ends (in
+    no particular order). Raises only when the caller leaves."""
+    packer = Packer(batch.inputs)
 
     async def worker() -> None:
-        for r in ranges:
+        # Taken and booked with no await between (a local store books at once), so that the
+        # headroom a request was sized to is still there.
+        while (r := packer.take(batch.max_inputs, batch.budget(engine.clock()))) is not None:
             await _embed_range(engine, send, batch, r.start, r.stop, done)
 
     workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
