@@ -19,16 +19,17 @@ def words(n: int) -> str:
 
 
 @pytest.mark.parametrize(
-    ("used", "rpm", "sizes", "waits"),
+    ("used", "rpm", "each", "sizes", "waits"),
     [
-        (60, None, [1, 4, 4], 1),  # 40 of 100 free: 4 texts now, the other 4 after the window
-        (95, None, [1, 8], 1),  # 5 free, under a quarter of 100: a full request, which waits
-        (60, 2, [1, 8], 1),  # 40 free but rpm 2 makes requests under tpm / rpm = 50 a waste
-        (0, None, [1, 8], 0),  # room for all: one request
+        (60, None, 10, [1, 4, 4], 1),  # 40 of 100 free: 4 texts now, 4 after the window
+        (95, None, 10, [1, 8], 1),  # 5 free, under an eighth of 100: a full request, waiting
+        (60, 2, 10, [1, 8], 1),  # 40 free but rpm 2 makes requests under tpm / rpm a waste
+        (85, None, 20, [1, 4], 1),  # 15 free cannot hold the next text of 20: a full request
+        (0, None, 10, [1, 8], 0),  # room for all: one request
     ],
 )
 async def test_requests_are_sized_to_the_tpm_headroom_now(
-    used: int, rpm: int | None, sizes: list[int], waits: int
+    used: int, rpm: int | None, each: int, sizes: list[int], waits: int
 ) -> None:
     virtual = VirtualTime()
     async with (
@@ -41,7 +42,26 @@ async def test_requests_are_sized_to_the_tpm_headroom_now(
         )  # fmt: skip
         first = await manager.embed_batch([words(max(used, 1))], "embed")
         assert first[0].usage.total_tokens == max(used, 1)  # the window holds what was billed
-        results = await manager.embed_batch([words(10)] * 8, "embed", max_concurrency=1)
+        count = 80 // each
+        results = await manager.embed_batch([words(each)] * count, "embed", max_concurrency=1)
     assert all(r.success for r in results)
     assert [len(r.json["input"]) for r in emu.requests if r.json] == sizes
     assert len(virtual.sleeps) == waits
+
+
+async def test_requests_are_booked_at_what_the_provider_bills() -> None:
+    # 36 characters estimate at 10 tokens; the emulator bills 1 word. After the first answer
+    # the bookings are scaled down (by at most 4), so every request is full and none waits.
+    virtual = VirtualTime()
+    async with (
+        Emulator(provider="openai") as emu,
+        LlmManager(clock=virtual.clock, sleep=virtual.sleep) as manager,
+    ):
+        manager.add_provider(
+            "openai", KEY, "text-embedding-3-small", [TaskDefinition("embed")],
+            base_url=emu.base_url, tpm=100,
+        )  # fmt: skip
+        results = await manager.embed_batch(["x" * 36] * 30, "embed", max_concurrency=1)
+    assert all(r.success for r in results)
+    assert [len(r.json["input"]) for r in emu.requests if r.json] == [10, 10, 10]
+    assert virtual.sleeps == []
