@@ -17,8 +17,8 @@ Output: one JSON object per input line, appended as each group of texts finishes
      "latency": 0.212, "attempts": 1}
 
 ``--vectors base64`` writes ``"vector"`` as the base64 of the vector's little-endian float32
-bytes with ``"encoding": "base64"`` (OpenAI's own ``encoding_format=base64``): a quarter of
-the size, exact. JSON arrays hold the float32 values to 9 significant digits, which reads back
+bytes with ``"encoding": "base64"`` (OpenAI's own ``encoding_format=base64``): 2.7 times
+smaller, exact. JSON arrays hold the float32 values to 9 significant digits, which reads back
 to the same float32 exactly. A failed line has ``"vector": null`` and the error.
 """
 
