@@ -11,7 +11,7 @@ takes it, to the tpm headroom the candidates have at that moment (``Batch.budget
 request that fits what a window still takes goes now instead of waiting for a whole
 window, and a window with little room left gets a full-size request that waits for it
 rather than a trickle of tiny ones. Requests are booked on the rate limits at the estimate
-scaled by what the provider billed for the batch's answered requests so far (``Tally``), so
+scaled by what the provider billed for the task's answered requests so far (``Tally``), so
 that an estimate above the real count does not leave each window part empty. A request the
 provider refuses as too large (ContextLengthError: one input over the model's limit, or too
 many tokens in total) is split in half and each half retried; a single input refused so is
@@ -83,12 +83,26 @@ the request is packed full and waits for the window instead. (A quarter wasted a
 each window in the benchmark: three full requests left too little for a fourth.)"""
 
 
+TALLY_SPAN = 1_000_000
+"""Estimated tokens past which a Tally halves its sums (about the last million count)."""
+
+
 @dataclass(slots=True)
 class Tally:
-    """Estimated and billed tokens of a batch's answered requests."""
+    """Estimated and billed tokens of answered requests (of a task: the manager keeps one per
+    task across calls)."""
 
     estimated: int = 0
     billed: int = 0
+
+    def add(self, estimated: int, billed: int) -> None:
+        """Count one answered request; past ``TALLY_SPAN`` estimated tokens both sums are
+        halved, so that the ratio follows a change in the texts instead of their history."""
+        self.estimated += estimated
+        self.billed += billed
+        if self.estimated > TALLY_SPAN:
+            self.estimated //= 2
+            self.billed //= 2
 
     def ratio(self) -> float:
         """Billed over estimated tokens: 1 until an answer came, then within 1/4 and 4."""
@@ -224,8 +238,7 @@ async def _embed_range(
         done(Piece(start, stop, None, err, None, loop.attempts, time.perf_counter() - began))
         return
     latency = time.perf_counter() - began
-    batch.tally.estimated += tokens
-    batch.tally.billed += embeddings.usage.total_tokens
+    batch.tally.add(tokens, embeddings.usage.total_tokens)
     done(Piece(start, stop, embeddings, None, instance, loop.attempts, latency))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from flyllm import LlmManager, TaskDefinition
+from flyllm._embed import TALLY_SPAN, Tally
 from flyllm.emulator import Emulator
 from tests.integration.conftest import VirtualTime
 
@@ -65,3 +66,34 @@ async def test_requests_are_booked_at_what_the_provider_bills() -> None:
     assert all(r.success for r in results)
     assert [len(r.json["input"]) for r in emu.requests if r.json] == [10, 10, 10]
     assert virtual.sleeps == []
+
+
+async def test_the_billed_ratio_carries_over_to_the_next_call_of_the_task() -> None:
+    # What `flyllm embed` does: one embed_batch per group of texts. The second call books its
+    # first request at what the first call was billed, so it too sends full requests at once.
+    virtual = VirtualTime()
+    async with (
+        Emulator(provider="openai") as emu,
+        LlmManager(clock=virtual.clock, sleep=virtual.sleep) as manager,
+    ):
+        manager.add_provider(
+            "openai", KEY, "text-embedding-3-small", [TaskDefinition("embed")],
+            base_url=emu.base_url, tpm=100,
+        )  # fmt: skip
+        for _ in range(3):
+            await manager.embed_batch(["x" * 36] * 10, "embed", max_concurrency=1)
+    assert [len(r.json["input"]) for r in emu.requests if r.json] == [10, 10, 10]
+    assert virtual.sleeps == []
+
+
+def test_the_tally_clamps_its_ratio_and_forgets_old_counts() -> None:
+    tally = Tally()
+    assert tally.ratio() == 1.0  # nothing answered yet
+    tally.add(1000, 10)
+    assert tally.ratio() == 0.25  # a bill 100 times under the estimate: booked at a quarter
+    tally.add(TALLY_SPAN, 8 * TALLY_SPAN)
+    assert tally.ratio() == 4.0
+    assert tally.estimated <= TALLY_SPAN  # halved: the recent counts weigh most
+    for _ in range(30):
+        tally.add(TALLY_SPAN // 4, TALLY_SPAN // 8)
+    assert abs(tally.ratio() - 0.5) < 0.01
