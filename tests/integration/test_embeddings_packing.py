@@ -4,6 +4,9 @@ little room left gets a full-size request that waits for it, not a trickle of ti
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 
 from flyllm import LlmManager, TaskDefinition
@@ -12,6 +15,27 @@ from flyllm.emulator import Emulator
 from tests.integration.conftest import VirtualTime
 
 KEY = "-".join(["sk", "embed", "pack", "31"])
+
+
+@asynccontextmanager
+async def limited(
+    rpm: int | None = None,
+) -> AsyncIterator[tuple[LlmManager, Emulator, VirtualTime]]:
+    """A manager whose waits pass at once, with one instance limited to 100 tpm."""
+    virtual = VirtualTime()
+    async with (
+        Emulator(provider="openai") as emu,
+        LlmManager(clock=virtual.clock, sleep=virtual.sleep) as manager,
+    ):
+        manager.add_provider(
+            "openai", KEY, "text-embedding-3-small", [TaskDefinition("embed")],
+            base_url=emu.base_url, tpm=100, rpm=rpm,
+        )  # fmt: skip
+        yield manager, emu, virtual
+
+
+def sizes_sent(emu: Emulator) -> list[int]:
+    return [len(r.json["input"]) for r in emu.requests if r.json]
 
 
 def words(n: int) -> str:
@@ -32,57 +56,33 @@ def words(n: int) -> str:
 async def test_requests_are_sized_to_the_tpm_headroom_now(
     used: int, rpm: int | None, each: int, sizes: list[int], waits: int
 ) -> None:
-    virtual = VirtualTime()
-    async with (
-        Emulator(provider="openai") as emu,
-        LlmManager(clock=virtual.clock, sleep=virtual.sleep) as manager,
-    ):
-        manager.add_provider(
-            "openai", KEY, "text-embedding-3-small", [TaskDefinition("embed")],
-            base_url=emu.base_url, tpm=100, rpm=rpm,
-        )  # fmt: skip
+    async with limited(rpm) as (manager, emu, virtual):
         first = await manager.embed_batch([words(max(used, 1))], "embed")
         assert first[0].usage.total_tokens == max(used, 1)  # the window holds what was billed
         count = 80 // each
         results = await manager.embed_batch([words(each)] * count, "embed", max_concurrency=1)
     assert all(r.success for r in results)
-    assert [len(r.json["input"]) for r in emu.requests if r.json] == sizes
+    assert sizes_sent(emu) == sizes
     assert len(virtual.sleeps) == waits
 
 
 async def test_requests_are_booked_at_what_the_provider_bills() -> None:
     # 36 characters estimate at 10 tokens; the emulator bills 1 word. After the first answer
     # the bookings are scaled down (by at most 4), so every request is full and none waits.
-    virtual = VirtualTime()
-    async with (
-        Emulator(provider="openai") as emu,
-        LlmManager(clock=virtual.clock, sleep=virtual.sleep) as manager,
-    ):
-        manager.add_provider(
-            "openai", KEY, "text-embedding-3-small", [TaskDefinition("embed")],
-            base_url=emu.base_url, tpm=100,
-        )  # fmt: skip
+    async with limited() as (manager, emu, virtual):
         results = await manager.embed_batch(["x" * 36] * 30, "embed", max_concurrency=1)
     assert all(r.success for r in results)
-    assert [len(r.json["input"]) for r in emu.requests if r.json] == [10, 10, 10]
+    assert sizes_sent(emu) == [10, 10, 10]
     assert virtual.sleeps == []
 
 
 async def test_the_billed_ratio_carries_over_to_the_next_call_of_the_task() -> None:
     # What `flyllm embed` does: one embed_batch per group of texts. The second call books its
     # first request at what the first call was billed, so it too sends full requests at once.
-    virtual = VirtualTime()
-    async with (
-        Emulator(provider="openai") as emu,
-        LlmManager(clock=virtual.clock, sleep=virtual.sleep) as manager,
-    ):
-        manager.add_provider(
-            "openai", KEY, "text-embedding-3-small", [TaskDefinition("embed")],
-            base_url=emu.base_url, tpm=100,
-        )  # fmt: skip
+    async with limited() as (manager, emu, virtual):
         for _ in range(3):
             await manager.embed_batch(["x" * 36] * 10, "embed", max_concurrency=1)
-    assert [len(r.json["input"]) for r in emu.requests if r.json] == [10, 10, 10]
+    assert sizes_sent(emu) == [10, 10, 10]
     assert virtual.sleeps == []
 
 
