@@ -7,7 +7,8 @@ connect beyond 127.0.0.1 / ::1: the benchmark never leaves the machine, and a li
 tries to cannot hang it.
 
 Job kinds: ``requests`` (non-streamed batch), ``streams``, ``memory`` (RSS while one big
-batch is queued) and ``selection`` (flyllm's routing cost, :mod:`bench.selection`).
+batch is queued), ``selection`` (flyllm's routing cost, :mod:`bench.selection`) and
+``embeddings`` (flyllm's ``embed_batch`` under rpm/tpm limits).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import gc
 import ipaddress
 import json
+import math
 import socket
 import sys
 import threading
@@ -213,11 +215,92 @@ async def selection_job(job: dict[str, Any]) -> dict[str, Any]:
     return await measure_selection(job)
 
 
+async def embeddings_job(job: dict[str, Any]) -> dict[str, Any]:
+    """``embed_batch`` of ``texts`` short texts over the targets, each instance limited to
+    ``rpm`` and ``tpm``: wall time, client CPU per input, peak RSS, and what the limits
+    counted (tokens billed, requests sent, the most tokens any instance took in a minute)."""
+    from bench.wire import Target
+    from flyllm import LlmManager, TaskDefinition
+    from flyllm.observe.events import Event
+    from flyllm.routing.limits import WINDOW
+
+    targets = [Target.from_json(t) for t in job["targets"]]
+    n, rpm, tpm = int(job["texts"]), int(job["rpm"]), int(job["tpm"])
+    texts = [f"text {i} is one short sentence to embed" for i in range(n)]
+    started: dict[tuple[int, int], float] = {}
+    sent: dict[int, list[tuple[float, int]]] = {}  # instance -> (start, tokens billed)
+
+    def hook(event: Event) -> None:
+        key = (event.request_id, event.attempt)
+        if event.kind == "attempt_start":
+            started[key] = event.time
+        elif event.kind == "attempt_end" and event.success and event.usage is not None:
+            assert event.instance_id is not None
+            sent.setdefault(event.instance_id, []).append(
+                (started.pop(key), event.usage.total_tokens)
+            )
+
+    manager = LlmManager()
+    manager.add_hook(hook)
+    for target in targets:
+        manager.add_provider(
+            "openai", "bench", "text-embedding-3-small", [TaskDefinition("embed")],
+            base_url=target.base_url, rpm=rpm, tpm=tpm,
+        )  # fmt: skip
+    try:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        results = await manager.embed_batch(
+            texts, "embed", max_concurrency=int(job["concurrency"]),
+            dimensions=int(job["dimensions"]),
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    finally:
+        await manager.aclose()
+    tokens = sum(r.usage.total_tokens for r in results)
+    requests = sum(len(v) for v in sent.values())
+    share = len(targets)
+    windows = max(math.ceil(tokens / (share * tpm)), math.ceil(requests / (share * rpm)))
+    minimum = WINDOW * (windows - 1)  # the first minute's worth goes at once
+    return {
+        "texts": n,
+        "successes": sum(r.success for r in results),
+        "instances": share,
+        "rpm": rpm,
+        "tpm": tpm,
+        "tokens": tokens,
+        "requests": requests,
+        "seconds": seconds,
+        "minimum_s": minimum,
+        "over_minimum": seconds / minimum if minimum else None,
+        "cpu_s": cpu,
+        "cpu_us_per_input": 1e6 * cpu / n,
+        "peak_rss_mb": peak_rss_mb(),
+        "busiest_minute_over_tpm": max(
+            (_busiest_minute(v, WINDOW) / tpm for v in sent.values()), default=0.0
+        ),
+    }
+
+
+def _busiest_minute(sent: list[tuple[float, int]], window: float) -> int:
+    """The most tokens sent within any ``window`` seconds (by the attempts' start times)."""
+    sent = sorted(sent)
+    best = total = first = 0
+    for start, tokens in sent:
+        total += tokens
+        while sent[first][0] <= start - window:
+            total -= sent[first][1]
+            first += 1
+        best = max(best, total)
+    return best
+
+
 JOBS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {
     "requests": requests_job,
     "streams": streams_job,
     "memory": memory_job,
     "selection": selection_job,
+    "embeddings": embeddings_job,
 }
 
 

@@ -1,4 +1,4 @@
-"""The eight scenarios: emulators started for each, one child process per contender.
+"""The nine scenarios: emulators started for each, one child process per contender.
 
 Each function runs one :mod:`bench.run_one` child per contender, each against freshly started
 emulator process(es) with the same settings, and returns the figures by contender with the
@@ -19,6 +19,10 @@ on.
 8. tools       non-streamed requests that offer one tool and require a call, over one OpenAI,
                Anthropic, Gemini and Mistral instance each: the tool translation's cost (a
                request counts only when its answer holds the call).
+9. embeddings  flyllm's ``embed_batch`` of 100,000 short texts over 4 emulated OpenAI
+               instances limited in rpm and tpm: wall time against the least the limits allow,
+               client CPU per input, peak RSS (flyllm only: the other contenders have no
+               embeddings batch here).
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ class Settings:
     selection_run_ms: float = 50.0
     selection_strategies: tuple[str, ...] = ("least_recently_used", "random")
     e2e_requests: int = 2000
+    embed_texts: int = 100_000
+    embed_rpm: int = 60
+    embed_tpm: int = 60_000
+    embed_dimensions: int = 64
+    embed_concurrency: int = 16
     import_repeat: int = 15
     repeats: int = 3
     contenders: tuple[str, ...] = CONTENDERS
@@ -84,6 +93,7 @@ QUICK = Settings(
     selection_run_ms=2.0,
     selection_strategies=("least_recently_used",),
     e2e_requests=60,
+    embed_texts=400,
     import_repeat=1,
     repeats=1,
 )
@@ -335,6 +345,26 @@ def tools(settings: Settings) -> Figures:
     return {"c64": by}
 
 
+def embeddings(settings: Settings) -> Figures:
+    """9. ``embed_texts`` texts over 4 instances, each limited to ``embed_rpm`` and
+    ``embed_tpm``. The least time the limits allow is a minute per window's worth of tokens
+    (or requests) after the first, which goes at once; at the quick size the limits never bind
+    and there is no minimum to compare with."""
+    with _openai(4) as targets:
+        return _run(
+            {
+                "kind": "embeddings",
+                "contender": "flyllm",
+                "targets": targets,
+                "texts": settings.embed_texts,
+                "rpm": settings.embed_rpm,
+                "tpm": settings.embed_tpm,
+                "dimensions": settings.embed_dimensions,
+                "concurrency": settings.embed_concurrency,
+            }
+        )
+
+
 SCENARIOS: dict[str, Callable[[Settings], Figures]] = {
     "startup": startup,
     "throughput": throughput,
@@ -344,5 +374,6 @@ SCENARIOS: dict[str, Callable[[Settings], Figures]] = {
     "selection": selection,
     "memory": memory,
     "tools": tools,
+    "embeddings": embeddings,
 }
 """The scenarios in the order they run, by the name ``--scenario`` takes."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from flyllm._display import mask_url
-from flyllm._embed import Batch, Piece, embed_all, per_input_results, whole_result
+from flyllm._embed import Batch, Piece, Tally, embed_all, per_input_results, whole_result
 from flyllm._engine import Engine
 from flyllm._images import DEFAULT_MAX_IMAGE_BYTES, needs_fetcher
 from flyllm._toolloop import ToolFunctions, run_tools
@@ -163,6 +163,9 @@ class LlmManager:
         self._next_id = 0
         self._tier_cache: dict[str | None, tuple[Tier, ...]] = {}
         self._hooks: list[Hook] = []
+        # Billed over estimated embedding tokens per task, kept across calls so that each
+        # call (a `flyllm embed` group) books its first requests at what is billed.
+        self._embed_tallies: dict[str | None, Tally] = {}
         self._prices = dict(prices or {})
         self._task_usage: dict[tuple[str | None, int], UsageTally] = {}  # (task, instance id)
         # Drives every attempt, streamed or not (flyllm._engine).
@@ -559,7 +562,8 @@ class LlmManager:
         max_tokens = min([x.max_tokens for x in limits] + [c.limiter.tpm or 10**12 for c in every])
         if batch_size is not None:
             max_inputs = min(max_inputs, batch_size)
-        return Batch(inputs, plan, max_inputs, max_tokens)
+        tally = self._embed_tallies.setdefault(task, Tally())
+        return Batch(inputs, plan, max_inputs, max_tokens, tally)
 
     async def run_tools(
         self, request: GenerationRequest, functions: ToolFunctions, *, max_steps: int = 8

@@ -5,6 +5,10 @@ imported only when a cost is first asked for, so ``import flyllm`` stays light. 
 or add prices per model (``LlmManager(prices={...})``) or per instance
 (``add_provider(..., price=ModelPrice(...))``). Cached input tokens are priced at the model's
 cache-read price. Tiered prices (e.g. Gemini above 200k tokens of context) use the base tier.
+
+Embedding models are priced from flyllm's own table (``EMBEDDING_PRICES``) first: genai-prices
+lists some of them without an output price, which would make them unknown, and lacks others.
+An embedding request has input tokens only, so its output price is 0.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 from flyllm.types import Usage
 
-__all__ = ["ModelPrice", "lookup_price"]
+__all__ = ["EMBEDDING_PRICES", "ModelPrice", "lookup_price"]
 
 _MTOK = 1_000_000
 
@@ -50,6 +54,39 @@ class ModelPrice:
         )
 
 
+_OPENAI_EMBED = {
+    # OpenAI's pricing page (openai.com/api/pricing, "Embeddings"), the same figures as the
+    # genai-prices 0.2.3 snapshot locked here; Azure's pay-as-you-go list price is the same.
+    "text-embedding-3-small": ModelPrice(0.02, 0.0),
+    "text-embedding-3-large": ModelPrice(0.13, 0.0),
+    "text-embedding-ada-002": ModelPrice(0.10, 0.0),
+}
+
+EMBEDDING_PRICES: dict[tuple[str, str], ModelPrice] = {
+    **{("openai", model): price for model, price in _OPENAI_EMBED.items()},
+    **{("azure", model): price for model, price in _OPENAI_EMBED.items()},
+    # Gemini API pricing page (ai.google.dev/gemini-api/docs/pricing, paid tier), as in the
+    # genai-prices 0.2.3 snapshot. text-embedding-004 is left out: it was free of charge
+    # there, and a price of 0 would hide that flyllm does not know a paid one.
+    ("google", "gemini-embedding-001"): ModelPrice(0.15, 0.0),
+    # Mistral's pricing page (mistral.ai/pricing, "Embeddings"): mistral-embed as in the
+    # genai-prices 0.2.3 snapshot; codestral-embed from Mistral's launch post (2025-05-28).
+    ("mistral", "mistral-embed"): ModelPrice(0.10, 0.0),
+    ("mistral", "codestral-embed"): ModelPrice(0.15, 0.0),
+    # Cohere's pricing page (cohere.com/pricing, "Embed"): Embed 4 per text token (as in the
+    # genai-prices 0.2.3 snapshot); the v3 models (English, multilingual and their light
+    # versions) at $0.10 per million tokens.
+    ("cohere", "embed-v4.0"): ModelPrice(0.12, 0.0),
+    ("cohere", "embed-english-v3.0"): ModelPrice(0.10, 0.0),
+    ("cohere", "embed-multilingual-v3.0"): ModelPrice(0.10, 0.0),
+    ("cohere", "embed-english-light-v3.0"): ModelPrice(0.10, 0.0),
+    ("cohere", "embed-multilingual-light-v3.0"): ModelPrice(0.10, 0.0),
+}
+"""USD per million input tokens of the embedding models, by (flyllm provider, model). Prices
+as the vendors published them (checked 2026-12 against the genai-prices 0.2.3 data where it
+has them; the vendor pages themselves could not be re-read from here): check your contract
+and override with ``prices=`` / ``price=`` when they differ."""
+
 # Where flyllm's provider names differ from genai-prices' provider ids.
 _PROVIDER_IDS = {"gemini": "google", "azure": "azure"}
 
@@ -68,6 +105,9 @@ def _rate(value: Any) -> float | None:
 def lookup_price(provider: str, model: str) -> ModelPrice | None:
     """The bundled price of ``model`` at ``provider`` (flyllm's provider name), or None when it
     is unknown or genai-prices is not installed (cost is then reported as unknown, never 0)."""
+    embedding = EMBEDDING_PRICES.get((provider, model))
+    if embedding is not None:
+        return embedding
     try:
         from genai_prices import Usage as PriceUsage
         from genai_prices import calc_price

@@ -12,7 +12,7 @@ from typing import Any
 from flyllm.cli._common import FORMATTER, UsageError, add_config, load, positive, start_logging
 from flyllm.manager import LlmManager
 
-__all__ = ["add", "run"]
+__all__ = ["add", "add_run_options", "check_files", "run"]
 
 _HELP = """\
 Answer one request per input line, in parallel, appending one result per line to the
@@ -52,27 +52,34 @@ def add(commands: Any) -> None:
         metavar="N",
         help="requests in flight at once (default: the config's max_concurrency, 64)",
     )
-    batch.add_argument(
+    add_run_options(batch, "ask again")
+
+
+def add_run_options(parser: argparse.ArgumentParser, again: str) -> None:
+    """The options every run of the batch runner takes: ``--strict``, ``--skip-failed``
+    (whose help says what is done ``again`` to a failed id) and ``--config``."""
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="send nothing if any input line is malformed (exit 2); default: report and skip",
     )
-    batch.add_argument(
+    parser.add_argument(
         "--skip-failed",
         action="store_true",
-        help="on resume, do not ask again the ids whose last result failed",
+        help=f"on resume, do not {again} the ids whose last result failed",
     )
-    add_config(batch)
+    add_config(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``flyllm batch``; the exit code."""
     start_logging("error")
-    _check_files(args)
+    check_files(args)
     return asyncio.run(_batch(load(args.config), args))
 
 
-def _check_files(args: argparse.Namespace) -> None:
+def check_files(args: argparse.Namespace) -> None:
+    """UsageError unless the input exists and the output can be written beside it."""
     if not os.path.isfile(args.input):
         raise UsageError(f"{args.input}: no such input file")
     if os.path.exists(args.output) and os.path.samefile(args.input, args.output):

@@ -48,6 +48,7 @@ __all__ = [
     "format_usage_rows",
     "id_key",
     "iter_input",
+    "load_line",
     "open_output",
     "parse_line",
     "read_results",
@@ -91,7 +92,7 @@ def id_key(value: JsonId) -> str:
 def parse_line(text: str | bytes, line: int) -> BatchItem:
     """The request on one input line, or BatchInputError saying what is wrong (hostile JSON
     included: a huge number, absurd nesting, NaN, bytes that are not UTF-8)."""
-    obj = _load(text, line)
+    obj = load_line(text, line)
     if not isinstance(obj, dict):
         raise BatchInputError(line, "expected a JSON object")
     for key in obj:
@@ -145,7 +146,9 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _load(text: str | bytes, line: int) -> Any:
+def load_line(text: str | bytes, line: int) -> Any:
+    """The JSON value of one input line; BatchInputError for anything that is not plain JSON
+    (bytes that are not UTF-8, NaN, absurd nesting, a huge integer)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")

@@ -1,4 +1,5 @@
-"""The ``flyllm`` command: ask, batch, usage, config check, models, demo, emulate, serve, keys.
+"""The ``flyllm`` command: ask, batch, embed, usage, config check, models, demo, emulate,
+serve and keys.
 
 Results go to stdout; progress, messages and logs to stderr. Exit codes: 0 success, 1 a request
 failed (or another run-time error), 2 a usage or configuration error, 128 + N when stopped by
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from flyllm.cli import ask, batch, config, demo, emulate, keys, models, serve, usage
+from flyllm.cli import ask, batch, config, demo, embed, emulate, keys, models, serve, usage
 from flyllm.cli._common import UsageError, err
 from flyllm.errors import ConfigurationError, FlyLLMError
 
@@ -24,6 +25,7 @@ __all__ = ["main"]
 COMMANDS: dict[str, ModuleType] = {
     "ask": ask,
     "batch": batch,
+    "embed": embed,
     "usage": usage,
     "config": config,
     "models": models,

@@ -99,6 +99,14 @@ class RateLimiter:
                 at = max(at, self._tokens.free_at(tokens, self.tpm))
         return at
 
+    def tokens_free(self, now: float) -> float | None:
+        """The tokens the tpm window still takes at ``now`` (None: no tpm limit), so that a
+        caller who can size its request (embeddings) fits it to what is free."""
+        if not self.tpm:
+            return None
+        self._tokens.expire(now)
+        return max(0.0, self.tpm - self._tokens.total)
+
     def acquire(self, now: float, tokens: int) -> list[float] | None:
         """Book one request of about ``tokens`` tokens; returns the token booking to settle."""
         if self.rpm:
