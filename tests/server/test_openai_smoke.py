@@ -30,8 +30,8 @@ async def test_streamed_chat_completion_joins_to_the_plain_answer(
     messages = [{"role": "user", "content": "tell me more"}]
     async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key="unused") as client:
         plain = await client.chat.completions.create(model="chat", messages=messages)  # type: ignore[arg-type]
-        stream = await client.chat.completions.create(
-            model="chat", messages=messages, stream=True,  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(  # type: ignore[call-overload]
+            model="chat", messages=messages, stream=True,
             stream_options={"include_usage": True},
         )  # fmt: skip
         text, usage = "", None

@@ -9,15 +9,21 @@ Streams: the status line and headers wait for the first chunk, so everything tha
 any output (every attempt, every failover) still becomes a proper HTTP error; after it, an
 error is an event in the stream. A client that disconnects cancels the handler (the runner
 enables aiohttp's handler cancellation), which closes the upstream connection at once.
+
+Shutdown (flyllm.server.run): the server stops accepting and lets requests finish; past the
+grace, :meth:`Gateway.cancel_in_flight` ends what is left with a 503, or with an error event in
+a stream that has started, so every caller gets an answer rather than a reset connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +44,10 @@ _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _KEY_HEADERS = ("x-api-key", "x-goog-api-key")
 _HEALTHY = frozenset({"closed", "half_open"})
+_SHUTTING_DOWN = GatewayError(
+    503, "unavailable", "the gateway is shutting down and this request did not finish within "
+    "its grace period; send it again", retry_after=1.0,
+)  # fmt: skip
 
 
 class Gateway:
@@ -50,6 +60,16 @@ class Gateway:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6) + f"{os.getpid():x}"
         self._instances: dict[int, tuple[str, str]] = {}
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._cancelling = False
+
+    def cancel_in_flight(self) -> int:
+        """End every request still being handled with a 503 (an error event in a stream that
+        has started): a shutdown past its grace. Returns how many there were."""
+        self._cancelling = True
+        for task in self._in_flight:
+            task.cancel()
+        return len(self._in_flight)
 
     def application(self) -> web.Application:
         """The aiohttp application with every route."""
@@ -93,6 +113,9 @@ class Gateway:
         started = time.perf_counter()
         request_id = self._request_id()
         headers = {dialect.request_id_header: request_id}
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
         try:
             key = self.authenticate(request)
             call = dialect.parse(await self._read_json(request))
@@ -104,6 +127,13 @@ class Gateway:
             return self._error(dialect, err, headers)
         except Exception as exc:  # every FlyLLMError and anything unexpected: one answer each
             return self._error(dialect, classify(exc), headers)
+        except asyncio.CancelledError:
+            if not self._shutdown_cancel():
+                raise  # the client left (aiohttp cancels its handler): nobody to answer
+            return self._error(dialect, _SHUTTING_DOWN, headers)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
         self._answer_headers(headers, response, started)
         body = json.dumps(dialect.render(call, response, request_id))
         return web.Response(text=body, content_type=_JSON, headers=headers)
@@ -137,12 +167,26 @@ class Gateway:
                         if data:
                             await out.write(data)
                 await out.write(writer.end(stream.response))
-            except (ConnectionResetError, OSError):
-                raise  # the client left: leaving the block closes the upstream stream
+            except OSError:  # the client left: leaving the block closes the upstream stream
+                return out
             except Exception as exc:
                 await out.write(writer.error(classify(exc)))
+            except asyncio.CancelledError:
+                if not self._shutdown_cancel():
+                    raise
+                await out.write(writer.error(_SHUTTING_DOWN))
         await out.write_eof()
         return out
+
+    def _shutdown_cancel(self) -> bool:
+        """Whether a cancellation is :meth:`cancel_in_flight`'s (then it is taken back, so the
+        handler can answer), not the client's going away."""
+        if not self._cancelling:
+            return False
+        task = asyncio.current_task()
+        if sys.version_info >= (3, 11) and task is not None:
+            task.uncancel()
+        return True
 
     # -- steps ----------------------------------------------------------------------------
 
