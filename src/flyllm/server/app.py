@@ -43,7 +43,7 @@ __all__ = ["Gateway"]
 _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _KEY_HEADERS = ("x-api-key", "x-goog-api-key")
-_HEALTHY = frozenset({"closed", "half_open"})
+_READY = frozenset({"closed", "half_open", "cooling"})  # cooling: back within seconds
 _SHUTTING_DOWN = GatewayError(
     503, "unavailable", "the gateway is shutting down and this request did not finish within "
     "its grace period; send it again", retry_after=1.0,
@@ -102,8 +102,9 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """``GET /readyz``: 200 when at least one instance can take traffic now, else 503."""
-        ready = [h.name for h in self.manager.instance_health() if h.state in _HEALTHY]
+        """``GET /readyz``: 200 while at least one instance can take traffic (now or after a
+        short cool-down), 503 when every one is disabled or its circuit is open."""
+        ready = [h.name for h in self.manager.instance_health() if h.state in _READY]
         status = 200 if ready else 503
         return web.json_response({"ready": bool(ready), "instances": len(ready)}, status=status)
 
