@@ -109,7 +109,9 @@ async def _demo(host: str, port: int) -> int:
 
 
 def _print_demo(host: str, port: int) -> None:
-    root = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    from flyllm.server.run import root_url
+
+    root = root_url(host, port)
     body = {"model": "chat", "messages": [{"role": "user", "content": "Hello, gateway!"}]}
     curl = shlex.join(["curl", "-sS", "-i", f"{root}/v1/chat/completions", "-H",
                        "Content-Type: application/json", "-d", json.dumps(body)])  # fmt: skip

@@ -50,7 +50,15 @@ from flyllm.manager import LlmManager
 from flyllm.server.app import Gateway
 from flyllm.server.settings import GatewaySettings, read_gateway_table
 
-__all__ = ["LOOPS", "ServeOptions", "is_loopback", "run_gateway", "serve"]
+__all__ = [
+    "LOOPS",
+    "ServeOptions",
+    "is_loopback",
+    "root_url",
+    "run_gateway",
+    "run_loop",
+    "serve",
+]
 
 LOOPS = ("auto", "asyncio", "uvloop")
 """``--loop``: uvloop when installed (auto), or the one named."""
@@ -63,7 +71,8 @@ _EXIT_MARGIN_S = 10.0  # beyond a worker's grace before the supervisor kills it
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class ServeOptions:
-    """``flyllm serve``'s command line."""
+    """``flyllm serve``'s command line: ``state`` (a redis:// URL) overrides the config file's;
+    ``loop`` is one of LOOPS."""
 
     config: str
     host: str = "127.0.0.1"
@@ -82,6 +91,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def root_url(host: str, port: int) -> str:
+    """``http://host:port`` (an IPv6 address in brackets): the gateway's root URL."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def serve(options: ServeOptions) -> int:
@@ -139,7 +153,7 @@ def run_loop(main: Coroutine[Any, Any, int], loop: str = "auto") -> int:
     return result
 
 
-def loop_name() -> str:
+def _loop_name() -> str:
     """The running event loop's implementation, for the start-up line."""
     module = type(asyncio.get_running_loop()).__module__
     return "uvloop" if module.startswith("uvloop") else "asyncio"
@@ -155,7 +169,7 @@ async def _serve_one(
 ) -> int:
     manager = config.build()
     try:
-        gateway = _gateway(manager, settings, options.state)
+        gateway = _gateway(manager, settings, config.options.get("state"))
         if ready is None:
             ready = _announce(options.host, settings)
         await run_gateway(gateway, options.host, options.port, reuse_port=reuse_port, ready=ready)
@@ -175,8 +189,7 @@ def _announce(host: str, settings: GatewaySettings) -> Callable[[int], None]:
     def ready(port: int) -> None:
         if not settings.keys:
             print("flyllm serve: no [[gateway.keys]]: open to loopback only", file=sys.stderr)
-        shown = f"[{host}]" if ":" in host else host
-        print(f"flyllm serve: listening on http://{shown}:{port} ({loop_name()})",
+        print(f"flyllm serve: listening on {root_url(host, port)} ({_loop_name()})",
               file=sys.stderr, flush=True)  # fmt: skip
 
     return ready
@@ -332,11 +345,9 @@ class _Supervisor:
             return 0
         if not self.settings.keys:
             print("flyllm serve: no [[gateway.keys]]: open to loopback only", file=sys.stderr)
-        host = self.options.host
-        shown = f"[{host}]" if ":" in host else host
-        pids = ", ".join(str(p.pid) for p in procs)
-        print(f"flyllm serve: listening on http://{shown}:{port} with {len(procs)} workers "
-              f"(pids {pids})", file=sys.stderr, flush=True)  # fmt: skip
+        url, pids = root_url(self.options.host, port), ", ".join(str(p.pid) for p in procs)
+        print(f"flyllm serve: listening on {url} with {len(procs)} workers (pids {pids})",
+              file=sys.stderr, flush=True)  # fmt: skip
         return 0
 
     def _watch(self, procs: list[Any]) -> int:
