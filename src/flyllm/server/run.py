@@ -216,16 +216,16 @@ async def run_gateway(
         access_log=None,
     )
     await runner.setup()
+    signals = _Signals(stop)  # before anyone can know the port: a signal then drains too
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
         await site.start()
         if ready is not None:
             ready(int(runner.addresses[0][1]))
-        signals = _Signals(stop)
         await signals.first.wait()
         await _drain(runner, gateway, settings.grace_seconds, signals.second)
-        signals.remove()
     finally:
+        signals.remove()
         await runner.cleanup()
 
 
