@@ -21,6 +21,8 @@ import pytest
 
 from flyllm.cli.main import main
 from flyllm.emulator import Emulator
+from flyllm.errors import ConfigurationError
+from flyllm.server.run import run_loop
 from tests.server.test_run_robustness import until
 
 CHAT = [{"role": "user", "content": "tell me a story"}]
@@ -280,3 +282,19 @@ def test_demo_refuses_a_public_address_and_a_config(capsys: pytest.CaptureFixtur
     assert "loopback only" in capsys.readouterr().err
     assert main(["serve", "--demo", "--config", "x.toml"]) == 2
     assert "--demo takes no --config" in capsys.readouterr().err
+
+
+def test_loop_uvloop_without_uvloop_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def never() -> int:
+        raise AssertionError("must not run")
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=r"pip install 'flyllm\[uvloop\]'"):
+        run_loop(never(), "uvloop")
+
+    async def answer() -> int:
+        return 7
+
+    assert run_loop(answer(), "auto") == 7  # auto falls back to asyncio's loop
