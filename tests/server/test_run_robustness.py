@@ -18,7 +18,7 @@ import pytest
 from flyllm import BreakerPolicy, LlmManager, TaskDefinition
 from flyllm.emulator import Emulator
 from flyllm.server import Gateway, GatewaySettings
-from flyllm.server.run import run_gateway
+from flyllm.server.run import head_timeout_warning, run_gateway
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -125,7 +125,7 @@ async def test_a_slowloris_head_is_cut_after_header_timeout(serving: Start) -> N
         closed_after = time.monotonic() - started
         break
     writer.close()
-    assert closed_after is not None and 0.4 < closed_after < 2.0
+    assert closed_after is not None and 0.4 < closed_after < 3.0
     silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
     assert await asyncio.wait_for(silent_reader.read(), 3) == b""  # sends nothing: cut too
     silent.close()
@@ -134,6 +134,12 @@ async def test_a_slowloris_head_is_cut_after_header_timeout(serving: Start) -> N
         session.post(run.url + "/v1/chat/completions", json=CHAT) as resp,
     ):
         assert resp.status == 200
+
+
+def test_an_aiohttp_too_old_to_time_the_first_head_is_named() -> None:
+    assert head_timeout_warning("3.14.4") is None and head_timeout_warning("4.0.0a1") is None
+    warning = head_timeout_warning("3.13.5")
+    assert warning is not None and "aiohttp>=3.14.4" in warning
 
 
 async def test_a_client_leaving_mid_stream_closes_the_upstream_stream(serving: Start) -> None:

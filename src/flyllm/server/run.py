@@ -21,7 +21,9 @@ Header timeout: aiohttp's server has no timer for a request's head, but its keep
 closes a connection that has no complete request ``keepalive_timeout`` after it opened or
 after its last answer, however many bytes of a head trickled in. Setting it to
 ``header_timeout`` therefore cuts a slowloris client, and bounds idle keep-alive connections by
-the same figure (as Go's http.Server does when no idle timeout is set).
+the same figure (as Go's http.Server does when no idle timeout is set). aiohttp starts that
+timer when a connection opens only from 3.14.4 on; with an older aiohttp a connection's first
+request head is not timed, and ``flyllm serve`` says so when it starts.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from flyllm.config.loader import ManagerConfig, read_config
@@ -53,6 +56,7 @@ from flyllm.server.settings import GatewaySettings, read_gateway_table
 __all__ = [
     "LOOPS",
     "ServeOptions",
+    "head_timeout_warning",
     "is_loopback",
     "root_url",
     "run_gateway",
@@ -67,6 +71,7 @@ _POLL_S = 0.05  # how often a drain looks whether the last connection has gone
 _ABORT_WAIT_S = 2.0  # past the grace: time for cancelled requests to write their error
 _START_TIMEOUT_S = 60.0  # workers must be listening by then
 _EXIT_MARGIN_S = 10.0  # beyond a worker's grace before the supervisor kills it
+_TIMED_FIRST_HEAD = (3, 14, 4)  # the aiohttp that times a connection's first request head
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -208,6 +213,9 @@ async def run_gateway(
     ``stop`` is set, when given: then no signal handler is installed), then shut down
     gracefully (see the module docstring). ``ready`` gets the bound port once listening."""
     settings = gateway.settings
+    warning = head_timeout_warning(aiohttp.__version__)
+    if warning:
+        print(f"flyllm serve: {warning}", file=sys.stderr)
     runner = web.AppRunner(
         gateway.application(),
         handler_cancellation=True,  # a client that leaves cancels its upstream request
@@ -227,6 +235,20 @@ async def run_gateway(
     finally:
         signals.remove()
         await runner.cleanup()
+
+
+def head_timeout_warning(version: str) -> str | None:
+    """What ``header_timeout`` cannot do with aiohttp ``version``, or None."""
+    try:
+        parts = tuple(int(p) for p in version.split(".")[:3])
+    except ValueError:
+        return None  # a development build: assume it is recent
+    if parts >= _TIMED_FIRST_HEAD:
+        return None
+    return (
+        f"aiohttp {version} does not time a connection's first request head, so header_timeout "
+        "protects from slow clients only after their first request: install aiohttp>=3.14.4"
+    )
 
 
 class _Signals:
