@@ -168,7 +168,7 @@ class Gateway:
                         if data:
                             await out.write(data)
                 await out.write(writer.end(stream.response))
-            except OSError:  # the client left: leaving the block closes the upstream stream
+            except ConnectionResetError:  # the client left: leaving the block closes the upstream
                 return out
             except Exception as exc:
                 await out.write(writer.error(classify(exc)))
