@@ -111,9 +111,9 @@ def text_of(events: list[Any]) -> str:
 
 async def test_sigterm_lets_100_in_flight_requests_finish(tmp_path: Path) -> None:
     async with AsyncExitStack() as stack:
-        slow = await stack.enter_async_context(Emulator("openai", latency_ms=1000))
+        slow = await stack.enter_async_context(Emulator("openai", latency_ms=2000))
         drip = await stack.enter_async_context(
-            Emulator("openai", chunk_delay_ms=20, reply_tokens=50)  # about 1 s of stream
+            Emulator("openai", chunk_delay_ms=40, reply_tokens=50)  # about 2 s of stream
         )
         config = write_config(tmp_path, {"plain": slow.base_url, "drip": drip.base_url},
                               "grace_seconds = 20\n")  # fmt: skip
@@ -124,9 +124,10 @@ async def test_sigterm_lets_100_in_flight_requests_finish(tmp_path: Path) -> Non
         )
         calls = [asyncio.create_task(plain(session, served.url, "plain")) for _ in range(50)]
         streams = [asyncio.create_task(streamed(session, served.url, "drip")) for _ in range(50)]
-        await until(lambda: slow.stats()["in_flight"] == drip.stats()["streams_started"] == 50)
+        await until(lambda: slow.stats()["requests"] == drip.stats()["streams_started"] == 50, 20)
         signalled = time.monotonic()
         served.process.send_signal(signal.SIGTERM)
+        assert slow.stats()["in_flight"] == drip.stats()["in_flight"] == 50  # all 100 in flight
         while not await served.refuses_connections():  # stops accepting at once
             assert time.monotonic() - signalled < 2.0
             await asyncio.sleep(0.02)

@@ -70,7 +70,7 @@ async def serving() -> AsyncIterator[Start]:
         yield start
 
 
-async def until(check: Callable[[], bool], seconds: float = 3.0) -> float:
+async def until(check: Callable[[], bool], seconds: float = 10.0) -> float:
     """Wait until ``check()`` holds; how long it took (fails past ``seconds``)."""
     started = time.monotonic()
     while not check():
