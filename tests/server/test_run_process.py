@@ -174,25 +174,37 @@ async def test_past_the_grace_each_unfinished_request_gets_an_error(tmp_path: Pa
         assert "shutting down" in events[-1]["error"]["message"]  # ...and ends with why
 
 
-async def test_two_workers_share_the_port_and_stop_on_sigterm(
+async def test_two_workers_share_the_port_and_a_second_sigterm_ends_the_grace(
     tmp_path: Path, redis_url: str
 ) -> None:
-    async with Emulator("openai") as upstream:
-        config = write_config(tmp_path, {"chat": upstream.base_url})
+    async with AsyncExitStack() as stack:
+        fast = await stack.enter_async_context(Emulator("openai"))
+        slow = await stack.enter_async_context(Emulator("openai", latency_ms=30_000))
+        config = write_config(tmp_path, {"chat": fast.base_url, "slow": slow.base_url},
+                              "grace_seconds = 60\n")  # fmt: skip
         served = await Serve.start("--config", config, "--workers", "2", "--state", redis_url)
         pids = [int(p) for p in re.findall(r"\d+", served.line.split("pids", 1)[1])]
         assert len(pids) == 2
-        workers = set()
         connector = aiohttp.TCPConnector(force_close=True)  # a new connection each time
-        async with aiohttp.ClientSession(connector=connector) as session:
-            for _ in range(20):
-                body = {"model": "chat", "messages": CHAT}
-                async with session.post(served.url + "/v1/chat/completions", json=body) as resp:
-                    assert resp.status == 200
-                    workers.add(resp.headers["x-request-id"][:12])  # per-process prefix
-        code, err = await served.stop()
-    assert len(workers) == 2  # the kernel spread the connections over both
+        session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+        workers = set()
+        for _ in range(20):
+            body = {"model": "chat", "messages": CHAT}
+            async with session.post(served.url + "/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+                workers.add(resp.headers["x-request-id"][:12])  # per-process prefix
+        assert len(workers) == 2  # the kernel spread the connections over both
+        waiting = asyncio.create_task(plain(session, served.url, "slow"))
+        await until(lambda: slow.stats()["in_flight"] == 1)
+        signalled = time.monotonic()
+        served.process.send_signal(signal.SIGTERM)  # a 60 s grace starts...
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+        code, err = await served.stop()  # ...and a second signal ends it
+        status, body = await waiting
     assert code == 0, err
+    assert time.monotonic() - signalled < 10
+    assert status == 503 and "shutting down" in body["error"]["message"]
     assert not any(_alive(pid) for pid in pids)
 
 
