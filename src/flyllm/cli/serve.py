@@ -42,9 +42,14 @@ def add(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0: any)")
     serve.add_argument(
-        "--workers", type=positive, default=1, help="processes on the port (default 1)"
-    )
-    serve.add_argument("--state", help="shared state URL (redis://...) for limits across workers")
+        "--workers", type=positive, default=1, metavar="N",
+        help="processes on the port (default 1; more than 1 needs --state)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--state", metavar="URL",
+        help="shared state store (redis://HOST:6379/0) for instance state and keys' limits "
+        "across workers; overrides the config file's",
+    )  # fmt: skip
     serve.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
         help="event loop (default auto: uvloop when installed, pip install 'flyllm[uvloop]')",
