@@ -328,8 +328,12 @@ class _Supervisor:
         ]
         previous = {sig: signal.signal(sig, self._got) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            # Workers are born ignoring SIGINT (an ignored signal stays ignored across exec),
+            # so a Ctrl-C while they start up cannot kill one with a KeyboardInterrupt.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             for proc in procs:
                 proc.start()
+            signal.signal(signal.SIGINT, self._got)
             code = self._started(procs, messages, port)
             if code == 0:
                 reserved.close()
@@ -428,7 +432,7 @@ def _as_args(options: ServeOptions) -> dict[str, Any]:
 
 def _worker_main(args: dict[str, Any], index: int, messages: Any) -> None:
     """One worker process: its own manager from the config file, the shared port."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor passes Ctrl-C on as SIGTERM
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # already; the supervisor passes it on as SIGTERM
     options = ServeOptions(**args)
     try:
         config, settings = _checked(dataclasses.replace(options, workers=1))
