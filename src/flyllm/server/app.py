@@ -9,16 +9,22 @@ Streams: the status line and headers wait for the first chunk, so everything tha
 any output (every attempt, every failover) still becomes a proper HTTP error; after it, an
 error is an event in the stream. A client that disconnects cancels the handler (the runner
 enables aiohttp's handler cancellation), which closes the upstream connection at once.
+
+Shutdown (flyllm.server.run): the server stops accepting and lets requests finish; past the
+grace, :meth:`Gateway.cancel_in_flight` ends what is left with a 503, or with an error event in
+a stream that has started, so every caller gets an answer rather than a reset connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import itertools
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -42,7 +48,11 @@ __all__ = ["Gateway"]
 _JSON = "application/json"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _KEY_HEADERS = ("x-api-key", "x-goog-api-key")
-_HEALTHY = frozenset({"closed", "half_open"})
+_READY = frozenset({"closed", "half_open", "cooling"})  # cooling: back within seconds
+_SHUTTING_DOWN = GatewayError(
+    503, "unavailable", "the gateway is shutting down and this request did not finish within "
+    "its grace period; send it again", retry_after=1.0,
+)  # fmt: skip
 
 
 class Gateway:
@@ -63,6 +73,16 @@ class Gateway:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6) + f"{os.getpid():x}"
         self._instances: dict[int, tuple[str, str]] = {}
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._cancelling = False
+
+    def cancel_in_flight(self) -> int:
+        """End every request still being handled with a 503 (an error event in a stream that
+        has started): a shutdown past its grace. Returns how many there were."""
+        self._cancelling = True
+        for task in self._in_flight:
+            task.cancel()
+        return len(self._in_flight)
 
     def application(self) -> web.Application:
         """The aiohttp application with every route."""
@@ -90,6 +110,9 @@ class Gateway:
         key: VirtualKey | None = None
         ticket: Ticket | None = None
         outcome = "ok"
+        current = asyncio.current_task()
+        if current is not None:
+            self._in_flight.add(current)
         try:
             key = self.authenticate(request)
             call = self.openai_embeddings.parse(await self._read_json(request))
@@ -109,10 +132,14 @@ class Gateway:
             err = classify(exc, deadline_passed=self._late(started))
             outcome = err.kind
             return self._error(self.openai, err, headers)
-        except BaseException:  # cancelled: the client left
+        except asyncio.CancelledError:
             outcome = "cancelled"
-            raise
+            if not self._shutdown_cancel():
+                raise  # the client left: nobody to answer
+            return self._error(self.openai, _SHUTTING_DOWN, headers)
         finally:
+            if current is not None:
+                self._in_flight.discard(current)
             if key is not None:
                 self.gate.finish(key, ticket, outcome)
         returned = time.perf_counter()
@@ -137,8 +164,9 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """``GET /readyz``: 200 when at least one instance can take traffic now, else 503."""
-        ready = [h.name for h in self.manager.instance_health() if h.state in _HEALTHY]
+        """``GET /readyz``: 200 while at least one instance can take traffic (now or after a
+        short cool-down), 503 when every one is disabled or its circuit is open."""
+        ready = [h.name for h in self.manager.instance_health() if h.state in _READY]
         status = 200 if ready else 503
         return web.json_response({"ready": bool(ready), "instances": len(ready)}, status=status)
 
@@ -167,6 +195,9 @@ class Gateway:
         key: VirtualKey | None = None
         ticket: Ticket | None = None
         outcome = "ok"
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
         try:
             key = self.authenticate(request)
             call = dialect.parse(await self._read_json(request))
@@ -188,10 +219,14 @@ class Gateway:
             failure = classify(exc, deadline_passed=self._late(started))
             outcome = failure.kind
             return self._error(dialect, failure, headers)
-        except BaseException:  # cancelled: the client left
+        except asyncio.CancelledError:
             outcome = "cancelled"
-            raise
+            if not self._shutdown_cancel():
+                raise  # the client left (aiohttp cancels its handler): nobody to answer
+            return self._error(dialect, _SHUTTING_DOWN, headers)
         finally:
+            if task is not None:
+                self._in_flight.discard(task)
             if key is not None:  # every way out settles the key's booking
                 self.gate.finish(key, ticket, outcome)
         returned = time.perf_counter()
@@ -234,15 +269,31 @@ class Gateway:
                 if ticket is not None:
                     ticket.response = stream.response
                 await out.write(writer.end(stream.response))
-            except (ConnectionResetError, OSError):
-                raise  # the client left: leaving the block closes the upstream stream
+            except ConnectionResetError:  # the client left: leaving the block closes the upstream
+                return out
             except Exception as exc:
                 failure = classify(exc)
                 if ticket is not None:
                     ticket.outcome = failure.kind  # the status line said 200: count the truth
                 await out.write(writer.error(failure))
+            except asyncio.CancelledError:
+                if not self._shutdown_cancel():
+                    raise
+                if ticket is not None:
+                    ticket.outcome = "cancelled"
+                await out.write(writer.error(_SHUTTING_DOWN))
         await out.write_eof()
         return out
+
+    def _shutdown_cancel(self) -> bool:
+        """Whether a cancellation is :meth:`cancel_in_flight`'s (then it is taken back, so the
+        handler can answer), not the client's going away."""
+        if not self._cancelling:
+            return False
+        task = asyncio.current_task()
+        if sys.version_info >= (3, 11) and task is not None:
+            task.uncancel()
+        return True
 
     # -- steps ----------------------------------------------------------------------------
 
