@@ -128,9 +128,15 @@ class ChildError(RuntimeError):
     """A measuring child process failed; the message ends with its stderr."""
 
 
-def run_child(job: Mapping[str, Any], timeout: float = 900.0) -> dict[str, Any]:
-    """Run one job in a fresh ``python -m bench.run_one`` process and return its figures."""
-    command = [sys.executable, "-m", "bench.run_one", json.dumps(job)]
+def run_child(
+    job: Mapping[str, Any],
+    timeout: float = 900.0,
+    module: str = "bench.run_one",
+    preexec_fn: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run one job in a fresh ``python -m MODULE`` process (``bench.run_one`` unless told; with
+    ``preexec_fn`` run in the child before it starts, as a CPU pinning) and return its figures."""
+    command = [sys.executable, "-m", module, json.dumps(job)]
     try:
         out = subprocess.run(
             command,
@@ -140,6 +146,7 @@ def run_child(job: Mapping[str, Any], timeout: float = 900.0) -> dict[str, Any]:
             env=child_env(),
             timeout=timeout,
             check=False,
+            preexec_fn=preexec_fn,  # only a CPU pinning, before exec
         )
     except subprocess.TimeoutExpired as exc:
         raise ChildError(f"{job.get('kind')}/{job.get('contender')}: timed out") from exc
