@@ -23,6 +23,7 @@ to the gateway core(s), its output in a log file. A gateway that cannot start is
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import shutil
@@ -98,7 +99,8 @@ def _version(package: str) -> str | None:
 def _plain(upstream: str, port: int, workdir: Path) -> Launch:
     command = [sys.executable, "-m", "bench.gateway.plain_proxy"]
     command += ["--upstream", upstream.removesuffix("/v1"), "--port", str(port)]
-    return Launch(command, "bench-model", version=_version("aiohttp"))
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return Launch(command, "bench-model", version=_version("aiohttp"), notes=f"on {loop}")
 
 
 FLYLLM_CONFIG = """\
@@ -164,7 +166,8 @@ def _portkey(upstream: str, port: int, workdir: Path) -> Launch:
         "x-portkey-provider": "openai",
         "x-portkey-custom-host": upstream,
     }
-    notes = "with preload.cjs: streams re-wrapped (Portkey issues #1389, #1550)"
+    notes = "with preload.cjs: streams re-wrapped (Portkey issues #1389, #1550); it holds "
+    notes += "the first stream chunk ~25 ms on purpose, which stays in its TTFC"
     return Launch(
         command, "bench-model", {"NODE_ENV": "production"}, headers, package["version"], notes
     )

@@ -4,13 +4,17 @@
 request's method, path, body, ``content-type`` and ``authorization`` to the upstream over one
 pooled client session, and the answer back: read whole, or relayed chunk by chunk when it is a
 ``text/event-stream``. No parsing, no routing, no access log: what any aiohttp gateway pays
-before it does anything of its own.
+before it does anything of its own. It runs on uvloop when uvloop is installed, as flyllm serve
+does, so that the floor and flyllm run on the same event loop (``--loop asyncio`` forces the
+standard one).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -74,8 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gateway.plain_proxy")
     parser.add_argument("--upstream", required=True, help="the upstream's root URL")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args()
-    asyncio.run(serve(args.upstream, args.port))
+    if args.loop != "asyncio" and importlib.util.find_spec("uvloop") is not None:
+        # imported by name: uvloop is in the bench extra only, not where mypy runs in CI
+        importlib.import_module("uvloop").run(serve(args.upstream, args.port))
+    else:
+        asyncio.run(serve(args.upstream, args.port))
 
 
 if __name__ == "__main__":
