@@ -255,7 +255,14 @@ def gateway_table(fig: Figures) -> str:
     out = [format_table(title, headers, rows)]
     none = derived.get("none")
     if none:
-        out.append(f"load generator against no gateway: {_fmt(none['rps_at_bound'], '.0f')} rps")
+        line = f"load generator against no gateway: {_fmt(none['rps_at_bound'], '.0f')} rps"
+        rates = {n: d["rps_at_bound"] for n, d in derived.items() if n != "none"}
+        fastest = max((n for n in rates if rates[n]), key=lambda n: rates[n], default=None)
+        if fastest and none["rps_at_bound"]:
+            headroom = none["rps_at_bound"] / rates[fastest]
+            line += f", {headroom:.1f}x the fastest gateway's ({fastest}): "
+            line += "not the bottleneck" if headroom >= 2 else "WARNING: it may be the bottleneck"
+        out.append(line)
     for name, f in fig["by_gateway"].items():
         if f.get("notes"):
             out.append(f"{name}: {f['notes']}")

@@ -195,3 +195,4 @@ def test_gateway(smoke: tuple[Results, str]) -> None:
         expected = bool if "flyllm" in measured and name in judged_here else type(None)
         assert isinstance(met, expected), (name, met)
     assert "9. Gateways" in stdout and "targets (flyllm serve):" in stdout
+    assert re.search(r"load generator against no gateway: \d+ rps, [\d.]+x the fastest", stdout)
