@@ -237,6 +237,7 @@ def _ms(values: list[float], q: float) -> float:
 async def _measured(
     load: Load, stats: TreeStats, concurrency: int, seconds: float, stream: bool = False
 ) -> tuple[list[Answer], dict[str, Any]]:
+    await load.ensure(concurrency)  # new connections and their warm-up are not measured
     cpu0, t0 = stats.cpu(), time.perf_counter()
     answers = await load.run(concurrency, seconds, stream)
     elapsed = time.perf_counter() - t0
