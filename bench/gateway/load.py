@@ -1,6 +1,7 @@
 """The gateways' load generator: raw asyncio HTTP/1.1 keep-alive connections, one request in
 flight on each, requests and answers pre-built and parsed by hand (a few tens of microseconds
-of CPU per request, so that it is never the bottleneck: its rate against no gateway shows it).
+of CPU per request, so that it is never the bottleneck: its rate against no gateway shows it),
+on uvloop when installed.
 
 ``python -m bench.gateway.load JOB`` (JSON) runs the job's phases against one URL and prints one
 ``BENCH-RESULT`` line. The gateway's CPU time is read from ``/proc`` around each measured phase
@@ -24,10 +25,10 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from bench.core import RESULT_PREFIX, percentile
+from bench.core import RESULT_PREFIX, percentile, run_fast
 from bench.gateway.proctree import TreeStats
 
 __all__ = ["Answer", "Connection", "Target", "build_request", "run_job"]
@@ -102,8 +103,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         """An answer cut short is a failure."""
@@ -286,7 +286,7 @@ async def run_job(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     """Run the job given as JSON in ``argv[1]``; print its figures on one line."""
-    result = asyncio.run(run_job(json.loads(sys.argv[1])))
+    result = run_fast(run_job(json.loads(sys.argv[1])))
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+
+from bench.core import run_fast
 
 __all__ = ["make_app", "serve"]
 
@@ -80,11 +80,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args()
-    if args.loop != "asyncio" and importlib.util.find_spec("uvloop") is not None:
-        # imported by name: uvloop is in the bench extra only, not where mypy runs in CI
-        importlib.import_module("uvloop").run(serve(args.upstream, args.port))
-    else:
+    if args.loop == "asyncio":
         asyncio.run(serve(args.upstream, args.port))
+    else:
+        run_fast(serve(args.upstream, args.port))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The gateways' upstream: a fixed-answer OpenAI-compatible server on loopback, fast enough never
-to be the bottleneck (raw asyncio, no framework: a few microseconds of CPU per request).
+to be the bottleneck (raw asyncio, no framework, on uvloop when installed: a few microseconds of
+CPU per request).
 
 ``python -m bench.gateway.upstream [--port 0]`` prints ``base_url=http://127.0.0.1:PORT/v1``
 once it listens. Every ``POST`` is answered as a chat completion: one fixed JSON answer, or,
@@ -15,6 +16,9 @@ import argparse
 import asyncio
 import json
 import re
+from typing import cast
+
+from bench.core import run_fast
 
 __all__ = ["ANSWER", "MODEL", "UpstreamProtocol", "serve"]
 
@@ -101,8 +105,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         """Answer every complete request in the buffer."""
@@ -187,7 +190,7 @@ def main() -> None:
     """``python -m bench.gateway.upstream``."""
     parser = argparse.ArgumentParser(prog="python -m bench.gateway.upstream")
     parser.add_argument("--port", type=int, default=0)
-    asyncio.run(serve(parser.parse_args().port))
+    run_fast(serve(parser.parse_args().port))
 
 
 if __name__ == "__main__":
