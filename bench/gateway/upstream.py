@@ -107,6 +107,15 @@ class UpstreamProtocol(asyncio.Protocol):
         """Keep the transport."""
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the transport."""
+        self._transport = None
+
+    def close(self) -> None:
+        """Close this connection (a server stopping closes its open connections)."""
+        if self._transport is not None:
+            self._transport.close()
+
     def data_received(self, data: bytes) -> None:
         """Answer every complete request in the buffer."""
         self._buffer += data

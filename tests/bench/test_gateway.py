@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,18 @@ pytestmark = pytest.mark.timeout(30)
 async def upstream() -> AsyncIterator[int]:
     """The fixed-answer upstream on a loopback port, in this event loop."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(UpstreamProtocol, "127.0.0.1", 0)
+    connections: list[UpstreamProtocol] = []
+
+    def accept() -> UpstreamProtocol:
+        connections.append(UpstreamProtocol())
+        return connections[-1]
+
+    server = await loop.create_server(accept, "127.0.0.1", 0)
     yield server.sockets[0].getsockname()[1]
     server.close()
+    for connection in connections:  # no transport left for a later test's garbage collection
+        connection.close()
+    await asyncio.sleep(0.01)
     await server.wait_closed()
 
 
@@ -49,6 +58,8 @@ async def exchange(port: int, raw: bytes, read_for: float = 0.3) -> bytes:
     with contextlib.suppress(asyncio.TimeoutError):  # a connection left open: what came
         await asyncio.wait_for(read_all(), read_for)
     writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
     return bytes(got)
 
 
@@ -122,23 +133,42 @@ async def test_load_reads_answers_and_first_content(upstream: int) -> None:
         streams = await load.run(1, 0.1, stream=True)
     finally:
         load.close()
+        await asyncio.sleep(0.01)
     assert len(answers) > 10 and all(a.ok and a.status == 200 for a in answers)
     assert streams and all(a.ok and a.first_content is not None for a in streams)
     assert all(0 < a.first_content <= a.latency for a in streams if a.first_content)
 
 
-async def canned_server(answer: bytes, close: bool = False) -> tuple[asyncio.Server, int]:
-    """A server that answers every request with ``answer`` (then closes, if told)."""
+@pytest.fixture
+async def canned() -> AsyncIterator[Callable[[bytes, bool], Awaitable[int]]]:
+    """Starts a server that answers every request with the given bytes (then closes the
+    connection, if told); its port. Every server and connection is closed at the end."""
+    servers: list[asyncio.Server] = []
+    writers: list[asyncio.StreamWriter] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(65536):
-            writer.write(answer)
-            if close:
+    async def start(answer: bytes, close: bool) -> int:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.append(writer)
+            try:
+                while await reader.read(65536):
+                    writer.write(answer)
+                    if close:
+                        return
+            finally:
                 writer.close()
-                return
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
+        servers.append(await asyncio.start_server(handle, "127.0.0.1", 0))
+        port: int = servers[-1].sockets[0].getsockname()[1]
+        return port
+
+    yield start
+    for server in servers:
+        server.close()
+    for writer in writers:
+        writer.close()
+    await asyncio.sleep(0.01)
+    for server in servers:
+        await server.wait_closed()
 
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -165,14 +195,16 @@ OK_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
         ),
     ],
 )
-async def test_load_counts_failed_answers(answer: bytes, close: bool, status: int) -> None:
-    server, port = await canned_server(answer, close)
+async def test_load_counts_failed_answers(
+    canned: Callable[[bytes, bool], Awaitable[int]], answer: bytes, close: bool, status: int
+) -> None:
+    port = await canned(answer, close)
     load = Load(Target(f"http://127.0.0.1:{port}/v1/chat/completions", "m"))
     try:
         answers = await load.run(1, 0.05)
     finally:
         load.close()
-        server.close()
+        await asyncio.sleep(0.01)
     assert answers and not any(a.ok for a in answers)
     assert {a.status for a in answers} == {status}
 
