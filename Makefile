@@ -32,8 +32,12 @@ test: $(STAMP) redis-server
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
+# The gateway scenario also runs Portkey's gateway on node: npm ci installs it from its lock.
 bench: $(STAMP)
 	$(BIN)/python $(PIP) -c $(LOCK) --no-build-isolation -e '.[dev,bench]'
+	@if command -v npm >/dev/null 2>&1; then \
+		cd bench/gateway/portkey && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the gateway scenario will report Portkey unavailable"; fi
 	$(BIN)/python -m bench
 
 chaos: $(STAMP)

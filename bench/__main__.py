@@ -3,7 +3,9 @@
 ``python -m bench`` (``make bench``) is the full run: the bare aiohttp loop, flyllm and
 LiteLLM's Router on every scenario of :mod:`bench.scenarios`, then the targets' verdicts.
 ``--quick`` is a small run of the same; ``--contenders bare,flyllm`` leaves LiteLLM out (it is
-left out anyway when it is not installed: it is the ``bench`` extra). Results go to
+left out anyway when it is not installed: it is the ``bench`` extra). The gateway scenario
+(``--scenario gateway``) has its own contenders, ``--gateways none,plain,flyllm,litellm,portkey``;
+one that cannot start is reported as unavailable, and the run goes on. Results go to
 ``bench/results/latest.json`` unless ``--out`` says otherwise.
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 
 from bench.contenders import CONTENDERS, Options
 from bench.core import ROOT
+from bench.gateway.contenders import GATEWAYS
 from bench.report import TABLES, verdicts
 from bench.scenarios import QUICK, SCENARIOS, Settings
 
@@ -45,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(CONTENDERS),
         help=f"comma-separated, from {', '.join(CONTENDERS)} (default: all)",
     )
+    parser.add_argument(
+        "--gateways",
+        default=",".join(GATEWAYS),
+        help=f"the gateway scenario's contenders, from {', '.join(GATEWAYS)} (default: all)",
+    )
     parser.add_argument("--strategy", default=Options().strategy, help="flyllm's strategy")
     parser.add_argument("--skip-emulator", action="store_true", help="skip the emulator's rate")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
@@ -60,7 +68,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     if "litellm" in contenders and importlib.util.find_spec("litellm") is None:
         print("litellm is not installed (pip install -e '.[bench]'): left out\n", file=sys.stderr)
         contenders = tuple(c for c in contenders if c != "litellm")
-    changes: dict[str, Any] = {"contenders": contenders}
+    gateways = tuple(g.strip() for g in args.gateways.split(",") if g.strip())
+    unknown = set(gateways) - set(GATEWAYS)
+    if unknown:
+        raise SystemExit(f"unknown gateway(s): {', '.join(sorted(unknown))}")
+    changes: dict[str, Any] = {"contenders": contenders, "gateways": gateways}
     changes["options"] = dataclasses.replace(settings.options, strategy=args.strategy)
     if args.requests:
         changes["requests"] = args.requests

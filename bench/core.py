@@ -12,6 +12,8 @@ noisy, and all contenders share its noise.
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import json
 import math
 import os
@@ -20,11 +22,13 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "ROOT",
@@ -40,6 +44,7 @@ __all__ = [
     "peak_rss_mb",
     "percentile",
     "run_child",
+    "run_fast",
     "run_pool",
     "settle",
 ]
@@ -128,9 +133,15 @@ class ChildError(RuntimeError):
     """A measuring child process failed; the message ends with its stderr."""
 
 
-def run_child(job: Mapping[str, Any], timeout: float = 900.0) -> dict[str, Any]:
-    """Run one job in a fresh ``python -m bench.run_one`` process and return its figures."""
-    command = [sys.executable, "-m", "bench.run_one", json.dumps(job)]
+def run_child(
+    job: Mapping[str, Any],
+    timeout: float = 900.0,
+    module: str = "bench.run_one",
+    preexec_fn: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run one job in a fresh ``python -m MODULE`` process (``bench.run_one`` unless told; with
+    ``preexec_fn`` run in the child before it starts, as a CPU pinning) and return its figures."""
+    command = [sys.executable, "-m", module, json.dumps(job)]
     try:
         out = subprocess.run(
             command,
@@ -140,6 +151,7 @@ def run_child(job: Mapping[str, Any], timeout: float = 900.0) -> dict[str, Any]:
             env=child_env(),
             timeout=timeout,
             check=False,
+            preexec_fn=preexec_fn,  # only a CPU pinning, before exec
         )
     except subprocess.TimeoutExpired as exc:
         raise ChildError(f"{job.get('kind')}/{job.get('contender')}: timed out") from exc
@@ -206,6 +218,16 @@ def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MiB."""
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
+
+
+def run_fast(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (the bench extra has it), else on asyncio's
+    loop: for the gateway benchmark's load generator and upstream, whose speed is headroom."""
+    if importlib.util.find_spec("uvloop") is not None:
+        # imported by name: uvloop is in the bench extra only, not where mypy runs in CI
+        result: T = importlib.import_module("uvloop").run(main)
+        return result
+    return asyncio.run(main)
 
 
 async def run_pool(count: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> None:

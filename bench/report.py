@@ -238,6 +238,71 @@ def embeddings_table(fig: Figures) -> str:
     return format_table(title, headers, [row])
 
 
+_GATEWAY_COLUMNS = (
+    ("added p50", "added_p50_ms", ".2f"),
+    ("added p99", "added_p99_ms", ".2f"),
+    ("TTFC added p50", "ttfc_added_p50_ms", ".2f"),
+    ("rps at bound", "rps_at_bound", ".0f"),
+    ("(c)", "concurrency_at_bound", "d"),
+    ("CPU ms/req", "cpu_ms_per_request", ".3f"),
+    ("x plain", "cpu_ms_per_request/plain", ".2f"),
+    ("peak RSS MB", "peak_rss_mb", ".0f"),
+)
+
+
+def gateway_table(fig: Figures) -> str:
+    """Scenario 10: a row per gateway (or why it did not run), the ratios between gateways,
+    and the issue's targets for flyllm serve."""
+    derived, pinning = fig["derived"], fig["pinning"]
+    headers = ["gateway", "version", *(c[0] for c in _GATEWAY_COLUMNS)]
+    rows: list[list[str]] = []
+    for name, f in fig["by_gateway"].items():
+        if "unavailable" in f or "error" in f:
+            rows.append([name, f.get("unavailable") or _error_row(name, f)[1]])
+            continue
+        d = derived[name]
+        version = "" if name == "none" else str(f.get("version") or "?")
+        cells = [_fmt(d.get(k), spec) for _, k, spec in _GATEWAY_COLUMNS]
+        if name == "plain":
+            cells[6] = "1.00"
+        rows.append([name, version, *cells])
+    bound = fig["p99_bound_ms"]
+    where = (
+        f"gateway on CPU {pinning['gateway_cores']}, load and upstream on "
+        f"{pinning['load_and_upstream_cores']}"
+        if pinning["gateway_cores"]
+        else "nothing pinned (one CPU)"
+    )
+    title = f"10. Gateways ({where}; latency in ms at c=1; rps at p99 <= {bound:g} ms)"
+    out = [format_table(title, headers, rows)]
+    none = derived.get("none")
+    if none:
+        line = f"load generator against no gateway: {_fmt(none['rps_at_bound'], '.0f')} rps"
+        rates = {n: d["rps_at_bound"] for n, d in derived.items() if n != "none"}
+        fastest = max((n for n in rates if rates[n]), key=lambda n: rates[n], default=None)
+        if fastest and none["rps_at_bound"]:
+            headroom = none["rps_at_bound"] / rates[fastest]
+            line += f", {headroom:.1f}x the fastest gateway's ({fastest}): "
+            line += "not the bottleneck" if headroom >= 2 else "WARNING: it may be the bottleneck"
+        out.append(line)
+    for name, f in fig["by_gateway"].items():
+        if f.get("notes"):
+            out.append(f"{name}: {f['notes']}")
+    ratios = []
+    for name, d in derived.items():
+        for other in ("portkey", "litellm"):
+            rps, cpu = d.get(f"rps_at_bound/{other}"), d.get(f"cpu_ms_per_request/{other}")
+            if rps is not None or cpu is not None:
+                ratios.append(
+                    f"  {name} / {other}: throughput x{_fmt(rps, '.2f')}, CPU x{_fmt(cpu, '.2f')}"
+                )
+    if ratios:
+        out += ["ratios:", *ratios]
+    out.append("targets (flyllm serve):")
+    out += ["  " + Verdict(**t).line() for t in fig["targets"]]
+    return "\n".join(out)
+
+
 TABLES: dict[str, Callable[[Figures], str]] = {
     "startup": startup_table,
     "throughput": throughput_table,
@@ -248,6 +313,7 @@ TABLES: dict[str, Callable[[Figures], str]] = {
     "memory": memory_table,
     "tools": tools_table,
     "embeddings": embeddings_table,
+    "gateway": gateway_table,
 }
 
 

@@ -23,6 +23,10 @@ on.
                instances limited in rpm and tpm: wall time against the least the limits allow,
                client CPU per input, peak RSS (flyllm only: the other contenders have no
                embeddings batch here).
+10. gateway    OpenAI-format requests through each gateway (none, a plain aiohttp proxy,
+               flyllm serve, LiteLLM's proxy, Portkey) to one fast upstream, the gateway
+               pinned to its own core (:mod:`bench.gateway.scenario`); its contenders are
+               ``Settings.gateways`` (``--gateways``), not ``contenders``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 
 from bench.contenders import CONTENDERS, Options
 from bench.core import ChildError, emulator_process, emulator_processes, import_costs, run_child
+from bench.gateway.contenders import GATEWAYS
 from bench.wire import Target
 
 __all__ = ["QUICK", "SCENARIOS", "Settings"]
@@ -72,6 +77,14 @@ class Settings:
     repeats: int = 3
     contenders: tuple[str, ...] = CONTENDERS
     options: Options = field(default_factory=Options)
+    gateways: tuple[str, ...] = GATEWAYS
+    gateway_warmup_s: float = 1.0
+    gateway_latency_s: float = 5.0
+    gateway_ttfc_s: float = 5.0
+    gateway_ladder: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    gateway_step_s: float = 3.0
+    gateway_p99_bound_ms: float = 50.0
+    """Throughput is the highest rate whose p99 stays within this bound."""
 
     def warmup(self, n: int) -> int:
         """Warm-up requests before measuring ``n``: connections open, caches filled."""
@@ -96,6 +109,11 @@ QUICK = Settings(
     embed_texts=400,
     import_repeat=1,
     repeats=1,
+    gateway_warmup_s=0.1,
+    gateway_latency_s=0.3,
+    gateway_ttfc_s=0.3,
+    gateway_ladder=(1, 8),
+    gateway_step_s=0.3,
 )
 """A small run of every scenario (``python -m bench --quick``), for the smoke test in the default
 suite: every scenario and contender runs and reports, at the least size that still exercises them
@@ -365,6 +383,23 @@ def embeddings(settings: Settings) -> Figures:
         )
 
 
+def gateway(settings: Settings) -> Figures:
+    """10. The gateways side by side (:mod:`bench.gateway.scenario`)."""
+    from bench.gateway.scenario import run_gateways
+
+    bound = settings.gateway_p99_bound_ms
+    phases = {
+        "warmup_s": settings.gateway_warmup_s,
+        "latency_s": settings.gateway_latency_s,
+        "ttfc_s": settings.gateway_ttfc_s,
+        "ladder": list(settings.gateway_ladder),
+        "step_s": settings.gateway_step_s,
+        "bound_ms": bound,
+        "stop_p99_ms": 2 * bound,
+    }
+    return run_gateways(settings.gateways, phases)
+
+
 SCENARIOS: dict[str, Callable[[Settings], Figures]] = {
     "startup": startup,
     "throughput": throughput,
@@ -375,5 +410,6 @@ SCENARIOS: dict[str, Callable[[Settings], Figures]] = {
     "memory": memory,
     "tools": tools,
     "embeddings": embeddings,
+    "gateway": gateway,
 }
 """The scenarios in the order they run, by the name ``--scenario`` takes."""

@@ -1,5 +1,7 @@
 """A smoke run of the benchmark, so that it cannot rot: ``python -m bench --quick`` with the
-bare loop and flyllm (LiteLLM runs only in the full run: it is not a test dependency).
+bare loop and flyllm (LiteLLM runs only in the full run: it is not a test dependency), and the
+gateway scenario with no gateway, the plain proxy and flyllm serve (measured once it exists,
+reported unavailable until then; LiteLLM's proxy and Portkey run only in the full run).
 
 It checks the output's shape (every scenario reported, the figures present and positive, the
 targets judged) and never speed.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +25,7 @@ from bench.scenarios import QUICK, SCENARIOS
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
 CONTENDERS = ("bare", "flyllm")
+GATEWAYS = ("none", "plain", "flyllm")
 Results = dict[str, Any]
 
 
@@ -31,6 +35,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Results, str]:
     out = tmp_path_factory.mktemp("bench") / "results.json"
     command = [sys.executable, "-m", "bench", "--quick", "--skip-emulator"]
     command += ["--contenders", ",".join(CONTENDERS), "--out", str(out)]
+    command += ["--gateways", ",".join(GATEWAYS)]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=200)
     assert run.returncode == 0, run.stderr[-4000:]
     results: Results = json.loads(out.read_text())
@@ -69,7 +74,7 @@ def test_every_scenario_ran_without_errors(smoke: tuple[Results, str]) -> None:
     for figures in children:
         assert "error" not in figures
         assert figures["blocked_hosts"] == []
-    for number in range(1, 10):
+    for number in range(1, 11):
         assert f"\n{number}. " in "\n" + stdout
 
 
@@ -164,3 +169,45 @@ def test_targets_are_judged(smoke: tuple[Results, str]) -> None:
     measured = [t for name, t in targets.items() if "LiteLLM" not in name and "embed" not in name]
     assert all(isinstance(t["met"], bool) and positive(t["value"]) for t in measured)
     assert "Targets" in stdout
+
+
+def flyllm_serves() -> bool:
+    """Whether this tree has ``flyllm serve`` (its help exits 0)."""
+    command = [sys.executable, "-m", "flyllm", "serve", "--help"]
+    return subprocess.run(command, capture_output=True, cwd=ROOT, timeout=60).returncode == 0
+
+
+def test_gateway(smoke: tuple[Results, str]) -> None:
+    results, stdout = smoke
+    gateway = results["scenarios"]["gateway"]
+    assert list(gateway["by_gateway"]) == list(GATEWAYS)
+    measured = ["none", "plain", *(["flyllm"] if flyllm_serves() else [])]
+    for name in measured:
+        f = gateway["by_gateway"][name]
+        assert "unavailable" not in f and "error" not in f, f
+        assert f["latency"]["requests"] > 0 and f["latency"]["failures"] == 0
+        assert f["ttfc"]["requests"] > 0 and f["ttfc"]["failures"] == 0
+        assert 1 <= len(f["ladder"]) <= len(QUICK.gateway_ladder)
+        assert all(positive(step["rps"]) for step in f["ladder"])
+        d = gateway["derived"][name]
+        for key in ("added_p50_ms", "added_p99_ms", "ttfc_added_p50_ms"):
+            assert isinstance(d[key], float), (name, key)
+        if name != "none":
+            assert positive(d["cpu_ms_per_request_c1"]) and positive(d["peak_rss_mb"])
+    assert gateway["derived"]["none"]["peak_rss_mb"] is None  # no gateway, no process
+    if "flyllm" not in measured:
+        reason = gateway["by_gateway"]["flyllm"]["unavailable"]
+        assert reason.startswith("contender unavailable: exited with status ")
+        assert re.search(rf"\nflyllm +{re.escape(reason)}\n", stdout)
+    targets = {t["name"]: t["met"] for t in gateway["targets"]}
+    assert len(targets) == 5
+    judged_here = {
+        "gateway: flyllm added p99 at c=1, ms",
+        "gateway: flyllm / plain CPU per request",
+    }
+    for name, met in targets.items():
+        # Portkey and LiteLLM are not in the smoke run: their comparisons are never judged
+        expected = bool if "flyllm" in measured and name in judged_here else type(None)
+        assert isinstance(met, expected), (name, met)
+    assert "10. Gateways" in stdout and "targets (flyllm serve):" in stdout
+    assert re.search(r"load generator against no gateway: \d+ rps, [\d.]+x the fastest", stdout)

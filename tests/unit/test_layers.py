@@ -51,7 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("config", ("flyllm.config",)),
     ("server", ("flyllm.server",)),
-    ("cli", ("flyllm.cli",)),
+    ("cli", ("flyllm.cli", "flyllm.__main__")),
 ]
 # The facade and the modules kept for one release under their old names: they re-export only,
 # and nothing inside the library may import them.
