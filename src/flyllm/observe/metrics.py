@@ -55,6 +55,16 @@ class PrometheusMetrics:
             **opts,
         )  # fmt: skip
         self._last_instance: dict[int, int] = {}  # request id -> instance of its last attempt
+        # prometheus_client's labels() checks and locks on every call (about half of this
+        # hook's cost); a label set's child never changes, so each is looked up once.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def __call__(self, event: Event) -> None:
         kind = event.kind
@@ -63,31 +73,31 @@ class PrometheusMetrics:
         if kind == "attempt_start":
             previous = self._last_instance.get(event.request_id)
             if event.attempt > 1:
-                self.retries.labels(task, stream).inc()
+                self._child(self.retries, task, stream).inc()
                 if previous is not None and previous != event.instance_id:
-                    self.failovers.labels(task, stream).inc()
+                    self._child(self.failovers, task, stream).inc()
             if event.instance_id is not None:
                 self._last_instance[event.request_id] = event.instance_id
         elif kind == "attempt_end":
             self._attempt_end(event, task, stream)
         elif kind == "wait":
-            self.waits.labels(task, event.reason or "").inc()
-            self.wait_seconds.labels(task, event.reason or "").inc(event.wait or 0.0)
+            self._child(self.waits, task, event.reason or "").inc()
+            self._child(self.wait_seconds, task, event.reason or "").inc(event.wait or 0.0)
         elif kind == "request_end":
             self._last_instance.pop(event.request_id, None)
             outcome = "success" if event.success else (event.error_kind or event.reason or "error")
-            self.requests.labels(task, stream, outcome).inc()
+            self._child(self.requests, task, stream, outcome).inc()
 
     def _attempt_end(self, event: Event, task: str, stream: str) -> None:
         labels = (event.instance_name or "", event.provider or "", event.model or "", task, stream)
         outcome = "success" if event.success else (event.error_kind or event.reason or "error")
-        self.attempts.labels(*labels, outcome).inc()
+        self._child(self.attempts, *labels, outcome).inc()
         if event.latency is not None:
-            self.latency.labels(*labels).observe(event.latency)
+            self._child(self.latency, *labels).observe(event.latency)
         if event.usage is not None:
-            self.tokens.labels(*labels, "prompt").inc(event.usage.prompt_tokens)
-            self.tokens.labels(*labels, "completion").inc(event.usage.completion_tokens)
+            self._child(self.tokens, *labels, "prompt").inc(event.usage.prompt_tokens)
+            self._child(self.tokens, *labels, "completion").inc(event.usage.completion_tokens)
         if event.error_kind:
-            self.errors.labels(*labels, event.error_kind).inc()
+            self._child(self.errors, *labels, event.error_kind).inc()
         if event.health is not None:
-            self.health.labels(*labels[:3]).set(_HEALTH.get(event.health, 0.0))
+            self._child(self.health, *labels[:3]).set(_HEALTH.get(event.health, 0.0))
