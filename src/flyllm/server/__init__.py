@@ -6,8 +6,11 @@ the library's public API: a request is read by a client-protocol dialect into fl
 provider-neutral types, answered by the manager, and rendered back in the caller's protocol.
 
 Modules: ``app`` (the aiohttp application and the one handler), ``dialect`` (what a client
-protocol implements), ``openai_chat`` (Chat Completions), ``errors`` (outcomes and their
-statuses), ``keys`` (virtual keys), ``settings`` (the ``[gateway]`` table), ``run`` (serving).
+protocol implements), ``openai_chat``, ``openai_read`` and ``openai_embeddings`` (OpenAI's Chat
+Completions and embeddings), ``anthropic_messages``, ``anthropic_read``, ``anthropic_render`` and
+``anthropic_stream`` (Anthropic's Messages), ``errors`` (outcomes and their statuses), ``keys``
+(virtual keys), ``settings`` (the ``[gateway]`` table), ``ledger`` and ``redis_ledger`` (keys'
+limits and budgets), ``metrics`` (``/metrics``), ``run`` (processes, signals, the drain).
 """
 
 from flyllm.server.app import Gateway
