@@ -1,7 +1,8 @@
-"""Limits hold across processes: two ``flyllm serve`` processes on one Redis (``--state``), under
-concurrent load, never admit more than a key's rpm, and never spend more than its budget by
-more than one call's estimated cost (the bound the ledger guarantees while calls cost no more
-than their estimates: each running call reserves its estimate)."""
+"""Limits hold across processes: two ``flyllm serve`` processes on one Redis (``--state``), or
+one ``flyllm serve --workers 2`` (two workers on one port), under concurrent load, never admit
+more than a key's rpm, and never spend more than its budget by more than one call's estimated
+cost (the bound the ledger guarantees while calls cost no more than their estimates: each
+running call reserves its estimate)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,12 @@ def _port() -> int:
         return port
 
 
-@pytest.fixture
-async def fleet(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[list[str], dict[str, str]]]:
-    """Two gateway processes sharing one Redis, over one emulator; the keys by name."""
+@pytest.fixture(params=["two-serves", "two-workers"])
+async def fleet(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> AsyncIterator[tuple[list[str], dict[str, str]]]:
+    """Two gateway processes sharing one Redis, over one emulator: two ``flyllm serve`` on
+    their own ports, or one with two workers on one port; the keys by name."""
     keys = {"rpm": new_key(), "budget": new_key()}
     async with Emulator(provider="openai", reply_tokens=10, latency_ms=5) as emu:
         config = tmp_path / "flyllm.toml"
@@ -63,28 +67,46 @@ budget_usd = 25.0
         state = redis_url.rsplit("/", 1)[0] + "/" + str(uuid.uuid4().int % 16)
         procs, urls = [], []
         try:
-            for _ in range(2):
-                proc, url = _spawn(config, state)
+            if request.param == "two-workers":
+                proc, url = _spawn(config, state, "--workers", "2")
                 procs.append(proc)
-                urls.append(url)
+                urls += [url, url]
+                _listening(proc)
+                procs.append(proc)  # one per URL, for _ready
+            else:
+                for _ in range(2):
+                    proc, url = _spawn(config, state)
+                    procs.append(proc)
+                    urls.append(url)
             await _ready(urls, procs)
             yield urls, keys
         finally:
-            for proc in procs:
+            for proc in set(procs):
                 proc.terminate()
-            for proc in procs:
+            for proc in set(procs):
                 proc.wait(timeout=10)
             _flush(state)
 
 
-def _spawn(config: Path, state: str) -> tuple[subprocess.Popen[bytes], str]:
+def _spawn(config: Path, state: str, *more: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flyllm.cli", "serve", "--config", str(config), "--port",
-         str(port), "--state", state],
+         str(port), "--state", state, *more],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ},
     )  # fmt: skip
     return proc, f"http://127.0.0.1:{port}"
+
+
+def _listening(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the supervisor's line saying every worker listens."""
+    assert proc.stderr is not None
+    seen = b""
+    while b"listening on" not in seen:
+        line = proc.stderr.readline()
+        assert line, f"flyllm serve exited: {seen.decode()[-2000:]}"
+        seen += line
+    assert b"with 2 workers" in seen, seen
 
 
 def _flush(state: str) -> None:
@@ -114,11 +136,15 @@ async def _ready(urls: list[str], procs: list[subprocess.Popen[bytes]]) -> None:
                 await asyncio.sleep(0.05)
 
 
+ANSWERED_BY: set[str] = set()  # the processes that answered (their request ids' prefix)
+
+
 async def _post(session: aiohttp.ClientSession, url: str, key: str) -> tuple[int, str, int]:
     """Status, error code and the answer's total tokens."""
     body = {"model": "chat", "messages": PROMPT, "max_tokens": 10}
-    headers = {"Authorization": f"Bearer {key}"}
+    headers = {"Authorization": f"Bearer {key}", "Connection": "close"}  # spread over workers
     async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
+        ANSWERED_BY.add(r.headers.get("x-request-id", "")[:12])
         data = await r.json()
         if r.status == 200:
             return 200, "", int(data["usage"]["total_tokens"])
@@ -129,8 +155,10 @@ async def test_two_processes_hold_a_keys_rpm_and_budget_together(
     fleet: tuple[list[str], dict[str, str]],
 ) -> None:
     urls, keys = fleet
+    ANSWERED_BY.clear()
     await _rpm_holds(urls, keys)
     await _budget_holds(urls, keys)
+    assert len(ANSWERED_BY) == 2  # both processes (or workers) took part
 
 
 async def _rpm_holds(urls: list[str], keys: dict[str, str]) -> None:
