@@ -27,6 +27,8 @@ import pytest
 from flyllm import GenerationRequest, LlmManager, LlmResponse, Message, Usage
 from flyllm._transport import Transport
 from flyllm._wire import HttpRequest, HttpResponse, Timeouts
+from flyllm.errors import InvalidRequestError
+from flyllm.providers._common import MODEL_LIMIT, _clean_model, clip, dumps, served_model
 from flyllm.types import _quick_init
 from tests.fixtures import fixture_bytes
 
@@ -168,3 +170,22 @@ def test_quick_init_refuses_what_it_cannot_build() -> None:
 
     with pytest.raises(TypeError, match="init=False"):
         _quick_init(Derived)
+
+
+def test_served_model_names_are_cleaned_even_when_remembered() -> None:
+    secret = "-".join(["sk", "proj", "abcdef123456"])  # built at run time
+    for name in ["gpt\x1b[2J-4o", f"model {secret}", "gpt-4o-mini"]:
+        for _ in range(2):  # the second time from the memo
+            assert served_model(name) == clip(name, MODEL_LIMIT)
+    assert served_model("gpt\x1b[2J-4o") == "gpt-4o"
+    assert secret not in (served_model(f"model {secret}") or "")
+    for i in range(600):  # a server naming a new model every time: the memo stays bounded
+        served_model(f"model-{i}")
+    assert _clean_model.cache_info().currsize <= 256
+
+
+def test_the_shared_json_encoder_writes_and_refuses_as_before() -> None:
+    assert dumps({"a": "é", "b": [1, 2.5]}) == '{"a":"é","b":[1,2.5]}'.encode()
+    for bad in ({"a": float("nan")}, {"a": {1, 2}}, {"a": b"x"}):
+        with pytest.raises(InvalidRequestError, match="cannot be sent as JSON"):
+            dumps(bad)
