@@ -167,12 +167,12 @@ class Engine:
         """The parameters for this instance: instance < task < request, then the same layers'
         provider_params for its provider. Cached per task when the request brings none (the
         providers only read them)."""
-        ptype = instance.provider_type.value
         cacheable = not plan.params and not plan.provider_params
         if cacheable:
             cached = instance.param_cache.get(task.name if task else None)
             if cached is not None:
                 return cached
+        ptype = instance.provider_type.value
         merged = merge_params(
             instance.parameters,
             task.parameters if task else None,

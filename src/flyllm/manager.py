@@ -650,7 +650,7 @@ class LlmManager:
                     value = getattr(request, name)
                     if value is not None:
                         positive_number(name, value)
-            params = check_params(request.params)
+            params = check_params(request.params) if request.params else {}
             provider_params = (
                 check_provider_params(request.provider_params) if request.provider_params else {}
             )

@@ -10,8 +10,8 @@ import enum
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, TypeVar
 
 from flyllm._display import mask_url
 
@@ -130,6 +130,55 @@ class ErrorKind(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+_T = TypeVar("_T")
+
+
+class _Factory:
+    """The default shown for a field with a default_factory, as dataclasses shows it."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_FACTORY: Any = _Factory()
+
+
+def _quick_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen slots dataclass an ``__init__`` that stores each field through its slot.
+
+    The generated one calls ``object.__setattr__`` per field, about twice the cost, and these
+    values are built on every request (the caller's request, its conversation, the answer and
+    its usage). Same signature, defaults and default factories; instances stay frozen
+    (assigning still raises FrozenInstanceError). Only for classes without ``__post_init__``
+    or ``init=False`` fields."""
+    if hasattr(cls, "__post_init__") or not all(f.init for f in fields(cls)):  # type: ignore[arg-type]
+        raise TypeError(f"{cls.__name__}: _quick_init takes no __post_init__ or init=False field")
+    namespace: dict[str, Any] = {"_FACTORY": _FACTORY}
+    positional: list[str] = []
+    keyword: list[str] = []
+    body: list[str] = []
+    for i, f in enumerate(fields(cls)):  # type: ignore[arg-type]
+        namespace[f"_set{i}"] = cls.__dict__[f.name].__set__
+        value = param = f.name
+        if f.default is not MISSING:
+            namespace[f"_default{i}"] = f.default
+            param = f"{f.name}=_default{i}"
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory{i}"] = f.default_factory
+            param = f"{f.name}=_FACTORY"
+            value = f"_factory{i}() if {f.name} is _FACTORY else {f.name}"
+        (keyword if f.kw_only else positional).append(param)
+        body.append(f"    _set{i}(self, {value})")
+    params = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
+    source = f"def __init__({params}):\n" + "\n".join(body)
+    exec(source, namespace)  # as dataclasses itself builds __init__
+    init, generated = namespace["__init__"], cls.__init__
+    for name in ("__module__", "__qualname__", "__doc__", "__annotations__"):
+        setattr(init, name, getattr(generated, name))
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
 
 
 @dataclass(slots=True, frozen=True)
@@ -301,6 +350,7 @@ ResponseFormat = Any
 a pydantic model class (its schema is derived, and ``response.parsed`` is an instance)."""
 
 
+@_quick_init
 @dataclass(slots=True, frozen=True)
 class Message:
     """One turn of a conversation: ``role`` is "system", "user", "assistant" or "tool".
@@ -388,6 +438,7 @@ class TaskDefinition:
     (their vectors are then not comparable; without it such a task is a ConfigurationError)."""
 
 
+@_quick_init
 @dataclass(slots=True, frozen=True)
 class GenerationRequest:
     """One generation: a ``prompt`` or a conversation of ``messages``, optionally for a ``task``.
@@ -419,6 +470,7 @@ class GenerationRequest:
     response_format: ResponseFormat | None = field(default=None, kw_only=True)
 
 
+@_quick_init
 @dataclass(slots=True, frozen=True)
 class Usage:
     """Tokens as the provider reported them.
@@ -442,6 +494,7 @@ class Usage:
         )
 
 
+@_quick_init
 @dataclass(slots=True, frozen=True)
 class LlmResponse:
     """The answer to one request, successful or not (batch methods never raise for one request).
@@ -493,6 +546,7 @@ class LlmResponse:
         )
 
 
+@_quick_init
 @dataclass(slots=True, frozen=True)
 class StreamChunk:
     """One piece of a streamed answer: ``text`` is the delta, ``tool_calls`` the tool-call

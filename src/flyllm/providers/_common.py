@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import functools
 import json
 import math
 import re
@@ -94,11 +95,15 @@ class ClockedProvider:
         return f"{type(self).__name__}()"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# Built once: json.dumps with options builds a new encoder on every call.
+
+
 def dumps(obj: Any) -> bytes:
     """The compact UTF-8 JSON every provider sends; InvalidRequestError for a value JSON
     cannot carry (NaN, a set, bytes...), so invalid JSON is never sent."""
     try:
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return _ENCODER.encode(obj).encode()
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidRequestError(f"the request cannot be sent as JSON: {_why(exc)}") from None
 
@@ -280,6 +285,16 @@ def served_model(value: Any) -> str | None:
     """The ``model`` an answer names, clipped and cleaned, or None when absent or not text."""
     if not isinstance(value, str) or not value:
         return None
+    if len(value) > MODEL_LIMIT:
+        return clip(value, MODEL_LIMIT)
+    return _clean_model(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _clean_model(value: str) -> str:
+    """``clip`` of a short model name, remembered: an instance's answers name the same few
+    models, and cleaning one costs three regular-expression passes (bounded: 256 names of at
+    most MODEL_LIMIT characters)."""
     return clip(value, MODEL_LIMIT)
 
 

@@ -45,6 +45,8 @@ def spent_for(headers: Mapping[str, str], tokens: int, clock: Clock) -> float | 
             waits.append(family.reset_delay(reset, clock))
         if _below(tokens_left, tokens) and (reset := headers.get(family.reset_tokens)):
             waits.append(family.reset_delay(reset, clock))
+        if not waits:  # the common case: room left
+            return None
         known = [w for w in waits if w is not None]
         return min(max(known), MAX_RETRY_HINT) if known else None
     return None

@@ -283,6 +283,7 @@ def parse_chat(
     if not isinstance(message, dict):
         raise malformed("no choices[0].message", provider, response, request_id)
     refusal = message.get("refusal")
+    calls = message.get("tool_calls")
     return conclude(
         content_text(message.get("content"), provider),
         as_str(choice.get("finish_reason")),
@@ -290,7 +291,7 @@ def parse_chat(
         served_model(data.get("model")),
         request_id,
         refusal if isinstance(refusal, str) else "",
-        chat_tool_calls(message.get("tool_calls"), provider),
+        chat_tool_calls(calls, provider) if calls is not None else (),
     )
 
 
@@ -517,7 +518,8 @@ class OpenAIProvider:
                 request_id=request_id,
                 partial_content=text,
             )
-        finish = tool_finish(finish, tool_calls)
+        if tool_calls:
+            finish = tool_finish(finish, tool_calls)
         return Completion(text, finish, raw, usage, model, request_id, tool_calls)
 
     def classify_error(
