@@ -33,6 +33,8 @@ import codecs
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from flyllm.types import _quick_init
+
 __all__ = [
     "NON_SSE_LINE",
     "HttpRequest",
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 
+@_quick_init  # built for every attempt: see flyllm.types._quick_init
 @dataclass(slots=True, frozen=True)
 class HttpRequest:
     """A request ready to send. ``notes`` are one-line warnings about parameters that were left
@@ -58,6 +61,7 @@ class HttpRequest:
     notes: tuple[str, ...] = ()
 
 
+@_quick_init
 @dataclass(slots=True, frozen=True)
 class HttpResponse:
     """A complete (non-streamed, or failed-stream) HTTP answer. Header names are lower-case."""

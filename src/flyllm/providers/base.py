@@ -26,6 +26,7 @@ from flyllm.types import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    _quick_init,
 )
 
 __all__ = [
@@ -111,6 +112,7 @@ def credential_values(
     return tuple(sorted(found, key=len, reverse=True))
 
 
+@_quick_init  # built for every answer: see flyllm.types._quick_init
 @dataclass(slots=True, frozen=True)
 class Completion:
     """A provider's answer translated: text, normalised and raw finish reason, usage, and the
