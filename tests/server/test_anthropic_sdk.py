@@ -119,3 +119,11 @@ async def test_parallel_tool_calls_stream_as_separate_blocks(
     calls = [b for b in final.content if b.type == "tool_use"]
     assert [c.input for c in calls] == [{"city": "Oslo"}, {"city": "Lima"}]
     assert len({c.id for c in calls}) == 2 and final.stop_reason == "tool_use"
+
+
+async def test_models_list_in_anthropics_shape(gateway: GatewayFactory) -> None:
+    served = await gateway("openai")
+    async with anthropic.AsyncAnthropic(base_url=served.url, api_key="unused") as client:
+        page = await client.models.list()
+    assert [m.id for m in page.data] == ["chat"]
+    assert page.data[0].type == "model" and page.has_more is False

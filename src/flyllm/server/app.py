@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from flyllm.manager import LlmManager
-from flyllm.server.anthropic_messages import add_anthropic_routes
+from flyllm.server.anthropic_messages import ANTHROPIC, add_anthropic_routes
 from flyllm.server.dialect import Call, Dialect
 from flyllm.server.errors import GatewayError, bad_request, classify
 from flyllm.server.keys import VirtualKey
@@ -149,13 +149,18 @@ class Gateway:
         return web.Response(text=body, content_type=_JSON, headers=headers)
 
     async def models(self, request: web.Request) -> web.Response:
-        """``GET /v1/models``: the tasks and aliases the caller's key may use."""
+        """``GET /v1/models``: the tasks and aliases the caller's key may use, in OpenAI's list
+        shape, or in Anthropic's when the request carries ``anthropic-version`` (as the
+        anthropic SDK's ``models.list`` does)."""
+        anthropic = "anthropic-version" in request.headers
         try:
             key = self.authenticate(request)
         except GatewayError as err:
-            return self._error(self.openai, err, {})
+            return self._error(ANTHROPIC if anthropic else self.openai, err, {})
         names = [*self.manager.tasks, *self.settings.aliases]
         allowed = [n for n in names if key is None or key.allows(self.settings.task_for(n))]
+        if anthropic:
+            return web.json_response(_anthropic_models(allowed))
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "flyllm"} for n in allowed]
         return web.json_response({"object": "list", "data": data})
 
@@ -383,6 +388,18 @@ class Gateway:
             out["Retry-After"] = str(max(1, round(err.retry_after)))
         body = json.dumps(dialect.render_error(err))
         return web.Response(status=err.status, text=body, content_type=_JSON, headers=out)
+
+
+def _anthropic_models(names: list[str]) -> dict[str, Any]:
+    """Anthropic's model list (one page): a task has no release date, so the epoch stands in,
+    as Anthropic's reference allows for an unknown one."""
+    data = [
+        {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z",
+         "lifecycle": "active"}
+        for n in names
+    ]  # fmt: skip
+    first, last = (names[0], names[-1]) if names else (None, None)
+    return {"data": data, "has_more": False, "first_id": first, "last_id": last}
 
 
 def _presented_key(headers: Mapping[str, str]) -> str | None:
