@@ -7,6 +7,8 @@ from typing import Any
 import openai
 import pytest
 
+from flyllm import TaskDefinition
+from flyllm.server import GatewaySettings, KeyRing, VirtualKey, hash_key, new_key
 from tests.server.conftest import GatewayFactory
 
 
@@ -54,3 +56,14 @@ async def test_unknown_model_is_the_sdks_not_found_error(gateway: GatewayFactory
                 model="nope", messages=[{"role": "user", "content": "hi"}]
             )
     assert caught.value.code == "model_not_found"
+
+
+async def test_models_lists_what_the_key_may_use(gateway: GatewayFactory) -> None:
+    key = new_key()
+    ring = KeyRing([VirtualKey(name="a", sha256=hash_key(key), tasks=frozenset({"chat"}))])
+    settings = GatewaySettings(keys=ring, aliases={"gpt-4o-mini": "chat", "big": "other"})
+    served = await gateway("openai", settings=settings)
+    served.manager.define_task(TaskDefinition("other"))
+    async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key=key) as client:
+        page = await client.models.list()
+    assert sorted(m.id for m in page.data) == ["chat", "gpt-4o-mini"]
