@@ -36,7 +36,7 @@ from flyllm.types import ErrorKind, Usage
 if TYPE_CHECKING:
     from flyllm.routing.instance import LlmInstance
 
-__all__ = ["RedisStore", "StateStoreError"]
+__all__ = ["RedisStore", "StateStoreError", "redis_client"]
 
 _log = logging.getLogger("flyllm")
 
@@ -200,29 +200,9 @@ class RedisStore:
         retry_after: float = 2.0,
         max_pending: int = 100_000,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-            import redis.exceptions
-        except ImportError:
-            raise ConfigurationError(
-                "a redis:// state store needs the redis extra: pip install 'flyllm[redis]'"
-            ) from None
-        self._errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.RedisError,
-            OSError,
-            asyncio.TimeoutError,
-        )
+        self._client, self._errors = redis_client(url, timeout, "a redis:// state store")
         self.url = url
         self.namespace = namespace
-        try:
-            self._client: Any = aioredis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-            )
-        except ValueError:  # redis-py's own words may quote part of a password: not shown
-            raise ConfigurationError(
-                f"invalid Redis URL {mask_url(url)}: expected redis://[user:password@]host:port/db "
-                "(or rediss://, unix://), with a password's special characters percent-encoded"
-            ) from None
         self._acquire_script = self._client.register_script(_ACQUIRE)
         self._record_script = self._client.register_script(_RECORD)
         self._local = MemoryStore(clock)
@@ -450,3 +430,31 @@ class RedisStore:
             _log.warning("shared state store reachable again; resyncing")
             if self._pending and (self._flushing is None or self._flushing.done()):
                 self._flushing = asyncio.ensure_future(self._flush_soon())
+
+
+def redis_client(url: str, timeout: float, who: str) -> tuple[Any, tuple[type[BaseException], ...]]:
+    """A redis-py asyncio client for ``url`` (decoded responses, ``timeout`` for connecting and
+    for each reply) and the exceptions that mean Redis is out of reach. ``who`` names the
+    caller in the error when the redis extra is missing. Never shows a password."""
+    try:
+        import redis.asyncio as aioredis
+        import redis.exceptions
+    except ImportError:
+        raise ConfigurationError(
+            f"{who} needs the redis extra: pip install 'flyllm[redis]'"
+        ) from None
+    errors: tuple[type[BaseException], ...] = (
+        redis.exceptions.RedisError,
+        OSError,
+        asyncio.TimeoutError,
+    )
+    try:
+        client = aioredis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        )
+    except ValueError:  # redis-py's own words may quote part of a password: not shown
+        raise ConfigurationError(
+            f"invalid Redis URL {mask_url(url)}: expected redis://[user:password@]host:port/db "
+            "(or rediss://, unix://), with a password's special characters percent-encoded"
+        ) from None
+    return client, errors

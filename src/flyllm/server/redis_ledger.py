@@ -21,8 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flyllm._display import mask_url
-from flyllm.errors import ConfigurationError
+from flyllm.routing.redis_state import redis_client
 from flyllm.server.errors import GatewayError
 from flyllm.server.keys import VirtualKey
 from flyllm.server.ledger import WINDOW, Booking, Refusal, budget_period
@@ -146,28 +145,9 @@ class RedisLedger:
         timeout: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-            import redis.exceptions
-        except ImportError:
-            raise ConfigurationError(
-                "--state redis://... needs the redis extra: pip install 'flyllm[redis]'"
-            ) from None
-        self._errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.RedisError,
-            OSError,
-            asyncio.TimeoutError,
-        )
+        self._client, self._errors = redis_client(url, timeout, "--state redis://...")
         self.url = url
         self.namespace = namespace
-        try:
-            self._client: Any = aioredis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-            )
-        except ValueError:  # redis-py's words may quote part of a password: not shown
-            raise ConfigurationError(
-                f"invalid Redis URL {mask_url(url)}: expected redis://[user:password@]host:port/db"
-            ) from None
         self._admit = self._client.register_script(_ADMIT)
         self._settle = self._client.register_script(_SETTLE)
         self._ttl = booking_ttl
