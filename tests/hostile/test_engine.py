@@ -346,12 +346,13 @@ def test_an_interrupted_sync_call_cancels_its_request() -> None:
         manager.add_provider("openai", "k", "m", base_url=emu.base_url, max_concurrent=1)
         events: list[Event] = []
         manager.manager.add_hook(events.append)
-        timer = threading.Timer(0.3, _thread.interrupt_main)  # Ctrl-C while it waits
+        # Ctrl-C while it waits (the answer takes 5 s; 1 s leaves a loaded machine time to send)
+        timer = threading.Timer(1.0, _thread.interrupt_main)
         timer.start()
         with pytest.raises(KeyboardInterrupt):
             manager.generate(GenerationRequest(prompt="slow"))
         timer.join()
-        for _ in range(100):
+        for _ in range(500):
             if any(e.kind == "request_end" for e in events):
                 break
             time.sleep(0.01)
