@@ -261,6 +261,8 @@ class Gateway:
             await out.prepare(request)
             try:
                 if first is not None:
+                    if ticket is not None:
+                        ticket.delivered = True
                     await out.write(writer.start(first) + writer.chunk(first))
                     async for chunk in iterator:
                         data = writer.chunk(chunk)

@@ -1,0 +1,47 @@
+"""Review of the gateway's key books: a stream the client leaves after reading its text must
+still cost the key (else disconnecting before the last event gives every token away), and the
+x-flyllm-* headers each answer path documents."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from flyllm.pricing import ModelPrice
+from flyllm.server import GatewaySettings, KeyRing, VirtualKey, hash_key, new_key
+from tests.server.conftest import GatewayFactory
+
+PRICE = {"openai-model": ModelPrice(input_per_mtok=100_000.0, output_per_mtok=100_000.0)}
+STREAM = {
+    "model": "chat",
+    "messages": [{"role": "user", "content": "hi"}],
+    "stream": True,
+    "max_tokens": 100,
+}
+
+
+async def test_a_stream_left_after_its_text_costs_the_key_its_estimate(
+    gateway: GatewayFactory,
+) -> None:
+    key = new_key()
+    entry = VirtualKey(name="team-a", sha256=hash_key(key), budget_usd=1000.0, tpm=10_000)
+    settings = GatewaySettings(keys=KeyRing([entry]))
+    served = await gateway(
+        "openai", settings=settings, prices=PRICE, emulator_options={"chunk_delay_ms": 30}
+    )
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            served.url + "/v1/chat/completions", json=STREAM, headers=headers
+        )
+        for _ in range(3):  # the role chunk and some text: the upstream is generating
+            await response.content.readuntil(b"\n\n")
+        response.close()  # the client leaves before the usage arrives
+    ledger = served.gateway.gate.ledger
+    for _ in range(100):
+        if await ledger.spent(entry) > 0:
+            break
+        await asyncio.sleep(0.02)
+    # The estimate: prompt "hi" (1 token) + max_tokens 100, at 0.1 USD a token.
+    assert await ledger.spent(entry) >= 100 * 0.1
