@@ -3,6 +3,7 @@ never a 500 or a hang. One gateway over one openai emulator serves the whole tab
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -98,3 +99,24 @@ async def test_a_chunked_body_over_the_limit_is_413(url: str, route: str) -> Non
     status, answer = await _post(url, route, chunks())
     assert status == 413
     assert _error_shape(route, answer)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_body_that_never_arrives_is_408_in_time(
+    gateway: GatewayFactory, route: str
+) -> None:
+    served = await gateway("openai", settings=GatewaySettings(body_timeout=0.3))
+    host, port = served.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(  # the Content-Length lies: 10 of its 1,000 bytes ever come
+            f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            'anthropic-version: 2023-06-01\r\nContent-Length: 1000\r\n\r\n{"model":'.encode()
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        body = await asyncio.wait_for(reader.read(2000), 5)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert b"did not arrive" in body

@@ -339,7 +339,15 @@ class Gateway:
 
     async def _read_json(self, request: web.Request) -> Any:
         try:
-            raw = await request.read()
+            if request.content.is_eof():  # all here already (the usual case): no timer
+                raw = await request.read()
+            else:  # a body that trickles, or a Content-Length that lies, must not hold us
+                raw = await asyncio.wait_for(request.read(), self.settings.body_timeout)
+        except asyncio.TimeoutError:
+            raise GatewayError(
+                408, "invalid_request", f"the request body did not arrive within "
+                f"{self.settings.body_timeout:g} s (body_timeout): send it whole and at once",
+            ) from None  # fmt: skip
         except web.HTTPRequestEntityTooLarge:
             raise GatewayError(
                 413, "too_large",
