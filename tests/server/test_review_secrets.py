@@ -4,6 +4,7 @@ caller's virtual key or its hash appear in any answer, header, /metrics or log l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from flyllm import LlmManager, TaskDefinition
 from flyllm.server import Gateway, GatewaySettings, KeyRing, VirtualKey, hash_key, new_key
+from flyllm.server.run import run_gateway
 
 
 async def _echoing_upstream(provider_key: str) -> web.AppRunner:
@@ -72,3 +74,37 @@ async def test_no_key_reaches_the_caller_or_the_logs(caplog: pytest.LogCaptureFi
     assert "upstream broke" in everything  # the upstream's message did come through
     for secret in (provider_key, provider_key[8:], virtual, hash_key(virtual)):
         assert secret not in everything
+
+
+async def test_a_header_aiohttp_cannot_parse_is_not_logged_with_its_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    virtual = new_key()
+    entry = VirtualKey(name="team-a", sha256=hash_key(virtual))
+    manager = LlmManager()
+    stop = asyncio.Event()
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    gateway = Gateway(manager, GatewaySettings(keys=KeyRing([entry])))
+    served = asyncio.create_task(
+        run_gateway(gateway, "127.0.0.1", 0, ready=bound.set_result, stop=stop)
+    )
+    port = await asyncio.wait_for(bound, 10)
+    answers = []
+    try:
+        for line in (
+            f"Authorization: Bearer {virtual}\x01",  # a control character: InvalidHeader
+            f"Authorization: Bearer {virtual} " + "a" * 9000,  # over 8190 bytes: LineTooLong
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET /v1/models HTTP/1.1\r\nHost: x\r\n{line}\r\n\r\n".encode())
+            answers.append(await asyncio.wait_for(reader.read(), 5))
+            writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(served, 10)
+        await manager.aclose()
+    assert all(answer.startswith(b"HTTP/1.0 400") for answer in answers)
+    assert "not valid HTTP" in caplog.text  # said, once a request, without its bytes
+    assert virtual not in caplog.text
+    assert virtual[:20] not in caplog.text
