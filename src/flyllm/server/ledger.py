@@ -273,7 +273,9 @@ class MemoryLedger:
                 bucket[1] += tokens - booking.tokens
         if booking.period and cost > 0:
             state.spend[booking.period] = state.spend.get(booking.period, 0.0) + cost
-            for old in [p for p in state.spend if p != booking.period]:
+            # Only earlier periods go: a call admitted before midnight may settle after the
+            # next day's calls have booked their spend. (Ids of one kind sort by date.)
+            for old in [p for p in state.spend if p < booking.period]:
                 del state.spend[old]
 
     async def spent(self, key: VirtualKey) -> float:
