@@ -120,3 +120,42 @@ async def test_a_body_that_never_arrives_is_408_in_time(
         writer.close()
     assert head.startswith(b"HTTP/1.1 408"), head
     assert b"did not arrive" in body
+
+
+IMAGE_SOURCE_A_STRING = (
+    b'{"model":"chat","max_tokens":5,"messages":[{"role":"user","content":'
+    b'[{"type":"image","source":"x"}]}]}'
+)
+PART_TYPE_AN_ARRAY = (
+    b'{"model":"chat","max_tokens":5,"messages":[{"role":"user","content":'
+    b'[{"type":["text"],"text":"hi"}]}]}'
+)
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/v1/chat/completions", PART_TYPE_AN_ARRAY),
+        ("/v1/messages", IMAGE_SOURCE_A_STRING),
+        ("/v1/messages/count_tokens", IMAGE_SOURCE_A_STRING),
+    ],
+)
+async def test_a_part_of_the_wrong_shape_is_400_not_500(url: str, route: str, body: bytes) -> None:
+    status, answer = await _post(url, route, body)
+    assert status == 400, answer
+    assert _error_shape(route, answer)
+
+
+async def test_count_tokens_answers_an_unexpected_failure_in_anthropics_shape(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(call: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("flyllm.server.anthropic_messages.estimate_tokens", broken)
+    status, answer = await _post(url, "/v1/messages/count_tokens", CHAT + b"}")
+    assert status == 500
+    assert answer == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "internal error in the gateway"},
+    }
