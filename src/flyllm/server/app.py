@@ -259,6 +259,7 @@ class Gateway:
                 self._instance_headers(out.headers, first.instance_id)
                 out.headers["x-flyllm-overhead-ms"] = f"{own * 1000:.3f}"
             await out.prepare(request)
+            watch = _StallWatch(request, self.settings.send_timeout)
             try:
                 if first is not None:
                     if ticket is not None:
@@ -284,6 +285,8 @@ class Gateway:
                 if ticket is not None:
                     ticket.outcome = "cancelled"
                 await out.write(writer.error(_SHUTTING_DOWN))
+            finally:
+                watch.close()
         await out.write_eof()
         return out
 
@@ -393,6 +396,36 @@ class Gateway:
             out["Retry-After"] = str(max(1, round(err.retry_after)))
         body = json.dumps(dialect.render_error(err))
         return web.Response(status=err.status, text=body, content_type=_JSON, headers=out)
+
+
+class _StallWatch:
+    """Cancels a stream's handler once its client has read nothing for about ``seconds``:
+    writing is paused (the socket's buffers are full) at two looks ``seconds`` apart and not
+    one byte went out in between. Else a client that stops reading would hold the handler,
+    the upstream stream and its key's concurrency slot as long as it keeps the connection.
+    Nothing runs per chunk: one timer a stream, looking every ``seconds``."""
+
+    __slots__ = ("_handle", "_last", "_request", "_seconds", "_task")
+
+    def __init__(self, request: web.Request, seconds: float) -> None:
+        self._request = request
+        self._seconds = seconds
+        self._task = asyncio.current_task()
+        self._last = -1  # the write buffer's size at the last look, -1: not paused then
+        self._handle = asyncio.get_running_loop().call_later(seconds, self._look)
+
+    def _look(self) -> None:
+        transport = self._request.transport
+        paused = transport is not None and self._request.protocol.writing_paused
+        size = transport.get_write_buffer_size() if transport is not None and paused else -1
+        if size >= 0 and size == self._last and self._task is not None:
+            self._task.cancel()  # as a client that left: the upstream closes, the slot frees
+            return
+        self._last = size
+        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._look)
+
+    def close(self) -> None:
+        self._handle.cancel()
 
 
 def _presented_key(headers: Mapping[str, str]) -> str | None:
