@@ -84,3 +84,28 @@ async def test_a_client_that_stops_reading_a_stream_frees_its_slot(
 
 def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
+
+
+async def test_an_unpriced_stream_left_after_its_text_spends_a_budgeted_key(
+    gateway: GatewayFactory,
+) -> None:
+    """As an unpriced answer does (test_keys_limits.py): no price, no way to check the budget."""
+    key = new_key()
+    entry = VirtualKey(name="team-a", sha256=hash_key(key), budget_usd=100.0)
+    settings = GatewaySettings(keys=KeyRing([entry]))
+    served = await gateway("openai", settings=settings, emulator_options={"chunk_delay_ms": 30})
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            served.url + "/v1/chat/completions",
+            json=STREAM,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        for _ in range(3):
+            await response.content.readuntil(b"\n\n")
+        response.close()
+    ledger = served.gateway.gate.ledger
+    for _ in range(50):
+        if await ledger.spent(entry) > 0:
+            break
+        await asyncio.sleep(0.02)
+    assert await ledger.spent(entry) == 100.0

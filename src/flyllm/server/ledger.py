@@ -368,8 +368,10 @@ class KeyGate:
         booking = ticket.booking
         if booking is not None and response is None and ticket.delivered:
             # Text went out but the usage never came (the client left, the stream broke):
-            # the upstream billed it, so the key pays its estimate rather than nothing.
-            self.ledger.settle(booking, booking.tokens, booking.reserved)
+            # the upstream billed it, so the key pays its estimate rather than nothing (a
+            # pool without prices estimates nothing: the budget counts as spent, as _cost).
+            spent = booking.reserved or (key.budget_usd if booking.period else 0.0)
+            self.ledger.settle(booking, booking.tokens, spent or 0.0)
         elif booking is not None:
             tokens = response.usage.total_tokens if response is not None else 0
             self.ledger.settle(booking, tokens, cost or 0.0)
