@@ -44,7 +44,7 @@ from flyllm.server.anthropic_render import (
 )
 from flyllm.server.anthropic_stream import EventWriter
 from flyllm.server.dialect import Call
-from flyllm.server.errors import GatewayError, bad_request
+from flyllm.server.errors import GatewayError, bad_request, classify
 from flyllm.types import GenerationRequest, JsonSchema, LlmResponse
 
 if TYPE_CHECKING:
@@ -251,6 +251,7 @@ async def count_tokens(gateway: Gateway, request: web.Request) -> web.Response:
         key = gateway.authenticate(request)
         call = dialect.parse(await gateway._read_json(request), counting=True)
         gateway._route(call, key)
-    except GatewayError as err:
-        return gateway._error(dialect, err, headers)
-    return web.json_response({"input_tokens": estimate_tokens(call)}, headers=headers)
+        tokens = estimate_tokens(call)
+    except Exception as exc:  # as the other routes: every failure in the caller's protocol
+        return gateway._error(dialect, classify(exc), headers)
+    return web.json_response({"input_tokens": tokens}, headers=headers)

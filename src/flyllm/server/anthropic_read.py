@@ -124,7 +124,9 @@ def _text(block: Any, at: str) -> str:
 
 
 def _image(source: Any, at: str) -> Image:
-    kind = source.get("type") if isinstance(source, dict) else None
+    if not isinstance(source, dict):
+        raise bad_request(f"{at}.source must be an object", at)
+    kind = source.get("type")
     try:
         media_type = source.get("media_type") if kind == "base64" else None
         if isinstance(source.get("data"), str) and isinstance(media_type, str | None):

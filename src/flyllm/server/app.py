@@ -264,8 +264,11 @@ class Gateway:
                 self._instance_headers(out.headers, first.instance_id)
                 out.headers["x-flyllm-overhead-ms"] = f"{own * 1000:.3f}"
             await out.prepare(request)
+            watch = _StallWatch(request, self.settings.send_timeout)
             try:
                 if first is not None:
+                    if ticket is not None:
+                        ticket.delivered = True
                     await out.write(writer.start(first) + writer.chunk(first))
                     async for chunk in iterator:
                         data = writer.chunk(chunk)
@@ -287,6 +290,8 @@ class Gateway:
                 if ticket is not None:
                     ticket.outcome = "cancelled"
                 await out.write(writer.error(_SHUTTING_DOWN))
+            finally:
+                watch.close()
         await out.write_eof()
         return out
 
@@ -342,7 +347,15 @@ class Gateway:
 
     async def _read_json(self, request: web.Request) -> Any:
         try:
-            raw = await request.read()
+            if request.content.is_eof():  # all here already (the usual case): no timer
+                raw = await request.read()
+            else:  # a body that trickles, or a Content-Length that lies, must not hold us
+                raw = await asyncio.wait_for(request.read(), self.settings.body_timeout)
+        except asyncio.TimeoutError:
+            raise GatewayError(
+                408, "invalid_request", f"the request body did not arrive within "
+                f"{self.settings.body_timeout:g} s (body_timeout): send it whole and at once",
+            ) from None  # fmt: skip
         except web.HTTPRequestEntityTooLarge:
             raise GatewayError(
                 413, "too_large",
@@ -400,6 +413,36 @@ def _anthropic_models(names: list[str]) -> dict[str, Any]:
     ]  # fmt: skip
     first, last = (names[0], names[-1]) if names else (None, None)
     return {"data": data, "has_more": False, "first_id": first, "last_id": last}
+
+
+class _StallWatch:
+    """Cancels a stream's handler once its client has read nothing for about ``seconds``:
+    writing is paused (the socket's buffers are full) at two looks ``seconds`` apart and not
+    one byte went out in between. Else a client that stops reading would hold the handler,
+    the upstream stream and its key's concurrency slot as long as it keeps the connection.
+    Nothing runs per chunk: one timer a stream, looking every ``seconds``."""
+
+    __slots__ = ("_handle", "_last", "_request", "_seconds", "_task")
+
+    def __init__(self, request: web.Request, seconds: float) -> None:
+        self._request = request
+        self._seconds = seconds
+        self._task = asyncio.current_task()
+        self._last = -1  # the write buffer's size at the last look, -1: not paused then
+        self._handle = asyncio.get_running_loop().call_later(seconds, self._look)
+
+    def _look(self) -> None:
+        transport = self._request.transport
+        paused = transport is not None and self._request.protocol.writing_paused
+        size = transport.get_write_buffer_size() if transport is not None and paused else -1
+        if size >= 0 and size == self._last and self._task is not None:
+            self._task.cancel()  # as a client that left: the upstream closes, the slot frees
+            return
+        self._last = size
+        self._handle = asyncio.get_running_loop().call_later(self._seconds, self._look)
+
+    def close(self) -> None:
+        self._handle.cancel()
 
 
 def _presented_key(headers: Mapping[str, str]) -> str | None:

@@ -273,7 +273,9 @@ class MemoryLedger:
                 bucket[1] += tokens - booking.tokens
         if booking.period and cost > 0:
             state.spend[booking.period] = state.spend.get(booking.period, 0.0) + cost
-            for old in [p for p in state.spend if p != booking.period]:
+            # Only earlier periods go: a call admitted before midnight may settle after the
+            # next day's calls have booked their spend. (Ids of one kind sort by date.)
+            for old in [p for p in state.spend if p < booking.period]:
                 del state.spend[old]
 
     async def spent(self, key: VirtualKey) -> float:
@@ -290,13 +292,15 @@ class MemoryLedger:
 @dataclass(slots=True)
 class Ticket:
     """One keyed request on its way: its key, what the ledger booked (None: the key has no
-    limits), the answer once there is one (the handler sets ``response``) and the outcome of
-    a stream that failed after its first chunk."""
+    limits), the answer once there is one (the handler sets ``response``), the outcome of
+    a stream that failed after its first chunk, and whether output reached the caller
+    (``delivered``: a stream that then ends without usage is charged its estimate)."""
 
     key: VirtualKey
     booking: Booking | None = None
     response: LlmResponse | None = None
     outcome: str | None = None
+    delivered: bool = False
 
 
 class KeyGate:
@@ -361,9 +365,16 @@ class KeyGate:
             return
         response = ticket.response
         cost = self._cost(key, response)
-        if ticket.booking is not None:
+        booking = ticket.booking
+        if booking is not None and response is None and ticket.delivered:
+            # Text went out but the usage never came (the client left, the stream broke):
+            # the upstream billed it, so the key pays its estimate rather than nothing (a
+            # pool without prices estimates nothing: the budget counts as spent, as _cost).
+            spent = booking.reserved or (key.budget_usd if booking.period else 0.0)
+            self.ledger.settle(booking, booking.tokens, spent or 0.0)
+        elif booking is not None:
             tokens = response.usage.total_tokens if response is not None else 0
-            self.ledger.settle(ticket.booking, tokens, cost or 0.0)
+            self.ledger.settle(booking, tokens, cost or 0.0)
         if self.metrics is not None:
             if response is not None:
                 self.metrics.used(key.name, response.usage, cost)

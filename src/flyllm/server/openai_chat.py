@@ -111,6 +111,10 @@ class OpenAIChat:
         options = body.get("stream_options") or {}
         if not isinstance(options, dict):
             raise bad_request("'stream_options' must be an object", "stream_options")
+        include_usage = options.get("include_usage")
+        if not isinstance(include_usage, bool | None):
+            where = "stream_options.include_usage"
+            raise bad_request(f"'{where}' must be a boolean", where)
         parallel = body.get("parallel_tool_calls")
         if not isinstance(parallel, bool | None):
             raise bad_request("'parallel_tool_calls' must be a boolean", "parallel_tool_calls")
@@ -122,7 +126,7 @@ class OpenAIChat:
                 body.get("tool_choice")), parallel_tool_calls=parallel,
             response_format=read_response_format(body.get("response_format")),
         )  # fmt: skip
-        return Call(request, model, stream, options.get("include_usage") is True)
+        return Call(request, model, stream, include_usage is True)
 
     def render(self, call: Call, response: LlmResponse, request_id: str) -> dict[str, Any]:
         """A ``chat.completion`` object."""

@@ -86,6 +86,8 @@ def _user(content: Any, where: str) -> Message:
     for j, part in enumerate(content):
         at = f"{where}[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str | None):  # a list or an object is no part type
+            raise bad_request(f"{at}.type must be a string", f"{at}.type")
         if kind == "text":
             parts.append(_text([part], where))
         elif kind == "image_url":

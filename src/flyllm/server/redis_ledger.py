@@ -183,7 +183,11 @@ class RedisLedger:
         ]  # fmt: skip
         try:
             reply = await self._admit(keys=self._redis_keys(key, booking.period), args=args)
+        except asyncio.CancelledError:
+            self._release(booking)  # the client left while Redis may have booked it
+            raise
         except self._errors as exc:
+            self._release(booking)  # a lost reply: the script may still have run
             raise GatewayError(
                 503, "unavailable", "the gateway cannot check this key's limits now (its state "
                 f"store does not answer: {type(exc).__name__}); retry shortly",
@@ -194,6 +198,13 @@ class RedisLedger:
             return Refusal(reason, None if wait < 0 else wait)
         booking.second = second
         return booking
+
+    def _release(self, booking: Booking) -> None:
+        """Free the slot and the reservation of an admission whose reply never came (else
+        they stay booked for ``booking_ttl``); its window share stays, as its second is not
+        known."""
+        if booking.booking:
+            self.settle(booking, booking.tokens, 0.0)
 
     def settle(self, booking: Booking, tokens: int, cost: float) -> None:
         keep = max(1, int(booking.period_ends - self._clock())) + 86400

@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import importlib
 import ipaddress
+import logging
 import multiprocessing
 import os
 import signal
@@ -46,6 +47,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from flyllm.config.loader import ManagerConfig, read_config
 from flyllm.errors import ConfigurationError
@@ -222,6 +224,7 @@ async def run_gateway(
         keepalive_timeout=settings.header_timeout,  # the header timeout: module docstring
         shutdown_timeout=_ABORT_WAIT_S,
         access_log=None,
+        logger=_http_log,  # requests aiohttp cannot parse, logged without their bytes
     )
     await runner.setup()
     signals = _Signals(stop)  # before anyone can know the port: a signal then drains too
@@ -235,6 +238,25 @@ async def run_gateway(
     finally:
         signals.remove()
         await runner.cleanup()
+
+
+class _UnparsedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse with a traceback whose text quotes the offending
+    line, an ``Authorization`` header and its key included: such a record becomes one line
+    naming the error's class, without the request's bytes (nor a traceback per bad request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = "%s from %s: a request that is not valid HTTP, answered 400"
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.args = (type(exc).__name__, args[0] if args else "?")
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_http_log = logging.getLogger("flyllm.server.http")
+_http_log.addFilter(_UnparsedRequests())
 
 
 def head_timeout_warning(version: str) -> str | None:

@@ -4,6 +4,8 @@
     aliases = { "gpt-4o-mini" = "chat" }   # a model name a client sends -> a task of the pool
     max_body_bytes = 16777216              # larger request bodies are refused (413)
     header_timeout = 10                    # seconds to receive a request's headers
+    body_timeout = 60                      # seconds to receive its body once they are in (408)
+    send_timeout = 60                      # seconds a stream's client may read nothing
     grace_seconds = 30                     # SIGTERM: how long in-flight requests may finish
 
     [[gateway.keys]]                       # virtual keys; none: loopback only, no auth
@@ -41,7 +43,10 @@ _KEY_FIELDS = (
     "name", "sha256", "tasks", "rpm", "tpm", "max_concurrent", "budget_usd", "budget_period",
     "expires",
 )  # fmt: skip
-_TABLE_FIELDS = ("aliases", "keys", "max_body_bytes", "header_timeout", "grace_seconds")
+_TABLE_FIELDS = (
+    "aliases", "keys", "max_body_bytes", "header_timeout", "body_timeout", "send_timeout",
+    "grace_seconds",
+)  # fmt: skip
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -52,6 +57,8 @@ class GatewaySettings:
     aliases: Mapping[str, str] = field(default_factory=dict)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    send_timeout: float = 60.0
     grace_seconds: float = 30.0
 
     def task_for(self, model: str) -> str:
@@ -82,6 +89,8 @@ def read_gateway_table(table: Any, where: str, task_names: Sequence[str] = ()) -
             body.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
         ),
         header_timeout=at.sub("header_timeout").positive(body.get("header_timeout", 10.0)),
+        body_timeout=at.sub("body_timeout").positive(body.get("body_timeout", 60.0)),
+        send_timeout=at.sub("send_timeout").positive(body.get("send_timeout", 60.0)),
         grace_seconds=at.sub("grace_seconds").positive(body.get("grace_seconds", 30.0)),
     )
 
