@@ -110,3 +110,12 @@ def test_results_are_quoted_and_calls_counted() -> None:
 
 def test_notools_models() -> None:
     assert not supports_tools("llama-notools") and supports_tools("gpt-4o")
+
+
+def test_a_tool_with_an_empty_schema_is_called_with_an_empty_object() -> None:
+    # {} takes any value, but a call's arguments are an object on every wire (Gemini's args
+    # is a Struct): the emulator once sent the subject string and failed building the answer.
+    anything = OfferedTool("f", {})
+    for parallel in (False, True):
+        calls = plan_calls([anything], "required", parallel, "Weather in Oslo?", "user")
+        assert calls and all(c.arguments == {} for c in calls)

@@ -128,13 +128,20 @@ def plan_calls(
     chosen = _chosen_tools(tools, choice, prompt)
     subjects = _subjects(prompt)
     if not parallel:
-        return [PlannedCall(chosen[0].name, arguments_for(chosen[0].schema, subjects[0], prompt))]
+        return [PlannedCall(chosen[0].name, _arguments(chosen[0].schema, subjects[0], prompt))]
     calls = [
-        PlannedCall(tool.name, arguments_for(tool.schema, subject, prompt))
+        PlannedCall(tool.name, _arguments(tool.schema, subject, prompt))
         for tool in chosen
         for subject in subjects
     ]
     return calls[:MAX_PARALLEL_CALLS]
+
+
+def _arguments(schema: Mapping[str, Any], subject: str, prompt: str) -> Mapping[str, Any]:
+    """A call's arguments: always an object, as every provider sends them (a tool whose schema
+    is ``{}``, any value, gets an empty one)."""
+    value = arguments_for(schema, subject, prompt)
+    return value if isinstance(value, Mapping) else {}
 
 
 def arguments_for(
