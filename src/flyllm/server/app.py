@@ -278,6 +278,8 @@ class Gateway:
                     ticket.response = stream.response
                 await out.write(writer.end(stream.response))
             except ConnectionResetError:  # the client left: leaving the block closes the upstream
+                if ticket is not None:
+                    ticket.outcome = "cancelled"  # as a client leaving a whole answer counts
                 return out
             except Exception as exc:
                 failure = classify(exc)
