@@ -36,7 +36,7 @@ from flyllm.types import ErrorKind, Usage
 if TYPE_CHECKING:
     from flyllm.routing.instance import LlmInstance
 
-__all__ = ["RedisStore", "StateStoreError", "redis_client"]
+__all__ = ["RedisStore", "StateStoreError"]  # and redis_client, for the keys' ledger
 
 _log = logging.getLogger("flyllm")
 
