@@ -12,13 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from flyllm.types import Message, Usage
+from flyllm.types import Message, Usage, _quick_init
 
 __all__ = ["Event", "EventKind", "Hook"]
 
 EventKind = Literal["attempt_start", "attempt_end", "wait", "request_end"]
 
 
+@_quick_init  # three a request when any hook listens: see flyllm.types._quick_init
 @dataclass(slots=True, frozen=True, kw_only=True)
 class Event:
     """What happened. Every event has ``kind``, ``request_id`` (a per-manager counter tying a
