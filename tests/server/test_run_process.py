@@ -75,7 +75,8 @@ class Serve:
         port = int(self.url.rsplit(":", 1)[1])
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # Reset: the handshake landed in the accept queue just as the listener closed.
             return True
         writer.close()
         return False
