@@ -34,8 +34,9 @@ def add(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="serve the pool as an OpenAI- and Anthropic-compatible HTTP gateway",
-        description="Serve the config file's pool over HTTP: OpenAI's /v1/chat/completions, "
-        "Anthropic's /v1/messages, /v1/models, /healthz, /readyz and /metrics. SIGTERM or "
+        description="Serve the config file's pool over HTTP: OpenAI's /v1/chat/completions "
+        "and /v1/embeddings, Anthropic's /v1/messages, /v1/models, /healthz, /readyz and "
+        "/metrics. SIGTERM or "
         "Ctrl-C stops accepting and lets requests finish within [gateway] grace_seconds.",
     )
     add_config(serve)
