@@ -11,9 +11,10 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import openai
@@ -26,6 +27,16 @@ from flyllm.server.run import run_loop
 from tests.server.test_run_robustness import until
 
 CHAT = [{"role": "user", "content": "tell me a story"}]
+
+
+@pytest.fixture(autouse=True)
+async def _no_process_left() -> AsyncIterator[None]:
+    yield
+    while Serve.started:
+        process = Serve.started.pop()
+        if process.returncode is None:  # the test failed before stopping it: kill it
+            process.kill()
+            await process.wait()
 
 
 def write_config(path: Path, upstreams: dict[str, str], gateway: str = "") -> str:
@@ -42,6 +53,9 @@ def write_config(path: Path, upstreams: dict[str, str], gateway: str = "") -> st
 class Serve:
     """``python -m flyllm.cli serve ARGS`` until its start-up line names its URL."""
 
+    started: ClassVar[list[asyncio.subprocess.Process]] = []
+    """Every process started, so that a test failing half-way leaves none running."""
+
     def __init__(self, process: asyncio.subprocess.Process, url: str, line: str) -> None:
         self.process, self.url, self.line = process, url, line
 
@@ -51,6 +65,7 @@ class Serve:
             sys.executable, "-m", "flyllm.cli", "serve", "--port", "0", *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        cls.started.append(process)
         assert process.stderr is not None
         seen = ""
         while True:
