@@ -21,13 +21,13 @@ Other failures fail the inputs of that request only.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+from flyllm._tasks import gather_or_cancel
 from flyllm._wire import HttpRequest, HttpResponse, Timeouts
 from flyllm.errors import (
     ContextLengthError,
@@ -199,14 +199,7 @@ async def embed_all(
         while r := packer.take(batch.max_inputs, batch.budget(engine.clock()), batch.max_tokens):
             await _embed_range(engine, send, batch, r.start, r.stop, done)
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
+    await gather_or_cancel(worker() for _ in range(concurrency))
 
 
 async def _embed_range(

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from flyllm._schema import call_arguments, validate
+from flyllm._tasks import gather_or_cancel
 from flyllm.errors import InvalidRequestError, ToolLoopError
 from flyllm.params import conversation
 from flyllm.types import GenerationRequest, LlmResponse, Message, Tool, ToolCall, Usage
@@ -131,14 +132,7 @@ async def _run_calls(
 ) -> list[Message]:
     """Every call's result, in the calls' order; the calls run concurrently. Leaving (a
     cancellation) cancels the functions still running."""
-    tasks = [asyncio.ensure_future(_run_call(c, table, schemas)) for c in calls]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    return await gather_or_cancel(_run_call(c, table, schemas) for c in calls)
 
 
 async def _run_call(

@@ -27,6 +27,7 @@ from flyllm._display import mask_url
 from flyllm._embed import Batch, Piece, Tally, embed_all, per_input_results, whole_result
 from flyllm._engine import Engine
 from flyllm._images import DEFAULT_MAX_IMAGE_BYTES, needs_fetcher
+from flyllm._tasks import gather_or_cancel
 from flyllm._toolloop import ToolFunctions, run_tools
 from flyllm._toolplan import (
     capable,
@@ -440,14 +441,8 @@ class LlmManager:
                 if bar is not None:
                     bar.update(response.success)
 
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(batch)))]
         try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
+            await gather_or_cancel(worker() for _ in range(min(limit, len(batch))))
         finally:
             if bar is not None:
                 bar.close()

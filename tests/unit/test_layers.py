@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "flyllm.params",
             "flyllm._schema",
             "flyllm._output",
+            "flyllm._tasks",
         ),
     ),
     ("translators", ("flyllm.providers", "flyllm.pricing")),
