@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
@@ -37,6 +37,11 @@ class VirtualTime:
 
 
 SLEEPS: list[float] = []
+
+
+def vectors_close(got: Sequence[float], want: Sequence[float]) -> bool:
+    """Whether an embedding equals the expected one within float32 rounding."""
+    return len(got) == len(want) and all(abs(a - b) < 1e-6 for a, b in zip(got, want, strict=True))
 
 
 def body(emu: Emulator) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from flyllm import (
 )
 from flyllm.emulator import Emulator
 from flyllm.emulator.embeddings import vector
-from tests.integration.conftest import ServerFactory, VirtualTime, emulator_in_thread
+from tests.integration.conftest import ServerFactory, VirtualTime, emulator_in_thread, vectors_close
 
 KEY = "-".join(["sk", "embed", "integration", "4242"])
 MODEL = "text-embedding-3-small"
@@ -44,25 +44,19 @@ def manager_for(*emulators: Emulator, model: str = MODEL, **kwargs: object) -> L
     return manager
 
 
-def close(got: object, want: list[float]) -> bool:
-    values = list(got)  # type: ignore[call-overload]
-    return (
-        len(values) == len(want)
-        and max(abs(a - b) for a, b in zip(values, want, strict=True)) < 1e-6
-    )
-
-
 async def test_embed_returns_one_float32_vector_per_input_in_order(emu: Emulator) -> None:
     texts = ["the first text", "a second one", "the first text"]
     async with manager_for(emu) as manager:
         result = await manager.embed(EmbeddingRequest(texts, task="embed"))
         single = await manager.embed(EmbeddingRequest("just one", task="embed", dimensions=32))
     assert result.success and len(result.vectors) == 3
-    assert all(close(v, vector(t, MODEL)) for v, t in zip(result.vectors, texts, strict=True))
+    assert all(
+        vectors_close(v, vector(t, MODEL)) for v, t in zip(result.vectors, texts, strict=True)
+    )
     assert result.vectors[0].typecode == "f"  # type: ignore[attr-defined]
     assert (result.usage.prompt_tokens, result.usage.total_tokens) == (9, 9)
     assert (result.instance_id, result.provider, result.model) == (0, "openai", MODEL)
-    assert len(single.vector) == 32 and close(single.vector, vector("just one", MODEL, 32))
+    assert len(single.vector) == 32 and vectors_close(single.vector, vector("just one", MODEL, 32))
     assert emu.requests[0].json is not None
     assert emu.requests[0].json["encoding_format"] == "base64"  # asked compact on the wire
     assert emu.requests[1].json is not None and emu.requests[1].json["dimensions"] == 32
@@ -76,7 +70,9 @@ async def test_embed_batch_keeps_order_splits_by_batch_size_and_shares_usage(
         results = await manager.embed_batch(texts, task="embed", batch_size=3, max_concurrency=2)
         report = manager.usage_report()
     assert [r.success for r in results] == [True] * 10
-    assert all(close(r.vector, vector(t, MODEL)) for r, t in zip(results, texts, strict=True))
+    assert all(
+        vectors_close(r.vector, vector(t, MODEL)) for r, t in zip(results, texts, strict=True)
+    )
     assert len(emu.requests) == 4  # 3 + 3 + 3 + 1
     words = sum(len(t.split()) for t in texts)
     assert sum(r.usage.total_tokens for r in results) == words
@@ -117,7 +113,7 @@ async def test_a_too_large_rejection_is_split_and_the_input_over_the_limit_fails
             await manager.embed(EmbeddingRequest(texts, task="embed"))
     assert [r.success for r in results] == [True] * 5 + [False] + [True] * 2
     assert results[5].error_kind == "context_length" and results[5].vectors == ()
-    assert all(close(r.vector, vector("short text", MODEL)) for i, r in enumerate(results)
+    assert all(vectors_close(r.vector, vector("short text", MODEL)) for i, r in enumerate(results)
                if i != 5)  # fmt: skip
     sizes = [len(r.json["input"]) for r in emu.requests[: len(emu.requests) // 2] if r.json]
     assert sizes[0] == 8 and sizes.count(1) >= 1 and 6 < len(sizes) < 12  # halved down to it
@@ -143,7 +139,7 @@ async def test_failover_stays_within_the_model() -> None:
             result = await manager.embed(EmbeddingRequest(["a b c"], task="embed"))
             health = manager.instance_health()
     assert result.instance_id == 1 and result.attempts == 2
-    assert close(result.vectors[0], vector("a b c", MODEL))
+    assert vectors_close(result.vectors[0], vector("a b c", MODEL))
     assert health[0].failures == 1
 
 
@@ -234,7 +230,7 @@ async def test_compatible_presets_with_the_endpoint_embed_and_the_others_lack_it
         result = await manager.embed(EmbeddingRequest(["a b"], task="embed"))
         with pytest.raises(NoInstanceAvailableError, match="lacks embeddings"):
             await manager.embed(EmbeddingRequest(["a"], task="g"))
-    assert close(result.vector, vector("a b", "bge-m3"))
+    assert vectors_close(result.vector, vector("a b", "bge-m3"))
     assert vllm.requests[0].path == "/v1/embeddings"
     assert vllm.requests[0].json is not None
     assert vllm.requests[0].json["encoding_format"] == "float"

@@ -18,6 +18,7 @@ from flyllm import (
 )
 from flyllm.emulator import Emulator
 from flyllm.emulator.embeddings import vector
+from tests.integration.conftest import vectors_close
 
 KEY = "-".join(["co", "embed", "integration", "4242"])
 MODEL = "embed-v4.0"
@@ -36,14 +37,6 @@ def manager_for(emu: Emulator, model: str = MODEL) -> LlmManager:
     return manager
 
 
-def close(got: object, want: list[float]) -> bool:
-    values = list(got)  # type: ignore[call-overload]
-    return (
-        len(values) == len(want)
-        and max(abs(a - b) for a, b in zip(values, want, strict=True)) < 1e-6
-    )
-
-
 async def test_embed_in_order_with_input_type_and_dimensions_on_the_wire(emu: Emulator) -> None:
     texts = ["the first text", "a second one", "the first text"]
     async with manager_for(emu) as manager:
@@ -51,11 +44,13 @@ async def test_embed_in_order_with_input_type_and_dimensions_on_the_wire(emu: Em
         query = await manager.embed(
             EmbeddingRequest("a query", task="embed", dimensions=256, input_type="query")
         )
-    assert all(close(v, vector(t, MODEL)) for v, t in zip(result.vectors, texts, strict=True))
+    assert all(
+        vectors_close(v, vector(t, MODEL)) for v, t in zip(result.vectors, texts, strict=True)
+    )
     assert result.vectors[0].typecode == "f"  # type: ignore[attr-defined]
     assert (result.usage.prompt_tokens, result.usage.total_tokens) == (9, 9)
     assert (result.provider, result.model) == ("cohere", MODEL)
-    assert len(query.vector) == 256 and close(query.vector, vector("a query", MODEL, 256))
+    assert len(query.vector) == 256 and vectors_close(query.vector, vector("a query", MODEL, 256))
     first, second = (r.json for r in emu.requests)
     assert first is not None and second is not None
     assert first["input_type"] == "search_document" and first["truncate"] == "NONE"
@@ -67,7 +62,9 @@ async def test_embed_batch_keeps_order_in_requests_of_at_most_96(emu: Emulator) 
     async with manager_for(emu) as manager:
         results = await manager.embed_batch(texts, task="embed", max_concurrency=2)
     assert [r.success for r in results] == [True] * 100
-    assert all(close(r.vector, vector(t, MODEL)) for r, t in zip(results, texts, strict=True))
+    assert all(
+        vectors_close(r.vector, vector(t, MODEL)) for r, t in zip(results, texts, strict=True)
+    )
     assert sorted(len(r.json["texts"]) for r in emu.requests if r.json) == [4, 96]
     assert sum(r.usage.total_tokens for r in results) == 300
 
@@ -115,4 +112,4 @@ async def test_failover_stays_within_the_model() -> None:
                 manager.add_provider("cohere", KEY, MODEL, [EMBED], base_url=emu.base_url)
             result = await manager.embed(EmbeddingRequest(["a b c"], task="embed"))
     assert result.instance_id == 1 and result.attempts == 2
-    assert close(result.vectors[0], vector("a b c", MODEL))
+    assert vectors_close(result.vectors[0], vector("a b c", MODEL))

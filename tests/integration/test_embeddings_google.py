@@ -22,7 +22,7 @@ from flyllm import (
 )
 from flyllm.emulator import Emulator
 from flyllm.emulator.embeddings import vector
-from tests.integration.conftest import ServerFactory
+from tests.integration.conftest import ServerFactory, vectors_close
 
 KEY = "-".join(["AIza", "embed", "integration", "4242"])
 MODEL = "gemini-embedding-001"
@@ -41,13 +41,6 @@ def manager_for(emu: Emulator, model: str = MODEL) -> LlmManager:
     return manager
 
 
-def close(got: object, want: list[float]) -> bool:
-    values: list[float] = list(got)  # type: ignore[call-overload]
-    if len(values) != len(want):
-        return False
-    return max(abs(a - b) for a, b in zip(values, want, strict=True)) < 1e-6
-
-
 def entries(emu: Emulator, i: int) -> list[dict[str, object]]:
     sent = emu.requests[i].json
     assert isinstance(sent, dict)
@@ -62,11 +55,13 @@ async def test_embed_in_order_with_input_type_and_dimensions_on_the_wire(emu: Em
             EmbeddingRequest("just one", task="embed", dimensions=256, input_type="document")
         )
     assert len(result.vectors) == 3 and result.vectors[0].typecode == "f"  # type: ignore[attr-defined]
-    assert all(close(v, vector(t, MODEL)) for v, t in zip(result.vectors, texts, strict=True))
+    assert all(
+        vectors_close(v, vector(t, MODEL)) for v, t in zip(result.vectors, texts, strict=True)
+    )
     assert (result.usage.prompt_tokens, result.provider, result.model) == (9, "google", MODEL)
     assert emu.requests[0].path == f"/v1/models/{MODEL}:batchEmbedContents"
     assert [e["taskType"] for e in entries(emu, 0)] == ["RETRIEVAL_QUERY"] * 3
-    assert close(short.vector, vector("just one", MODEL)[:256])  # as sent: not renormalised
+    assert vectors_close(short.vector, vector("just one", MODEL)[:256])  # as sent: not renormalised
     assert not math.isclose(sum(x * x for x in short.vector), 1.0, rel_tol=1e-3)
     (sent,) = entries(emu, 1)
     assert (sent["taskType"], sent["outputDimensionality"]) == ("RETRIEVAL_DOCUMENT", 256)
@@ -77,7 +72,9 @@ async def test_embed_batch_keeps_order_over_geminis_100_inputs(emu: Emulator) ->
     async with manager_for(emu) as manager:
         results = await manager.embed_batch(texts, task="embed", max_concurrency=3, dimensions=8)
     assert all(r.success for r in results)
-    assert all(close(r.vector, vector(t, MODEL)[:8]) for r, t in zip(results, texts, strict=True))
+    assert all(
+        vectors_close(r.vector, vector(t, MODEL)[:8]) for r, t in zip(results, texts, strict=True)
+    )
     assert sorted(len(entries(emu, i)) for i in range(len(emu.requests))) == [30, 100, 100]
     assert sum(r.usage.total_tokens for r in results) == 3 * 230
 

@@ -18,6 +18,7 @@ from flyllm import (
 )
 from flyllm.emulator import Emulator
 from flyllm.emulator.embeddings import vector
+from tests.integration.conftest import vectors_close
 
 KEY = "-".join(["mistral", "embed", "integration", "4242"])
 MODEL = "mistral-embed"
@@ -36,14 +37,6 @@ def manager_for(emu: Emulator, model: str = MODEL) -> LlmManager:
     return manager
 
 
-def close(got: object, want: list[float]) -> bool:
-    values = list(got)  # type: ignore[call-overload]
-    return (
-        len(values) == len(want)
-        and max(abs(a - b) for a, b in zip(values, want, strict=True)) < 1e-6
-    )
-
-
 def sent(emu: Emulator) -> list[dict[str, object]]:
     return [r.json for r in emu.requests if r.json is not None]
 
@@ -53,7 +46,9 @@ async def test_embed_returns_mistral_vectors_in_order_without_input_type(emu: Em
     async with manager_for(emu) as manager:
         result = await manager.embed(EmbeddingRequest(texts, task="embed", input_type="query"))
     assert len(result.vectors) == 3 and result.vectors[0].typecode == "f"  # type: ignore[attr-defined]
-    assert all(close(v, vector(t, MODEL, 1024)) for v, t in zip(result.vectors, texts, strict=True))
+    assert all(
+        vectors_close(v, vector(t, MODEL, 1024)) for v, t in zip(result.vectors, texts, strict=True)
+    )
     assert (result.usage.prompt_tokens, result.usage.total_tokens) == (9, 9)
     assert (result.instance_id, result.provider, result.model) == (0, "mistral", MODEL)
     assert sent(emu) == [{"model": MODEL, "input": texts}]  # no input_type: Mistral has none
@@ -64,7 +59,9 @@ async def test_embed_batch_keeps_order_and_shares_usage(emu: Emulator) -> None:
     texts = [f"text number {i} " + "w " * (i % 3) for i in range(7)]
     async with manager_for(emu) as manager:
         results = await manager.embed_batch(texts, task="embed", batch_size=3, max_concurrency=2)
-    assert all(close(r.vector, vector(t, MODEL, 1024)) for r, t in zip(results, texts, strict=True))
+    assert all(
+        vectors_close(r.vector, vector(t, MODEL, 1024)) for r, t in zip(results, texts, strict=True)
+    )
     assert [len(r["input"]) for r in sent(emu)] == [3, 3, 1]  # type: ignore[arg-type]
     assert sum(r.usage.total_tokens for r in results) == sum(len(t.split()) for t in texts)
 
@@ -96,7 +93,9 @@ async def test_a_too_large_input_is_split_out_and_fails_alone(emu: Emulator) -> 
             await manager.embed(EmbeddingRequest(texts, task="embed"))
     assert [r.success for r in results] == [True] * 3 + [False] + [True] * 2
     assert results[3].error_kind == "context_length"
-    assert all(close(r.vector, vector("short text", MODEL, 1024)) for r in results if r.success)
+    assert all(
+        vectors_close(r.vector, vector("short text", MODEL, 1024)) for r in results if r.success
+    )
 
 
 async def test_too_many_tokens_for_one_request_is_split_in_half() -> None:

@@ -17,6 +17,7 @@ from flyllm import (
 )
 from flyllm.emulator import Emulator
 from flyllm.emulator.embeddings import vector
+from tests.integration.conftest import vectors_close
 
 MODEL = "nomic-embed-text"
 EMBED = TaskDefinition("embed")
@@ -34,14 +35,6 @@ def manager_for(emu: Emulator, model: str = MODEL) -> LlmManager:
     return manager
 
 
-def close(got: object, want: list[float]) -> bool:
-    values = list(got)  # type: ignore[call-overload]
-    return (
-        len(values) == len(want)
-        and max(abs(a - b) for a, b in zip(values, want, strict=True)) < 1e-6
-    )
-
-
 async def test_embed_in_order_with_usage_and_the_wire_shape(emu: Emulator) -> None:
     texts = ["the first text", "a second one", "the first text"]
     async with manager_for(emu) as manager:
@@ -49,11 +42,11 @@ async def test_embed_in_order_with_usage_and_the_wire_shape(emu: Emulator) -> No
         short = await manager.embed(EmbeddingRequest("one", task="embed", dimensions=32))
     assert result.success and len(result.vectors) == 3
     full = [vector(t, MODEL, 768) for t in texts]
-    assert all(close(v, w) for v, w in zip(result.vectors, full, strict=True))
+    assert all(vectors_close(v, w) for v, w in zip(result.vectors, full, strict=True))
     assert result.vectors[0].typecode == "f"  # type: ignore[attr-defined]
     assert (result.usage.prompt_tokens, result.usage.total_tokens) == (9, 9)
     assert (result.instance_id, result.provider, result.model) == (0, "ollama", MODEL)
-    assert len(short.vector) == 32 and close(short.vector, vector("one", MODEL, 32))
+    assert len(short.vector) == 32 and vectors_close(short.vector, vector("one", MODEL, 32))
     first, second = (r.json for r in emu.requests)
     assert first == {"model": MODEL, "input": texts, "truncate": False}  # no input_type
     assert second == {"model": MODEL, "input": ["one"], "truncate": False, "dimensions": 32}
@@ -66,7 +59,9 @@ async def test_embed_batch_keeps_order_and_splits_by_the_caps(emu: Emulator) -> 
         sized = await manager.embed_batch(texts[:7], task="embed", batch_size=3, dimensions=8)
         full = await manager.embed_batch(texts, task="embed")
     assert all(r.success for r in results) and len(results) == 515
-    assert all(close(r.vector, vector(t, MODEL, 8)) for r, t in zip(results, texts, strict=True))
+    assert all(
+        vectors_close(r.vector, vector(t, MODEL, 8)) for r, t in zip(results, texts, strict=True)
+    )
     assert [len(r.json["input"]) for r in emu.requests[:2] if r.json] == [512, 3]
     assert sum(r.usage.total_tokens for r in results) == 2 * 515
     assert [r.vector for r in sized] == [r.vector for r in results[:7]]
@@ -84,7 +79,7 @@ async def test_a_too_long_input_is_split_down_to_and_fails_alone(emu: Emulator) 
             await manager.embed(EmbeddingRequest(texts, task="embed"))
     assert [r.success for r in results] == [True] * 5 + [False] + [True] * 2
     assert results[5].error_kind == "context_length" and results[5].vectors == ()
-    assert all(close(r.vector, vector("short text", MODEL, 768))
+    assert all(vectors_close(r.vector, vector("short text", MODEL, 768))
                for i, r in enumerate(results) if i != 5)  # fmt: skip
     sizes = [len(r.json["input"]) for r in emu.requests[: len(emu.requests) // 2] if r.json]
     assert sizes[0] == 8 and sizes.count(1) >= 1 and 6 < len(sizes) < 12  # halved down to it
@@ -96,7 +91,7 @@ async def test_the_caller_may_let_ollama_truncate(emu: Emulator) -> None:
         manager.add_provider("ollama", "", MODEL, [TaskDefinition("cut", parameters={
             "truncate": True})], base_url=emu.base_url)  # fmt: skip
         result = await manager.embed(EmbeddingRequest([long], task="cut"))
-    assert close(result.vectors[0], vector(" ".join(["word"] * 20), MODEL, 768))
+    assert vectors_close(result.vectors[0], vector(" ".join(["word"] * 20), MODEL, 768))
     assert result.usage.prompt_tokens == 20  # what the server embedded
 
 
@@ -116,4 +111,4 @@ async def test_a_busy_server_fails_over_to_the_same_model() -> None:
                 manager.add_provider("ollama", "", MODEL, [EMBED], base_url=emu.base_url)
             result = await manager.embed(EmbeddingRequest(["a b c"], task="embed"))
     assert result.instance_id == 1 and result.attempts == 2
-    assert close(result.vectors[0], vector("a b c", MODEL, 768))
+    assert vectors_close(result.vectors[0], vector("a b c", MODEL, 768))
